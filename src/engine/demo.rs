@@ -1,0 +1,86 @@
+//! The demo's plan: a small cluster over two regions of the simulated cloud, two DNS
+//! zones and a firewall set, so a newcomer sees live activity within seconds.
+
+use super::plan::{NodeRequest, PlanEdit};
+use super::runtime::{Engine, EngineError};
+use super::state::model::{ClusterPlan, RecordPlan, RecordValue};
+use crate::providers::{Credentials, FirewallRule, Protocol, RecordType};
+
+pub const CLUSTER: &str = "demo";
+pub const CLUSTER_ZONE: &str = "demo.legion.test";
+pub const SITE_ZONE: &str = "example.test";
+
+/// Configure the simulated cloud and plan the demo fleet (does not apply).
+pub async fn seed(engine: &Engine, latency_ms: u64) -> Result<(), EngineError> {
+    let mut creds = Credentials::new();
+    creds.insert("latency_ms".into(), latency_ms.to_string().into());
+    engine.configure_provider("mock".into(), creds).await?;
+    engine
+        .edit_plan(PlanEdit::UpsertCluster {
+            name: CLUSTER.into(),
+            cluster: ClusterPlan {
+                dns_zone: Some(CLUSTER_ZONE.into()),
+                peer_ports: vec![4413],
+            },
+        })
+        .await?;
+    for (i, region) in [
+        "sim-east", "sim-east", "sim-east", "sim-west", "sim-west", "sim-west",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let role = if i % 3 == 0 { "gateway" } else { "worker" };
+        engine
+            .upsert_node(NodeRequest {
+                name: format!("{}-{}", &region[4..], i + 1),
+                provider: "mock".into(),
+                cluster: Some(CLUSTER.into()),
+                role: Some(role.into()),
+                region: Some((*region).into()),
+                ..NodeRequest::default()
+            })
+            .await?;
+    }
+    for zone in [CLUSTER_ZONE, SITE_ZONE] {
+        engine
+            .edit_plan(PlanEdit::UpsertZone {
+                name: zone.into(),
+                provider: "mock".into(),
+            })
+            .await?;
+    }
+    for record in [
+        RecordPlan {
+            name: "www".into(),
+            rtype: RecordType::A,
+            ttl: 300,
+            value: RecordValue::NodeAddress("east-1".into()),
+        },
+        RecordPlan {
+            name: "@".into(),
+            rtype: RecordType::TXT,
+            ttl: 3600,
+            value: RecordValue::Literal("v=spf1 -all".into()),
+        },
+    ] {
+        engine
+            .edit_plan(PlanEdit::UpsertRecord {
+                zone: SITE_ZONE.into(),
+                record,
+            })
+            .await?;
+    }
+    engine
+        .edit_plan(PlanEdit::AddFirewallRule {
+            cluster: CLUSTER.into(),
+            rule: FirewallRule {
+                protocol: Protocol::Tcp,
+                port: Some("22".into()),
+                sources: vec!["0.0.0.0/0".into(), "::/0".into()],
+                description: "ssh".into(),
+            },
+        })
+        .await?;
+    Ok(())
+}

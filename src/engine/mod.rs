@@ -1,0 +1,20 @@
+//! The headless engine: encrypted state, resource actors, providers, plan and apply.
+//!
+//! Every face (dashboard, CLI, daemon) uses the one [`runtime::Engine`] API: commands in,
+//! `AppSnapshot`s out. See `docs/architecture.md` for how the parts fit.
+
+pub mod actors;
+pub mod demo;
+pub mod derive;
+pub mod execution;
+pub mod home;
+pub mod observe;
+pub mod oplog;
+pub mod plan;
+pub mod runtime;
+pub mod secret;
+pub mod snapshot;
+pub mod state;
+pub mod supervisor;
+
+pub use runtime::{Engine, EngineConfig, EngineError};

@@ -1,0 +1,192 @@
+//! The observation scheduler: reads each provider's inventory on an adaptive interval and
+//! feeds the readings to the actors.
+//!
+//! Short while an operation is in flight on the provider, long when idle, doubling up to
+//! a cap while the provider is degraded or near its rate limit. An out-of-band change
+//! (a server stopped in the provider's console, deleted by someone else) reaches the
+//! snapshot within one interval and is shown, never silently overwritten. The catalog
+//! refreshes on its own, slower interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::actors::Connected;
+use super::actors::node::NodeMsg;
+use super::oplog::now_ms;
+use super::state::model::ServerReading;
+use super::supervisor::Supervisor;
+
+/// Read one provider's servers and zones once and hand them to the actors.
+pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<(), String> {
+    let env = sup.env();
+    let Some(compute) = provider.api.compute() else {
+        return Ok(());
+    };
+    let servers = compute
+        .list_servers(&env.install_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = now_ms();
+    // Nodes of this provider and what the reading says about each.
+    let readings: Vec<(String, ServerReading)> = env.cell.read(|s| {
+        s.tracked
+            .nodes
+            .iter()
+            .filter(|(_, t)| t.provider == provider.id && t.server_id.is_some())
+            .map(|(name, t)| {
+                let server = servers
+                    .iter()
+                    .find(|sv| Some(&sv.id) == t.server_id.as_ref())
+                    .cloned();
+                (name.clone(), ServerReading { at_ms: now, server })
+            })
+            .collect()
+    });
+    let changed: Vec<(String, ServerReading)> = env.cell.read(|s| {
+        readings
+            .into_iter()
+            .filter(|(name, r)| {
+                s.observed
+                    .servers
+                    .get(name)
+                    .is_none_or(|old| old.server != r.server)
+            })
+            .collect()
+    });
+    if !changed.is_empty() {
+        env.cell.mutate(|s| {
+            for (name, r) in &changed {
+                s.observed.servers.insert(name.clone(), r.clone());
+            }
+        });
+    }
+    // Every node gets told, changed or not: an unchanged reading still drives health.
+    let names: Vec<String> = env.cell.read(|s| {
+        s.tracked
+            .nodes
+            .iter()
+            .filter(|(_, t)| t.provider == provider.id)
+            .map(|(n, _)| n.clone())
+            .collect()
+    });
+    for name in names {
+        if let Some(h) = sup.node(&name) {
+            h.send(NodeMsg::Observed);
+        }
+    }
+    if let Some(dns) = provider.api.dns() {
+        let planned: Vec<String> = env.cell.read(|s| {
+            s.plan
+                .zones
+                .iter()
+                .filter(|(_, z)| z.provider == provider.id)
+                .map(|(n, _)| n.clone())
+                .collect()
+        });
+        if !planned.is_empty() {
+            let zones = dns.list_zones().await.map_err(|e| e.to_string())?;
+            let differs = env.cell.read(|s| {
+                zones
+                    .iter()
+                    .filter(|z| planned.contains(&z.name))
+                    .any(|z| s.observed.zones.get(&z.name) != Some(z))
+            });
+            if differs {
+                env.cell.mutate(|s| {
+                    for z in zones.into_iter().filter(|z| planned.contains(&z.name)) {
+                        s.observed.zones.insert(z.name.clone(), z);
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn busy_on(sup: &Supervisor, provider: &str) -> bool {
+    let env = sup.env();
+    let names: Vec<String> = env.cell.read(|s| {
+        s.tracked
+            .nodes
+            .iter()
+            .filter(|(_, t)| t.provider == provider)
+            .map(|(n, _)| n.clone())
+            .collect()
+    });
+    names
+        .iter()
+        .any(|n| env.board.node(n).is_some_and(|s| s.operation.is_some()))
+}
+
+/// The interval until the next reading.
+pub fn next_interval(
+    busy: bool,
+    backing_off: bool,
+    backoff_level: u32,
+    t: &super::actors::Timings,
+) -> Duration {
+    let base = if busy { t.observe_busy } else { t.observe_idle };
+    if backing_off {
+        let factor = 1u32 << backoff_level.min(10);
+        (base * factor).min(t.observe_max_backoff)
+    } else {
+        base
+    }
+}
+
+/// One task per provider, ending when the supervisor is gone or on abort.
+pub fn spawn(sup: &Arc<Supervisor>, provider: Arc<Connected>, kick: Arc<Notify>) -> JoinHandle<()> {
+    let weak = Arc::downgrade(sup);
+    tokio::spawn(async move {
+        let mut backoff = 0u32;
+        let mut next_catalog = Instant::now();
+        loop {
+            let Some(sup) = weak.upgrade() else { return };
+            let timings = sup.env().timings.clone();
+            if Instant::now() >= next_catalog {
+                if let Err(e) = provider.catalog(true).await {
+                    tracing::warn!(provider = %provider.id, %e, "catalog refresh failed");
+                }
+                next_catalog = Instant::now() + timings.catalog_refresh;
+            }
+            match observe_provider(&sup, &provider).await {
+                Ok(()) => {
+                    backoff = if provider.lane.should_back_off() {
+                        backoff + 1
+                    } else {
+                        0
+                    }
+                }
+                Err(e) => {
+                    backoff += 1;
+                    tracing::warn!(provider = %provider.id, %e, "observation failed");
+                }
+            }
+            let wait = next_interval(busy_on(&sup, &provider.id), backoff > 0, backoff, &timings);
+            drop(sup);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = kick.notified() => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::actors::Timings;
+
+    #[test]
+    fn interval_adapts() {
+        let t = Timings::default();
+        assert_eq!(next_interval(true, false, 0, &t), t.observe_busy);
+        assert_eq!(next_interval(false, false, 0, &t), t.observe_idle);
+        assert_eq!(next_interval(false, true, 1, &t), t.observe_idle * 2);
+        assert_eq!(next_interval(false, true, 30, &t), t.observe_max_backoff);
+    }
+}

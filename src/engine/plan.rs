@@ -1,0 +1,332 @@
+//! Plan edits: pure changes to the operator's plan, validated, never touching a provider.
+
+use serde::{Deserialize, Serialize};
+
+use super::state::model::{ClusterPlan, DomainPlan, NodePlan, RecordPlan, State, ZonePlan};
+use crate::providers::{BootMode, FirewallRule, RecordType};
+
+/// A node as the operator asks for it; empty choices take the provider's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeRequest {
+    pub name: String,
+    pub provider: String,
+    pub cluster: Option<String>,
+    pub role: Option<String>,
+    pub region: Option<String>,
+    pub offer: Option<String>,
+    pub image: Option<String>,
+    pub boot_mode: Option<BootMode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "edit", rename_all = "snake_case")]
+pub enum PlanEdit {
+    /// Resolved by the engine: defaults filled in from the provider's policy.
+    UpsertNode {
+        name: String,
+        node: NodePlan,
+    },
+    RemoveNode {
+        name: String,
+    },
+    UpsertCluster {
+        name: String,
+        cluster: ClusterPlan,
+    },
+    UpsertZone {
+        name: String,
+        provider: String,
+    },
+    RemoveZone {
+        name: String,
+    },
+    UpsertRecord {
+        zone: String,
+        record: RecordPlan,
+    },
+    RemoveRecord {
+        zone: String,
+        name: String,
+        rtype: RecordType,
+    },
+    AddFirewallRule {
+        cluster: String,
+        rule: FirewallRule,
+    },
+    RemoveFirewallRule {
+        cluster: String,
+        rule: FirewallRule,
+    },
+    UpsertDomain {
+        name: String,
+        domain: DomainPlan,
+    },
+    RemoveDomain {
+        name: String,
+    },
+}
+
+/// A DNS-label-like name: what servers, clusters and records can be called.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
+        ))
+    }
+}
+
+fn validate_zone(name: &str) -> Result<(), String> {
+    let ok = name.contains('.')
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid zone name {name:?}: expected a domain such as example.com"
+        ))
+    }
+}
+
+/// Apply one edit to the plan. Errors leave the state unchanged.
+pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
+    let plan = &mut state.plan;
+    match edit {
+        PlanEdit::UpsertNode { name, node } => {
+            validate_name("node", &name)?;
+            validate_name("cluster", &node.cluster)?;
+            if let Some(existing) = plan.nodes.get(&name)
+                && existing.provider != node.provider
+                && state.tracked.nodes.contains_key(&name)
+            {
+                return Err(format!(
+                    "{name} already runs on {}; remove it and add a new node to move providers",
+                    existing.provider
+                ));
+            }
+            let uid = plan.nodes.get(&name).map(|n| n.uid.clone());
+            let node = NodePlan {
+                uid: uid.unwrap_or(node.uid),
+                ..node
+            };
+            plan.clusters.entry(node.cluster.clone()).or_default();
+            plan.nodes.insert(name, node);
+        }
+        PlanEdit::RemoveNode { name } => {
+            if plan.nodes.remove(&name).is_none() {
+                return Err(format!("no node {name:?} in the plan"));
+            }
+        }
+        PlanEdit::UpsertCluster { name, cluster } => {
+            validate_name("cluster", &name)?;
+            if let Some(z) = &cluster.dns_zone {
+                validate_zone(z)?;
+            }
+            plan.clusters.insert(name, cluster);
+        }
+        PlanEdit::UpsertZone { name, provider } => {
+            validate_zone(&name)?;
+            let records = plan
+                .zones
+                .get(&name)
+                .map(|z| z.records.clone())
+                .unwrap_or_default();
+            plan.zones.insert(name, ZonePlan { provider, records });
+        }
+        PlanEdit::RemoveZone { name } => {
+            if plan.zones.remove(&name).is_none() {
+                return Err(format!("no zone {name:?} in the plan"));
+            }
+        }
+        PlanEdit::UpsertRecord { zone, record } => {
+            let z = plan
+                .zones
+                .get_mut(&zone)
+                .ok_or_else(|| format!("no zone {zone:?} in the plan; add the zone first"))?;
+            if record.name != "@" {
+                validate_name("record", &record.name)?;
+            }
+            z.records.retain(|r| {
+                !(r.name == record.name && r.rtype == record.rtype && r.value == record.value)
+            });
+            z.records.push(record);
+            z.records.sort();
+        }
+        PlanEdit::RemoveRecord { zone, name, rtype } => {
+            let z = plan
+                .zones
+                .get_mut(&zone)
+                .ok_or_else(|| format!("no zone {zone:?} in the plan"))?;
+            let before = z.records.len();
+            z.records.retain(|r| !(r.name == name && r.rtype == rtype));
+            if z.records.len() == before {
+                return Err(format!("no {rtype} record {name:?} in zone {zone}"));
+            }
+        }
+        PlanEdit::AddFirewallRule { cluster, rule } => {
+            validate_name("cluster", &cluster)?;
+            if rule.sources.is_empty() {
+                return Err(
+                    "a firewall rule needs at least one source (0.0.0.0/0 for anywhere)".into(),
+                );
+            }
+            let f = plan.firewalls.entry(cluster).or_default();
+            if !f.rules.contains(&rule) {
+                f.rules.push(rule);
+            }
+        }
+        PlanEdit::RemoveFirewallRule { cluster, rule } => {
+            let f = plan
+                .firewalls
+                .get_mut(&cluster)
+                .ok_or_else(|| format!("cluster {cluster:?} has no firewall rules"))?;
+            let before = f.rules.len();
+            f.rules.retain(|r| r != &rule);
+            if f.rules.len() == before {
+                return Err(format!("cluster {cluster} has no rule {rule}"));
+            }
+        }
+        PlanEdit::UpsertDomain { name, domain } => {
+            validate_zone(&name)?;
+            if !plan.zones.contains_key(&domain.zone) {
+                return Err(format!(
+                    "no zone {:?} in the plan to delegate to",
+                    domain.zone
+                ));
+            }
+            plan.domains.insert(name, domain);
+        }
+        PlanEdit::RemoveDomain { name } => {
+            if plan.domains.remove(&name).is_none() {
+                return Err(format!("no domain {name:?} in the plan"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::model::RecordValue;
+
+    fn node(uid: &str) -> NodePlan {
+        NodePlan {
+            uid: uid.into(),
+            cluster: "prod".into(),
+            role: "app".into(),
+            provider: "mock".into(),
+            region: "r".into(),
+            offer: "o".into(),
+            image: "i".into(),
+            boot_mode: BootMode::Bios,
+        }
+    }
+
+    #[test]
+    fn upsert_keeps_identity_and_validates() {
+        let mut s = State::new("i".into());
+        apply_edit(
+            &mut s,
+            PlanEdit::UpsertNode {
+                name: "web-1".into(),
+                node: node("u1"),
+            },
+        )
+        .unwrap();
+        apply_edit(
+            &mut s,
+            PlanEdit::UpsertNode {
+                name: "web-1".into(),
+                node: node("u2"),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.plan.nodes["web-1"].uid, "u1");
+        assert!(s.plan.clusters.contains_key("prod"));
+        let e = apply_edit(
+            &mut s,
+            PlanEdit::UpsertNode {
+                name: "Web_1".into(),
+                node: node("u"),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("invalid node name"), "{e}");
+        let e = apply_edit(
+            &mut s,
+            PlanEdit::RemoveNode {
+                name: "nope".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("no node"), "{e}");
+    }
+
+    #[test]
+    fn records_need_their_zone() {
+        let mut s = State::new("i".into());
+        let record = RecordPlan {
+            name: "www".into(),
+            rtype: RecordType::A,
+            ttl: 60,
+            value: RecordValue::Literal("192.0.2.1".into()),
+        };
+        let e = apply_edit(
+            &mut s,
+            PlanEdit::UpsertRecord {
+                zone: "example.test".into(),
+                record: record.clone(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("add the zone first"), "{e}");
+        apply_edit(
+            &mut s,
+            PlanEdit::UpsertZone {
+                name: "example.test".into(),
+                provider: "mock".into(),
+            },
+        )
+        .unwrap();
+        apply_edit(
+            &mut s,
+            PlanEdit::UpsertRecord {
+                zone: "example.test".into(),
+                record: record.clone(),
+            },
+        )
+        .unwrap();
+        apply_edit(
+            &mut s,
+            PlanEdit::UpsertRecord {
+                zone: "example.test".into(),
+                record,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.plan.zones["example.test"].records.len(), 1);
+        assert!(
+            apply_edit(
+                &mut s,
+                PlanEdit::UpsertZone {
+                    name: "nodot".into(),
+                    provider: "mock".into()
+                }
+            )
+            .is_err()
+        );
+    }
+}

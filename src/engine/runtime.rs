@@ -1,0 +1,887 @@
+//! The `Engine` handle: commands in, snapshots out.
+//!
+//! A face (dashboard, CLI, daemon) holds an [`Engine`]; each method sends one command to
+//! the engine task and awaits its `Result`. Everything to show comes from
+//! [`Engine::snapshots`]. Lifecycle commands (init, unlock, logout, password) run in the
+//! engine task in order; the rest run on their own tasks against the unlocked session,
+//! so a long apply never blocks a node action.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::actors::SyncState;
+use super::actors::{Action, ActorEnv, Board, Connected, ProviderSet, ResourceKey, Snap, Timings};
+use super::oplog::{OpKind, OpLog};
+use super::plan::{NodeRequest, PlanEdit, apply_edit};
+use super::snapshot::{AppSnapshot, ApplyView, LockState};
+use super::state::cell::StateCell;
+use super::state::crypto::KdfParams;
+use super::state::model::{NodePlan, State};
+use super::state::store::{StateFile, StateLock, StoreError};
+use super::supervisor::Supervisor;
+use super::{home, observe};
+use crate::engine::secret::Secret;
+use crate::providers::{ConnectCtx, Credentials, Env, Lane, ProviderModule, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("Legion is locked: unlock it first")]
+    Locked,
+    #[error("Legion is already unlocked")]
+    AlreadyUnlocked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("an apply is already running (apply #{0}); wait for it to finish")]
+    ApplyRunning(u64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Provider(String),
+    #[error("could not save the state: {0}")]
+    Persist(String),
+    #[error("the Legion home {path}: {detail}")]
+    Home { path: PathBuf, detail: String },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+impl EngineError {
+    pub fn is_wrong_password(&self) -> bool {
+        matches!(self, EngineError::Store(StoreError::WrongPassword { .. }))
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+enum Command {
+    Init {
+        password: Secret,
+        reply: Reply<()>,
+    },
+    Unlock {
+        password: Secret,
+        reply: Reply<()>,
+    },
+    Logout {
+        reply: Reply<()>,
+    },
+    ChangePassword {
+        current: Secret,
+        new: Secret,
+        reply: Reply<()>,
+    },
+    Session(
+        Box<dyn FnOnce(Arc<Session>) -> JoinHandle<()> + Send>,
+        Reply<()>,
+    ),
+}
+
+/// How an engine is set up; tests inject the registry, environment and timings.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub home: PathBuf,
+    pub registry: Registry,
+    pub env: Env,
+    pub timings: Timings,
+    pub kdf: KdfParams,
+}
+
+impl EngineConfig {
+    pub fn new(home: PathBuf) -> EngineConfig {
+        EngineConfig {
+            home,
+            registry: Registry::builtin(),
+            env: Env::from_process(),
+            timings: Timings::default(),
+            kdf: KdfParams::DEFAULT,
+        }
+    }
+}
+
+/// The unlocked state and everything running on it. Dropped on logout.
+pub struct Session {
+    pub cell: Arc<StateCell>,
+    pub supervisor: Arc<Supervisor>,
+    pub apply: Arc<Mutex<ApplyView>>,
+    apply_lock: Arc<tokio::sync::Mutex<()>>,
+    next_apply: std::sync::atomic::AtomicU64,
+    kick: Arc<Notify>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    config: EngineConfig,
+    _lock: StateLock,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            for task in t.drain(..) {
+                task.abort();
+            }
+        }
+        self.supervisor.stop_all();
+    }
+}
+
+/// Cheap to clone; every clone talks to the same engine task.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Command>,
+    snapshots: watch::Receiver<Arc<AppSnapshot>>,
+    oplog: OpLog,
+    home: PathBuf,
+}
+
+impl Engine {
+    /// Start the engine task on the current tokio runtime.
+    pub fn start(config: EngineConfig) -> Engine {
+        let oplog = OpLog::default();
+        let home_s = config.home.display().to_string();
+        let lock = if StateFile::in_home(&config.home).exists() {
+            LockState::Locked
+        } else {
+            LockState::Uninitialized
+        };
+        let (snap_tx, snapshots) = watch::channel(Arc::new(AppSnapshot::empty(home_s, lock)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let core = Core {
+            config: config.clone(),
+            oplog: oplog.clone(),
+            snap_tx,
+            session: None,
+        };
+        tokio::spawn(core.run(rx));
+        Engine {
+            tx,
+            snapshots,
+            oplog,
+            home: config.home,
+        }
+    }
+
+    pub fn home(&self) -> &PathBuf {
+        &self.home
+    }
+
+    pub fn snapshots(&self) -> watch::Receiver<Arc<AppSnapshot>> {
+        self.snapshots.clone()
+    }
+
+    pub fn snapshot(&self) -> Arc<AppSnapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    pub fn oplog(&self) -> &OpLog {
+        &self.oplog
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Run `f` against the unlocked session on its own task.
+    async fn with_session<T, F, Fut>(&self, f: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Session>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    {
+        let (out_tx, out_rx) = oneshot::channel();
+        let job: Box<dyn FnOnce(Arc<Session>) -> JoinHandle<()> + Send> =
+            Box::new(move |session| {
+                tokio::spawn(async move {
+                    let _ = out_tx.send(f(session).await);
+                })
+            });
+        self.call(|reply| Command::Session(job, reply)).await?;
+        out_rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    pub async fn init(&self, password: Secret) -> Result<(), EngineError> {
+        self.call(|reply| Command::Init { password, reply }).await
+    }
+
+    pub async fn unlock(&self, password: Secret) -> Result<(), EngineError> {
+        self.call(|reply| Command::Unlock { password, reply }).await
+    }
+
+    pub async fn logout(&self) -> Result<(), EngineError> {
+        self.call(|reply| Command::Logout { reply }).await
+    }
+
+    pub async fn change_password(&self, current: Secret, new: Secret) -> Result<(), EngineError> {
+        self.call(|reply| Command::ChangePassword {
+            current,
+            new,
+            reply,
+        })
+        .await
+    }
+
+    /// Store credentials for a provider kind and connect it.
+    pub async fn configure_provider(
+        &self,
+        kind: String,
+        credentials: Credentials,
+    ) -> Result<(), EngineError> {
+        self.with_session(move |s| async move { s.configure_provider(&kind, credentials).await })
+            .await
+    }
+
+    pub async fn edit_plan(&self, edit: PlanEdit) -> Result<(), EngineError> {
+        self.with_session(move |s| async move { s.edit(edit).await })
+            .await
+    }
+
+    /// Plan a node, filling empty choices from the provider's catalog policy.
+    pub async fn upsert_node(&self, req: NodeRequest) -> Result<(), EngineError> {
+        self.with_session(move |s| async move {
+            let node = s.resolve_node(&req)?;
+            s.edit(PlanEdit::UpsertNode {
+                name: req.name.clone(),
+                node,
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Start an apply; returns its id. Progress and outcome are in the snapshot.
+    pub async fn apply(&self) -> Result<u64, EngineError> {
+        self.with_session(|s| async move { s.start_apply() }).await
+    }
+
+    /// Read every provider now.
+    pub async fn refresh(&self) -> Result<(), EngineError> {
+        self.with_session(|s| async move { s.refresh().await })
+            .await
+    }
+
+    /// Start, stop, reboot, retry or reinstall a node. Returns once the node's actor
+    /// accepted (the work continues) or refused (with its reason).
+    pub async fn node_action(&self, name: String, action: Action) -> Result<(), EngineError> {
+        self.with_session(move |s| async move {
+            s.supervisor.sync_from_state();
+            let handle = s
+                .supervisor
+                .node(&name)
+                .ok_or_else(|| EngineError::NotFound(format!("no node {name:?}")))?;
+            handle.action(action).await.map_err(EngineError::Refused)
+        })
+        .await
+    }
+
+    /// Wait until `pred` holds for a published snapshot.
+    pub async fn wait_for(
+        &self,
+        mut pred: impl FnMut(&AppSnapshot) -> bool,
+    ) -> Result<Arc<AppSnapshot>, EngineError> {
+        let mut rx = self.snapshots.clone();
+        loop {
+            let snap = rx.borrow_and_update().clone();
+            if pred(&snap) {
+                return Ok(snap);
+            }
+            rx.changed().await.map_err(|_| EngineError::Stopped)?;
+        }
+    }
+
+    /// Wait for apply `id` to finish; `Ok(true)` when everything converged.
+    pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
+        self.wait_for(|s| matches!(&s.apply, ApplyView::Finished { id: done, .. } if *done >= id))
+            .await
+    }
+
+    /// Wait until a node has no operation in flight and its row reflects `done`.
+    pub async fn wait_node(
+        &self,
+        name: &str,
+        mut done: impl FnMut(&super::snapshot::NodeRow) -> bool,
+    ) -> Result<Arc<AppSnapshot>, EngineError> {
+        self.wait_for(|s| {
+            s.node(name)
+                .is_some_and(|n| n.operation.is_none() && done(n))
+        })
+        .await
+    }
+}
+
+struct Core {
+    config: EngineConfig,
+    oplog: OpLog,
+    snap_tx: watch::Sender<Arc<AppSnapshot>>,
+    session: Option<Arc<Session>>,
+}
+
+impl Core {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Init { password, reply } => {
+                    let r = self.init(password).await;
+                    let _ = reply.send(r);
+                }
+                Command::Unlock { password, reply } => {
+                    let r = self.unlock(password).await;
+                    let _ = reply.send(r);
+                }
+                Command::Logout { reply } => {
+                    let r = self.logout().await;
+                    let _ = reply.send(r);
+                }
+                Command::ChangePassword {
+                    current,
+                    new,
+                    reply,
+                } => {
+                    let r = self.change_password(current, new).await;
+                    let _ = reply.send(r);
+                }
+                Command::Session(job, reply) => match &self.session {
+                    Some(s) => {
+                        job(s.clone());
+                        let _ = reply.send(Ok(()));
+                    }
+                    None => {
+                        let _ = reply.send(Err(EngineError::Locked));
+                    }
+                },
+            }
+        }
+        if let Some(s) = self.session.take() {
+            let _ = s.cell.flush().await;
+        }
+    }
+
+    fn publish_lock(&self, lock: LockState) {
+        let seq = self.snap_tx.borrow().seq + 1;
+        let mut snap = AppSnapshot::empty(self.config.home.display().to_string(), lock);
+        snap.seq = seq;
+        self.snap_tx.send_replace(Arc::new(snap));
+    }
+
+    fn prepare_home(&self) -> Result<(), EngineError> {
+        home::ensure_home(&self.config.home)
+            .map(|tightened| {
+                for t in tightened {
+                    tracing::warn!(?t, "tightened Legion home permissions");
+                }
+            })
+            .map_err(|e| EngineError::Home {
+                path: self.config.home.clone(),
+                detail: e.to_string(),
+            })
+    }
+
+    async fn init(&mut self, password: Secret) -> Result<(), EngineError> {
+        if self.session.is_some() {
+            return Err(EngineError::AlreadyUnlocked);
+        }
+        self.prepare_home()?;
+        let lock = StateLock::acquire(&self.config.home)?;
+        let file = StateFile::in_home(&self.config.home);
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id)
+            .map_err(|e| EngineError::Invalid(format!("system random failed: {e}")))?;
+        let state = State::new(hex::encode(id));
+        let plaintext = zeroize::Zeroizing::new(
+            serde_json::to_vec(&state).map_err(|e| EngineError::Persist(e.to_string()))?,
+        );
+        let kdf = self.config.kdf;
+        let (file, key) = tokio::task::spawn_blocking(move || {
+            file.create(password.expose().as_bytes(), kdf, &plaintext)
+                .map(|key| (file, key))
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)??;
+        self.oplog.info(
+            None,
+            format!(
+                "created a new Legion state in {}",
+                self.config.home.display()
+            ),
+        );
+        self.open_session(state, file, key, lock).await
+    }
+
+    async fn unlock(&mut self, password: Secret) -> Result<(), EngineError> {
+        if self.session.is_some() {
+            return Err(EngineError::AlreadyUnlocked);
+        }
+        let file = StateFile::in_home(&self.config.home);
+        if !file.exists() {
+            return Err(StoreError::Missing {
+                path: file.path().to_path_buf(),
+            }
+            .into());
+        }
+        self.prepare_home()?;
+        let lock = StateLock::acquire(&self.config.home)?;
+        let (file, key, plaintext) = tokio::task::spawn_blocking(move || {
+            file.open(password.expose().as_bytes())
+                .map(|(key, pt)| (file, key, pt))
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)??;
+        let state: State = serde_json::from_slice(&plaintext).map_err(|e| {
+            EngineError::Invalid(format!(
+                "the state decrypted but could not be read ({e}); it may come from an incompatible Legion"
+            ))
+        })?;
+        self.open_session(state, file, key, lock).await
+    }
+
+    async fn open_session(
+        &mut self,
+        state: State,
+        file: StateFile,
+        key: super::state::crypto::StateKey,
+        lock: StateLock,
+    ) -> Result<(), EngineError> {
+        let cfg = self.config.clone();
+        let _ = self
+            .oplog
+            .attach_file(cfg.home.join("logs").join("operations.jsonl"));
+        let install_id = state.install_id.clone();
+        let cell = StateCell::start(state, file, key);
+        // Executions found running belong to a process that is gone.
+        let interrupted = cell.mutate(|s| {
+            let mut names = Vec::new();
+            for (name, t) in s.tracked.nodes.iter_mut() {
+                if t.execution
+                    .as_mut()
+                    .is_some_and(|e| e.interrupt_if_running())
+                {
+                    names.push(name.clone());
+                }
+            }
+            names
+        });
+        cell.persist(interrupted.1)
+            .await
+            .map_err(|e| EngineError::Persist(e.to_string()))?;
+        for name in &interrupted.0 {
+            self.oplog.warn(
+                Some(format!("node/{name}")),
+                format!(
+                    "{name}: its execution was interrupted when Legion stopped; retry resumes it"
+                ),
+            );
+        }
+        let board = Arc::new(Board::new(self.oplog.clone()));
+        let env = Arc::new(ActorEnv {
+            cell: cell.clone(),
+            providers: Arc::new(ProviderSet::default()),
+            board: board.clone(),
+            oplog: self.oplog.clone(),
+            timings: cfg.timings.clone(),
+            install_id,
+        });
+        let supervisor = Arc::new(Supervisor::new(env.clone()));
+        let apply = Arc::new(Mutex::new(ApplyView::Idle));
+        let session = Arc::new(Session {
+            cell: cell.clone(),
+            supervisor: supervisor.clone(),
+            apply: apply.clone(),
+            apply_lock: Arc::new(tokio::sync::Mutex::new(())),
+            next_apply: std::sync::atomic::AtomicU64::new(1),
+            kick: Arc::new(Notify::new()),
+            tasks: Mutex::new(Vec::new()),
+            config: cfg.clone(),
+            _lock: lock,
+        });
+        let configured: Vec<(String, String, Credentials)> = cell.read(|s| {
+            s.providers
+                .iter()
+                .map(|(id, p)| (id.clone(), p.kind.clone(), p.credentials.clone()))
+                .collect()
+        });
+        for (id, kind, creds) in configured {
+            if let Err(e) = session.connect(&id, &kind, creds) {
+                self.oplog
+                    .warn(Some(format!("provider/{id}")), e.to_string());
+            }
+        }
+        supervisor.sync_from_state();
+        let follower = supervisor.spawn_state_follower();
+        let publisher =
+            supervisor.spawn_publisher(cfg.home.display().to_string(), self.snap_tx.clone(), apply);
+        if let Ok(mut t) = session.tasks.lock() {
+            t.push(follower);
+            t.push(publisher);
+        }
+        board.bump();
+        self.session = Some(session);
+        Ok(())
+    }
+
+    async fn logout(&mut self) -> Result<(), EngineError> {
+        let Some(session) = self.session.take() else {
+            return Err(EngineError::Locked);
+        };
+        let flushed = session.cell.flush().await;
+        for p in session.supervisor.env().providers.all() {
+            p.api.flush().await;
+        }
+        drop(session);
+        self.oplog.detach_file();
+        self.publish_lock(LockState::Locked);
+        flushed.map_err(|e| EngineError::Persist(e.to_string()))
+    }
+
+    async fn change_password(&mut self, current: Secret, new: Secret) -> Result<(), EngineError> {
+        let session = self.session.clone().ok_or(EngineError::Locked)?;
+        if new.expose().is_empty() {
+            return Err(EngineError::Invalid("the new password is empty".into()));
+        }
+        // Prove the current password against the file before re-encrypting.
+        let file = StateFile::in_home(&self.config.home);
+        tokio::task::spawn_blocking(move || file.open(current.expose().as_bytes()).map(|_| ()))
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        session
+            .cell
+            .flush()
+            .await
+            .map_err(|e| EngineError::Persist(e.to_string()))?;
+        session
+            .cell
+            .change_password(new.expose().as_bytes(), self.config.kdf)
+            .await
+            .map_err(|e| EngineError::Persist(e.to_string()))?;
+        self.oplog.info(None, "the state password was changed");
+        Ok(())
+    }
+}
+
+impl Session {
+    fn module(&self, kind: &str) -> Result<Arc<dyn ProviderModule>, EngineError> {
+        let m = self.config.registry.get(kind).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "unknown provider {kind:?}; valid kinds: {}",
+                self.config.registry.kinds().join(", ")
+            ))
+        })?;
+        if !m.enabled(&self.config.env) {
+            return Err(EngineError::Invalid(format!(
+                "provider {kind:?} is not enabled here (the simulated cloud needs LEGION_MOCK_NETWORK=1 or `legion demo`)"
+            )));
+        }
+        Ok(m.clone())
+    }
+
+    fn connect(
+        &self,
+        id: &str,
+        kind: &str,
+        creds: Credentials,
+    ) -> Result<Arc<Connected>, EngineError> {
+        let module = self.module(kind)?;
+        let desc = module.descriptor();
+        let env = self.supervisor.env();
+        let board = env.board.clone();
+        let lane = Arc::new(Lane::new(
+            id,
+            kind,
+            desc.display_name.clone(),
+            desc.concurrency,
+            env.oplog.clone(),
+            Arc::new(move || board.bump()),
+        ));
+        let api = module
+            .connect(ConnectCtx {
+                id: id.to_string(),
+                credentials: creds,
+                lane: lane.clone(),
+                home: self.config.home.clone(),
+                env: self.config.env.clone(),
+            })
+            .map_err(|e| EngineError::Provider(e.to_string()))?;
+        let connected = env
+            .providers
+            .insert(Connected::new(id.to_string(), module, api, lane));
+        let task = observe::spawn(&self.supervisor, connected.clone(), self.kick.clone());
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(task);
+        }
+        env.board.bump();
+        Ok(connected)
+    }
+
+    async fn configure_provider(&self, kind: &str, creds: Credentials) -> Result<(), EngineError> {
+        let module = self.module(kind)?;
+        let creds = module
+            .normalize_credentials(creds)
+            .map_err(EngineError::Invalid)?;
+        if !module.is_configured(&creds) {
+            return Err(EngineError::Invalid(format!(
+                "{}: credentials are incomplete",
+                module.descriptor().display_name
+            )));
+        }
+        let id = kind.to_string();
+        let stored = creds.clone();
+        let kind_s = kind.to_string();
+        self.cell
+            .commit(move |s| {
+                s.providers.insert(
+                    id,
+                    super::state::model::ProviderConfig {
+                        kind: kind_s,
+                        credentials: stored,
+                    },
+                );
+            })
+            .await
+            .map_err(|e| EngineError::Persist(e.to_string()))?;
+        self.connect(kind, kind, creds)?;
+        self.supervisor.env().oplog.info(
+            Some(format!("provider/{kind}")),
+            format!("provider {kind} configured"),
+        );
+        Ok(())
+    }
+
+    fn resolve_node(&self, req: &NodeRequest) -> Result<NodePlan, EngineError> {
+        let module = self.module(&req.provider)?;
+        let policy = module.catalog_policy();
+        let catalog = self
+            .supervisor
+            .env()
+            .providers
+            .get(&req.provider)
+            .and_then(|c| c.cached_catalog());
+        let region = match (&req.region, &catalog) {
+            (Some(r), _) => r.clone(),
+            (None, Some(c)) => policy.region(c).map(String::from).unwrap_or_default(),
+            (None, None) => policy.default_region.clone().unwrap_or_default(),
+        };
+        if region.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "{}: no region given and no default; pass a region",
+                module.descriptor().display_name
+            )));
+        }
+        let offer = match (&req.offer, &catalog) {
+            (Some(o), _) => o.clone(),
+            (None, Some(c)) => policy
+                .offer(c, &region)
+                .map(|o| o.id.clone())
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!("no offer is available in {region}"))
+                })?,
+            (None, None) => match &policy.default_offer {
+                crate::providers::OfferSelector::Preferred { id, .. } => id.clone(),
+                crate::providers::OfferSelector::Cheapest { .. } => {
+                    return Err(EngineError::Invalid(
+                        "the provider's catalog is not loaded yet; pass an offer".into(),
+                    ));
+                }
+            },
+        };
+        let image = match (&req.image, &catalog) {
+            (Some(i), _) => i.clone(),
+            (None, Some(c)) => policy
+                .image(c)
+                .map(String::from)
+                .unwrap_or(policy.default_image.clone()),
+            (None, None) => policy.default_image.clone(),
+        };
+        let mut uid = [0u8; 8];
+        getrandom::fill(&mut uid)
+            .map_err(|e| EngineError::Invalid(format!("system random failed: {e}")))?;
+        Ok(NodePlan {
+            uid: hex::encode(uid),
+            cluster: req.cluster.clone().unwrap_or_else(|| "default".into()),
+            role: req.role.clone().unwrap_or_else(|| "node".into()),
+            provider: req.provider.clone(),
+            region,
+            offer,
+            image,
+            boot_mode: req
+                .boot_mode
+                .unwrap_or(module.deployment_profile().default_boot_mode),
+        })
+    }
+
+    async fn edit(&self, edit: PlanEdit) -> Result<(), EngineError> {
+        if let PlanEdit::UpsertNode { node, .. } = &edit {
+            self.module(&node.provider)?;
+        }
+        if let PlanEdit::UpsertZone { provider, .. } = &edit {
+            self.module(provider)?;
+        }
+        let (r, v) = self.cell.mutate(|s| {
+            let mut draft = s.clone();
+            apply_edit(&mut draft, edit).map(|()| *s = draft)
+        });
+        r.map_err(EngineError::Invalid)?;
+        self.cell
+            .persist(v)
+            .await
+            .map_err(|e| EngineError::Persist(e.to_string()))
+    }
+
+    async fn refresh(&self) -> Result<(), EngineError> {
+        let mut errors = Vec::new();
+        for p in self.supervisor.env().providers.all() {
+            if let Err(e) = observe::observe_provider(&self.supervisor, &p).await {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Provider(errors.join("; ")))
+        }
+    }
+
+    fn start_apply(self: &Arc<Self>) -> Result<u64, EngineError> {
+        let guard = self.apply_lock.clone().try_lock_owned().map_err(|_| {
+            let running = match &*self.apply.lock().unwrap_or_else(|e| e.into_inner()) {
+                ApplyView::Running { id, .. } => *id,
+                _ => 0,
+            };
+            EngineError::ApplyRunning(running)
+        })?;
+        let id = self
+            .next_apply
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let session = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            session.run_apply(id).await;
+        });
+        Ok(id)
+    }
+
+    fn set_apply(&self, view: ApplyView) {
+        if let Ok(mut a) = self.apply.lock() {
+            *a = view;
+        }
+        self.supervisor.env().board.bump();
+    }
+
+    /// Waves: nodes first, then the derived resources that depend on their endpoints.
+    async fn run_apply(&self, id: u64) {
+        let env = self.supervisor.env().clone();
+        env.oplog
+            .record(None, OpKind::Apply, format!("apply #{id} started"));
+        self.supervisor.sync_from_state();
+        let nodes: Vec<ResourceKey> = self
+            .supervisor
+            .node_names()
+            .into_iter()
+            .map(ResourceKey::Node)
+            .collect();
+        self.supervisor
+            .broadcast_nodes(|| super::actors::node::NodeMsg::Sync { apply: id });
+        self.wait_settled(id, "nodes", &nodes).await;
+        let derived = self.supervisor.sync_derived(Some(id));
+        self.wait_settled(id, "zones, firewalls and domains", &derived)
+            .await;
+        let board = env.board.snapshot();
+        let mut failed = Vec::new();
+        let mut waiting = Vec::new();
+        for key in nodes.iter().chain(derived.iter()) {
+            match board.get(key) {
+                Some(Snap::Node(n)) if n.last_error.is_some() => failed.push(key.to_string()),
+                Some(Snap::Sync(s)) if s.state == SyncState::Failed => failed.push(key.to_string()),
+                Some(Snap::Sync(s)) if s.state == SyncState::Waiting => {
+                    waiting.push(format!("{key}: {}", s.waiting.clone().unwrap_or_default()))
+                }
+                _ => {}
+            }
+        }
+        let ok = failed.is_empty();
+        env.oplog.record(
+            None,
+            OpKind::Apply,
+            if ok {
+                format!("apply #{id} finished: converged")
+            } else {
+                format!(
+                    "apply #{id} finished: {} failed ({})",
+                    failed.len(),
+                    failed.join(", ")
+                )
+            },
+        );
+        self.set_apply(ApplyView::Finished {
+            id,
+            ok,
+            failed,
+            waiting,
+        });
+    }
+
+    async fn wait_settled(&self, id: u64, stage: &str, keys: &[ResourceKey]) {
+        let env = self.supervisor.env().clone();
+        let mut changes = env.board.subscribe();
+        loop {
+            let board = env.board.snapshot();
+            let mut settled = 0;
+            let mut failed = 0;
+            for key in keys {
+                match board.get(key) {
+                    Some(Snap::Node(n)) if n.synced_apply >= id => {
+                        settled += 1;
+                        if n.last_error.is_some() {
+                            failed += 1;
+                        }
+                    }
+                    Some(Snap::Sync(s)) if s.synced_apply >= id => {
+                        settled += 1;
+                        if s.state == SyncState::Failed {
+                            failed += 1;
+                        }
+                    }
+                    // Gone from plan and tracked state: torn down, its actor stopped.
+                    None if !env.cell.read(|s| still_stored(s, key)) => settled += 1,
+                    _ => {}
+                }
+            }
+            let view = ApplyView::Running {
+                id,
+                stage: stage.to_string(),
+                total: keys.len(),
+                settled,
+                failed,
+            };
+            let changed = self.apply.lock().map(|a| *a != view).unwrap_or(true);
+            if changed {
+                self.set_apply(view);
+                changes.borrow_and_update();
+            }
+            if settled == keys.len() {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn still_stored(s: &State, key: &ResourceKey) -> bool {
+    match key {
+        ResourceKey::Node(n) => s.plan.nodes.contains_key(n) || s.tracked.nodes.contains_key(n),
+        ResourceKey::Zone(n) => s.plan.zones.contains_key(n) || s.tracked.zones.contains_key(n),
+        ResourceKey::Firewall(n) => {
+            super::derive::planned_clusters(s).contains(n) || s.tracked.firewalls.contains_key(n)
+        }
+        ResourceKey::Domain(n) => {
+            s.plan.domains.contains_key(n) || s.tracked.domains.contains_key(n)
+        }
+    }
+}

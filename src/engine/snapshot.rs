@@ -1,0 +1,319 @@
+//! `AppSnapshot`: everything a face shows, in one immutable value.
+//!
+//! Assembled from actor snapshots joined with planned, tracked and observed records and
+//! their field differences. A stored resource whose actor has not published yet shows as
+//! `unknown`; it is never hidden. Assembly is a pure function so it can be benchmarked.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
+use super::derive::planned_clusters;
+use super::state::model::{Execution, State};
+use crate::providers::{HealthReading, ProviderStatus};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockState {
+    /// No state file in this home yet.
+    Uninitialized,
+    Locked,
+    Unlocked,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ApplyView {
+    Idle,
+    Running {
+        id: u64,
+        stage: String,
+        total: usize,
+        settled: usize,
+        failed: usize,
+    },
+    Finished {
+        id: u64,
+        ok: bool,
+        failed: Vec<String>,
+        waiting: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    pub field: String,
+    pub planned: String,
+    pub observed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRow {
+    pub name: String,
+    pub cluster: String,
+    pub role: String,
+    pub provider: String,
+    pub region: String,
+    pub offer: String,
+    pub image: String,
+    pub machine: Machine,
+    pub system: System,
+    pub health: Option<HealthReading>,
+    pub address: Option<String>,
+    pub server_id: Option<String>,
+    pub operation: Option<String>,
+    pub last_error: Option<String>,
+    pub waiting: Option<String>,
+    /// In the plan; `false` means planned absence (torn down by the next apply).
+    pub planned: bool,
+    /// An actor has published for this node.
+    pub live: bool,
+    pub execution: Option<Execution>,
+    pub diffs: Vec<FieldDiff>,
+}
+
+/// A zone, firewall set or domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRow {
+    pub name: String,
+    pub provider: String,
+    pub state: SyncState,
+    pub summary: String,
+    pub waiting: Option<String>,
+    pub last_error: Option<String>,
+    pub operation: Option<String>,
+    pub planned: bool,
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSnapshot {
+    /// Increases with every publication.
+    pub seq: u64,
+    pub home: String,
+    pub lock: LockState,
+    pub providers: Vec<ProviderStatus>,
+    pub apply: ApplyView,
+    pub nodes: Vec<NodeRow>,
+    pub zones: Vec<SyncRow>,
+    pub firewalls: Vec<SyncRow>,
+    pub domains: Vec<SyncRow>,
+}
+
+impl AppSnapshot {
+    pub fn empty(home: String, lock: LockState) -> AppSnapshot {
+        AppSnapshot {
+            seq: 0,
+            home,
+            lock,
+            providers: Vec::new(),
+            apply: ApplyView::Idle,
+            nodes: Vec::new(),
+            zones: Vec::new(),
+            firewalls: Vec::new(),
+            domains: Vec::new(),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeRow> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+}
+
+/// Join state and actor snapshots into rows.
+pub fn assemble(
+    seq: u64,
+    home: String,
+    state: &State,
+    board: &HashMap<ResourceKey, Snap>,
+    providers: Vec<ProviderStatus>,
+    apply: ApplyView,
+) -> AppSnapshot {
+    let mut names: BTreeSet<&String> = state.plan.nodes.keys().collect();
+    names.extend(state.tracked.nodes.keys());
+    let mut key = ResourceKey::Node(String::new());
+    let nodes = names
+        .into_iter()
+        .map(|name| {
+            if let ResourceKey::Node(n) = &mut key {
+                n.clone_from(name);
+            }
+            let snap = match board.get(&key) {
+                Some(Snap::Node(s)) => Some(s),
+                _ => None,
+            };
+            node_row(state, name, snap)
+        })
+        .collect();
+    let zone_names: BTreeSet<&String> = state
+        .plan
+        .zones
+        .keys()
+        .chain(state.tracked.zones.keys())
+        .collect();
+    let zones = zone_names
+        .into_iter()
+        .map(|z| {
+            let provider = state
+                .plan
+                .zones
+                .get(z)
+                .map(|p| p.provider.clone())
+                .or_else(|| state.tracked.zones.get(z).map(|t| t.provider.clone()))
+                .unwrap_or_default();
+            sync_row(
+                z,
+                provider,
+                state.plan.zones.contains_key(z),
+                board.get(&ResourceKey::Zone(z.clone())),
+            )
+        })
+        .collect();
+    let mut clusters = planned_clusters(state);
+    clusters.extend(state.tracked.firewalls.keys().cloned());
+    let firewalls = clusters
+        .iter()
+        .map(|c| {
+            let mut provs: BTreeSet<&str> = state
+                .plan
+                .nodes
+                .values()
+                .filter(|n| &n.cluster == c)
+                .map(|n| n.provider.as_str())
+                .collect();
+            if let Some(t) = state.tracked.firewalls.get(c) {
+                provs.extend(t.firewall_ids.keys().map(String::as_str));
+            }
+            let provider = provs.into_iter().collect::<Vec<_>>().join(",");
+            let planned = state.plan.nodes.values().any(|n| &n.cluster == c)
+                || state.plan.clusters.contains_key(c)
+                || state.plan.firewalls.contains_key(c);
+            sync_row(
+                c,
+                provider,
+                planned,
+                board.get(&ResourceKey::Firewall(c.clone())),
+            )
+        })
+        .collect();
+    let domain_names: BTreeSet<&String> = state
+        .plan
+        .domains
+        .keys()
+        .chain(state.tracked.domains.keys())
+        .collect();
+    let domains = domain_names
+        .into_iter()
+        .map(|d| {
+            let provider = state
+                .plan
+                .domains
+                .get(d)
+                .map(|p| p.registrar.clone())
+                .unwrap_or_default();
+            sync_row(
+                d,
+                provider,
+                state.plan.domains.contains_key(d),
+                board.get(&ResourceKey::Domain(d.clone())),
+            )
+        })
+        .collect();
+    AppSnapshot {
+        seq,
+        home,
+        lock: LockState::Unlocked,
+        providers,
+        apply,
+        nodes,
+        zones,
+        firewalls,
+        domains,
+    }
+}
+
+fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow {
+    let plan = state.plan.nodes.get(name);
+    let tracked = state.tracked.nodes.get(name);
+    let observed = state
+        .observed
+        .servers
+        .get(name)
+        .and_then(|r| r.server.as_ref());
+    let pick = |p: Option<&String>, t: Option<&String>| p.or(t).cloned().unwrap_or_default();
+    let mut diffs = Vec::new();
+    if let (Some(p), Some(o)) = (plan, observed) {
+        for (field, planned, seen) in [
+            ("region", &p.region, &o.region),
+            ("offer", &p.offer, &o.offer),
+        ] {
+            if planned != seen {
+                diffs.push(FieldDiff {
+                    field: field.into(),
+                    planned: planned.clone(),
+                    observed: seen.clone(),
+                });
+            }
+        }
+        if let Some(img) = &o.image
+            && img != &p.image
+        {
+            diffs.push(FieldDiff {
+                field: "image".into(),
+                planned: p.image.clone(),
+                observed: img.clone(),
+            });
+        }
+    }
+    if plan.is_none() && tracked.is_some() {
+        diffs.push(FieldDiff {
+            field: "presence".into(),
+            planned: "absent".into(),
+            observed: "present".into(),
+        });
+    }
+    NodeRow {
+        name: name.to_string(),
+        cluster: plan.map(|p| p.cluster.clone()).unwrap_or_default(),
+        role: plan.map(|p| p.role.clone()).unwrap_or_default(),
+        provider: pick(plan.map(|p| &p.provider), tracked.map(|t| &t.provider)),
+        region: pick(plan.map(|p| &p.region), tracked.map(|t| &t.region)),
+        offer: pick(plan.map(|p| &p.offer), tracked.map(|t| &t.offer)),
+        image: pick(plan.map(|p| &p.image), tracked.map(|t| &t.image)),
+        machine: snap.map_or(Machine::Unknown, |s| s.machine),
+        system: snap.map_or(System::Unknown, |s| s.system.clone()),
+        health: snap.and_then(|s| s.health.clone()),
+        address: tracked.and_then(|t| t.address().map(String::from)),
+        server_id: tracked.and_then(|t| t.server_id.clone()),
+        operation: snap.and_then(|s| s.operation.clone()),
+        last_error: snap.and_then(|s| s.last_error.clone()),
+        waiting: snap.and_then(|s| s.waiting.clone()),
+        planned: plan.is_some(),
+        live: snap.is_some(),
+        execution: tracked.and_then(|t| t.execution.clone()),
+        diffs,
+    }
+}
+
+fn sync_row(name: &str, provider: String, planned: bool, snap: Option<&Snap>) -> SyncRow {
+    let snap: Option<&SyncSnap> = match snap {
+        Some(Snap::Sync(s)) => Some(s),
+        _ => None,
+    };
+    SyncRow {
+        name: name.to_string(),
+        provider,
+        state: snap.map_or(SyncState::Unknown, |s| s.state),
+        summary: snap.map(|s| s.summary.clone()).unwrap_or_default(),
+        waiting: snap.and_then(|s| s.waiting.clone()),
+        last_error: snap.and_then(|s| s.last_error.clone()),
+        operation: snap.and_then(|s| s.operation.clone()),
+        planned,
+        live: snap.is_some(),
+    }
+}

@@ -1,0 +1,4 @@
+pub mod cell;
+pub mod crypto;
+pub mod model;
+pub mod store;

@@ -1,0 +1,267 @@
+//! The decrypted state: what the operator planned, what Legion tracks, what it observed.
+//!
+//! Plain data with serde; the store encrypts it, the engine mutates it through
+//! [`super::cell::StateCell`]. Plan edits never touch a provider: only the actors, driven
+//! by apply and by observation, turn the plan into provider calls.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::secret::Secret;
+use crate::providers::{
+    BootMode, FirewallRule, ObservedFirewall, ObservedServer, ObservedZone, RecordType,
+};
+
+pub const STATE_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub schema: u32,
+    /// Random per home; labels every provider resource this Legion owns.
+    pub install_id: String,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub plan: Plan,
+    pub tracked: Tracked,
+    pub observed: Observed,
+    /// Execution ids are unique within a home.
+    pub next_execution_id: u64,
+}
+
+impl State {
+    pub fn new(install_id: String) -> State {
+        State {
+            schema: STATE_SCHEMA,
+            install_id,
+            providers: BTreeMap::new(),
+            plan: Plan::default(),
+            tracked: Tracked::default(),
+            observed: Observed::default(),
+            next_execution_id: 1,
+        }
+    }
+}
+
+/// A configured provider. The id is the provider kind (one account per kind for now).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderConfig {
+    pub kind: String,
+    pub credentials: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub clusters: BTreeMap<String, ClusterPlan>,
+    pub nodes: BTreeMap<String, NodePlan>,
+    pub zones: BTreeMap<String, ZonePlan>,
+    /// Extra inbound rules per cluster firewall set, on top of the derived peer rules.
+    pub firewalls: BTreeMap<String, FirewallPlan>,
+    pub domains: BTreeMap<String, DomainPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterPlan {
+    /// When set, every node of the cluster gets `A`/`AAAA` records `<node>.<zone>`.
+    pub dns_zone: Option<String>,
+    /// TCP ports cluster peers may reach on each other.
+    pub peer_ports: Vec<u16>,
+}
+
+impl Default for ClusterPlan {
+    fn default() -> Self {
+        ClusterPlan {
+            dns_zone: None,
+            peer_ports: vec![4413],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePlan {
+    /// Stable identity, put on the server as a label; survives renames of nothing else.
+    pub uid: String,
+    pub cluster: String,
+    pub role: String,
+    pub provider: String,
+    pub region: String,
+    pub offer: String,
+    pub image: String,
+    pub boot_mode: BootMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZonePlan {
+    pub provider: String,
+    pub records: Vec<RecordPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordPlan {
+    /// Relative to the zone; `@` for the apex.
+    pub name: String,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub value: RecordValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum RecordValue {
+    Literal(String),
+    /// The public address of a node, resolved from tracked state when it has one.
+    NodeAddress(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirewallPlan {
+    pub rules: Vec<FirewallRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainPlan {
+    /// Where the domain is registered.
+    pub registrar: String,
+    /// The planned zone whose nameservers the domain should delegate to.
+    pub zone: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tracked {
+    pub nodes: BTreeMap<String, TrackedNode>,
+    pub zones: BTreeMap<String, TrackedZone>,
+    pub firewalls: BTreeMap<String, TrackedFirewallSet>,
+    pub domains: BTreeMap<String, TrackedDomain>,
+    /// Managed SSH key id per provider.
+    pub ssh_keys: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackedNode {
+    pub uid: String,
+    pub provider: String,
+    pub server_id: Option<String>,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    pub region: String,
+    pub offer: String,
+    pub image: String,
+    /// SHA-256 fingerprint pinned on first contact.
+    pub host_key: Option<String>,
+    pub execution: Option<Execution>,
+}
+
+impl TrackedNode {
+    pub fn address(&self) -> Option<&str> {
+        self.ipv4.as_deref().or(self.ipv6.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackedZone {
+    pub provider: String,
+    pub zone_id: Option<String>,
+    pub created_by_legion: bool,
+    /// The zone's authoritative nameservers, as the provider reported them.
+    pub nameservers: Vec<String>,
+    /// The RRsets Legion manages in this zone; others are left alone.
+    pub managed: Vec<(String, RecordType)>,
+    /// Signature of the last desired state applied successfully.
+    pub applied_signature: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackedFirewallSet {
+    /// Firewall id per provider.
+    pub firewall_ids: BTreeMap<String, String>,
+    pub applied_signature: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackedDomain {
+    pub applied_signature: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Observed {
+    pub servers: BTreeMap<String, ServerReading>,
+    pub zones: BTreeMap<String, ObservedZone>,
+    pub firewalls: BTreeMap<String, ObservedFirewall>,
+}
+
+/// The last provider reading of a node's server. `server: None` means the provider said
+/// it does not exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerReading {
+    pub at_ms: u64,
+    pub server: Option<ObservedServer>,
+}
+
+/// A durable phase machine run for one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: u64,
+    pub kind: ExecutionKind,
+    pub status: ExecStatus,
+    pub phases: Vec<PhaseRecord>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionKind {
+    Add,
+    Reinstall,
+    Reconfigure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Found running when the engine started: the process died mid-phase.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Provision,
+    ImageReset,
+    WaitReachable,
+    Configure,
+    Readiness,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Provision => "provision",
+            Phase::ImageReset => "image reset",
+            Phase::WaitReachable => "wait for reachability",
+            Phase::Configure => "configure",
+            Phase::Readiness => "readiness",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub phase: Phase,
+    pub status: PhaseStatus,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub error: Option<String>,
+}

@@ -1,0 +1,233 @@
+//! The supervisor: ensures one actor per resource of the unlocked state, stops actors whose
+//! resource is gone from both plan and tracked state, wakes derived-resource actors on
+//! state changes, and publishes coalesced `AppSnapshot`s.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::actors::node::{NodeHandle, NodeMsg};
+use super::actors::reconcilers::{DomainReconciler, FirewallReconciler, ZoneReconciler};
+use super::actors::sync::{Reconciler, SyncHandle};
+use super::actors::{ActorEnv, ResourceKey};
+use super::derive::planned_clusters;
+use super::snapshot::{AppSnapshot, ApplyView, assemble};
+
+#[derive(Default)]
+struct Actors {
+    nodes: HashMap<String, (NodeHandle, JoinHandle<()>)>,
+    zones: HashMap<String, (SyncHandle, JoinHandle<()>)>,
+    firewalls: HashMap<String, (SyncHandle, JoinHandle<()>)>,
+    domains: HashMap<String, (SyncHandle, JoinHandle<()>)>,
+}
+
+pub struct Supervisor {
+    env: Arc<ActorEnv>,
+    actors: Mutex<Actors>,
+    zone: Arc<ZoneReconciler>,
+    firewall: Arc<FirewallReconciler>,
+    domain: Arc<DomainReconciler>,
+}
+
+fn reconcile_set<R: Reconciler>(
+    env: &Arc<ActorEnv>,
+    rec: &Arc<R>,
+    map: &mut HashMap<String, (SyncHandle, JoinHandle<()>)>,
+    wanted: BTreeSet<String>,
+) {
+    map.retain(|name, (_, task)| {
+        let keep = wanted.contains(name);
+        if !keep {
+            task.abort();
+            env.board.remove(&rec.key(name));
+        }
+        keep
+    });
+    for name in wanted {
+        map.entry(name.clone())
+            .or_insert_with(|| SyncHandle::spawn(env.clone(), rec.clone(), name));
+    }
+}
+
+impl Supervisor {
+    pub fn new(env: Arc<ActorEnv>) -> Supervisor {
+        Supervisor {
+            env,
+            actors: Mutex::new(Actors::default()),
+            zone: Arc::new(ZoneReconciler),
+            firewall: Arc::new(FirewallReconciler),
+            domain: Arc::new(DomainReconciler),
+        }
+    }
+
+    pub fn env(&self) -> &Arc<ActorEnv> {
+        &self.env
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Actors> {
+        self.actors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ensure an actor for every planned or tracked resource; stop the rest.
+    pub fn sync_from_state(&self) {
+        let (nodes, zones, clusters, domains) = self.env.cell.read(|s| {
+            let nodes: BTreeSet<String> = s
+                .plan
+                .nodes
+                .keys()
+                .chain(s.tracked.nodes.keys())
+                .cloned()
+                .collect();
+            let zones: BTreeSet<String> = s
+                .plan
+                .zones
+                .keys()
+                .chain(s.tracked.zones.keys())
+                .cloned()
+                .collect();
+            let mut clusters = planned_clusters(s);
+            clusters.extend(s.tracked.firewalls.keys().cloned());
+            let domains: BTreeSet<String> = s
+                .plan
+                .domains
+                .keys()
+                .chain(s.tracked.domains.keys())
+                .cloned()
+                .collect();
+            (nodes, zones, clusters, domains)
+        });
+        let mut a = self.lock();
+        a.nodes.retain(|name, (_, task)| {
+            let keep = nodes.contains(name);
+            if !keep {
+                task.abort();
+                self.env.board.remove(&ResourceKey::Node(name.clone()));
+            }
+            keep
+        });
+        for name in nodes {
+            a.nodes
+                .entry(name.clone())
+                .or_insert_with(|| NodeHandle::spawn(self.env.clone(), name));
+        }
+        reconcile_set(&self.env, &self.zone, &mut a.zones, zones);
+        reconcile_set(&self.env, &self.firewall, &mut a.firewalls, clusters);
+        reconcile_set(&self.env, &self.domain, &mut a.domains, domains);
+    }
+
+    pub fn node(&self, name: &str) -> Option<NodeHandle> {
+        self.lock().nodes.get(name).map(|(h, _)| h.clone())
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.lock().nodes.keys().cloned().collect()
+    }
+
+    /// Send every node actor a message.
+    pub fn broadcast_nodes(&self, msg: impl Fn() -> NodeMsg) {
+        for (h, _) in self.lock().nodes.values() {
+            h.send(msg());
+        }
+    }
+
+    /// Keys of the derived-resource actors, and send each a sync.
+    pub fn sync_derived(&self, apply: Option<u64>) -> Vec<ResourceKey> {
+        let a = self.lock();
+        let mut keys = Vec::new();
+        for (name, (h, _)) in &a.zones {
+            h.sync(apply);
+            keys.push(ResourceKey::Zone(name.clone()));
+        }
+        for (name, (h, _)) in &a.firewalls {
+            h.sync(apply);
+            keys.push(ResourceKey::Firewall(name.clone()));
+        }
+        for (name, (h, _)) in &a.domains {
+            h.sync(apply);
+            keys.push(ResourceKey::Domain(name.clone()));
+        }
+        keys
+    }
+
+    /// Stop every actor (logout).
+    pub fn stop_all(&self) {
+        let a = &mut *self.lock();
+        for (_, (_, t)) in a.nodes.drain() {
+            t.abort();
+        }
+        for map in [&mut a.zones, &mut a.firewalls, &mut a.domains] {
+            for (_, (_, t)) in map.drain() {
+                t.abort();
+            }
+        }
+    }
+
+    /// React to state changes: ensure actors, wake derived resources. Coalesced by the
+    /// watch channel: a burst of mutations is one wake.
+    pub fn spawn_state_follower(self: &Arc<Self>) -> JoinHandle<()> {
+        let sup = Arc::downgrade(self);
+        let mut versions = self.env.cell.subscribe();
+        tokio::spawn(async move {
+            while versions.changed().await.is_ok() {
+                versions.borrow_and_update();
+                let Some(sup) = sup.upgrade() else { return };
+                sup.sync_from_state();
+                sup.sync_derived(None);
+            }
+        })
+    }
+
+    /// Publish an `AppSnapshot` after any board or state change, at most once per
+    /// coalescing window.
+    pub fn spawn_publisher(
+        self: &Arc<Self>,
+        home: String,
+        out: watch::Sender<Arc<AppSnapshot>>,
+        apply: Arc<Mutex<ApplyView>>,
+    ) -> JoinHandle<()> {
+        let sup = Arc::downgrade(self);
+        let mut board = self.env.board.subscribe();
+        let mut versions = self.env.cell.subscribe();
+        let window = self.env.timings.coalesce;
+        tokio::spawn(async move {
+            let mut seq = out.borrow().seq;
+            loop {
+                tokio::select! {
+                    r = board.changed() => if r.is_err() { return },
+                    r = versions.changed() => if r.is_err() { return },
+                }
+                tokio::time::sleep(window).await;
+                board.borrow_and_update();
+                versions.borrow_and_update();
+                let Some(sup) = sup.upgrade() else { return };
+                seq += 1;
+                let snap = sup.assemble(seq, home.clone(), &apply);
+                out.send_replace(Arc::new(snap));
+            }
+        })
+    }
+
+    pub fn assemble(&self, seq: u64, home: String, apply: &Mutex<ApplyView>) -> AppSnapshot {
+        let board = self.env.board.snapshot();
+        let mut providers: Vec<_> = self
+            .env
+            .providers
+            .all()
+            .iter()
+            .map(|c| c.lane.status())
+            .collect();
+        providers.sort_by(|a, b| a.id.cmp(&b.id));
+        let apply = apply.lock().map(|a| a.clone()).unwrap_or(ApplyView::Idle);
+        self.env
+            .cell
+            .read(|s| assemble(seq, home, s, &board, providers, apply))
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

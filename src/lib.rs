@@ -1,0 +1,8 @@
+//! Legion: a terminal dashboard, CLI and daemon for operators of cloud server fleets.
+//!
+//! The library holds the engine (`engine`), the provider modules (`providers`) and the
+//! faces' rendering helpers (`views`). The binary in `main.rs` only wires them together.
+
+pub mod engine;
+pub mod providers;
+pub mod views;

@@ -1,0 +1,138 @@
+//! Plain-text tables of a snapshot, for terminals without the dashboard and for logs.
+//! Strings that come from providers are stripped of control characters before printing,
+//! so a hostile name cannot move the cursor.
+
+use std::fmt::Write;
+
+use crate::engine::snapshot::{AppSnapshot, ApplyView};
+
+/// Remove control characters (escape sequences included) from remote text.
+pub fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+fn trim(s: &str, max: usize) -> String {
+    let s = clean(s);
+    if s.chars().count() <= max {
+        s
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn apply_line(apply: &ApplyView) -> String {
+    match apply {
+        ApplyView::Idle => "apply: idle".into(),
+        ApplyView::Running {
+            id,
+            stage,
+            total,
+            settled,
+            failed,
+        } => format!("apply #{id}: {stage} {settled}/{total} settled, {failed} failed"),
+        ApplyView::Finished {
+            id,
+            ok: true,
+            waiting,
+            ..
+        } if waiting.is_empty() => {
+            format!("apply #{id}: converged")
+        }
+        ApplyView::Finished {
+            id,
+            ok: true,
+            waiting,
+            ..
+        } => {
+            format!("apply #{id}: converged, waiting: {}", waiting.join("; "))
+        }
+        ApplyView::Finished { id, failed, .. } => {
+            format!(
+                "apply #{id}: {} failed: {}",
+                failed.len(),
+                failed.join(", ")
+            )
+        }
+    }
+}
+
+/// The whole snapshot as text: header, nodes, zones, firewalls.
+pub fn render(snap: &AppSnapshot) -> String {
+    let mut out = String::new();
+    let providers: Vec<String> = snap
+        .providers
+        .iter()
+        .map(|p| format!("{} {}", p.id, p.health))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Legion  home {}  {:?}  providers [{}]  {}",
+        snap.home,
+        snap.lock,
+        providers.join(", "),
+        apply_line(&snap.apply)
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:<6} {:<10} {:<13} {:<24} {:<16} {:<24} {}",
+        "NODE", "PROV", "REGION", "MACHINE", "SYSTEM", "ADDRESS", "OPERATION", "LAST ERROR"
+    );
+    for n in &snap.nodes {
+        let _ = writeln!(
+            out,
+            "{:<14} {:<6} {:<10} {:<13} {:<24} {:<16} {:<24} {}",
+            trim(&n.name, 14),
+            trim(&n.provider, 6),
+            trim(&n.region, 10),
+            n.machine.to_string(),
+            trim(&n.system.to_string(), 24),
+            trim(n.address.as_deref().unwrap_or("-"), 16),
+            trim(n.operation.as_deref().unwrap_or("-"), 24),
+            trim(n.last_error.as_deref().unwrap_or(""), 60),
+        );
+    }
+    for (title, rows) in [
+        ("ZONE", &snap.zones),
+        ("FIREWALL", &snap.firewalls),
+        ("DOMAIN", &snap.domains),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{:<22} {:<8} {:<10} {:<28} {}",
+            title, "PROV", "STATE", "SUMMARY", "WAITING / ERROR"
+        );
+        for r in rows.iter() {
+            let note = r
+                .last_error
+                .as_deref()
+                .or(r.waiting.as_deref())
+                .unwrap_or("");
+            let _ = writeln!(
+                out,
+                "{:<22} {:<8} {:<10} {:<28} {}",
+                trim(&r.name, 22),
+                trim(&r.provider, 8),
+                r.state.to_string(),
+                trim(&r.summary, 28),
+                trim(note, 60)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_text_cannot_move_the_cursor() {
+        assert_eq!(clean("web\u{1b}[2J-1\r\n"), "web[2J-1");
+        assert_eq!(trim("abcdef", 4), "abc…");
+    }
+}
