@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::state::model::{RecordValue, State};
+use super::state::model::{Plan, RecordValue, Tracked};
 use crate::providers::{FirewallRule, Protocol, RecordType, RrSet};
 
 /// A short stable digest of a serializable value.
@@ -26,12 +26,13 @@ pub struct ZoneSpec {
 }
 
 /// The zone's desired RRsets, and what it waits for. `None` when the zone is not planned.
-pub fn desired_zone(state: &State, zone: &str) -> Option<(ZoneSpec, Vec<String>)> {
-    let plan = state.plan.zones.get(zone)?;
+pub fn desired_zone(plan: &Plan, tracked: &Tracked, zone: &str) -> Option<(ZoneSpec, Vec<String>)> {
+    let all = plan;
+    let plan = all.zones.get(zone)?;
     let mut sets: BTreeMap<(String, RecordType), (u32, BTreeSet<String>)> = BTreeMap::new();
     let mut waiting = Vec::new();
     let address = |node: &str, rtype: RecordType| {
-        let t = state.tracked.nodes.get(node)?;
+        let t = tracked.nodes.get(node)?;
         match rtype {
             RecordType::AAAA => t.ipv6.clone(),
             _ => t.ipv4.clone(),
@@ -55,15 +56,15 @@ pub fn desired_zone(state: &State, zone: &str) -> Option<(ZoneSpec, Vec<String>)
             e.1.insert(v);
         }
     }
-    for (cluster_name, cluster) in &state.plan.clusters {
+    for (cluster_name, cluster) in &all.clusters {
         if cluster.dns_zone.as_deref() != Some(zone) {
             continue;
         }
-        for (node, np) in &state.plan.nodes {
+        for (node, np) in &all.nodes {
             if &np.cluster != cluster_name {
                 continue;
             }
-            let t = state.tracked.nodes.get(node);
+            let t = tracked.nodes.get(node);
             let v4 = t.and_then(|t| t.ipv4.clone());
             let v6 = t.and_then(|t| t.ipv6.clone());
             if v4.is_none() && v6.is_none() {
@@ -109,21 +110,24 @@ pub struct FirewallSpec {
 }
 
 /// Every cluster a firewall set exists for: planned ones and those with planned nodes.
-pub fn planned_clusters(state: &State) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = state.plan.clusters.keys().cloned().collect();
-    out.extend(state.plan.firewalls.keys().cloned());
-    out.extend(state.plan.nodes.values().map(|n| n.cluster.clone()));
+pub fn planned_clusters(plan: &Plan) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = plan.clusters.keys().cloned().collect();
+    out.extend(plan.firewalls.keys().cloned());
+    out.extend(plan.nodes.values().map(|n| n.cluster.clone()));
     out
 }
 
 /// The cluster's firewall set, one firewall per provider its nodes run on, and what it
 /// waits for. `None` when the cluster is not planned.
-pub fn desired_firewalls(state: &State, cluster: &str) -> Option<(Vec<FirewallSpec>, Vec<String>)> {
-    if !planned_clusters(state).contains(cluster) {
+pub fn desired_firewalls(
+    plan: &Plan,
+    tracked: &Tracked,
+    cluster: &str,
+) -> Option<(Vec<FirewallSpec>, Vec<String>)> {
+    if !planned_clusters(plan).contains(cluster) {
         return None;
     }
-    let peer_ports = state
-        .plan
+    let peer_ports = plan
         .clusters
         .get(cluster)
         .map(|c| c.peer_ports.clone())
@@ -131,14 +135,9 @@ pub fn desired_firewalls(state: &State, cluster: &str) -> Option<(Vec<FirewallSp
     let mut waiting = Vec::new();
     let mut sources = BTreeSet::new();
     let mut by_provider: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (node, np) in state
-        .plan
-        .nodes
-        .iter()
-        .filter(|(_, n)| n.cluster == cluster)
-    {
+    for (node, np) in plan.nodes.iter().filter(|(_, n)| n.cluster == cluster) {
         by_provider.entry(np.provider.clone()).or_default();
-        let t = state.tracked.nodes.get(node);
+        let t = tracked.nodes.get(node);
         match t.and_then(|t| t.server_id.clone()) {
             Some(id) => {
                 by_provider
@@ -161,8 +160,7 @@ pub fn desired_firewalls(state: &State, cluster: &str) -> Option<(Vec<FirewallSp
             waiting.push(format!("node {node} has no address yet"));
         }
     }
-    let mut rules: BTreeSet<FirewallRule> = state
-        .plan
+    let mut rules: BTreeSet<FirewallRule> = plan
         .firewalls
         .get(cluster)
         .map(|f| f.rules.iter().cloned().collect())
@@ -257,14 +255,14 @@ mod tests {
     #[test]
     fn zone_waits_for_endpoints_then_follows_them() {
         let mut s = state();
-        let (spec, waiting) = desired_zone(&s, "example.test").unwrap();
+        let (spec, waiting) = desired_zone(&s.plan, &s.tracked, "example.test").unwrap();
         assert!(spec.rrsets.is_empty());
         assert_eq!(
             waiting,
             vec!["node a has no address yet", "node b has no address yet"]
         );
         track(&mut s, "a", Some("192.0.2.1"));
-        let (spec1, waiting) = desired_zone(&s, "example.test").unwrap();
+        let (spec1, waiting) = desired_zone(&s.plan, &s.tracked, "example.test").unwrap();
         assert_eq!(waiting, vec!["node b has no address yet"]);
         let names: Vec<_> = spec1.rrsets.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec!["a", "www"]);
@@ -274,7 +272,7 @@ mod tests {
             signature(&desired_zone(&s, "example.test").unwrap().0)
         );
         track(&mut s, "a", Some("192.0.2.9"));
-        let (spec2, _) = desired_zone(&s, "example.test").unwrap();
+        let (spec2, _) = desired_zone(&s.plan, &s.tracked, "example.test").unwrap();
         assert_ne!(signature(&spec1), signature(&spec2));
         assert_eq!(spec2.rrsets[1].values, vec!["192.0.2.9"]);
     }
@@ -282,19 +280,19 @@ mod tests {
     #[test]
     fn firewall_peer_rules_follow_endpoints() {
         let mut s = state();
-        let (specs, waiting) = desired_firewalls(&s, "prod").unwrap();
+        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod").unwrap();
         assert_eq!(specs.len(), 1);
         assert!(specs[0].rules.is_empty());
         assert_eq!(waiting.len(), 4);
         track(&mut s, "a", Some("192.0.2.1"));
         track(&mut s, "b", Some("192.0.2.2"));
-        let (specs, waiting) = desired_firewalls(&s, "prod").unwrap();
+        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod").unwrap();
         assert!(waiting.is_empty());
         assert_eq!(specs[0].server_ids, vec!["sv-a", "sv-b"]);
         assert_eq!(
             specs[0].rules[0].sources,
             vec!["192.0.2.1/32", "192.0.2.2/32"]
         );
-        assert!(desired_firewalls(&s, "other").is_none());
+        assert!(desired_firewalls(&s.plan, &s.tracked, "other").is_none());
     }
 }

@@ -115,17 +115,38 @@ pub struct Session {
     kick: Arc<Notify>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     config: EngineConfig,
-    _lock: StateLock,
+    /// Released by `shutdown`, so a new unlock can follow a logout at once.
+    lock: Mutex<Option<StateLock>>,
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
+impl Session {
+    /// Stop every task and actor of this session.
+    fn stop_tasks(&self) {
         if let Ok(mut t) = self.tasks.lock() {
             for task in t.drain(..) {
                 task.abort();
             }
         }
         self.supervisor.stop_all();
+    }
+
+    fn release_lock(&self) {
+        if let Ok(mut l) = self.lock.lock() {
+            l.take();
+        }
+    }
+
+    fn track(&self, task: JoinHandle<()>) {
+        if let Ok(mut t) = self.tasks.lock() {
+            t.retain(|t| !t.is_finished());
+            t.push(task);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop_tasks();
     }
 }
 
@@ -268,8 +289,9 @@ impl Engine {
     }
 
     /// Start, stop, reboot, retry or reinstall a node. Returns once the node's actor
-    /// accepted (the work continues) or refused (with its reason).
-    pub async fn node_action(&self, name: String, action: Action) -> Result<(), EngineError> {
+    /// accepted (the work continues) or refused (with its reason). The number returned
+    /// identifies the operation for [`Engine::wait_operation`].
+    pub async fn node_action(&self, name: String, action: Action) -> Result<u64, EngineError> {
         self.with_session(move |s| async move {
             s.supervisor.sync_from_state();
             let handle = s
@@ -300,6 +322,21 @@ impl Engine {
     pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
         self.wait_for(|s| matches!(&s.apply, ApplyView::Finished { id: done, .. } if *done >= id))
             .await
+    }
+
+    /// Wait until operation `op` of node `name` has finished; the row tells how
+    /// (`last_error` is set when it failed).
+    pub async fn wait_operation(
+        &self,
+        name: &str,
+        op: u64,
+    ) -> Result<super::snapshot::NodeRow, EngineError> {
+        let snap = self
+            .wait_for(|s| s.node(name).is_none_or(|n| n.ops_finished >= op))
+            .await?;
+        snap.node(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("node {name:?} is gone")))
     }
 
     /// Wait until a node has no operation in flight and its row reflects `done`.
@@ -498,7 +535,7 @@ impl Core {
             kick: Arc::new(Notify::new()),
             tasks: Mutex::new(Vec::new()),
             config: cfg.clone(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         let configured: Vec<(String, String, Credentials)> = cell.read(|s| {
             s.providers
@@ -516,10 +553,8 @@ impl Core {
         let follower = supervisor.spawn_state_follower();
         let publisher =
             supervisor.spawn_publisher(cfg.home.display().to_string(), self.snap_tx.clone(), apply);
-        if let Ok(mut t) = session.tasks.lock() {
-            t.push(follower);
-            t.push(publisher);
-        }
+        session.track(follower);
+        session.track(publisher);
         board.bump();
         self.session = Some(session);
         Ok(())
@@ -529,10 +564,12 @@ impl Core {
         let Some(session) = self.session.take() else {
             return Err(EngineError::Locked);
         };
+        session.stop_tasks();
         let flushed = session.cell.flush().await;
         for p in session.supervisor.env().providers.all() {
             p.api.flush().await;
         }
+        session.release_lock();
         drop(session);
         self.oplog.detach_file();
         self.publish_lock(LockState::Locked);
@@ -610,10 +647,11 @@ impl Session {
         let connected = env
             .providers
             .insert(Connected::new(id.to_string(), module, api, lane));
-        let task = observe::spawn(&self.supervisor, connected.clone(), self.kick.clone());
-        if let Ok(mut t) = self.tasks.lock() {
-            t.push(task);
-        }
+        self.track(observe::spawn(
+            &self.supervisor,
+            connected.clone(),
+            self.kick.clone(),
+        ));
         env.board.bump();
         Ok(connected)
     }
@@ -757,11 +795,20 @@ impl Session {
         let id = self
             .next_apply
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let session = self.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
-            session.run_apply(id).await;
+        self.set_apply(ApplyView::Running {
+            id,
+            stage: "starting".into(),
+            total: 0,
+            settled: 0,
+            failed: 0,
         });
+        let session = Arc::downgrade(self);
+        self.track(tokio::spawn(async move {
+            let _guard = guard;
+            if let Some(session) = session.upgrade() {
+                session.run_apply(id).await;
+            }
+        }));
         Ok(id)
     }
 
@@ -777,6 +824,21 @@ impl Session {
         let env = self.supervisor.env().clone();
         env.oplog
             .record(None, OpKind::Apply, format!("apply #{id} started"));
+        // From here on, derived resources follow this plan.
+        if let Err(e) = self
+            .cell
+            .commit(|s| s.tracked.applied_plan = Some(s.plan.clone()))
+            .await
+        {
+            env.oplog.warn(None, format!("apply #{id} could not start: {e}"));
+            self.set_apply(ApplyView::Finished {
+                id,
+                ok: false,
+                failed: vec![format!("state: {e}")],
+                waiting: Vec::new(),
+            });
+            return;
+        }
         self.supervisor.sync_from_state();
         let nodes: Vec<ResourceKey> = self
             .supervisor
@@ -878,7 +940,13 @@ fn still_stored(s: &State, key: &ResourceKey) -> bool {
         ResourceKey::Node(n) => s.plan.nodes.contains_key(n) || s.tracked.nodes.contains_key(n),
         ResourceKey::Zone(n) => s.plan.zones.contains_key(n) || s.tracked.zones.contains_key(n),
         ResourceKey::Firewall(n) => {
-            super::derive::planned_clusters(s).contains(n) || s.tracked.firewalls.contains_key(n)
+            super::derive::planned_clusters(&s.plan).contains(n)
+                || s.tracked.firewalls.contains_key(n)
+                || s
+                    .tracked
+                    .applied_plan
+                    .as_ref()
+                    .is_some_and(|p| super::derive::planned_clusters(p).contains(n))
         }
         ResourceKey::Domain(n) => {
             s.plan.domains.contains_key(n) || s.tracked.domains.contains_key(n)

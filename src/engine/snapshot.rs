@@ -72,6 +72,8 @@ pub struct NodeRow {
     pub live: bool,
     pub execution: Option<Execution>,
     pub diffs: Vec<FieldDiff>,
+    pub ops_started: u64,
+    pub ops_finished: u64,
 }
 
 /// A zone, firewall set or domain.
@@ -174,7 +176,7 @@ pub fn assemble(
             )
         })
         .collect();
-    let mut clusters = planned_clusters(state);
+    let mut clusters = planned_clusters(&state.plan);
     clusters.extend(state.tracked.firewalls.keys().cloned());
     let firewalls = clusters
         .iter()
@@ -297,6 +299,8 @@ fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow 
         live: snap.is_some(),
         execution: tracked.and_then(|t| t.execution.clone()),
         diffs,
+        ops_started: snap.map_or(0, |s| s.ops_started),
+        ops_finished: snap.map_or(0, |s| s.ops_finished),
     }
 }
 

@@ -87,8 +87,11 @@ impl Supervisor {
                 .chain(s.tracked.zones.keys())
                 .cloned()
                 .collect();
-            let mut clusters = planned_clusters(s);
+            let mut clusters = planned_clusters(&s.plan);
             clusters.extend(s.tracked.firewalls.keys().cloned());
+            if let Some(applied) = &s.tracked.applied_plan {
+                clusters.extend(planned_clusters(applied));
+            }
             let domains: BTreeSet<String> = s
                 .plan
                 .domains

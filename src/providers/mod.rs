@@ -128,13 +128,14 @@ pub trait ProviderModule: Send + Sync {
                 None => {}
             }
         }
-        if let Some(unknown) = values.keys().find(|k| !out.contains_key(*k)) {
-            if !desc.credential_fields.iter().any(|f| &f.id == unknown) {
-                return Err(format!(
-                    "{}: unknown credential field {unknown:?}",
-                    desc.display_name
-                ));
-            }
+        if let Some(unknown) = values
+            .keys()
+            .find(|k| !desc.credential_fields.iter().any(|f| &f.id == *k))
+        {
+            return Err(format!(
+                "{}: unknown credential field {unknown:?}",
+                desc.display_name
+            ));
         }
         Ok(out)
     }

@@ -76,8 +76,8 @@ pub fn render(snap: &AppSnapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<14} {:<6} {:<10} {:<13} {:<24} {:<16} {:<24} {}",
-        "NODE", "PROV", "REGION", "MACHINE", "SYSTEM", "ADDRESS", "OPERATION", "LAST ERROR"
+        "{:<14} {:<6} {:<10} {:<13} {:<24} {:<16} {:<24} LAST ERROR",
+        "NODE", "PROV", "REGION", "MACHINE", "SYSTEM", "ADDRESS", "OPERATION"
     );
     for n in &snap.nodes {
         let _ = writeln!(
@@ -103,8 +103,8 @@ pub fn render(snap: &AppSnapshot) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<22} {:<8} {:<10} {:<28} {}",
-            title, "PROV", "STATE", "SUMMARY", "WAITING / ERROR"
+            "{:<22} {:<8} {:<10} {:<28} WAITING / ERROR",
+            title, "PROV", "STATE", "SUMMARY"
         );
         for r in rows.iter() {
             let note = r

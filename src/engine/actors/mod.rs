@@ -178,6 +178,10 @@ pub struct NodeSnap {
     pub waiting: Option<String>,
     /// The newest apply whose sync this actor finished.
     pub synced_apply: u64,
+    /// Operations started and finished; an action's reply carries its number, so a
+    /// waiter knows when *its* operation is over.
+    pub ops_started: u64,
+    pub ops_finished: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

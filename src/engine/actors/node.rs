@@ -31,7 +31,8 @@ pub enum NodeMsg {
     Observed,
     Action {
         action: Action,
-        reply: oneshot::Sender<Result<(), String>>,
+        /// The operation's number (see `NodeSnap::ops_started`), or why it was refused.
+        reply: oneshot::Sender<Result<u64, String>>,
     },
     /// Check health now.
     Health,
@@ -70,7 +71,7 @@ impl NodeHandle {
         self.tx.send(msg).is_ok()
     }
 
-    pub async fn action(&self, action: Action) -> Result<(), String> {
+    pub async fn action(&self, action: Action) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
         if !self.send(NodeMsg::Action { action, reply }) {
             return Err("the node's actor has stopped".into());
@@ -132,6 +133,8 @@ fn initial_snap(env: &ActorEnv, name: &str) -> NodeSnap {
             }),
             waiting: None,
             synced_apply: 0,
+            ops_started: 0,
+            ops_finished: 0,
         }
     })
 }
@@ -198,6 +201,8 @@ impl NodeActor {
             }
             NodeMsg::Action { action, reply } => {
                 let result = self.on_action(action);
+                // Publish first: whoever waits on the reply sees the operation at once.
+                self.publish();
                 let _ = reply.send(result);
             }
         }
@@ -297,7 +302,7 @@ impl NodeActor {
         }
     }
 
-    fn on_action(&mut self, action: Action) -> Result<(), String> {
+    fn on_action(&mut self, action: Action) -> Result<u64, String> {
         let decision = self.env.cell.read(|s| {
             let tracked = s.tracked.nodes.get(&self.name);
             check_action(
@@ -335,11 +340,12 @@ impl NodeActor {
             },
         };
         self.start(op);
-        Ok(())
+        Ok(self.snap.ops_started)
     }
 
     fn start(&mut self, op: Op) {
         self.snap.operation = Some(op.label().to_string());
+        self.snap.ops_started += 1;
         self.snap.last_error = None;
         self.snap.waiting = None;
         let env = self.env.clone();
@@ -376,6 +382,7 @@ impl NodeActor {
             Event::OpDone(result) => {
                 self.op = None;
                 self.snap.operation = None;
+                self.snap.ops_finished = self.snap.ops_started;
                 if let Err(e) = &result {
                     self.env
                         .oplog

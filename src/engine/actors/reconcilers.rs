@@ -27,6 +27,16 @@ fn join_waiting(w: Vec<String>) -> Option<String> {
     (!w.is_empty()).then(|| w.join("; "))
 }
 
+/// Until the first apply there is nothing to converge to.
+fn not_applied<S>(tracked: bool) -> Desired<S> {
+    Desired {
+        spec: None,
+        tracked,
+        waiting: Some("not applied yet; apply to create it".into()),
+        summary: String::new(),
+    }
+}
+
 pub struct ZoneReconciler;
 
 #[async_trait]
@@ -39,7 +49,10 @@ impl Reconciler for ZoneReconciler {
 
     fn desired(&self, name: &str, state: &State) -> Desired<ZoneSpec> {
         let tracked = state.tracked.zones.contains_key(name);
-        match desired_zone(state, name) {
+        let Some(plan) = &state.tracked.applied_plan else {
+            return not_applied(tracked);
+        };
+        match desired_zone(plan, &state.tracked, name) {
             Some((spec, waiting)) => Desired {
                 summary: format!("{} rrsets", spec.rrsets.len()),
                 spec: Some(spec),
@@ -182,7 +195,10 @@ impl Reconciler for FirewallReconciler {
 
     fn desired(&self, name: &str, state: &State) -> Desired<FirewallSetSpec> {
         let tracked = state.tracked.firewalls.contains_key(name);
-        match desired_firewalls(state, name) {
+        let Some(plan) = &state.tracked.applied_plan else {
+            return not_applied(tracked);
+        };
+        match desired_firewalls(plan, &state.tracked, name) {
             Some((specs, waiting)) => Desired {
                 summary: format!(
                     "{} rules on {} nodes",
@@ -340,7 +356,10 @@ impl Reconciler for DomainReconciler {
 
     fn desired(&self, name: &str, state: &State) -> Desired<DomainSpec> {
         let tracked = state.tracked.domains.contains_key(name);
-        let Some(plan) = state.plan.domains.get(name) else {
+        let Some(applied) = &state.tracked.applied_plan else {
+            return not_applied(tracked);
+        };
+        let Some(plan) = applied.domains.get(name) else {
             return Desired {
                 spec: None,
                 tracked,

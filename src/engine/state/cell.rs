@@ -125,7 +125,7 @@ impl StateCell {
     }
 
     fn serialize(&self) -> Result<Zeroizing<Vec<u8>>, String> {
-        self.read(|s| serde_json::to_vec(s))
+        self.read(serde_json::to_vec)
             .map(Zeroizing::new)
             .map_err(|e| format!("could not serialize the state: {e}"))
     }

@@ -133,6 +133,11 @@ pub struct Tracked {
     pub domains: BTreeMap<String, TrackedDomain>,
     /// Managed SSH key id per provider.
     pub ssh_keys: BTreeMap<String, String>,
+    /// The plan as of the last apply. Derived resources (zones, firewall sets, domains)
+    /// follow tracked endpoints between applies from this copy, so editing the plan
+    /// touches no provider until the next apply.
+    #[serde(default)]
+    pub applied_plan: Option<Plan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

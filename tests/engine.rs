@@ -1,0 +1,431 @@
+//! The engine against the simulated cloud, with paused tokio time: apply, node actions and
+//! their refusals, out-of-band changes, interrupted executions, ambiguous writes, derived
+//! resources and teardown.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use legion::engine::EngineError;
+use legion::engine::actors::{Action, Machine, Snap, SyncState, System};
+use legion::engine::oplog::{OpKind, WriteOutcome};
+use legion::engine::plan::PlanEdit;
+use legion::engine::secret::Secret;
+use legion::engine::snapshot::{ApplyView, LockState};
+use legion::engine::state::model::{ClusterPlan, ExecStatus, Phase, RecordPlan, RecordValue};
+use legion::providers::{ErrorKind, FirewallRule, Protocol, RecordType, ServerStatus};
+use support::{Harness, PASSWORD, apply_ok};
+
+fn ready(n: &legion::engine::snapshot::NodeRow) -> bool {
+    n.machine == Machine::Running && n.system == System::Ready
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_converges_nodes_zones_and_firewall() {
+    let h = Harness::new().await;
+    h.engine
+        .edit_plan(PlanEdit::UpsertCluster {
+            name: "prod".into(),
+            cluster: ClusterPlan {
+                dns_zone: Some("prod.example.test".into()),
+                peer_ports: vec![4413],
+            },
+        })
+        .await
+        .unwrap();
+    h.engine
+        .edit_plan(PlanEdit::UpsertZone {
+            name: "prod.example.test".into(),
+            provider: "mock".into(),
+        })
+        .await
+        .unwrap();
+    for (n, r) in [("a", "sim-east"), ("b", "sim-east"), ("c", "sim-west")] {
+        h.add_node(n, r).await;
+    }
+    // Planning touches nothing at the provider.
+    assert!(h.cloud.servers().is_empty());
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    for n in ["a", "b", "c"] {
+        let row = h.node(n, ready).await;
+        assert!(row.address.is_some());
+        assert_eq!(row.execution.unwrap().status, ExecStatus::Succeeded);
+    }
+    assert_eq!(h.cloud.servers().len(), 3);
+    let zone = h
+        .cloud
+        .zones()
+        .into_iter()
+        .find(|z| z.name == "prod.example.test")
+        .unwrap();
+    let names: Vec<_> = zone
+        .rrsets
+        .iter()
+        .filter(|r| r.rtype == RecordType::A)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["a", "b", "c"]);
+    let fw = h.cloud.firewalls();
+    assert_eq!(fw.len(), 1);
+    assert_eq!(fw[0].applied_to.len(), 3);
+    assert_eq!(fw[0].rules[0].sources.len(), 6, "an IPv4 and an IPv6 peer source per node");
+    let zrow = snap.zones.iter().find(|z| z.name == "prod.example.test").unwrap();
+    assert_eq!(zrow.state, SyncState::Converged);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_node_action_and_every_refusal() {
+    let h = Harness::new().await;
+    h.add_node("web", "sim-east").await;
+    // Before apply: nothing to act on.
+    let e = h.engine.node_action("web".into(), Action::Start).await.unwrap_err();
+    assert!(e.to_string().contains("no server yet"), "{e}");
+    let e = h.engine.node_action("web".into(), Action::Retry).await.unwrap_err();
+    assert!(e.to_string().contains("nothing to retry"), "{e}");
+    let e = h.engine.node_action("ghost".into(), Action::Start).await.unwrap_err();
+    assert!(matches!(e, EngineError::NotFound(_)), "{e}");
+    h.apply().await;
+    h.node("web", ready).await;
+    let id = h.server_id("web");
+
+    let e = h.engine.node_action("web".into(), Action::Start).await.unwrap_err();
+    assert!(e.to_string().contains("already running"), "{e}");
+    let e = h.engine.node_action("web".into(), Action::Retry).await.unwrap_err();
+    assert!(e.to_string().contains("succeeded"), "{e}");
+
+    h.engine.node_action("web".into(), Action::Stop).await.unwrap();
+    // A second action while the first runs is refused with the reason.
+    let e = h.engine.node_action("web".into(), Action::Reboot).await.unwrap_err();
+    assert!(e.to_string().contains("stop is in progress"), "{e}");
+    let row = h.node("web", |n| n.machine == Machine::Stopped).await;
+    assert!(matches!(row.system, System::Unreachable(_)), "{:?}", row.system);
+    assert_eq!(h.cloud.server(&id).unwrap().status, ServerStatus::Off);
+    let _ = row.ops_finished;
+
+    let e = h.engine.node_action("web".into(), Action::Stop).await.unwrap_err();
+    assert!(e.to_string().contains("already stopped"), "{e}");
+    let e = h.engine.node_action("web".into(), Action::Reboot).await.unwrap_err();
+    assert!(e.to_string().contains("start it instead"), "{e}");
+
+    let row = h.act("web", Action::Start).await;
+    assert_eq!(row.machine, Machine::Running);
+    assert!(row.last_error.is_none());
+    h.node("web", ready).await;
+    assert_eq!(h.cloud.server(&id).unwrap().status, ServerStatus::Running);
+
+    let row = h.act("web", Action::Reboot).await;
+    assert!(row.last_error.is_none(), "{:?}", row.last_error);
+    h.node("web", ready).await;
+
+    let row = h.act("web", Action::Reinstall).await;
+    assert!(row.last_error.is_none(), "{:?}", row.last_error);
+    let exec = row.execution.unwrap();
+    assert_eq!(exec.status, ExecStatus::Succeeded);
+    assert_eq!(exec.phases[0].phase, Phase::ImageReset);
+    assert_eq!(row.machine, Machine::Running);
+    assert!(h.cloud.calls().iter().any(|(m, p)| m == "POST" && (p.contains("rebuild") || p.contains("reset"))), "{:?}", h.cloud.calls());
+    // Same server, reset in place.
+    assert_eq!(h.server_id("web"), id);
+
+    let log = h.engine.oplog().recent(1000, Some("node/web"));
+    assert!(log.iter().any(|e| matches!(&e.kind, OpKind::Action { accepted: false, .. })));
+    assert!(log.iter().any(|e| matches!(&e.kind, OpKind::Transition { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_resumes_a_failed_phase() {
+    let h = Harness::new().await;
+    h.add_node("db", "sim-east").await;
+    h.apply().await;
+    h.node("db", ready).await;
+    let id = h.server_id("db");
+    h.cloud.fail_phase(&id, "configure", 1);
+    let row = h.act("db", Action::Reinstall).await;
+    assert_eq!(row.system, System::Failed(Phase::Configure));
+    assert!(row.last_error.unwrap().contains("configure"));
+    let exec = row.execution.unwrap();
+    assert_eq!(exec.status, ExecStatus::Failed);
+    let row = h.act("db", Action::Retry).await;
+    assert!(row.last_error.is_none());
+    let row = h.node("db", ready).await;
+    let exec = row.execution.unwrap();
+    assert_eq!(exec.status, ExecStatus::Succeeded);
+    // The image reset ran once: retry resumed at configure.
+    let resets = h.cloud.calls().iter().filter(|(m, p)| m == "POST" && (p.contains("rebuild") || p.contains("reset"))).count();
+    assert_eq!(resets, 1, "{:?}", h.cloud.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_apply_is_refused_while_one_runs() {
+    let h = Harness::new().await;
+    h.cloud.set_latency(Duration::from_secs(5));
+    h.add_node("a", "sim-east").await;
+    let first = h.engine.apply().await.unwrap();
+    let e = h.engine.apply().await.unwrap_err();
+    assert!(matches!(e, EngineError::ApplyRunning(id) if id == first), "{e}");
+    assert!(e.to_string().contains("already running"));
+    // Node actions do not take the apply lock: the node answers for itself.
+    h.engine
+        .wait_for(|s| s.node("a").is_some_and(|n| n.operation.is_some()))
+        .await
+        .unwrap();
+    let e = h.engine.node_action("a".into(), Action::Stop).await.unwrap_err();
+    assert!(e.to_string().contains("in progress"), "{e}");
+    let snap = h.engine.wait_apply(first).await.unwrap();
+    assert!(apply_ok(&snap));
+    let second = h.engine.apply().await.unwrap();
+    assert!(second > first);
+    h.engine.wait_apply(second).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_band_changes_reach_the_snapshot_within_one_interval() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    h.add_node("b", "sim-east").await;
+    h.apply().await;
+    h.node("a", ready).await;
+    h.node("b", ready).await;
+    let interval = support::timings().observe_idle;
+
+    let start = tokio::time::Instant::now();
+    assert!(h.cloud.stop_out_of_band(&h.server_id("a")));
+    let row = h.node("a", |n| n.machine == Machine::Stopped).await;
+    assert!(start.elapsed() <= interval + Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(matches!(row.system, System::Unreachable(_)));
+    // Shown, never silently overwritten: nobody starts it again.
+    tokio::time::sleep(interval * 3).await;
+    assert_eq!(h.cloud.server(&h.server_id("a")).unwrap().status, ServerStatus::Off);
+
+    let b_id = h.server_id("b");
+    let start = tokio::time::Instant::now();
+    assert!(h.cloud.delete_out_of_band(&b_id));
+    let row = h.node("b", |n| n.machine == Machine::Missing).await;
+    assert!(start.elapsed() <= interval + Duration::from_secs(1));
+    assert!(row.last_error.unwrap().contains("no longer exists"));
+    // An apply re-creates it, explicitly.
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    let row = h.node("b", ready).await;
+    assert_ne!(row.server_id.unwrap(), b_id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_execution_is_marked_and_resumed_without_duplicates() {
+    let h = Harness::new().await;
+    h.cloud.set_latency(Duration::from_secs(2));
+    h.add_node("a", "sim-east").await;
+    h.engine.apply().await.unwrap();
+    // Wait until the add is past provisioning and into a later phase, then "crash".
+    h.engine
+        .wait_for(|s| s.node("a").is_some_and(|n| matches!(n.system, System::Installing(Phase::WaitReachable | Phase::Configure))))
+        .await
+        .unwrap();
+    h.engine.logout().await.unwrap();
+    let engine = h.restart();
+    engine.unlock(Secret::new(PASSWORD)).await.unwrap();
+    let snap = engine
+        .wait_for(|s| s.node("a").is_some_and(|n| n.live))
+        .await
+        .unwrap();
+    let row = snap.node("a").unwrap();
+    let exec = row.execution.clone().unwrap();
+    assert_eq!(exec.status, ExecStatus::Interrupted);
+    assert!(matches!(row.system, System::Interrupted(_)), "{:?}", row.system);
+    engine.node_action("a".into(), Action::Retry).await.unwrap();
+    let snap = engine
+        .wait_for(|s| s.node("a").is_some_and(|n| n.operation.is_none() && ready(n)))
+        .await
+        .unwrap();
+    assert_eq!(snap.node("a").unwrap().execution.as_ref().unwrap().status, ExecStatus::Succeeded);
+    assert_eq!(h.cloud.create_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn interrupted_during_provision_adopts_the_server_instead_of_creating_another() {
+    let h = Harness::new().await;
+    h.cloud.set_latency(Duration::from_secs(2));
+    h.add_node("a", "sim-east").await;
+    h.engine.apply().await.unwrap();
+    h.engine
+        .wait_for(|s| s.node("a").is_some_and(|n| n.system == System::Installing(Phase::Provision)))
+        .await
+        .unwrap();
+    // The create is on the wire; let the cloud apply it, then "crash" before Legion
+    // records the server id.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    h.engine.logout().await.unwrap();
+    let engine = h.restart();
+    engine.unlock(Secret::new(PASSWORD)).await.unwrap();
+    engine.node_action("a".into(), Action::Retry).await.unwrap();
+    engine
+        .wait_for(|s| s.node("a").is_some_and(|n| n.operation.is_none() && ready(n)))
+        .await
+        .unwrap();
+    assert_eq!(h.cloud.servers().len(), 1);
+    assert_eq!(h.cloud.create_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_create_response_does_not_duplicate_the_server() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    h.apply().await;
+    h.node("a", ready).await;
+    // The next write on the wire is b's create: the cloud applies it and the response
+    // is lost.
+    h.add_node("b", "sim-east").await;
+    h.cloud.fail_next_writes(1, ErrorKind::ResponseLost);
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    h.node("b", ready).await;
+    assert_eq!(h.cloud.create_count(), 2);
+    assert_eq!(h.cloud.servers().len(), 2);
+    let recovered = h.engine.oplog().recent(1000, Some("node/b")).iter().any(|e| {
+        matches!(&e.kind, OpKind::ProviderWrite { outcome: WriteOutcome::Recovered, .. })
+    });
+    assert!(recovered, "{:#?}", h.engine.oplog().recent(1000, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn derived_records_and_rules_follow_endpoints_and_noop_when_unchanged() {
+    let h = Harness::new().await;
+    h.engine
+        .edit_plan(PlanEdit::UpsertCluster {
+            name: "prod".into(),
+            cluster: ClusterPlan {
+                dns_zone: Some("prod.example.test".into()),
+                peer_ports: vec![4413],
+            },
+        })
+        .await
+        .unwrap();
+    h.engine
+        .edit_plan(PlanEdit::UpsertZone { name: "prod.example.test".into(), provider: "mock".into() })
+        .await
+        .unwrap();
+    h.engine
+        .edit_plan(PlanEdit::UpsertRecord {
+            zone: "prod.example.test".into(),
+            record: RecordPlan { name: "www".into(), rtype: RecordType::A, ttl: 60, value: RecordValue::NodeAddress("a".into()) },
+        })
+        .await
+        .unwrap();
+    h.add_node("a", "sim-east").await;
+    h.apply().await;
+    h.node("a", ready).await;
+    let sets_before = h.cloud.calls().iter().filter(|(m, _)| m != "GET").count();
+
+    // An unrelated state change wakes the zone actor; its signature is unchanged: no write.
+    h.engine
+        .edit_plan(PlanEdit::AddFirewallRule {
+            cluster: "other".into(),
+            rule: FirewallRule { protocol: Protocol::Tcp, port: Some("443".into()), sources: vec!["0.0.0.0/0".into()], description: "https".into() },
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let writes_after: Vec<_> = h.cloud.calls().into_iter().filter(|(m, _)| m != "GET").collect();
+    assert_eq!(writes_after.len(), sets_before, "no-op wake wrote: {writes_after:?}");
+
+    // A new node gets its record and peer rule after it has an endpoint.
+    h.add_node("b", "sim-west").await;
+    h.apply().await;
+    let b = h.node("b", ready).await;
+    let b_ip = b.address.unwrap();
+    let zone = h.cloud.zones().into_iter().find(|z| z.name == "prod.example.test").unwrap();
+    assert!(zone.rrsets.iter().any(|r| r.name == "b" && r.values == vec![b_ip.clone()]));
+    let fw = h.cloud.firewalls().into_iter().find(|f| f.name == "legion-prod").unwrap();
+    assert!(fw.rules.iter().any(|r| r.sources.contains(&format!("{b_ip}/32"))));
+
+    // Removing a node removes its derived record and its peer source.
+    h.engine.edit_plan(PlanEdit::RemoveNode { name: "b".into() }).await.unwrap();
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    assert!(snap.node("b").is_none());
+    let zone = h.cloud.zones().into_iter().find(|z| z.name == "prod.example.test").unwrap();
+    assert!(!zone.rrsets.iter().any(|r| r.name == "b"));
+    let fw = h.cloud.firewalls().into_iter().find(|f| f.name == "legion-prod").unwrap();
+    assert!(!fw.rules.iter().any(|r| r.sources.contains(&format!("{b_ip}/32"))));
+    assert_eq!(h.cloud.servers().len(), 1, "b's server was destroyed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zone_waits_for_endpoints_instead_of_failing() {
+    let h = Harness::new().await;
+    h.cloud.set_latency(Duration::from_secs(3));
+    h.engine
+        .edit_plan(PlanEdit::UpsertZone { name: "w.example.test".into(), provider: "mock".into() })
+        .await
+        .unwrap();
+    h.engine
+        .edit_plan(PlanEdit::UpsertRecord {
+            zone: "w.example.test".into(),
+            record: RecordPlan { name: "www".into(), rtype: RecordType::A, ttl: 60, value: RecordValue::NodeAddress("a".into()) },
+        })
+        .await
+        .unwrap();
+    h.add_node("a", "sim-east").await;
+    h.engine.apply().await.unwrap();
+    // While the node provisions, the zone shows why it waits.
+    let snap = h
+        .engine
+        .wait_for(|s| s.zones.iter().any(|z| z.state == SyncState::Waiting))
+        .await
+        .unwrap();
+    let z = snap.zones.iter().find(|z| z.name == "w.example.test").unwrap();
+    assert!(z.waiting.as_deref().unwrap().contains("node a has no address yet"), "{z:?}");
+    let snap = h.engine.wait_for(|s| matches!(s.apply, ApplyView::Finished { .. })).await.unwrap();
+    let z = snap.zones.iter().find(|z| z.name == "w.example.test").unwrap();
+    assert_eq!(z.state, SyncState::Converged, "{z:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn locked_engines_refuse_and_state_survives_restart() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    h.apply().await;
+    h.node("a", ready).await;
+    h.engine.logout().await.unwrap();
+    assert_eq!(h.engine.snapshot().lock, LockState::Locked);
+    assert!(matches!(h.engine.apply().await, Err(EngineError::Locked)));
+    assert!(matches!(h.engine.node_action("a".into(), Action::Stop).await, Err(EngineError::Locked)));
+    let e = h.engine.unlock(Secret::new("wrong")).await.unwrap_err();
+    assert!(e.is_wrong_password(), "{e}");
+    h.engine.unlock(Secret::new(PASSWORD)).await.unwrap();
+    let row = h.node("a", ready).await;
+    assert_eq!(row.server_id.unwrap(), h.server_id("a"));
+    // Password change re-encrypts: the old one no longer opens the state.
+    h.engine.change_password(Secret::new(PASSWORD), Secret::new("new pass")).await.unwrap();
+    h.engine.logout().await.unwrap();
+    assert!(h.engine.unlock(Secret::new(PASSWORD)).await.unwrap_err().is_wrong_password());
+    h.engine.unlock(Secret::new("new pass")).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_resource_without_an_actor_shows_as_unknown() {
+    use legion::engine::snapshot::assemble;
+    use legion::engine::state::model::{NodePlan, State};
+    let mut state = State::new("i".into());
+    state.plan.nodes.insert(
+        "a".into(),
+        NodePlan {
+            uid: "u".into(),
+            cluster: "c".into(),
+            role: "r".into(),
+            provider: "mock".into(),
+            region: "x".into(),
+            offer: "o".into(),
+            image: "i".into(),
+            boot_mode: Default::default(),
+        },
+    );
+    let snap = assemble(1, "h".into(), &state, &Default::default(), vec![], ApplyView::Idle);
+    let row = snap.node("a").unwrap();
+    assert_eq!(row.machine, Machine::Unknown);
+    assert!(!row.live);
+    let _ = Snap::Node; // the board type exists for faces that join themselves
+}
