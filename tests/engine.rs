@@ -71,8 +71,16 @@ async fn apply_converges_nodes_zones_and_firewall() {
     let fw = h.cloud.firewalls();
     assert_eq!(fw.len(), 1);
     assert_eq!(fw[0].applied_to.len(), 3);
-    assert_eq!(fw[0].rules[0].sources.len(), 6, "an IPv4 and an IPv6 peer source per node");
-    let zrow = snap.zones.iter().find(|z| z.name == "prod.example.test").unwrap();
+    assert_eq!(
+        fw[0].rules[0].sources.len(),
+        6,
+        "an IPv4 and an IPv6 peer source per node"
+    );
+    let zrow = snap
+        .zones
+        .iter()
+        .find(|z| z.name == "prod.example.test")
+        .unwrap();
     assert_eq!(zrow.state, SyncState::Converged);
 }
 
@@ -81,33 +89,72 @@ async fn every_node_action_and_every_refusal() {
     let h = Harness::new().await;
     h.add_node("web", "sim-east").await;
     // Before apply: nothing to act on.
-    let e = h.engine.node_action("web".into(), Action::Start).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Start)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no server yet"), "{e}");
-    let e = h.engine.node_action("web".into(), Action::Retry).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Retry)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("nothing to retry"), "{e}");
-    let e = h.engine.node_action("ghost".into(), Action::Start).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("ghost".into(), Action::Start)
+        .await
+        .unwrap_err();
     assert!(matches!(e, EngineError::NotFound(_)), "{e}");
     h.apply().await;
     h.node("web", ready).await;
     let id = h.server_id("web");
 
-    let e = h.engine.node_action("web".into(), Action::Start).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Start)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("already running"), "{e}");
-    let e = h.engine.node_action("web".into(), Action::Retry).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Retry)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("succeeded"), "{e}");
 
-    h.engine.node_action("web".into(), Action::Stop).await.unwrap();
+    h.engine
+        .node_action("web".into(), Action::Stop)
+        .await
+        .unwrap();
     // A second action while the first runs is refused with the reason.
-    let e = h.engine.node_action("web".into(), Action::Reboot).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Reboot)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("stop is in progress"), "{e}");
     let row = h.node("web", |n| n.machine == Machine::Stopped).await;
-    assert!(matches!(row.system, System::Unreachable(_)), "{:?}", row.system);
+    assert!(
+        matches!(row.system, System::Unreachable(_)),
+        "{:?}",
+        row.system
+    );
     assert_eq!(h.cloud.server(&id).unwrap().status, ServerStatus::Off);
     let _ = row.ops_finished;
 
-    let e = h.engine.node_action("web".into(), Action::Stop).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Stop)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("already stopped"), "{e}");
-    let e = h.engine.node_action("web".into(), Action::Reboot).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("web".into(), Action::Reboot)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("start it instead"), "{e}");
 
     let row = h.act("web", Action::Start).await;
@@ -126,13 +173,29 @@ async fn every_node_action_and_every_refusal() {
     assert_eq!(exec.status, ExecStatus::Succeeded);
     assert_eq!(exec.phases[0].phase, Phase::ImageReset);
     assert_eq!(row.machine, Machine::Running);
-    assert!(h.cloud.calls().iter().any(|(m, p)| m == "POST" && (p.contains("rebuild") || p.contains("reset"))), "{:?}", h.cloud.calls());
+    assert!(
+        h.cloud
+            .calls()
+            .iter()
+            .any(|(m, p)| m == "POST" && (p.contains("rebuild") || p.contains("reset"))),
+        "{:?}",
+        h.cloud.calls()
+    );
     // Same server, reset in place.
     assert_eq!(h.server_id("web"), id);
 
     let log = h.engine.oplog().recent(1000, Some("node/web"));
-    assert!(log.iter().any(|e| matches!(&e.kind, OpKind::Action { accepted: false, .. })));
-    assert!(log.iter().any(|e| matches!(&e.kind, OpKind::Transition { .. })));
+    assert!(log.iter().any(|e| matches!(
+        &e.kind,
+        OpKind::Action {
+            accepted: false,
+            ..
+        }
+    )));
+    assert!(
+        log.iter()
+            .any(|e| matches!(&e.kind, OpKind::Transition { .. }))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,7 +217,12 @@ async fn retry_resumes_a_failed_phase() {
     let exec = row.execution.unwrap();
     assert_eq!(exec.status, ExecStatus::Succeeded);
     // The image reset ran once: retry resumed at configure.
-    let resets = h.cloud.calls().iter().filter(|(m, p)| m == "POST" && (p.contains("rebuild") || p.contains("reset"))).count();
+    let resets = h
+        .cloud
+        .calls()
+        .iter()
+        .filter(|(m, p)| m == "POST" && (p.contains("rebuild") || p.contains("reset")))
+        .count();
     assert_eq!(resets, 1, "{:?}", h.cloud.calls());
 }
 
@@ -165,14 +233,21 @@ async fn a_second_apply_is_refused_while_one_runs() {
     h.add_node("a", "sim-east").await;
     let first = h.engine.apply().await.unwrap();
     let e = h.engine.apply().await.unwrap_err();
-    assert!(matches!(e, EngineError::ApplyRunning(id) if id == first), "{e}");
+    assert!(
+        matches!(e, EngineError::ApplyRunning(id) if id == first),
+        "{e}"
+    );
     assert!(e.to_string().contains("already running"));
     // Node actions do not take the apply lock: the node answers for itself.
     h.engine
         .wait_for(|s| s.node("a").is_some_and(|n| n.operation.is_some()))
         .await
         .unwrap();
-    let e = h.engine.node_action("a".into(), Action::Stop).await.unwrap_err();
+    let e = h
+        .engine
+        .node_action("a".into(), Action::Stop)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("in progress"), "{e}");
     let snap = h.engine.wait_apply(first).await.unwrap();
     assert!(apply_ok(&snap));
@@ -194,11 +269,18 @@ async fn out_of_band_changes_reach_the_snapshot_within_one_interval() {
     let start = tokio::time::Instant::now();
     assert!(h.cloud.stop_out_of_band(&h.server_id("a")));
     let row = h.node("a", |n| n.machine == Machine::Stopped).await;
-    assert!(start.elapsed() <= interval + Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() <= interval + Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(matches!(row.system, System::Unreachable(_)));
     // Shown, never silently overwritten: nobody starts it again.
     tokio::time::sleep(interval * 3).await;
-    assert_eq!(h.cloud.server(&h.server_id("a")).unwrap().status, ServerStatus::Off);
+    assert_eq!(
+        h.cloud.server(&h.server_id("a")).unwrap().status,
+        ServerStatus::Off
+    );
 
     let b_id = h.server_id("b");
     let start = tokio::time::Instant::now();
@@ -221,7 +303,14 @@ async fn an_interrupted_execution_is_marked_and_resumed_without_duplicates() {
     h.engine.apply().await.unwrap();
     // Wait until the add is past provisioning and into a later phase, then "crash".
     h.engine
-        .wait_for(|s| s.node("a").is_some_and(|n| matches!(n.system, System::Installing(Phase::WaitReachable | Phase::Configure))))
+        .wait_for(|s| {
+            s.node("a").is_some_and(|n| {
+                matches!(
+                    n.system,
+                    System::Installing(Phase::WaitReachable | Phase::Configure)
+                )
+            })
+        })
         .await
         .unwrap();
     h.engine.logout().await.unwrap();
@@ -234,13 +323,23 @@ async fn an_interrupted_execution_is_marked_and_resumed_without_duplicates() {
     let row = snap.node("a").unwrap();
     let exec = row.execution.clone().unwrap();
     assert_eq!(exec.status, ExecStatus::Interrupted);
-    assert!(matches!(row.system, System::Interrupted(_)), "{:?}", row.system);
+    assert!(
+        matches!(row.system, System::Interrupted(_)),
+        "{:?}",
+        row.system
+    );
     engine.node_action("a".into(), Action::Retry).await.unwrap();
     let snap = engine
-        .wait_for(|s| s.node("a").is_some_and(|n| n.operation.is_none() && ready(n)))
+        .wait_for(|s| {
+            s.node("a")
+                .is_some_and(|n| n.operation.is_none() && ready(n))
+        })
         .await
         .unwrap();
-    assert_eq!(snap.node("a").unwrap().execution.as_ref().unwrap().status, ExecStatus::Succeeded);
+    assert_eq!(
+        snap.node("a").unwrap().execution.as_ref().unwrap().status,
+        ExecStatus::Succeeded
+    );
     assert_eq!(h.cloud.create_count(), 1);
 }
 
@@ -251,7 +350,10 @@ async fn interrupted_during_provision_adopts_the_server_instead_of_creating_anot
     h.add_node("a", "sim-east").await;
     h.engine.apply().await.unwrap();
     h.engine
-        .wait_for(|s| s.node("a").is_some_and(|n| n.system == System::Installing(Phase::Provision)))
+        .wait_for(|s| {
+            s.node("a")
+                .is_some_and(|n| n.system == System::Installing(Phase::Provision))
+        })
         .await
         .unwrap();
     // The create is on the wire; let the cloud apply it, then "crash" before Legion
@@ -262,7 +364,10 @@ async fn interrupted_during_provision_adopts_the_server_instead_of_creating_anot
     engine.unlock(Secret::new(PASSWORD)).await.unwrap();
     engine.node_action("a".into(), Action::Retry).await.unwrap();
     engine
-        .wait_for(|s| s.node("a").is_some_and(|n| n.operation.is_none() && ready(n)))
+        .wait_for(|s| {
+            s.node("a")
+                .is_some_and(|n| n.operation.is_none() && ready(n))
+        })
         .await
         .unwrap();
     assert_eq!(h.cloud.servers().len(), 1);
@@ -284,9 +389,20 @@ async fn a_lost_create_response_does_not_duplicate_the_server() {
     h.node("b", ready).await;
     assert_eq!(h.cloud.create_count(), 2);
     assert_eq!(h.cloud.servers().len(), 2);
-    let recovered = h.engine.oplog().recent(1000, Some("node/b")).iter().any(|e| {
-        matches!(&e.kind, OpKind::ProviderWrite { outcome: WriteOutcome::Recovered, .. })
-    });
+    let recovered = h
+        .engine
+        .oplog()
+        .recent(1000, Some("node/b"))
+        .iter()
+        .any(|e| {
+            matches!(
+                &e.kind,
+                OpKind::ProviderWrite {
+                    outcome: WriteOutcome::Recovered,
+                    ..
+                }
+            )
+        });
     assert!(recovered, "{:#?}", h.engine.oplog().recent(1000, None));
 }
 
@@ -304,13 +420,21 @@ async fn derived_records_and_rules_follow_endpoints_and_noop_when_unchanged() {
         .await
         .unwrap();
     h.engine
-        .edit_plan(PlanEdit::UpsertZone { name: "prod.example.test".into(), provider: "mock".into() })
+        .edit_plan(PlanEdit::UpsertZone {
+            name: "prod.example.test".into(),
+            provider: "mock".into(),
+        })
         .await
         .unwrap();
     h.engine
         .edit_plan(PlanEdit::UpsertRecord {
             zone: "prod.example.test".into(),
-            record: RecordPlan { name: "www".into(), rtype: RecordType::A, ttl: 60, value: RecordValue::NodeAddress("a".into()) },
+            record: RecordPlan {
+                name: "www".into(),
+                rtype: RecordType::A,
+                ttl: 60,
+                value: RecordValue::NodeAddress("a".into()),
+            },
         })
         .await
         .unwrap();
@@ -323,33 +447,82 @@ async fn derived_records_and_rules_follow_endpoints_and_noop_when_unchanged() {
     h.engine
         .edit_plan(PlanEdit::AddFirewallRule {
             cluster: "other".into(),
-            rule: FirewallRule { protocol: Protocol::Tcp, port: Some("443".into()), sources: vec!["0.0.0.0/0".into()], description: "https".into() },
+            rule: FirewallRule {
+                protocol: Protocol::Tcp,
+                port: Some("443".into()),
+                sources: vec!["0.0.0.0/0".into()],
+                description: "https".into(),
+            },
         })
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let writes_after: Vec<_> = h.cloud.calls().into_iter().filter(|(m, _)| m != "GET").collect();
-    assert_eq!(writes_after.len(), sets_before, "no-op wake wrote: {writes_after:?}");
+    let writes_after: Vec<_> = h
+        .cloud
+        .calls()
+        .into_iter()
+        .filter(|(m, _)| m != "GET")
+        .collect();
+    assert_eq!(
+        writes_after.len(),
+        sets_before,
+        "no-op wake wrote: {writes_after:?}"
+    );
 
     // A new node gets its record and peer rule after it has an endpoint.
     h.add_node("b", "sim-west").await;
     h.apply().await;
     let b = h.node("b", ready).await;
     let b_ip = b.address.unwrap();
-    let zone = h.cloud.zones().into_iter().find(|z| z.name == "prod.example.test").unwrap();
-    assert!(zone.rrsets.iter().any(|r| r.name == "b" && r.values == vec![b_ip.clone()]));
-    let fw = h.cloud.firewalls().into_iter().find(|f| f.name == "legion-prod").unwrap();
-    assert!(fw.rules.iter().any(|r| r.sources.contains(&format!("{b_ip}/32"))));
+    let zone = h
+        .cloud
+        .zones()
+        .into_iter()
+        .find(|z| z.name == "prod.example.test")
+        .unwrap();
+    assert!(
+        zone.rrsets
+            .iter()
+            .any(|r| r.name == "b" && r.values == vec![b_ip.clone()])
+    );
+    let fw = h
+        .cloud
+        .firewalls()
+        .into_iter()
+        .find(|f| f.name == "legion-prod")
+        .unwrap();
+    assert!(
+        fw.rules
+            .iter()
+            .any(|r| r.sources.contains(&format!("{b_ip}/32")))
+    );
 
     // Removing a node removes its derived record and its peer source.
-    h.engine.edit_plan(PlanEdit::RemoveNode { name: "b".into() }).await.unwrap();
+    h.engine
+        .edit_plan(PlanEdit::RemoveNode { name: "b".into() })
+        .await
+        .unwrap();
     let snap = h.apply().await;
     assert!(apply_ok(&snap), "{:?}", snap.apply);
     assert!(snap.node("b").is_none());
-    let zone = h.cloud.zones().into_iter().find(|z| z.name == "prod.example.test").unwrap();
+    let zone = h
+        .cloud
+        .zones()
+        .into_iter()
+        .find(|z| z.name == "prod.example.test")
+        .unwrap();
     assert!(!zone.rrsets.iter().any(|r| r.name == "b"));
-    let fw = h.cloud.firewalls().into_iter().find(|f| f.name == "legion-prod").unwrap();
-    assert!(!fw.rules.iter().any(|r| r.sources.contains(&format!("{b_ip}/32"))));
+    let fw = h
+        .cloud
+        .firewalls()
+        .into_iter()
+        .find(|f| f.name == "legion-prod")
+        .unwrap();
+    assert!(
+        !fw.rules
+            .iter()
+            .any(|r| r.sources.contains(&format!("{b_ip}/32")))
+    );
     assert_eq!(h.cloud.servers().len(), 1, "b's server was destroyed");
 }
 
@@ -358,13 +531,21 @@ async fn a_zone_waits_for_endpoints_instead_of_failing() {
     let h = Harness::new().await;
     h.cloud.set_latency(Duration::from_secs(3));
     h.engine
-        .edit_plan(PlanEdit::UpsertZone { name: "w.example.test".into(), provider: "mock".into() })
+        .edit_plan(PlanEdit::UpsertZone {
+            name: "w.example.test".into(),
+            provider: "mock".into(),
+        })
         .await
         .unwrap();
     h.engine
         .edit_plan(PlanEdit::UpsertRecord {
             zone: "w.example.test".into(),
-            record: RecordPlan { name: "www".into(), rtype: RecordType::A, ttl: 60, value: RecordValue::NodeAddress("a".into()) },
+            record: RecordPlan {
+                name: "www".into(),
+                rtype: RecordType::A,
+                ttl: 60,
+                value: RecordValue::NodeAddress("a".into()),
+            },
         })
         .await
         .unwrap();
@@ -376,10 +557,28 @@ async fn a_zone_waits_for_endpoints_instead_of_failing() {
         .wait_for(|s| s.zones.iter().any(|z| z.state == SyncState::Waiting))
         .await
         .unwrap();
-    let z = snap.zones.iter().find(|z| z.name == "w.example.test").unwrap();
-    assert!(z.waiting.as_deref().unwrap().contains("node a has no address yet"), "{z:?}");
-    let snap = h.engine.wait_for(|s| matches!(s.apply, ApplyView::Finished { .. })).await.unwrap();
-    let z = snap.zones.iter().find(|z| z.name == "w.example.test").unwrap();
+    let z = snap
+        .zones
+        .iter()
+        .find(|z| z.name == "w.example.test")
+        .unwrap();
+    assert!(
+        z.waiting
+            .as_deref()
+            .unwrap()
+            .contains("node a has no address yet"),
+        "{z:?}"
+    );
+    let snap = h
+        .engine
+        .wait_for(|s| matches!(s.apply, ApplyView::Finished { .. }))
+        .await
+        .unwrap();
+    let z = snap
+        .zones
+        .iter()
+        .find(|z| z.name == "w.example.test")
+        .unwrap();
     assert_eq!(z.state, SyncState::Converged, "{z:?}");
 }
 
@@ -392,16 +591,28 @@ async fn locked_engines_refuse_and_state_survives_restart() {
     h.engine.logout().await.unwrap();
     assert_eq!(h.engine.snapshot().lock, LockState::Locked);
     assert!(matches!(h.engine.apply().await, Err(EngineError::Locked)));
-    assert!(matches!(h.engine.node_action("a".into(), Action::Stop).await, Err(EngineError::Locked)));
+    assert!(matches!(
+        h.engine.node_action("a".into(), Action::Stop).await,
+        Err(EngineError::Locked)
+    ));
     let e = h.engine.unlock(Secret::new("wrong")).await.unwrap_err();
     assert!(e.is_wrong_password(), "{e}");
     h.engine.unlock(Secret::new(PASSWORD)).await.unwrap();
     let row = h.node("a", ready).await;
     assert_eq!(row.server_id.unwrap(), h.server_id("a"));
     // Password change re-encrypts: the old one no longer opens the state.
-    h.engine.change_password(Secret::new(PASSWORD), Secret::new("new pass")).await.unwrap();
+    h.engine
+        .change_password(Secret::new(PASSWORD), Secret::new("new pass"))
+        .await
+        .unwrap();
     h.engine.logout().await.unwrap();
-    assert!(h.engine.unlock(Secret::new(PASSWORD)).await.unwrap_err().is_wrong_password());
+    assert!(
+        h.engine
+            .unlock(Secret::new(PASSWORD))
+            .await
+            .unwrap_err()
+            .is_wrong_password()
+    );
     h.engine.unlock(Secret::new("new pass")).await.unwrap();
 }
 
@@ -423,7 +634,14 @@ async fn a_stored_resource_without_an_actor_shows_as_unknown() {
             boot_mode: Default::default(),
         },
     );
-    let snap = assemble(1, "h".into(), &state, &Default::default(), vec![], ApplyView::Idle);
+    let snap = assemble(
+        1,
+        "h".into(),
+        &state,
+        &Default::default(),
+        vec![],
+        ApplyView::Idle,
+    );
     let row = snap.node("a").unwrap();
     assert_eq!(row.machine, Machine::Unknown);
     assert!(!row.live);

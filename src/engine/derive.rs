@@ -269,7 +269,7 @@ mod tests {
         // Unchanged state, unchanged signature: the actor no-ops.
         assert_eq!(
             signature(&spec1),
-            signature(&desired_zone(&s, "example.test").unwrap().0)
+            signature(&desired_zone(&s.plan, &s.tracked, "example.test").unwrap().0)
         );
         track(&mut s, "a", Some("192.0.2.9"));
         let (spec2, _) = desired_zone(&s.plan, &s.tracked, "example.test").unwrap();

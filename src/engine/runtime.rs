@@ -830,7 +830,8 @@ impl Session {
             .commit(|s| s.tracked.applied_plan = Some(s.plan.clone()))
             .await
         {
-            env.oplog.warn(None, format!("apply #{id} could not start: {e}"));
+            env.oplog
+                .warn(None, format!("apply #{id} could not start: {e}"));
             self.set_apply(ApplyView::Finished {
                 id,
                 ok: false,
@@ -942,8 +943,7 @@ fn still_stored(s: &State, key: &ResourceKey) -> bool {
         ResourceKey::Firewall(n) => {
             super::derive::planned_clusters(&s.plan).contains(n)
                 || s.tracked.firewalls.contains_key(n)
-                || s
-                    .tracked
+                || s.tracked
                     .applied_plan
                     .as_ref()
                     .is_some_and(|p| super::derive::planned_clusters(p).contains(n))

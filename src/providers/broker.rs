@@ -504,7 +504,9 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(lane.status().health, ProviderHealth::Degraded);
+        // The read-back succeeded, so the provider answers again.
+        assert_eq!(lane.status().health, ProviderHealth::Ok);
+        assert_eq!(lane.status().writes, 1);
     }
 
     #[tokio::test(start_paused = true)]

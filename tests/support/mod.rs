@@ -90,20 +90,24 @@ impl Harness {
     }
 
     pub async fn node(&self, name: &str, pred: impl FnMut(&NodeRow) -> bool) -> NodeRow {
-        let snap = tokio::time::timeout(Duration::from_secs(600), self.engine.wait_node(name, pred))
-            .await
-            .expect("node did not reach the expected state")
-            .unwrap();
+        let snap =
+            tokio::time::timeout(Duration::from_secs(600), self.engine.wait_node(name, pred))
+                .await
+                .expect("node did not reach the expected state")
+                .unwrap();
         snap.node(name).unwrap().clone()
     }
 
     /// Run a node action and wait for its operation to finish.
     pub async fn act(&self, name: &str, action: legion::engine::actors::Action) -> NodeRow {
         let op = self.engine.node_action(name.into(), action).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(600), self.engine.wait_operation(name, op))
-            .await
-            .expect("the operation did not finish")
-            .unwrap()
+        tokio::time::timeout(
+            Duration::from_secs(600),
+            self.engine.wait_operation(name, op),
+        )
+        .await
+        .expect("the operation did not finish")
+        .unwrap()
     }
 
     pub fn server_id(&self, name: &str) -> String {
