@@ -166,14 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// The demo's own home, beside the operator's, so it never touches real state.
 fn demo_home(cli: &Cli) -> Result<PathBuf> {
-    let base = match &cli.home {
-        Some(h) => h.clone(),
-        None => match std::env::var_os("LEGION_HOME") {
-            Some(h) => PathBuf::from(h),
-            None => home::default_home().ok_or_else(|| eyre!("no data directory for this user"))?,
-        },
-    };
-    Ok(base.join("demo"))
+    Ok(home::resolve_home(cli.home.clone())?.join("demo"))
 }
 
 async fn run_demo(cli: &Cli, reset: bool, once: bool) -> Result<()> {

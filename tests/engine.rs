@@ -647,3 +647,141 @@ async fn a_stored_resource_without_an_actor_shows_as_unknown() {
     assert!(!row.live);
     let _ = Snap::Node; // the board type exists for faces that join themselves
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_delete_response_still_tears_the_node_down() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    h.add_node("b", "sim-east").await;
+    h.apply().await;
+    h.node("b", ready).await;
+    let b_id = h.server_id("b");
+    h.engine
+        .edit_plan(PlanEdit::RemoveNode { name: "b".into() })
+        .await
+        .unwrap();
+    // The node is planned absent but nothing happens before apply.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(h.cloud.server(&b_id).is_some());
+    let row = h.engine.snapshot().node("b").cloned().unwrap();
+    assert!(!row.planned);
+    assert!(row.diffs.iter().any(|d| d.field == "presence"));
+    h.cloud.fail_next_writes(1, ErrorKind::ResponseLost);
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    assert!(h.cloud.server(&b_id).is_none());
+    assert!(snap.node("b").is_none());
+    let log = h.engine.oplog().recent(1000, Some("node/b"));
+    assert!(log.iter().any(|e| matches!(&e.kind, OpKind::ProviderWrite { method, outcome: WriteOutcome::Recovered, .. } if method == "DELETE")), "{log:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_firewall_update_is_verified_not_repeated() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    h.apply().await;
+    h.node("a", ready).await;
+    h.engine
+        .edit_plan(PlanEdit::AddFirewallRule {
+            cluster: "prod".into(),
+            rule: FirewallRule {
+                protocol: Protocol::Tcp,
+                port: Some("443".into()),
+                sources: vec!["0.0.0.0/0".into()],
+                description: "https".into(),
+            },
+        })
+        .await
+        .unwrap();
+    h.cloud.fail_next_writes(1, ErrorKind::ResponseLost);
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    let fw = h.cloud.firewalls();
+    assert_eq!(fw.len(), 1, "no second firewall");
+    assert!(fw[0].rules.iter().any(|r| r.port.as_deref() == Some("443")));
+    let puts = h
+        .cloud
+        .calls()
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.ends_with("/rules"))
+        .count();
+    let log = h.engine.oplog().recent(1000, Some("firewall/prod"));
+    assert!(
+        log.iter().any(|e| matches!(
+            &e.kind,
+            OpKind::ProviderWrite {
+                outcome: WriteOutcome::Recovered,
+                ..
+            }
+        )),
+        "{log:#?}"
+    );
+    // One PUT for the first apply, one (lost, verified) for this one.
+    assert_eq!(puts, 2, "{:?}", h.cloud.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_provider_shows_degraded_and_nothing_exits() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    h.apply().await;
+    h.node("a", ready).await;
+    h.cloud.set_faults(1.0, 0.0);
+    assert!(h.engine.refresh().await.is_err());
+    let snap = h
+        .wait(|s| {
+            s.providers
+                .iter()
+                .any(|p| p.health == legion::providers::ProviderHealth::Degraded)
+        })
+        .await;
+    let p = &snap.providers[0];
+    assert!(
+        p.last_error
+            .as_deref()
+            .unwrap()
+            .contains("simulated failure"),
+        "{p:?}"
+    );
+    // The node keeps its last known state; the engine keeps serving.
+    assert_eq!(snap.node("a").unwrap().machine, Machine::Running);
+    h.cloud.set_faults(0.0, 0.0);
+    h.engine.refresh().await.unwrap();
+    h.wait(|s| s.providers[0].health == legion::providers::ProviderHealth::Ok)
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn secrets_stay_out_of_debug_logs_and_snapshots() {
+    use legion::engine::state::model::{ProviderConfig, State};
+    let mut state = State::new("i".into());
+    let mut creds = legion::providers::Credentials::new();
+    creds.insert("token".into(), Secret::new("s3cr3t-t0ken"));
+    state.providers.insert(
+        "x".into(),
+        ProviderConfig {
+            kind: "x".into(),
+            credentials: creds,
+        },
+    );
+    assert!(!format!("{state:?}").contains("s3cr3t"));
+
+    let h = Harness::new().await;
+    let mut creds = legion::providers::Credentials::new();
+    creds.insert("seed".into(), Secret::new("424242"));
+    h.engine
+        .configure_provider("mock".into(), creds)
+        .await
+        .unwrap();
+    h.add_node("a", "sim-east").await;
+    h.apply().await;
+    h.engine.logout().await.unwrap();
+    let json = serde_json::to_string(&*h.engine.snapshot()).unwrap();
+    assert!(!json.contains(PASSWORD));
+    let log = std::fs::read_to_string(h.dir.path().join("home/logs/operations.jsonl")).unwrap();
+    assert!(!log.is_empty());
+    assert!(!log.contains(PASSWORD) && !log.contains("424242"));
+    // The state file holds them only encrypted.
+    let raw = std::fs::read(h.dir.path().join("home/state.legion")).unwrap();
+    assert!(!raw.windows(6).any(|w| w == b"424242"));
+}

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -78,6 +77,24 @@ pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<
             h.send(NodeMsg::Observed);
         }
     }
+    if let Some(fw) = provider.api.firewall() {
+        let firewalls = fw
+            .list_firewalls(&env.install_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let differs = env.cell.read(|s| {
+            firewalls
+                .iter()
+                .any(|f| s.observed.firewalls.get(&f.name) != Some(f))
+        });
+        if differs {
+            env.cell.mutate(|s| {
+                for f in firewalls {
+                    s.observed.firewalls.insert(f.name.clone(), f);
+                }
+            });
+        }
+    }
     if let Some(dns) = provider.api.dns() {
         let planned: Vec<String> = env.cell.read(|s| {
             s.plan
@@ -139,7 +156,7 @@ pub fn next_interval(
 }
 
 /// One task per provider, ending when the supervisor is gone or on abort.
-pub fn spawn(sup: &Arc<Supervisor>, provider: Arc<Connected>, kick: Arc<Notify>) -> JoinHandle<()> {
+pub fn spawn(sup: &Arc<Supervisor>, provider: Arc<Connected>) -> JoinHandle<()> {
     let weak = Arc::downgrade(sup);
     tokio::spawn(async move {
         let mut backoff = 0u32;
@@ -168,10 +185,7 @@ pub fn spawn(sup: &Arc<Supervisor>, provider: Arc<Connected>, kick: Arc<Notify>)
             }
             let wait = next_interval(busy_on(&sup, &provider.id), backoff > 0, backoff, &timings);
             drop(sup);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = kick.notified() => {}
-            }
+            tokio::time::sleep(wait).await;
         }
     })
 }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::actors::SyncState;
@@ -111,11 +111,11 @@ pub struct Session {
     pub supervisor: Arc<Supervisor>,
     pub apply: Arc<Mutex<ApplyView>>,
     apply_lock: Arc<tokio::sync::Mutex<()>>,
-    next_apply: std::sync::atomic::AtomicU64,
-    kick: Arc<Notify>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// One observation task per connected provider, replaced on reconfiguration.
+    observers: Mutex<std::collections::HashMap<String, JoinHandle<()>>>,
     config: EngineConfig,
-    /// Released by `shutdown`, so a new unlock can follow a logout at once.
+    /// Released by logout (`release_lock`), so a new unlock can follow at once.
     lock: Mutex<Option<StateLock>>,
 }
 
@@ -124,6 +124,11 @@ impl Session {
     fn stop_tasks(&self) {
         if let Ok(mut t) = self.tasks.lock() {
             for task in t.drain(..) {
+                task.abort();
+            }
+        }
+        if let Ok(mut o) = self.observers.lock() {
+            for (_, task) in o.drain() {
                 task.abort();
             }
         }
@@ -318,7 +323,7 @@ impl Engine {
         }
     }
 
-    /// Wait for apply `id` to finish; `Ok(true)` when everything converged.
+    /// Wait for apply `id` to finish; the snapshot's `apply` says how it ended.
     pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
         self.wait_for(|s| matches!(&s.apply, ApplyView::Finished { id: done, .. } if *done >= id))
             .await
@@ -386,7 +391,8 @@ impl Core {
                 }
                 Command::Session(job, reply) => match &self.session {
                     Some(s) => {
-                        job(s.clone());
+                        // Tracked, so a logout stops work still running for this session.
+                        s.track(job(s.clone()));
                         let _ = reply.send(Ok(()));
                     }
                     None => {
@@ -395,8 +401,13 @@ impl Core {
                 },
             }
         }
+        // Every handle is gone: save what is pending, as logout would.
         if let Some(s) = self.session.take() {
+            s.stop_tasks();
             let _ = s.cell.flush().await;
+            for p in s.supervisor.env().providers.all() {
+                p.api.flush().await;
+            }
         }
     }
 
@@ -531,9 +542,8 @@ impl Core {
             supervisor: supervisor.clone(),
             apply: apply.clone(),
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
-            next_apply: std::sync::atomic::AtomicU64::new(1),
-            kick: Arc::new(Notify::new()),
             tasks: Mutex::new(Vec::new()),
+            observers: Mutex::new(std::collections::HashMap::new()),
             config: cfg.clone(),
             lock: Mutex::new(Some(lock)),
         });
@@ -647,11 +657,12 @@ impl Session {
         let connected = env
             .providers
             .insert(Connected::new(id.to_string(), module, api, lane));
-        self.track(observe::spawn(
-            &self.supervisor,
-            connected.clone(),
-            self.kick.clone(),
-        ));
+        let observer = observe::spawn(&self.supervisor, connected.clone());
+        if let Ok(mut o) = self.observers.lock()
+            && let Some(old) = o.insert(id.to_string(), observer)
+        {
+            old.abort();
+        }
         env.board.bump();
         Ok(connected)
     }
@@ -666,6 +677,10 @@ impl Session {
                 "{}: credentials are incomplete",
                 module.descriptor().display_name
             )));
+        }
+        // A reconfigured provider: let the old adapter persist what it holds first.
+        if let Some(old) = self.supervisor.env().providers.get(kind) {
+            old.api.flush().await;
         }
         let id = kind.to_string();
         let stored = creds.clone();
@@ -759,11 +774,14 @@ impl Session {
         if let PlanEdit::UpsertZone { provider, .. } = &edit {
             self.module(provider)?;
         }
-        let (r, v) = self.cell.mutate(|s| {
-            let mut draft = s.clone();
-            apply_edit(&mut draft, edit).map(|()| *s = draft)
-        });
-        r.map_err(EngineError::Invalid)?;
+        let v = self
+            .cell
+            .try_mutate(|s| {
+                let mut draft = s.clone();
+                apply_edit(&mut draft, edit).map(|()| *s = draft)
+            })
+            .map_err(EngineError::Invalid)?
+            .1;
         self.cell
             .persist(v)
             .await
@@ -792,9 +810,12 @@ impl Session {
             };
             EngineError::ApplyRunning(running)
         })?;
-        let id = self
-            .next_apply
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Apply ids continue across sessions (the log refers to them).
+        let (id, _) = self.cell.mutate(|s| {
+            let id = s.next_apply_id.max(1);
+            s.next_apply_id = id + 1;
+            id
+        });
         self.set_apply(ApplyView::Running {
             id,
             stage: "starting".into(),

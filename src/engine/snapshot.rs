@@ -294,7 +294,16 @@ fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow 
         server_id: tracked.and_then(|t| t.server_id.clone()),
         operation: snap.and_then(|s| s.operation.clone()),
         last_error: snap.and_then(|s| s.last_error.clone()),
-        waiting: snap.and_then(|s| s.waiting.clone()),
+        waiting: match (
+            plan.is_some(),
+            tracked.is_some_and(|t| t.server_id.is_some()),
+        ) {
+            (true, false) if snap.is_none_or(|s| s.operation.is_none()) => {
+                Some("not created yet; apply to create it".into())
+            }
+            (false, true) => Some("removed from the plan; apply to tear it down".into()),
+            _ => None,
+        },
         planned: plan.is_some(),
         live: snap.is_some(),
         execution: tracked.and_then(|t| t.execution.clone()),

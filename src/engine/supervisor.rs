@@ -205,9 +205,18 @@ impl Supervisor {
                 board.borrow_and_update();
                 versions.borrow_and_update();
                 let Some(sup) = sup.upgrade() else { return };
-                seq += 1;
-                let snap = sup.assemble(seq, home.clone(), &apply);
-                out.send_replace(Arc::new(snap));
+                let mut snap = sup.assemble(seq + 1, home.clone(), &apply);
+                // Only a snapshot that differs wakes the faces.
+                out.send_if_modified(|current| {
+                    snap.seq = current.seq;
+                    if **current == snap {
+                        return false;
+                    }
+                    seq += 1;
+                    snap.seq = seq;
+                    *current = Arc::new(snap);
+                    true
+                });
             }
         })
     }

@@ -7,7 +7,6 @@
 //! the provider back and accept success only when the desired final state is visible.
 //! Non-idempotent writes are never blindly repeated.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -192,10 +191,6 @@ impl Lane {
             || st
                 .rate
                 .is_some_and(|r| r.limit > 0 && r.remaining * 10 < r.limit)
-    }
-
-    pub fn is_degraded(&self) -> bool {
-        self.lock().health == ProviderHealth::Degraded
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
@@ -439,31 +434,6 @@ impl Lane {
         if let Some(at) = wait_until {
             tokio::time::sleep_until(at).await;
         }
-    }
-}
-
-/// All lanes of an unlocked session, by provider id.
-#[derive(Default)]
-pub struct Broker {
-    lanes: Mutex<BTreeMap<String, Arc<Lane>>>,
-}
-
-impl Broker {
-    pub fn insert(&self, lane: Arc<Lane>) {
-        if let Ok(mut lanes) = self.lanes.lock() {
-            lanes.insert(lane.id.clone(), lane);
-        }
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Lane>> {
-        self.lanes.lock().ok()?.get(id).cloned()
-    }
-
-    pub fn statuses(&self) -> Vec<ProviderStatus> {
-        self.lanes
-            .lock()
-            .map(|l| l.values().map(|lane| lane.status()).collect())
-            .unwrap_or_default()
     }
 }
 

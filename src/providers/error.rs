@@ -89,7 +89,7 @@ impl ProviderError {
     /// Counts against the provider's health (degraded status), as opposed to errors in
     /// what Legion asked for.
     pub fn is_provider_fault(&self) -> bool {
-        self.is_ambiguous() || self.kind == ErrorKind::Malformed
+        self.is_ambiguous() || matches!(self.kind, ErrorKind::Malformed | ErrorKind::Other)
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use broker::{Broker, Lane, ProviderHealth, ProviderStatus, WriteOp};
+pub use broker::{Lane, ProviderHealth, ProviderStatus, WriteOp};
 pub use error::{ErrorKind, ProviderError, ProviderResult};
 pub use types::*;
 

@@ -110,6 +110,14 @@ impl Harness {
         .unwrap()
     }
 
+    /// Wait for a snapshot, failing the test (in virtual time) instead of hanging.
+    pub async fn wait(&self, pred: impl FnMut(&AppSnapshot) -> bool) -> Arc<AppSnapshot> {
+        tokio::time::timeout(Duration::from_secs(3600), self.engine.wait_for(pred))
+            .await
+            .expect("the snapshot never matched")
+            .unwrap()
+    }
+
     pub fn server_id(&self, name: &str) -> String {
         self.cloud.server_by_name(name).unwrap().id
     }

@@ -182,7 +182,8 @@ pub fn check_action(v: ActionView<'_>, action: Action) -> Result<(), String> {
     }
     if action == Action::Retry {
         return match v.execution {
-            Some(e) if e.is_retryable() => Ok(()),
+            // Running with no operation in flight: its process or save failed mid-phase.
+            Some(e) if e.is_retryable() || e.status == ExecStatus::Running => Ok(()),
             Some(e) => Err(format!(
                 "nothing to retry on {name}: its last {:?} execution {}",
                 e.kind,
@@ -250,7 +251,9 @@ pub fn decide_sync(
             }
             match &t.execution {
                 None => SyncDecision::Provision,
-                Some(e) if e.is_retryable() => SyncDecision::Resume,
+                Some(e) if e.is_retryable() || e.status == ExecStatus::Running => {
+                    SyncDecision::Resume
+                }
                 Some(_) => SyncDecision::Nothing,
             }
         }

@@ -175,7 +175,6 @@ pub struct NodeSnap {
     /// The operation in flight: `provisioning`, `reinstall: configure`, `stop`.
     pub operation: Option<String>,
     pub last_error: Option<String>,
-    pub waiting: Option<String>,
     /// The newest apply whose sync this actor finished.
     pub synced_apply: u64,
     /// Operations started and finished; an action's reply carries its number, so a

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::machine::{
     Action, ActionView, Machine, SyncDecision, System, check_action, decide_sync,
@@ -27,15 +27,13 @@ use crate::providers::{
 pub enum NodeMsg {
     /// Converge to the plan; `apply` is the wave's id.
     Sync { apply: u64 },
-    /// A new provider reading is in `observed.servers`.
+    /// A new provider reading is in `observed.servers`; also runs a health check.
     Observed,
     Action {
         action: Action,
         /// The operation's number (see `NodeSnap::ops_started`), or why it was refused.
         reply: oneshot::Sender<Result<u64, String>>,
     },
-    /// Check health now.
-    Health,
 }
 
 /// Cheap to clone; the task ends when every handle is dropped.
@@ -59,7 +57,7 @@ impl NodeHandle {
             inbox: rx,
             events: ev_rx,
             events_tx: ev_tx,
-            op: None,
+            children: JoinSet::new(),
             sync_for: None,
             pending_sync: None,
         };
@@ -98,7 +96,9 @@ struct NodeActor {
     inbox: mpsc::UnboundedReceiver<NodeMsg>,
     events: mpsc::UnboundedReceiver<Event>,
     events_tx: mpsc::UnboundedSender<Event>,
-    op: Option<JoinHandle<()>>,
+    /// The running operation and health probes; dropping the actor (logout, removal)
+    /// aborts them with it.
+    children: JoinSet<()>,
     /// The apply wave the running operation serves.
     sync_for: Option<u64>,
     /// A wave that arrived while busy.
@@ -131,7 +131,6 @@ fn initial_snap(env: &ActorEnv, name: &str) -> NodeSnap {
                     .then(|| e.failure().map(String::from))
                     .flatten()
             }),
-            waiting: None,
             synced_apply: 0,
             ops_started: 0,
             ops_finished: 0,
@@ -152,11 +151,9 @@ impl NodeActor {
                     None => break,
                 },
                 Some(ev) = self.events.recv() => self.on_event(ev),
+                Some(_) = self.children.join_next(), if !self.children.is_empty() => {}
             }
             self.publish();
-        }
-        if let Some(op) = self.op.take() {
-            op.abort();
         }
     }
 
@@ -194,11 +191,6 @@ impl NodeActor {
         match msg {
             NodeMsg::Sync { apply } => self.on_sync(apply),
             NodeMsg::Observed => self.on_observed(),
-            NodeMsg::Health => {
-                if !self.busy() {
-                    self.start_health();
-                }
-            }
             NodeMsg::Action { action, reply } => {
                 let result = self.on_action(action);
                 // Publish first: whoever waits on the reply sees the operation at once.
@@ -264,7 +256,9 @@ impl NodeActor {
             None => {
                 if self.snap.machine != Machine::Missing {
                     self.snap.machine = Machine::Missing;
-                    self.snap.system = System::Unreachable("server not found".into());
+                    if self.snap.system.is_installed() {
+                        self.snap.system = System::Unreachable("server not found".into());
+                    }
                     self.snap.last_error = Some(format!(
                         "the server of {} no longer exists at the provider (deleted outside Legion?); apply re-creates it",
                         self.name
@@ -286,10 +280,11 @@ impl NodeActor {
                         ),
                     );
                 }
-                self.snap.machine = machine;
                 if self.snap.machine == Machine::Missing {
+                    // The server is back (a provider hiccup): the error no longer holds.
                     self.snap.last_error = None;
                 }
+                self.snap.machine = machine;
                 record_addresses(&self.env, &self.name, &server);
                 if self.snap.system.is_installed() {
                     if machine == Machine::Stopped {
@@ -347,11 +342,10 @@ impl NodeActor {
         self.snap.operation = Some(op.label().to_string());
         self.snap.ops_started += 1;
         self.snap.last_error = None;
-        self.snap.waiting = None;
         let env = self.env.clone();
         let name = self.name.clone();
         let events = self.events_tx.clone();
-        self.op = Some(tokio::spawn(async move {
+        self.children.spawn(async move {
             let result = match op {
                 Op::Execute {
                     fresh,
@@ -361,12 +355,17 @@ impl NodeActor {
                 Op::Teardown => teardown(&env, &name, &events).await,
             };
             let _ = events.send(Event::OpDone(result));
-        }));
+        });
     }
 
     fn on_event(&mut self, ev: Event) {
         match ev {
-            Event::Machine(m) => self.snap.machine = m,
+            Event::Machine(m) => {
+                self.snap.machine = m;
+                if m == Machine::Stopped && self.snap.system.is_installed() {
+                    self.snap.system = System::Unreachable("server is stopped".into());
+                }
+            }
             Event::System(s) => self.snap.system = s,
             Event::Operation(label) => self.snap.operation = Some(label),
             Event::Health(h) => {
@@ -380,13 +379,26 @@ impl NodeActor {
                 self.snap.health = Some(h);
             }
             Event::OpDone(result) => {
-                self.op = None;
                 self.snap.operation = None;
                 self.snap.ops_finished = self.snap.ops_started;
                 if let Err(e) = &result {
                     self.env
                         .oplog
                         .warn(Some(self.key.to_string()), format!("{}: {e}", self.name));
+                }
+                if result.is_err() && self.snap.machine == Machine::Provisioning {
+                    // The create failed: there is a server only if one was recorded.
+                    let has_server = self.env.cell.read(|s| {
+                        s.tracked
+                            .nodes
+                            .get(&self.name)
+                            .is_some_and(|t| t.server_id.is_some())
+                    });
+                    self.snap.machine = if has_server {
+                        Machine::Unknown
+                    } else {
+                        Machine::Absent
+                    };
                 }
                 self.snap.last_error = result.err();
                 if let Some(apply) = self.sync_for.take() {
@@ -413,7 +425,7 @@ impl NodeActor {
             return;
         }
         let events = self.events_tx.clone();
-        tokio::spawn(async move {
+        self.children.spawn(async move {
             let h = agent.health(&target).await;
             let _ = events.send(Event::Health(h));
         });
@@ -515,9 +527,17 @@ async fn run_execution(
     forget_server: bool,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), String> {
+    // The plan as of the last apply: edits made since then wait for the next apply.
     let plan = env
         .cell
-        .read(|s| s.plan.nodes.get(name).cloned())
+        .read(|s| {
+            s.tracked
+                .applied_plan
+                .as_ref()
+                .and_then(|p| p.nodes.get(name))
+                .or_else(|| s.plan.nodes.get(name))
+                .cloned()
+        })
         .ok_or_else(|| format!("{name} is not in the plan"))?;
     persist(env, |s| {
         let id = s.next_execution_id;
@@ -836,11 +856,6 @@ async fn power(
     match result {
         Ok(()) => {
             let _ = events.send(Event::Machine(after));
-            if after == Machine::Stopped {
-                let _ = events.send(Event::System(System::Unreachable(
-                    "server is stopped".into(),
-                )));
-            }
             Ok(())
         }
         Err(e) => {

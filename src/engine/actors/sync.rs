@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{ActorEnv, ResourceKey, Snap, SyncSnap, SyncState};
 use crate::engine::derive::signature;
@@ -84,6 +84,7 @@ impl SyncHandle {
             busy_for: None,
             again: None,
             failed_signature: None,
+            children: JoinSet::new(),
         };
         let task = tokio::spawn(actor.run());
         (SyncHandle { tx }, task)
@@ -116,6 +117,8 @@ struct SyncActor<R: Reconciler> {
     /// Asked again while busy: the newest apply (0 for a wake).
     again: Option<u64>,
     failed_signature: Option<String>,
+    /// Provider work in flight; aborted when the actor is dropped.
+    children: JoinSet<()>,
 }
 
 impl<R: Reconciler> SyncActor<R> {
@@ -136,6 +139,7 @@ impl<R: Reconciler> SyncActor<R> {
                     None => break,
                 },
                 Some(done) = self.done.recv() => self.finish(done),
+                Some(_) = self.children.join_next(), if !self.children.is_empty() => {}
             }
             self.publish();
         }
@@ -176,11 +180,14 @@ impl<R: Reconciler> SyncActor<R> {
         match desired.spec {
             // Planned, but a prerequisite is missing.
             None if desired.waiting.is_some() => {
+                self.failed_signature = None;
                 self.snap.state = SyncState::Waiting;
                 self.snap.waiting = desired.waiting;
                 settle(&mut self.snap);
             }
             None if !desired.tracked => {
+                self.failed_signature = None;
+                self.snap.waiting = None;
                 self.snap.state = SyncState::Unknown;
                 settle(&mut self.snap);
             }
@@ -229,7 +236,7 @@ impl<R: Reconciler> SyncActor<R> {
         let rec = self.reconciler.clone();
         let name = self.name.clone();
         let done = self.done_tx.clone();
-        tokio::spawn(async move {
+        self.children.spawn(async move {
             let (result, signature) = match work {
                 Some((spec, sig)) => (rec.converge(&env, &name, &spec, &sig).await, Some(sig)),
                 None => (rec.remove(&env, &name).await, None),

@@ -86,6 +86,24 @@ impl StateCell {
         (result, v)
     }
 
+    /// Like [`StateCell::mutate`], but an `Err` leaves the version alone: nothing to save,
+    /// nobody woken. The closure must not have changed the state when it fails.
+    pub fn try_mutate<R, E>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, E>,
+    ) -> Result<(R, u64), E> {
+        let result = {
+            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        }?;
+        let mut v = 0;
+        self.version.send_modify(|ver| {
+            *ver += 1;
+            v = *ver;
+        });
+        Ok((result, v))
+    }
+
     /// Mutate and wait until the change is on disk.
     pub async fn commit<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, PersistError> {
         let (r, v) = self.mutate(f);

@@ -26,6 +26,9 @@ pub struct State {
     pub observed: Observed,
     /// Execution ids are unique within a home.
     pub next_execution_id: u64,
+    /// Apply ids too.
+    #[serde(default)]
+    pub next_apply_id: u64,
 }
 
 impl State {
@@ -38,6 +41,7 @@ impl State {
             tracked: Tracked::default(),
             observed: Observed::default(),
             next_execution_id: 1,
+            next_apply_id: 1,
         }
     }
 }
