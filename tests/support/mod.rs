@@ -59,8 +59,10 @@ impl Harness {
         cloud.set_latency(Duration::from_millis(50));
         let engine = Engine::start(Harness::config(&dir, &cloud));
         engine.init(Secret::new(PASSWORD)).await.unwrap();
+        let mut creds = Credentials::new();
+        creds.insert("latency_ms".into(), "50".into());
         engine
-            .configure_provider("mock".into(), Credentials::new())
+            .configure_provider("mock".into(), creds)
             .await
             .unwrap();
         Harness { dir, cloud, engine }

@@ -603,7 +603,7 @@ async fn run_execution(
         set_execution(env, name, |e| e.start_phase(phase)).await?;
         let _ = events.send(Event::System(System::Installing(phase)));
         let _ = events.send(Event::Operation(format!("{label}: {phase}")));
-        match run_phase(env, name, &plan, phase, events).await {
+        match run_phase(env, name, &plan, phase, fresh.is_none(), events).await {
             Ok(()) => set_execution(env, name, |e| e.finish_phase(phase)).await?,
             Err(e) => {
                 let msg = format!("{phase} failed: {e}");
@@ -622,12 +622,13 @@ async fn run_phase(
     name: &str,
     plan: &NodePlan,
     phase: Phase,
+    resumed: bool,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), String> {
     let provider = &connected(env, &plan.provider)?;
     let res = format!("node/{name}");
     match phase {
-        Phase::Provision => provision(env, name, plan, provider, &res, events).await,
+        Phase::Provision => provision(env, name, plan, provider, &res, resumed, events).await,
         Phase::ImageReset => image_reset(env, name, plan, provider, &res, events).await,
         Phase::WaitReachable => {
             let (agent, target) =
@@ -680,6 +681,7 @@ async fn provision(
     plan: &NodePlan,
     provider: &Connected,
     res: &str,
+    resumed: bool,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), String> {
     let compute = provider
@@ -694,7 +696,7 @@ async fn provision(
     if let Some(id) = known {
         server = compute.get_server(&id).await.map_err(|e| e.to_string())?;
     }
-    if server.is_none() {
+    if server.is_none() && resumed {
         // A create whose outcome was never recorded (crash, lost response) left a server
         // with our labels: adopt it instead of creating a second one.
         server = compute
