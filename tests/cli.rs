@@ -7,16 +7,26 @@ use std::process::Command;
 
 fn legion(home: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
-    c.arg("--home").arg(home).env_remove("LEGION_HOME").env_remove("LEGION_PASSWORD_FILE");
+    c.arg("--home")
+        .arg(home)
+        .env_remove("LEGION_HOME")
+        .env_remove("LEGION_PASSWORD_FILE");
     c
 }
 
 #[test]
 fn demo_converges_then_reopens_and_status_reads_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = legion(dir.path()).args(["demo", "--once"]).output().unwrap();
+    let out = legion(dir.path())
+        .args(["demo", "--once"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("apply #1: converged"), "{stdout}");
     for node in ["east-1", "east-2", "east-3", "west-4", "west-5", "west-6"] {
         assert!(stdout.contains(node), "{node} missing:\n{stdout}");
@@ -27,11 +37,17 @@ fn demo_converges_then_reopens_and_status_reads_it() {
     assert!(raw.starts_with(b"LEGIONST"));
     assert!(!raw.windows(6).any(|w| w == b"east-1"));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(demo.join("state.legion")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(demo.join("state.legion"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // Running it again reopens the same demo: the next apply has nothing to create.
-    let out = legion(dir.path()).args(["demo", "--once"]).output().unwrap();
+    let out = legion(dir.path())
+        .args(["demo", "--once"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("apply #2: converged"), "{stdout}");
@@ -43,7 +59,11 @@ fn demo_converges_then_reopens_and_status_reads_it() {
         .env("LEGION_MOCK_NETWORK", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["lock"], "unlocked");
     assert_eq!(v["nodes"].as_array().unwrap().len(), 6);
@@ -55,19 +75,43 @@ fn wrong_password_and_missing_state_exit_with_clear_errors() {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "first password\n").unwrap();
     let home = dir.path().join("home");
-    let out = legion(&home).args(["status", "--password-file"]).arg(&pw).output().unwrap();
+    let out = legion(&home)
+        .args(["status", "--password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("legion config init"));
 
-    let out = legion(&home).args(["config", "init", "--password-file"]).arg(&pw).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = legion(&home)
+        .args(["config", "init", "--password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = std::fs::read(home.join("state.legion")).unwrap();
 
     std::fs::write(&pw, "not the password\n").unwrap();
-    let out = legion(&home).args(["status", "--password-file"]).arg(&pw).output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "locked / wrong password has its own exit code");
+    let out = legion(&home)
+        .args(["status", "--password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "locked / wrong password has its own exit code"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
-    assert_eq!(std::fs::read(home.join("state.legion")).unwrap(), before, "nothing rewritten");
+    assert_eq!(
+        std::fs::read(home.join("state.legion")).unwrap(),
+        before,
+        "nothing rewritten"
+    );
 
     let out = legion(&home).args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
