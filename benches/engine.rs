@@ -39,7 +39,7 @@ fn node_snap(i: u64) -> NodeSnap {
         machine: Machine::Running,
         system: System::Ready,
         health: None,
-        operation: (i % 7 == 0).then(|| "reboot".to_string()),
+        operation: i.is_multiple_of(7).then(|| "reboot".to_string()),
         last_error: None,
         synced_apply: i,
         ops_started: i,
@@ -169,7 +169,14 @@ async fn bench_apply(nodes: usize) {
                 name: common::node_name(i),
                 provider: "mock".into(),
                 cluster: Some("fleet".into()),
-                region: Some(if i % 2 == 0 { "sim-east" } else { "sim-west" }.into()),
+                region: Some(
+                    if i.is_multiple_of(2) {
+                        "sim-east"
+                    } else {
+                        "sim-west"
+                    }
+                    .into(),
+                ),
                 ..NodeRequest::default()
             })
             .await

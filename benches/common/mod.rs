@@ -27,7 +27,11 @@ pub fn state_with_nodes(n: usize) -> State {
     for i in 0..n {
         let name = node_name(i);
         let uid = format!("{i:016x}");
-        let region = if i % 2 == 0 { "sim-east" } else { "sim-west" };
+        let region = if i.is_multiple_of(2) {
+            "sim-east"
+        } else {
+            "sim-west"
+        };
         s.plan.nodes.insert(
             name.clone(),
             NodePlan {

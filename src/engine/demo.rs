@@ -30,7 +30,11 @@ pub async fn seed(engine: &Engine, latency_ms: u64) -> Result<(), EngineError> {
     .iter()
     .enumerate()
     {
-        let role = if i % 3 == 0 { "gateway" } else { "worker" };
+        let role = if i.is_multiple_of(3) {
+            "gateway"
+        } else {
+            "worker"
+        };
         engine
             .upsert_node(NodeRequest {
                 name: format!("{}-{}", &region[4..], i + 1),
