@@ -785,3 +785,73 @@ async fn secrets_stay_out_of_debug_logs_and_snapshots() {
     let raw = std::fs::read(h.dir.path().join("home/state.legion")).unwrap();
     assert!(!raw.windows(6).any(|w| w == b"424242"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_is_delegated_to_its_zone_after_the_zone_exists() {
+    use legion::engine::state::model::DomainPlan;
+    let h = Harness::new().await;
+    h.engine
+        .edit_plan(PlanEdit::UpsertZone {
+            name: "shop.example.test".into(),
+            provider: "mock".into(),
+        })
+        .await
+        .unwrap();
+    let e = h
+        .engine
+        .edit_plan(PlanEdit::UpsertDomain {
+            name: "shop.example.test".into(),
+            domain: DomainPlan {
+                registrar: "mock".into(),
+                zone: "nope.example.test".into(),
+            },
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no zone"), "{e}");
+    h.engine
+        .edit_plan(PlanEdit::UpsertDomain {
+            name: "shop.example.test".into(),
+            domain: DomainPlan {
+                registrar: "mock".into(),
+                zone: "shop.example.test".into(),
+            },
+        })
+        .await
+        .unwrap();
+    // Nothing at the registrar before apply.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        h.cloud
+            .domains()
+            .iter()
+            .all(|d| d.nameservers != vec!["ns1.sim.invalid", "ns2.sim.invalid"])
+    );
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    let snap = h
+        .wait(|s| {
+            s.domains
+                .first()
+                .is_some_and(|d| d.state == SyncState::Converged)
+        })
+        .await;
+    assert!(
+        snap.domains[0].summary.contains("ns1.sim.invalid"),
+        "{:?}",
+        snap.domains[0]
+    );
+    let d = h
+        .cloud
+        .domains()
+        .into_iter()
+        .find(|d| d.name == "shop.example.test")
+        .unwrap();
+    let zone = h
+        .cloud
+        .zones()
+        .into_iter()
+        .find(|z| z.name == "shop.example.test")
+        .unwrap();
+    assert_eq!(d.nameservers, zone.nameservers);
+}
