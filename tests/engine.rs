@@ -14,7 +14,7 @@ use legion::engine::oplog::{OpKind, WriteOutcome};
 use legion::engine::plan::PlanEdit;
 use legion::engine::secret::Secret;
 use legion::engine::snapshot::{ApplyView, LockState};
-use legion::engine::state::model::{ClusterPlan, ExecStatus, Phase, RecordPlan, RecordValue};
+use legion::engine::state::model::{ExecStatus, Phase};
 use legion::providers::{ErrorKind, FirewallRule, Protocol, RecordType, ServerStatus};
 use support::{Harness, PASSWORD, apply_ok};
 
@@ -25,23 +25,7 @@ fn ready(n: &legion::engine::snapshot::NodeRow) -> bool {
 #[tokio::test(start_paused = true)]
 async fn apply_converges_nodes_zones_and_firewall() {
     let h = Harness::new().await;
-    h.engine
-        .edit_plan(PlanEdit::UpsertCluster {
-            name: "prod".into(),
-            cluster: ClusterPlan {
-                dns_zone: Some("prod.example.test".into()),
-                peer_ports: vec![4413],
-            },
-        })
-        .await
-        .unwrap();
-    h.engine
-        .edit_plan(PlanEdit::UpsertZone {
-            name: "prod.example.test".into(),
-            provider: "mock".into(),
-        })
-        .await
-        .unwrap();
+    h.cluster_zone("prod.example.test").await;
     for (n, r) in [("a", "sim-east"), ("b", "sim-east"), ("c", "sim-west")] {
         h.add_node(n, r).await;
     }
@@ -409,35 +393,8 @@ async fn a_lost_create_response_does_not_duplicate_the_server() {
 #[tokio::test(start_paused = true)]
 async fn derived_records_and_rules_follow_endpoints_and_noop_when_unchanged() {
     let h = Harness::new().await;
-    h.engine
-        .edit_plan(PlanEdit::UpsertCluster {
-            name: "prod".into(),
-            cluster: ClusterPlan {
-                dns_zone: Some("prod.example.test".into()),
-                peer_ports: vec![4413],
-            },
-        })
-        .await
-        .unwrap();
-    h.engine
-        .edit_plan(PlanEdit::UpsertZone {
-            name: "prod.example.test".into(),
-            provider: "mock".into(),
-        })
-        .await
-        .unwrap();
-    h.engine
-        .edit_plan(PlanEdit::UpsertRecord {
-            zone: "prod.example.test".into(),
-            record: RecordPlan {
-                name: "www".into(),
-                rtype: RecordType::A,
-                ttl: 60,
-                value: RecordValue::NodeAddress("a".into()),
-            },
-        })
-        .await
-        .unwrap();
+    h.cluster_zone("prod.example.test").await;
+    h.node_record("prod.example.test", "www", "a").await;
     h.add_node("a", "sim-east").await;
     h.apply().await;
     h.node("a", ready).await;
@@ -530,25 +487,8 @@ async fn derived_records_and_rules_follow_endpoints_and_noop_when_unchanged() {
 async fn a_zone_waits_for_endpoints_instead_of_failing() {
     let h = Harness::new().await;
     h.cloud.set_latency(Duration::from_secs(3));
-    h.engine
-        .edit_plan(PlanEdit::UpsertZone {
-            name: "w.example.test".into(),
-            provider: "mock".into(),
-        })
-        .await
-        .unwrap();
-    h.engine
-        .edit_plan(PlanEdit::UpsertRecord {
-            zone: "w.example.test".into(),
-            record: RecordPlan {
-                name: "www".into(),
-                rtype: RecordType::A,
-                ttl: 60,
-                value: RecordValue::NodeAddress("a".into()),
-            },
-        })
-        .await
-        .unwrap();
+    h.zone("w.example.test").await;
+    h.node_record("w.example.test", "www", "a").await;
     h.add_node("a", "sim-east").await;
     h.engine.apply().await.unwrap();
     // While the node provisions, the zone shows why it waits.
@@ -790,13 +730,7 @@ async fn secrets_stay_out_of_debug_logs_and_snapshots() {
 async fn a_domain_is_delegated_to_its_zone_after_the_zone_exists() {
     use legion::engine::state::model::DomainPlan;
     let h = Harness::new().await;
-    h.engine
-        .edit_plan(PlanEdit::UpsertZone {
-            name: "shop.example.test".into(),
-            provider: "mock".into(),
-        })
-        .await
-        .unwrap();
+    h.zone("shop.example.test").await;
     let e = h
         .engine
         .edit_plan(PlanEdit::UpsertDomain {

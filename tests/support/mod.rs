@@ -100,6 +100,47 @@ impl Harness {
         snap.node(name).unwrap().clone()
     }
 
+    pub async fn edit(&self, edit: legion::engine::plan::PlanEdit) {
+        self.engine.edit_plan(edit).await.unwrap();
+    }
+
+    /// Plan a zone on the simulated cloud.
+    pub async fn zone(&self, name: &str) {
+        self.edit(legion::engine::plan::PlanEdit::UpsertZone {
+            name: name.into(),
+            provider: "mock".into(),
+        })
+        .await;
+    }
+
+    /// Plan cluster `prod` with every node's address published in `zone`.
+    pub async fn cluster_zone(&self, zone: &str) {
+        self.edit(legion::engine::plan::PlanEdit::UpsertCluster {
+            name: "prod".into(),
+            cluster: legion::engine::state::model::ClusterPlan {
+                dns_zone: Some(zone.into()),
+                peer_ports: vec![4413],
+            },
+        })
+        .await;
+        self.zone(zone).await;
+    }
+
+    /// An `A` record `name` in `zone` pointing at `node`'s address.
+    pub async fn node_record(&self, zone: &str, name: &str, node: &str) {
+        use legion::engine::state::model::{RecordPlan, RecordValue};
+        self.edit(legion::engine::plan::PlanEdit::UpsertRecord {
+            zone: zone.into(),
+            record: RecordPlan {
+                name: name.into(),
+                rtype: legion::providers::RecordType::A,
+                ttl: 60,
+                value: RecordValue::NodeAddress(node.into()),
+            },
+        })
+        .await;
+    }
+
     /// Run a node action and wait for its operation to finish.
     pub async fn act(&self, name: &str, action: legion::engine::actors::Action) -> NodeRow {
         let op = self.engine.node_action(name.into(), action).await.unwrap();
