@@ -1,7 +1,7 @@
 //! The `legion` binary: parses the command line and wires a face to the engine.
 //!
-//! Today's faces: `legion demo` (the simulated cloud, shown as live text until the
-//! dashboard lands), `legion config init` and `legion status`.
+//! Faces: the dashboard (`legion`, `legion demo`), `legion config init`,
+//! `legion status`, `legion keymap --defaults`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -12,9 +12,13 @@ use clap::{Parser, Subcommand};
 use color_eyre::eyre::{Context, Result, eyre};
 use legion::engine::secret::Secret;
 use legion::engine::snapshot::ApplyView;
+use legion::engine::snapshot::LockState;
 use legion::engine::{Engine, EngineConfig, EngineError, demo, home};
 use legion::providers::Env;
+use legion::views::keymap::Keymap;
 use legion::views::plain;
+use legion::views::run::DashboardConfig;
+use legion::views::theme::ColorDepth;
 
 /// Exit codes (documented in `--help`).
 const EXIT_FAILURE: u8 = 1;
@@ -34,8 +38,18 @@ struct Cli {
     /// Read the unlock password from this file (first line).
     #[arg(long, global = true, env = "LEGION_PASSWORD_FILE", value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Dashboard: offer no action or form that changes anything.
+    #[arg(long, global = true)]
+    readonly: bool,
+    /// Dashboard theme: dark, light, ansi16, or a NAME.toml in the home's themes/.
+    #[arg(long, global = true, default_value = "dark")]
+    theme: String,
+    /// Colour depth: truecolor, 256, 16 or none (default: detected from TERM/COLORTERM;
+    /// NO_COLOR is honoured).
+    #[arg(long, global = true, value_name = "DEPTH")]
+    colors: Option<ColorDepth>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -45,9 +59,15 @@ enum Command {
         /// Start the demo fresh.
         #[arg(long)]
         reset: bool,
-        /// Exit once the first apply finishes (for scripts).
+        /// Print text tables instead of the dashboard, and exit once the first apply
+        /// finishes (for scripts).
         #[arg(long)]
         once: bool,
+    },
+    /// Print the default key bindings as a keymap file (save it as HOME/keymap.toml).
+    Keymap {
+        #[arg(long)]
+        defaults: bool,
     },
     /// Create or change the encrypted state.
     Config {
@@ -83,7 +103,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let handle = runtime.handle().clone();
+    match runtime.block_on(run(cli, handle)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("legion: {e:#}");
@@ -131,9 +152,31 @@ fn password(cli: &Cli) -> Result<Secret> {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match &cli.command {
-        Command::Demo { reset, once } => run_demo(&cli, *reset, *once).await,
+async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
+    let Some(command) = &cli.command else {
+        let home = home::resolve_home(cli.home.clone())?;
+        let _guard = init_tracing(&home);
+        let engine = Engine::start(EngineConfig::new(home.clone()));
+        if let Some(pw) = &cli.password_file {
+            engine.unlock(read_password(pw)?).await?;
+        }
+        dashboard(&cli, &rt, engine.clone(), home, None).await?;
+        if engine.snapshot().lock == LockState::Unlocked {
+            engine.logout().await?;
+        }
+        return Ok(());
+    };
+    match command {
+        Command::Demo { reset, once } => run_demo(&cli, &rt, *reset, *once).await,
+        Command::Keymap { defaults } => {
+            if !defaults {
+                return Err(eyre!(
+                    "say --defaults to print the default keymap (the file it reads is HOME/keymap.toml)"
+                ));
+            }
+            print!("{}", Keymap::defaults_toml());
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Init,
         } => {
@@ -151,7 +194,7 @@ async fn run(cli: Cli) -> Result<()> {
             let engine = Engine::start(EngineConfig::new(home));
             engine.unlock(password(&cli)?).await?;
             let snap = engine
-                .wait_for(|s| s.seq > 0 && s.lock == legion::engine::snapshot::LockState::Unlocked)
+                .wait_for(|s| s.seq > 0 && s.lock == LockState::Unlocked)
                 .await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&*snap)?);
@@ -169,7 +212,32 @@ fn demo_home(cli: &Cli) -> Result<PathBuf> {
     Ok(home::resolve_home(cli.home.clone())?.join("demo"))
 }
 
-async fn run_demo(cli: &Cli, reset: bool, once: bool) -> Result<()> {
+/// Run the dashboard on a blocking thread (the UI thread), leaving the runtime free.
+async fn dashboard(
+    cli: &Cli,
+    rt: &tokio::runtime::Handle,
+    engine: Engine,
+    home: PathBuf,
+    demo: Option<String>,
+) -> Result<()> {
+    let depth = cli
+        .colors
+        .unwrap_or_else(|| ColorDepth::detect(|k| std::env::var(k).ok()));
+    let cfg = DashboardConfig {
+        home,
+        readonly: cli.readonly,
+        demo,
+        theme: cli.theme.clone(),
+        depth,
+    };
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || legion::views::run::run(&rt, engine, cfg))
+        .await
+        .map_err(|e| eyre!("the dashboard stopped: {e}"))??;
+    Ok(())
+}
+
+async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: bool) -> Result<()> {
     let home = demo_home(cli)?;
     if reset && home.exists() {
         std::fs::remove_dir_all(&home)
@@ -195,6 +263,15 @@ async fn run_demo(cli: &Cli, reset: bool, once: bool) -> Result<()> {
     let id = engine.apply().await?;
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
+    if tty && !once {
+        let note = format!(
+            "demo: simulated cloud · password kept in {}",
+            pw_path.display()
+        );
+        dashboard(cli, rt, engine.clone(), home.clone(), Some(note)).await?;
+        engine.logout().await?;
+        return Ok(());
+    }
     println!(
         "Legion demo (simulated cloud) in {}\nIts state is encrypted; the demo keeps the password in {}.\n",
         home.display(),

@@ -1,4 +1,12 @@
-//! Faces' rendering. The dashboard comes later; today the plain-text tables used by the
-//! headless demo and the CLI. Views only read snapshots; they never change engine state.
+//! Faces' rendering: the dashboard (`app`, `lists`, `run`, `terminal`), its theme and
+//! keymap, and plain-text tables for scripts. Views only read snapshots and send
+//! commands; they never change engine state and never do I/O on the UI thread.
 
+pub mod app;
+pub mod keymap;
+pub mod lists;
 pub mod plain;
+pub mod run;
+pub mod table;
+pub mod terminal;
+pub mod theme;

@@ -362,8 +362,12 @@ impl NodeActor {
         match ev {
             Event::Machine(m) => {
                 self.snap.machine = m;
-                if m == Machine::Stopped && self.snap.system.is_installed() {
-                    self.snap.system = System::Unreachable("server is stopped".into());
+                if m == Machine::Stopped {
+                    let why = "server is stopped".to_string();
+                    if self.snap.system.is_installed() {
+                        self.snap.system = System::Unreachable(why.clone());
+                    }
+                    self.snap.health = Some(HealthReading::Unreachable(why));
                 }
             }
             Event::System(s) => self.snap.system = s,

@@ -1,0 +1,622 @@
+//! The dashboard's app type: routes events to the view in focus and owns the layout.
+//!
+//! `App::handle` turns an event into view-state changes and [`Effect`]s (engine commands
+//! the runner sends without blocking); `App::render` draws the latest snapshot into a
+//! buffer. Neither does I/O, so both are tested with plain values.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+mod draw;
+
+use super::keymap::{Command, Keymap};
+use super::lists::{ListUi, Tab, node_matches, sync_matches};
+use super::plain::clean;
+use super::theme::Theme;
+use crate::engine::actors::Action;
+use crate::engine::oplog::OpEntry;
+use crate::engine::secret::Secret;
+use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow, SyncRow};
+
+/// Smallest terminal the dashboard draws in.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 12;
+const LOG_CAPACITY: usize = 5_000;
+
+/// What reaches the UI thread.
+pub enum UiEvent {
+    Key(KeyEvent),
+    Paste(String),
+    Resize,
+    /// A new snapshot is in the watch channel.
+    Snapshot(Arc<AppSnapshot>),
+    Log(Arc<OpEntry>),
+    /// The outcome of an effect, for the status line.
+    Reply(Result<String, String>),
+    /// A theme loaded for `:theme`.
+    Theme(Box<Theme>),
+}
+
+/// An engine command for the runner to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Node(String, Action),
+    Apply,
+    RemoveNode(String),
+    Unlock(Secret),
+    /// Load a theme by name (`:theme NAME`) at this colour depth; the answer comes back
+    /// as `UiEvent::Theme`.
+    LoadTheme(String, super::theme::ColorDepth),
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Node(Action),
+    Remove,
+}
+
+#[derive(Debug, Clone)]
+struct Confirm {
+    pending: Pending,
+    target: String,
+    /// Focus starts on Cancel.
+    on_ok: bool,
+    /// Reinstall asks for the node's name.
+    typed: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Overlay {
+    None,
+    Help,
+    Details,
+    Confirm(Confirm),
+    /// `:` command line.
+    Command(String),
+    /// `/` filter being typed (table or log).
+    Filter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Focus {
+    Table,
+    Log,
+}
+
+struct LogUi {
+    open: bool,
+    lines: VecDeque<Arc<OpEntry>>,
+    /// Lines up from the newest; 0 follows.
+    scroll: usize,
+    filter: String,
+    node_only: bool,
+    height: u16,
+}
+
+pub struct Options {
+    pub readonly: bool,
+    /// Shown in the header ("DEMO — password kept in …").
+    pub demo: Option<String>,
+    pub theme: Theme,
+    pub keymap: Keymap,
+}
+
+pub struct App {
+    snap: Arc<AppSnapshot>,
+    tab: Tab,
+    lists: [ListUi; 4],
+    filter: String,
+    overlay: Overlay,
+    focus: Focus,
+    log: LogUi,
+    status: Option<(bool, String)>,
+    password: Secret,
+    unlocking: bool,
+    opts: Options,
+    pub quit: bool,
+}
+
+const COMMANDS: &[&str] = &[
+    "start",
+    "stop",
+    "reboot",
+    "retry",
+    "reinstall",
+    "apply",
+    "nodes",
+    "zones",
+    "firewalls",
+    "domains",
+    "logs",
+    "theme",
+    "quit",
+];
+
+impl App {
+    pub fn new(snap: Arc<AppSnapshot>, opts: Options) -> App {
+        App {
+            snap,
+            tab: Tab::Nodes,
+            lists: Default::default(),
+            filter: String::new(),
+            overlay: Overlay::None,
+            focus: Focus::Table,
+            log: LogUi {
+                open: false,
+                lines: VecDeque::new(),
+                scroll: 0,
+                filter: String::new(),
+                node_only: false,
+                height: 10,
+            },
+            status: None,
+            password: Secret::default(),
+            unlocking: false,
+            opts,
+            quit: false,
+        }
+    }
+
+    pub fn snapshot(&self) -> &AppSnapshot {
+        &self.snap
+    }
+
+    pub fn set_theme(&mut self, theme: Theme) {
+        self.opts.theme = theme;
+    }
+
+    fn locked(&self) -> bool {
+        self.snap.lock != LockState::Unlocked
+    }
+
+    fn list(&mut self) -> &mut ListUi {
+        &mut self.lists[self.tab.index()]
+    }
+
+    fn refresh_lists(&mut self) {
+        let snap = self.snap.clone();
+        let f = self.filter.clone();
+        self.lists[0].refresh(snap.seq, &snap.nodes, &f, |n| &n.name, node_matches);
+        for (i, rows) in [(1, &snap.zones), (2, &snap.firewalls), (3, &snap.domains)] {
+            self.lists[i].refresh(snap.seq, rows, &f, |r: &SyncRow| &r.name, sync_matches);
+        }
+    }
+
+    fn selected_node(&self) -> Option<&NodeRow> {
+        if self.tab != Tab::Nodes {
+            return None;
+        }
+        self.lists[0].selected().map(|i| &self.snap.nodes[i])
+    }
+
+    fn say(&mut self, ok: bool, msg: impl Into<String>) {
+        self.status = Some((ok, clean(&msg.into())));
+    }
+
+    /// Handle one event; returns the engine commands to send.
+    pub fn handle(&mut self, ev: UiEvent) -> Vec<Effect> {
+        match ev {
+            UiEvent::Snapshot(s) => {
+                if s.lock == LockState::Unlocked && self.unlocking {
+                    self.unlocking = false;
+                    self.status = None;
+                }
+                self.snap = s;
+                self.refresh_lists();
+                Vec::new()
+            }
+            UiEvent::Log(e) => {
+                if self.log.lines.len() == LOG_CAPACITY {
+                    self.log.lines.pop_front();
+                }
+                self.log.lines.push_back(e);
+                if self.log.scroll > 0 {
+                    // Paused: keep the view still while new lines arrive.
+                    self.log.scroll += 1;
+                }
+                Vec::new()
+            }
+            UiEvent::Reply(r) => {
+                match r {
+                    Ok(m) => self.say(true, m),
+                    Err(e) => {
+                        self.unlocking = false;
+                        self.say(false, e)
+                    }
+                }
+                Vec::new()
+            }
+            UiEvent::Theme(t) => {
+                self.opts.theme = *t;
+                Vec::new()
+            }
+            UiEvent::Resize => Vec::new(),
+            UiEvent::Paste(text) => {
+                self.paste(&text);
+                Vec::new()
+            }
+            UiEvent::Key(k) => self.key(k),
+        }
+    }
+
+    fn paste(&mut self, text: &str) {
+        let text: String = text.chars().filter(|c| !c.is_control()).collect();
+        if self.locked() {
+            self.password = Secret::new(format!("{}{text}", self.password.expose()));
+            return;
+        }
+        match &mut self.overlay {
+            Overlay::Command(line) => line.push_str(&text),
+            Overlay::Filter => self.filter_mut().push_str(&text),
+            Overlay::Confirm(Confirm { typed: Some(t), .. }) => t.push_str(&text),
+            _ => {}
+        }
+    }
+
+    fn filter_mut(&mut self) -> &mut String {
+        if self.focus == Focus::Log {
+            &mut self.log.filter
+        } else {
+            &mut self.filter
+        }
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if k.kind != crossterm::event::KeyEventKind::Press {
+            return Vec::new();
+        }
+        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+            self.quit = true;
+            return vec![Effect::Quit];
+        }
+        if self.locked() {
+            return self.unlock_key(k);
+        }
+        match self.overlay.clone() {
+            Overlay::Command(line) => return self.command_key(k, line),
+            Overlay::Filter => {
+                self.filter_key(k);
+                return Vec::new();
+            }
+            Overlay::Confirm(c) => return self.confirm_key(k, c),
+            Overlay::Help | Overlay::Details => {
+                if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q'))
+                    || self.opts.keymap.resolve(&k) == Some(Command::Help)
+                {
+                    self.overlay = Overlay::None;
+                }
+                return Vec::new();
+            }
+            Overlay::None => {}
+        }
+        match self.opts.keymap.resolve(&k) {
+            Some(cmd) => self.command(cmd),
+            None => Vec::new(),
+        }
+    }
+
+    fn unlock_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if self.snap.lock == LockState::Uninitialized {
+            if matches!(k.code, KeyCode::Esc | KeyCode::Char('q')) {
+                self.quit = true;
+                return vec![Effect::Quit];
+            }
+            return Vec::new();
+        }
+        match k.code {
+            KeyCode::Enter if !self.password.is_empty() && !self.unlocking => {
+                self.unlocking = true;
+                self.say(true, "unlocking…");
+                vec![Effect::Unlock(std::mem::take(&mut self.password))]
+            }
+            KeyCode::Backspace => {
+                let mut p = self.password.expose().to_string();
+                p.pop();
+                self.password = Secret::new(p);
+                Vec::new()
+            }
+            KeyCode::Esc => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            KeyCode::Char(c) => {
+                self.password = Secret::new(format!("{}{c}", self.password.expose()));
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn filter_key(&mut self, k: KeyEvent) {
+        match k.code {
+            KeyCode::Enter => self.overlay = Overlay::None,
+            KeyCode::Esc => {
+                self.filter_mut().clear();
+                self.overlay = Overlay::None;
+            }
+            KeyCode::Backspace => {
+                self.filter_mut().pop();
+            }
+            KeyCode::Char(c) => self.filter_mut().push(c),
+            _ => {}
+        }
+        self.refresh_lists();
+    }
+
+    fn confirm_key(&mut self, k: KeyEvent, mut c: Confirm) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => {
+                self.overlay = Overlay::None;
+                self.say(true, "cancelled");
+                return Vec::new();
+            }
+            KeyCode::Tab | KeyCode::BackTab | KeyCode::Left | KeyCode::Right
+                if c.typed.is_none() =>
+            {
+                c.on_ok = !c.on_ok;
+            }
+            KeyCode::Char('h') if c.typed.is_none() => c.on_ok = false,
+            KeyCode::Char('l') if c.typed.is_none() => c.on_ok = true,
+            KeyCode::Backspace => {
+                if let Some(t) = &mut c.typed {
+                    t.pop();
+                }
+            }
+            KeyCode::Char(ch) => {
+                if let Some(t) = &mut c.typed {
+                    t.push(ch);
+                }
+            }
+            KeyCode::Enter => {
+                self.overlay = Overlay::None;
+                let go = match &c.typed {
+                    Some(t) => *t == c.target,
+                    None => c.on_ok,
+                };
+                if !go {
+                    self.say(
+                        true,
+                        if c.typed.is_some() {
+                            "cancelled: the typed name did not match"
+                        } else {
+                            "cancelled"
+                        },
+                    );
+                    return Vec::new();
+                }
+                return vec![match c.pending {
+                    Pending::Node(a) => Effect::Node(c.target, a),
+                    Pending::Remove => Effect::RemoveNode(c.target),
+                }];
+            }
+            _ => {}
+        }
+        self.overlay = Overlay::Confirm(c);
+        Vec::new()
+    }
+
+    fn command_key(&mut self, k: KeyEvent, mut line: String) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => {
+                self.overlay = Overlay::None;
+                return Vec::new();
+            }
+            KeyCode::Tab => {
+                let matches: Vec<&str> = COMMANDS
+                    .iter()
+                    .copied()
+                    .filter(|c| c.starts_with(line.trim()))
+                    .collect();
+                if let [one] = matches.as_slice() {
+                    line = format!("{one} ");
+                } else if !matches.is_empty() {
+                    self.say(true, matches.join("  "));
+                }
+            }
+            KeyCode::Backspace => {
+                line.pop();
+            }
+            KeyCode::Char(c) => line.push(c),
+            KeyCode::Enter => {
+                self.overlay = Overlay::None;
+                return self.run_line(line.trim());
+            }
+            _ => {}
+        }
+        self.overlay = Overlay::Command(line);
+        Vec::new()
+    }
+
+    /// A `:` command.
+    fn run_line(&mut self, line: &str) -> Vec<Effect> {
+        let mut words = line.split_whitespace();
+        let Some(word) = words.next() else {
+            return Vec::new();
+        };
+        let cmd = match word {
+            "start" => Command::Start,
+            "stop" => Command::Stop,
+            "reboot" => Command::Reboot,
+            "retry" => Command::Retry,
+            "reinstall" => Command::Reinstall,
+            "apply" => Command::Apply,
+            "nodes" => Command::ViewNodes,
+            "zones" => Command::ViewZones,
+            "firewalls" => Command::ViewFirewalls,
+            "domains" => Command::ViewDomains,
+            "logs" => Command::ToggleLog,
+            "q" | "quit" => Command::Quit,
+            "theme" => {
+                return match words.next() {
+                    Some(name) => {
+                        vec![Effect::LoadTheme(name.to_string(), self.opts.theme.depth())]
+                    }
+                    None => {
+                        self.say(false, "usage: :theme NAME");
+                        Vec::new()
+                    }
+                };
+            }
+            other => {
+                self.say(false, format!("unknown command :{other}; Tab completes"));
+                return Vec::new();
+            }
+        };
+        self.command(cmd)
+    }
+
+    fn command(&mut self, cmd: Command) -> Vec<Effect> {
+        let info = cmd.info();
+        if info.mutating && self.opts.readonly {
+            self.say(
+                false,
+                format!("{}: not available in --readonly", info.label),
+            );
+            return Vec::new();
+        }
+        let snap = self.snap.clone();
+        let page = self.list().height.max(1) as isize;
+        match cmd {
+            Command::MoveUp | Command::MoveDown | Command::PageUp | Command::PageDown => {
+                let delta = match cmd {
+                    Command::MoveUp => -1,
+                    Command::MoveDown => 1,
+                    Command::PageUp => -page,
+                    _ => page,
+                };
+                if self.focus == Focus::Log && self.log.open {
+                    self.scroll_log(-delta);
+                } else {
+                    self.move_sel(delta, &snap);
+                }
+            }
+            Command::Top | Command::Bottom => {
+                if self.focus == Focus::Log && self.log.open {
+                    self.log.scroll = if cmd == Command::Top {
+                        self.log.lines.len()
+                    } else {
+                        0
+                    };
+                } else {
+                    self.jump(cmd == Command::Bottom, &snap);
+                }
+            }
+            Command::NextView | Command::PrevView => {
+                let i = self.tab.index() as isize + if cmd == Command::NextView { 1 } else { -1 };
+                self.tab = Tab::ALL[i.rem_euclid(4) as usize];
+                self.focus = Focus::Table;
+            }
+            Command::ViewNodes => self.tab = Tab::Nodes,
+            Command::ViewZones => self.tab = Tab::Zones,
+            Command::ViewFirewalls => self.tab = Tab::Firewalls,
+            Command::ViewDomains => self.tab = Tab::Domains,
+            Command::Details => {
+                if self.current_row_exists() {
+                    self.overlay = Overlay::Details;
+                }
+            }
+            Command::Back => {
+                if self.focus == Focus::Log {
+                    self.focus = Focus::Table;
+                } else if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.refresh_lists();
+                }
+            }
+            Command::Filter => self.overlay = Overlay::Filter,
+            Command::Help => self.overlay = Overlay::Help,
+            Command::Quit => {
+                self.quit = true;
+                return vec![Effect::Quit];
+            }
+            Command::CommandLine => self.overlay = Overlay::Command(String::new()),
+            Command::Start | Command::Retry => {
+                let action = if cmd == Command::Start {
+                    Action::Start
+                } else {
+                    Action::Retry
+                };
+                return match self.selected_node() {
+                    Some(n) => vec![Effect::Node(n.name.clone(), action)],
+                    None => self.no_node(action),
+                };
+            }
+            Command::Stop | Command::Reboot | Command::Reinstall | Command::Remove => {
+                let Some(name) = self.selected_node().map(|n| n.name.clone()) else {
+                    return self.no_node(Action::Stop);
+                };
+                let pending = match cmd {
+                    Command::Stop => Pending::Node(Action::Stop),
+                    Command::Reboot => Pending::Node(Action::Reboot),
+                    Command::Reinstall => Pending::Node(Action::Reinstall),
+                    _ => Pending::Remove,
+                };
+                let typed = (cmd == Command::Reinstall).then(String::new);
+                self.overlay = Overlay::Confirm(Confirm {
+                    pending,
+                    target: name,
+                    on_ok: false,
+                    typed,
+                });
+            }
+            Command::Apply => return vec![Effect::Apply],
+            Command::Add | Command::Edit => {
+                self.say(
+                    false,
+                    "node forms are not built yet: plan nodes with the engine API or the CLI",
+                );
+            }
+            Command::ToggleLog => {
+                self.log.open = !self.log.open;
+                self.focus = if self.log.open {
+                    Focus::Log
+                } else {
+                    Focus::Table
+                };
+            }
+            Command::LogGrow => self.log.height = (self.log.height + 2).min(60),
+            Command::LogShrink => self.log.height = self.log.height.saturating_sub(2).max(3),
+            // End and F follow the log where it has focus, and jump to the last row
+            // elsewhere.
+            Command::LogFollow if self.focus == Focus::Log && self.log.open => self.log.scroll = 0,
+            Command::LogFollow => self.jump(true, &snap),
+            Command::LogNodeOnly => self.log.node_only = !self.log.node_only,
+        }
+        Vec::new()
+    }
+
+    fn no_node(&mut self, action: Action) -> Vec<Effect> {
+        self.say(false, format!("{action}: select a node first (Nodes view)"));
+        Vec::new()
+    }
+
+    fn current_row_exists(&self) -> bool {
+        self.lists[self.tab.index()].selected().is_some()
+    }
+
+    fn move_sel(&mut self, delta: isize, snap: &AppSnapshot) {
+        match self.tab {
+            Tab::Nodes => self.lists[0].move_by(delta, &snap.nodes, |n| &n.name),
+            Tab::Zones => self.lists[1].move_by(delta, &snap.zones, |r| &r.name),
+            Tab::Firewalls => self.lists[2].move_by(delta, &snap.firewalls, |r| &r.name),
+            Tab::Domains => self.lists[3].move_by(delta, &snap.domains, |r| &r.name),
+        }
+    }
+
+    fn jump(&mut self, end: bool, snap: &AppSnapshot) {
+        match self.tab {
+            Tab::Nodes => self.lists[0].jump(end, &snap.nodes, |n| &n.name),
+            Tab::Zones => self.lists[1].jump(end, &snap.zones, |r| &r.name),
+            Tab::Firewalls => self.lists[2].jump(end, &snap.firewalls, |r| &r.name),
+            Tab::Domains => self.lists[3].jump(end, &snap.domains, |r| &r.name),
+        }
+    }
+
+    fn scroll_log(&mut self, delta: isize) {
+        let max = self.log.lines.len();
+        self.log.scroll = (self.log.scroll as isize + delta).clamp(0, max as isize) as usize;
+    }
+}

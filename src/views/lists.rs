@@ -1,0 +1,413 @@
+//! The four resource tables: nodes, DNS zones, firewall sets, domains.
+//!
+//! Each keeps its own filter result and selection (by name, so it survives snapshot
+//! updates) and lays out only the visible rows.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table, Widget};
+
+use super::plain::clean;
+use super::table::Window;
+use super::theme::Theme;
+use crate::engine::actors::{Machine, System};
+use crate::engine::snapshot::{AppSnapshot, NodeRow, SyncRow};
+use crate::providers::HealthReading;
+
+/// Which table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Nodes,
+    Zones,
+    Firewalls,
+    Domains,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Nodes, Tab::Zones, Tab::Firewalls, Tab::Domains];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Nodes => "Nodes",
+            Tab::Zones => "DNS Zones",
+            Tab::Firewalls => "Firewalls",
+            Tab::Domains => "Domains",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    pub fn len(self, snap: &AppSnapshot) -> usize {
+        match self {
+            Tab::Nodes => snap.nodes.len(),
+            Tab::Zones => snap.zones.len(),
+            Tab::Firewalls => snap.firewalls.len(),
+            Tab::Domains => snap.domains.len(),
+        }
+    }
+}
+
+/// Filter result and selection of one table.
+#[derive(Debug, Default)]
+pub struct ListUi {
+    pub window: Window,
+    /// Indices into the snapshot's rows that pass the filter.
+    indices: Vec<usize>,
+    selected_name: Option<String>,
+    seen: Option<(u64, String)>,
+    /// Rows that fit, from the last layout.
+    pub height: usize,
+}
+
+impl ListUi {
+    /// Recompute the filter when the snapshot or the filter changed; keep the selected
+    /// row by name.
+    pub fn refresh<T>(
+        &mut self,
+        seq: u64,
+        rows: &[T],
+        filter: &str,
+        name: impl Fn(&T) -> &str,
+        matches: impl Fn(&T, &str) -> bool,
+    ) {
+        let key = (seq, filter.to_string());
+        if self.seen.as_ref() == Some(&key) {
+            return;
+        }
+        let needle = filter.to_lowercase();
+        self.indices = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| needle.is_empty() || matches(r, &needle))
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(sel) = &self.selected_name
+            && let Some(pos) = self.indices.iter().position(|&i| name(&rows[i]) == sel)
+        {
+            self.window.selected = pos;
+        }
+        self.window.fit(self.indices.len(), self.height.max(1));
+        self.seen = Some(key);
+        self.remember(rows, &name);
+    }
+
+    fn remember<T>(&mut self, rows: &[T], name: &impl Fn(&T) -> &str) {
+        self.selected_name = self
+            .indices
+            .get(self.window.selected)
+            .map(|&i| name(&rows[i]).to_string());
+    }
+
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// Index into the snapshot's rows of the selection.
+    pub fn selected(&self) -> Option<usize> {
+        self.indices.get(self.window.selected).copied()
+    }
+
+    pub fn move_by<T>(&mut self, delta: isize, rows: &[T], name: impl Fn(&T) -> &str) {
+        if delta < 0 {
+            self.window.up(delta.unsigned_abs());
+        } else {
+            self.window.down(delta as usize, self.indices.len());
+        }
+        self.window.fit(self.indices.len(), self.height.max(1));
+        self.remember(rows, &name);
+    }
+
+    pub fn jump<T>(&mut self, to_end: bool, rows: &[T], name: impl Fn(&T) -> &str) {
+        self.window.selected = if to_end {
+            self.indices.len().saturating_sub(1)
+        } else {
+            0
+        };
+        self.window.fit(self.indices.len(), self.height.max(1));
+        self.remember(rows, &name);
+    }
+
+    /// Visible row indices into the snapshot, with the position of the selection.
+    fn visible(&mut self, height: usize) -> (Vec<usize>, Option<usize>) {
+        self.height = height;
+        self.window.fit(self.indices.len(), height);
+        let range = self.window.visible(self.indices.len(), height);
+        let sel = self
+            .window
+            .selected
+            .checked_sub(range.start)
+            .filter(|s| *s < range.len());
+        (self.indices[range].to_vec(), sel)
+    }
+}
+
+pub fn node_matches(n: &NodeRow, needle: &str) -> bool {
+    let hay = [
+        n.name.as_str(),
+        n.address.as_deref().unwrap_or(""),
+        n.provider.as_str(),
+        n.region.as_str(),
+    ];
+    hay.iter().any(|h| h.to_lowercase().contains(needle))
+        || n.machine.to_string().contains(needle)
+        || n.system.to_string().contains(needle)
+}
+
+pub fn sync_matches(r: &SyncRow, needle: &str) -> bool {
+    r.name.to_lowercase().contains(needle)
+        || r.provider.to_lowercase().contains(needle)
+        || r.state.to_string().contains(needle)
+}
+
+pub fn machine_key(m: Machine) -> String {
+    format!("node.machine.{m}")
+}
+
+pub fn system_key(s: &System) -> &'static str {
+    match s {
+        System::Ready => "node.system.ready",
+        System::Installing(_) => "node.system.installing",
+        System::Degraded(_) => "node.system.degraded",
+        System::Unreachable(_) => "node.system.unreachable",
+        System::Failed(_) => "node.system.failed",
+        System::Interrupted(_) => "node.system.interrupted",
+        System::Pending => "node.system.pending",
+        System::Unknown => "node.system.unknown",
+    }
+}
+
+fn health_text(h: &Option<HealthReading>) -> (&'static str, &'static str) {
+    match h {
+        Some(HealthReading::Healthy) => ("ok", "status.ok"),
+        Some(HealthReading::Degraded(_)) => ("degraded", "status.warn"),
+        Some(HealthReading::Unreachable(_)) => ("down", "status.error"),
+        None => ("-", "text.dim"),
+    }
+}
+
+fn trimmed(s: &str, max: usize) -> String {
+    let s = clean(s);
+    if s.chars().count() <= max {
+        s
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn frame<'a>(title: String, theme: &Theme, focused: bool) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.style(if focused { "border.focused" } else { "border" }))
+        .title(Span::styled(title, theme.style("title")))
+}
+
+pub fn render_nodes(
+    ui: &mut ListUi,
+    snap: &AppSnapshot,
+    theme: &Theme,
+    focused: bool,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let block = frame(
+        format!(" Nodes {}/{} ", ui.len(), snap.nodes.len()),
+        theme,
+        focused,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let height = inner.height.saturating_sub(1) as usize;
+    let (rows, sel) = ui.visible(height);
+    let header = Row::new(
+        [
+            "NAME",
+            "PROVIDER",
+            "REGION",
+            "MACHINE",
+            "SYSTEM",
+            "HEALTH",
+            "ADDRESS",
+            "OPERATION",
+            "LAST ERROR",
+        ]
+        .map(Cell::from),
+    )
+    .style(theme.style("header"));
+    let body: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| {
+            let n = &snap.nodes[i];
+            let (health, hkey) = health_text(&n.health);
+            let mut system = n.system.to_string();
+            if !n.planned {
+                system = format!("{system} (unplanned)");
+            }
+            let note = n
+                .last_error
+                .as_deref()
+                .or(n.waiting.as_deref())
+                .unwrap_or("");
+            let row = Row::new(vec![
+                Cell::from(trimmed(&n.name, 24)),
+                Cell::from(trimmed(&n.provider, 10)),
+                Cell::from(trimmed(&n.region, 12)),
+                Cell::from(Span::styled(
+                    n.machine.to_string(),
+                    theme.style(&machine_key(n.machine)),
+                )),
+                Cell::from(Span::styled(
+                    trimmed(&system, 28),
+                    theme.style(system_key(&n.system)),
+                )),
+                Cell::from(Span::styled(health, theme.style(hkey))),
+                Cell::from(trimmed(n.address.as_deref().unwrap_or("-"), 39)),
+                Cell::from(trimmed(n.operation.as_deref().unwrap_or(""), 28)),
+                Cell::from(Span::styled(
+                    trimmed(note, 120),
+                    theme.style(if n.last_error.is_some() {
+                        "status.error"
+                    } else {
+                        "text.dim"
+                    }),
+                )),
+            ]);
+            if Some(pos) == sel {
+                row.style(theme.style("selection"))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(16),
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Length(13),
+        Constraint::Length(24),
+        Constraint::Length(8),
+        Constraint::Length(16),
+        Constraint::Length(22),
+        Constraint::Fill(1),
+    ];
+    Table::new(body, widths)
+        .header(header)
+        .column_spacing(1)
+        .render(inner, buf);
+    if snap.nodes.is_empty() {
+        empty_hint(
+            "No nodes planned. Add one with `n`, or from the CLI.",
+            theme,
+            inner,
+            buf,
+        );
+    }
+}
+
+pub fn render_sync(
+    tab: Tab,
+    ui: &mut ListUi,
+    rows_all: &[SyncRow],
+    theme: &Theme,
+    focused: bool,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let block = frame(
+        format!(" {} {}/{} ", tab.title(), ui.len(), rows_all.len()),
+        theme,
+        focused,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let height = inner.height.saturating_sub(1) as usize;
+    let (rows, sel) = ui.visible(height);
+    let name_col = match tab {
+        Tab::Zones => "ZONE",
+        Tab::Firewalls => "SET",
+        _ => "DOMAIN",
+    };
+    let summary_col = match tab {
+        Tab::Zones => "RECORDS",
+        Tab::Firewalls => "RULES / BOUND NODES",
+        _ => "DELEGATION",
+    };
+    let header = Row::new(
+        [
+            name_col,
+            "PROVIDER",
+            "STATE",
+            summary_col,
+            "WAITING / ERROR",
+        ]
+        .map(Cell::from),
+    )
+    .style(theme.style("header"));
+    let body: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| {
+            let r = &rows_all[i];
+            let (note, key) = match (&r.last_error, &r.waiting) {
+                (Some(e), _) => (e.as_str(), "status.error"),
+                (None, Some(w)) => (w.as_str(), "status.warn"),
+                _ => ("", "text.dim"),
+            };
+            let mut state = r.state.to_string();
+            if let Some(op) = &r.operation {
+                state = format!("{state} ({op})");
+            }
+            let row = Row::new(vec![
+                Cell::from(trimmed(&r.name, 40)),
+                Cell::from(trimmed(&r.provider, 12)),
+                Cell::from(Span::styled(
+                    state,
+                    theme.style(&format!("sync.{}", r.state)),
+                )),
+                Cell::from(trimmed(&r.summary, 40)),
+                Cell::from(Span::styled(trimmed(note, 120), theme.style(key))),
+            ]);
+            if Some(pos) == sel {
+                row.style(theme.style("selection"))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(28),
+        Constraint::Length(10),
+        Constraint::Length(18),
+        Constraint::Length(30),
+        Constraint::Fill(1),
+    ];
+    Table::new(body, widths)
+        .header(header)
+        .column_spacing(1)
+        .render(inner, buf);
+    if rows_all.is_empty() {
+        empty_hint(
+            &format!("No {} planned.", tab.title().to_lowercase()),
+            theme,
+            inner,
+            buf,
+        );
+    }
+}
+
+fn empty_hint(text: &str, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    if area.height < 3 {
+        return;
+    }
+    let at = Rect::new(area.x + 1, area.y + 2, area.width.saturating_sub(2), 1);
+    Line::from(Span::styled(text.to_string(), theme.style("text.dim"))).render(at, buf);
+}

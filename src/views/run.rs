@@ -1,0 +1,238 @@
+//! The dashboard's event loop: wait, drain, render once.
+//!
+//! The UI thread blocks on one channel fed by an input thread (terminal events) and by
+//! tasks on the engine's runtime (snapshot changes, operation-log lines, command
+//! replies). It drains whatever is ready, renders into an off-screen buffer and writes to
+//! the terminal only when that buffer differs from the last one written: an idle
+//! dashboard wakes for nothing and writes nothing.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::Event;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use tokio::runtime::Handle;
+
+use super::app::{App, Effect, Options, UiEvent};
+use super::keymap::Keymap;
+use super::terminal;
+use super::theme::{ColorDepth, Theme};
+use crate::engine::Engine;
+use crate::engine::plan::PlanEdit;
+
+/// Frames are at least this far apart; events in between are drained into one frame.
+const FRAME: Duration = Duration::from_millis(16);
+
+pub struct DashboardConfig {
+    pub home: PathBuf,
+    pub readonly: bool,
+    pub demo: Option<String>,
+    pub theme: String,
+    pub depth: ColorDepth,
+}
+
+/// Load the theme and keymap named by the config; problems become status messages.
+pub fn prepare(cfg: &DashboardConfig) -> (Options, Vec<String>) {
+    let mut notes = Vec::new();
+    let dirs = vec![cfg.home.join("themes")];
+    let theme = match Theme::load(&cfg.theme, &dirs) {
+        Ok(t) => t,
+        Err(e) => {
+            notes.push(format!("{e}; using the default theme"));
+            Theme::default()
+        }
+    }
+    .with_depth(cfg.depth);
+    let (mut keymap, problem) = Keymap::load(&cfg.home.join(super::keymap::FILE_NAME));
+    if let Some(p) = problem {
+        notes.push(format!("{p}; using the default keys"));
+    }
+    if cfg.readonly {
+        keymap = keymap.without_mutating();
+    }
+    (
+        Options {
+            readonly: cfg.readonly,
+            demo: cfg.demo.clone(),
+            theme,
+            keymap,
+        },
+        notes,
+    )
+}
+
+/// Run the dashboard on this thread until the operator quits.
+pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result<()> {
+    let (opts, notes) = prepare(&cfg);
+    let mut app = App::new(engine.snapshot(), opts);
+    for n in notes {
+        app.handle(UiEvent::Reply(Err(n)));
+    }
+    let (tx, rx) = mpsc::channel::<UiEvent>();
+    for e in engine.oplog().recent(500, None) {
+        app.handle(UiEvent::Log(e));
+    }
+    // The terminal first: setting it up may query it, and the input thread below would
+    // swallow the answer.
+    let mut term = terminal::enter()?;
+    // Terminal input: a blocking read on its own thread, never on the UI thread.
+    let input_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("legion-input".into())
+        .spawn(move || {
+            loop {
+                let ev = match crossterm::event::read() {
+                    Ok(Event::Key(k)) => UiEvent::Key(k),
+                    Ok(Event::Paste(p)) => UiEvent::Paste(p),
+                    Ok(Event::Resize(..)) => UiEvent::Resize,
+                    Ok(_) => continue,
+                    Err(_) => return,
+                };
+                if input_tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        })?;
+    let mut snapshots = engine.snapshots();
+    let snap_tx = tx.clone();
+    let snap_task = rt.spawn(async move {
+        while snapshots.changed().await.is_ok() {
+            let s = snapshots.borrow_and_update().clone();
+            if snap_tx.send(UiEvent::Snapshot(s)).is_err() {
+                return;
+            }
+        }
+    });
+    let mut log_rx = engine.oplog().subscribe();
+    let log_tx = tx.clone();
+    let log_task = rt.spawn(async move {
+        loop {
+            match log_rx.recv().await {
+                Ok(e) => {
+                    if log_tx.send(UiEvent::Log(e)).is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+
+    let result = event_loop(rt, &engine, &mut app, &mut term, &tx, &rx);
+    terminal::restore();
+    snap_task.abort();
+    log_task.abort();
+    result
+}
+
+fn event_loop(
+    rt: &Handle,
+    engine: &Engine,
+    app: &mut App,
+    term: &mut terminal::Term,
+    tx: &mpsc::Sender<UiEvent>,
+    rx: &mpsc::Receiver<UiEvent>,
+) -> std::io::Result<()> {
+    let mut last: Option<Buffer> = None;
+    let mut last_draw = Instant::now() - FRAME;
+    let mut resized = true;
+    loop {
+        // Draw, unless the frame would equal the one on screen.
+        let size = term.size()?;
+        let area = Rect::new(0, 0, size.width, size.height);
+        let mut buf = Buffer::empty(area);
+        let cursor = app.render(area, &mut buf);
+        if resized || last.as_ref() != Some(&buf) {
+            if resized {
+                // Resizes and clears the screen when the size changed (no cursor query).
+                term.autoresize()?;
+            }
+            terminal::draw(term, &buf, cursor)?;
+            last = Some(buf);
+            last_draw = Instant::now();
+            resized = false;
+        }
+        // Wait for the next event: no timer wakes an idle dashboard.
+        let first = match rx.recv() {
+            Ok(ev) => ev,
+            Err(_) => return Ok(()),
+        };
+        let mut batch = vec![first];
+        // Collect what arrives within the rest of this frame into the same frame.
+        let until = last_draw + FRAME;
+        loop {
+            let now = Instant::now();
+            let next = if now >= until {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_timeout(until - now).ok()
+            };
+            match next {
+                Some(ev) => batch.push(ev),
+                None => break,
+            }
+            if batch.len() > 4096 {
+                break;
+            }
+        }
+        for ev in batch {
+            if matches!(ev, UiEvent::Resize) {
+                resized = true;
+            }
+            for effect in app.handle(ev) {
+                if effect == Effect::Quit {
+                    return Ok(());
+                }
+                perform(rt, engine, effect, tx.clone());
+            }
+            if app.quit {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Send an effect to the engine without waiting; the reply comes back as an event.
+fn perform(rt: &Handle, engine: &Engine, effect: Effect, tx: mpsc::Sender<UiEvent>) {
+    let engine = engine.clone();
+    rt.spawn(async move {
+        let reply = match effect {
+            Effect::Node(name, action) => engine
+                .node_action(name.clone(), action)
+                .await
+                .map(|_| format!("{action} {name}: accepted"))
+                .map_err(|e| e.to_string()),
+            Effect::Apply => engine
+                .apply()
+                .await
+                .map(|id| format!("apply #{id} started"))
+                .map_err(|e| e.to_string()),
+            Effect::RemoveNode(name) => engine
+                .edit_plan(PlanEdit::RemoveNode { name: name.clone() })
+                .await
+                .map(|()| format!("{name} removed from the plan; apply tears it down"))
+                .map_err(|e| e.to_string()),
+            Effect::Unlock(password) => engine
+                .unlock(password)
+                .await
+                .map(|()| "unlocked".to_string())
+                .map_err(|e| e.to_string()),
+            Effect::LoadTheme(name, depth) => {
+                let dirs = vec![engine.home().join("themes")];
+                match tokio::task::spawn_blocking(move || Theme::load(&name, &dirs)).await {
+                    Ok(Ok(theme)) => {
+                        let _ = tx.send(UiEvent::Theme(Box::new(theme.with_depth(depth))));
+                        Ok("theme changed".to_string())
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Effect::Quit => return,
+        };
+        let _ = tx.send(UiEvent::Reply(reply));
+    });
+}

@@ -1,0 +1,295 @@
+//! The dashboard's app type without a terminal: events in, effects and a rendered buffer
+//! out. Screens are compared as text snapshots (insta).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use legion::engine::actors::{Action, Machine, SyncState, System};
+use legion::engine::snapshot::{AppSnapshot, ApplyView, LockState, NodeRow, SyncRow};
+use legion::providers::HealthReading;
+use legion::views::app::{App, Effect, Options, UiEvent};
+use legion::views::keymap::Keymap;
+use legion::views::theme::Theme;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+
+fn node(i: usize, machine: Machine, system: System) -> NodeRow {
+    NodeRow {
+        name: format!("node-{i:02}"),
+        cluster: "prod".into(),
+        role: "worker".into(),
+        provider: "mock".into(),
+        region: if i.is_multiple_of(2) {
+            "sim-east"
+        } else {
+            "sim-west"
+        }
+        .into(),
+        offer: "sim-small".into(),
+        image: "debian-12".into(),
+        machine,
+        system,
+        health: Some(HealthReading::Healthy),
+        address: Some(format!("198.51.100.{i}")),
+        server_id: Some(format!("sv-{i}")),
+        operation: None,
+        last_error: None,
+        waiting: None,
+        planned: true,
+        live: true,
+        execution: None,
+        diffs: vec![],
+        ops_started: 0,
+        ops_finished: 0,
+    }
+}
+
+fn snapshot(n: usize) -> Arc<AppSnapshot> {
+    let mut s = AppSnapshot::empty("/home/op/.local/share/legion".into(), LockState::Unlocked);
+    s.seq = 1;
+    s.apply = ApplyView::Finished {
+        id: 3,
+        ok: true,
+        failed: vec![],
+        waiting: vec![],
+    };
+    s.nodes = (0..n)
+        .map(|i| node(i, Machine::Running, System::Ready))
+        .collect();
+    if n > 2 {
+        s.nodes[1].machine = Machine::Stopped;
+        s.nodes[1].system = System::Unreachable("server is stopped".into());
+        s.nodes[2].last_error = Some("configure failed: simulated failure in configure".into());
+        s.nodes[2].system = System::Failed(legion::engine::state::model::Phase::Configure);
+    }
+    s.zones = vec![SyncRow {
+        name: "example.test".into(),
+        provider: "mock".into(),
+        state: SyncState::Waiting,
+        summary: "2 rrsets".into(),
+        waiting: Some("node node-09 has no address yet".into()),
+        last_error: None,
+        operation: None,
+        planned: true,
+        live: true,
+    }];
+    Arc::new(s)
+}
+
+fn app_with(snap: Arc<AppSnapshot>, readonly: bool) -> App {
+    let keymap = if readonly {
+        Keymap::defaults().without_mutating()
+    } else {
+        Keymap::defaults()
+    };
+    let mut app = App::new(
+        snap.clone(),
+        Options {
+            readonly,
+            demo: None,
+            theme: Theme::builtin("dark").unwrap(),
+            keymap,
+        },
+    );
+    app.handle(UiEvent::Snapshot(snap));
+    app
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    app.handle(UiEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn chars(app: &mut App, s: &str) -> Vec<Effect> {
+    s.chars().flat_map(|c| key(app, KeyCode::Char(c))).collect()
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> String {
+    let area = Rect::new(0, 0, w, h);
+    let mut buf = Buffer::empty(area);
+    app.render(area, &mut buf);
+    let mut out = String::new();
+    for y in 0..h {
+        let line: String = (0..w)
+            .map(|x| buf.cell((x, y)).map(|c| c.symbol()).unwrap_or(" "))
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn nodes_view() {
+    let mut app = app_with(snapshot(6), false);
+    insta::assert_snapshot!(screen(&mut app, 120, 16));
+}
+
+#[test]
+fn zones_view_shows_the_waiting_reason() {
+    let mut app = app_with(snapshot(6), false);
+    key(&mut app, KeyCode::Char('2'));
+    let s = screen(&mut app, 160, 12);
+    assert!(s.contains("node node-09 has no address yet"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app_with(snapshot(3), false);
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&mut app, 100, 44));
+    key(&mut app, KeyCode::Esc);
+    assert!(!screen(&mut app, 100, 44).contains("Keys (Esc closes)"));
+}
+
+#[test]
+fn stop_asks_with_focus_on_cancel() {
+    let mut app = app_with(snapshot(6), false);
+    key(&mut app, KeyCode::Char('j'));
+    assert!(key(&mut app, KeyCode::Char('o')).is_empty());
+    insta::assert_snapshot!(screen(&mut app, 100, 20));
+    // Enter on the initial focus cancels.
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&mut app, 100, 20).contains("cancelled"));
+    key(&mut app, KeyCode::Char('o'));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        vec![Effect::Node("node-01".into(), Action::Stop)]
+    );
+}
+
+#[test]
+fn reinstall_needs_the_typed_name() {
+    let mut app = app_with(snapshot(6), false);
+    key(&mut app, KeyCode::Char('R'));
+    insta::assert_snapshot!(screen(&mut app, 100, 20));
+    chars(&mut app, "node-0");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&mut app, 100, 20).contains("did not match"));
+    key(&mut app, KeyCode::Char('R'));
+    chars(&mut app, "node-00");
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        vec![Effect::Node("node-00".into(), Action::Reinstall)]
+    );
+}
+
+#[test]
+fn a_refused_action_shows_its_reason() {
+    let mut app = app_with(snapshot(6), false);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('u')),
+        vec![Effect::Node("node-00".into(), Action::Start)]
+    );
+    app.handle(UiEvent::Reply(Err("node-00 is already running".into())));
+    let s = screen(&mut app, 100, 14);
+    assert!(s.contains("node-00 is already running"), "{s}");
+}
+
+#[test]
+fn filter_is_live_and_esc_clears_it() {
+    let mut app = app_with(snapshot(10), false);
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "WEST");
+    let s = screen(&mut app, 120, 20);
+    assert!(s.contains("Nodes 5/10"), "{s}");
+    assert!(!s.contains("node-00"));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Esc);
+    assert!(screen(&mut app, 120, 20).contains("Nodes 10/10"));
+}
+
+#[test]
+fn command_line_completes_and_runs() {
+    let mut app = app_with(snapshot(4), false);
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "zo");
+    key(&mut app, KeyCode::Tab);
+    assert!(screen(&mut app, 100, 14).contains(":zones"));
+    key(&mut app, KeyCode::Enter);
+    assert!(screen(&mut app, 100, 14).contains("DNS Zones 1/1"));
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "apply");
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Apply]);
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "frob");
+    key(&mut app, KeyCode::Enter);
+    assert!(screen(&mut app, 100, 14).contains("unknown command :frob"));
+}
+
+#[test]
+fn readonly_offers_no_mutation() {
+    let mut app = app_with(snapshot(4), true);
+    assert!(key(&mut app, KeyCode::Char('o')).is_empty());
+    assert!(key(&mut app, KeyCode::Char('a')).is_empty());
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "stop");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    let s = screen(&mut app, 120, 14);
+    assert!(s.contains("not available in --readonly"), "{s}");
+    assert!(s.contains("readonly"));
+    let footer = s.lines().rfind(|l| !l.is_empty()).unwrap();
+    assert!(
+        !footer.contains("stop") && !footer.contains("apply"),
+        "{footer}"
+    );
+}
+
+#[test]
+fn too_small_says_so_and_never_panics() {
+    let mut app = app_with(snapshot(4), false);
+    let s = screen(&mut app, 30, 5);
+    assert!(s.contains("terminal too small"), "{s}");
+    insta::assert_snapshot!(s);
+    for (w, h) in [(0, 0), (1, 1), (2, 200), (200, 2), (59, 11), (60, 12)] {
+        screen(&mut app, w, h);
+    }
+}
+
+#[test]
+fn unlock_masks_the_password_and_says_when_it_is_wrong() {
+    let locked = Arc::new(AppSnapshot::empty("/h".into(), LockState::Locked));
+    let mut app = app_with(locked, false);
+    chars(&mut app, "hunter2");
+    let s = screen(&mut app, 100, 20);
+    assert!(!s.contains("hunter2"), "{s}");
+    assert!(s.contains("•••••••"), "{s}");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert!(matches!(fx.as_slice(), [Effect::Unlock(p)] if p.expose() == "hunter2"));
+    app.handle(UiEvent::Reply(Err(
+        "wrong password for /h/state.legion; try again".into(),
+    )));
+    let s = screen(&mut app, 100, 20);
+    assert!(s.contains("wrong password"), "{s}");
+    insta::assert_snapshot!(s);
+    // And the user can try again.
+    chars(&mut app, "x");
+    assert!(matches!(
+        key(&mut app, KeyCode::Enter).as_slice(),
+        [Effect::Unlock(_)]
+    ));
+}
+
+#[test]
+fn ten_thousand_nodes_lay_out_only_the_visible_rows() {
+    let mut app = app_with(snapshot(10_000), false);
+    let s = screen(&mut app, 200, 60);
+    assert!(s.contains("Nodes 10000/10000"));
+    key(&mut app, KeyCode::Char('G'));
+    let s = screen(&mut app, 200, 60);
+    assert!(s.contains("node-9999"), "{s}");
+    assert!(!s.contains("node-00 "));
+}
+
+#[test]
+fn remote_strings_cannot_move_the_cursor() {
+    let mut snap = (*snapshot(3)).clone();
+    snap.nodes[0].last_error = Some("boom\u{1b}[2J\u{1b}[H gone".into());
+    let mut app = app_with(Arc::new(snap), false);
+    let s = screen(&mut app, 200, 12);
+    assert!(!s.contains('\u{1b}'));
+    assert!(s.contains("boom[2J[H gone"), "{s}");
+}

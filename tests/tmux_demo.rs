@@ -1,0 +1,194 @@
+//! End to end: the real `legion demo` in a real terminal (tmux), driven with keys and read
+//! from the screen, as an operator would.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux server of our own (private socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, width: u16, height: u16) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("SKIPPED: tmux is not installed (.ci/run installs it)");
+            return None;
+        }
+        let socket = format!("legion-test-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(cmd)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Some(Tmux { socket })
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        // A separate write per call: Esc followed at once by a key reads as Alt-key.
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    fn text(&self, text: &str) {
+        self.keys(&["-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait (bounded) until the screen satisfies `pred`.
+    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        self.wait(needle, |s| s.contains(needle))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn row<'a>(screen: &'a str, node: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.contains(&format!("│{node} ")))
+        .unwrap_or("")
+}
+
+fn demo_command(home: &Path) -> String {
+    format!(
+        "env -u LEGION_HOME -u NO_COLOR TERM=xterm-256color {} --home {} demo; echo LEGION-EXITED $?; sleep 60",
+        env!("CARGO_BIN_EXE_legion"),
+        home.display()
+    )
+}
+
+#[test]
+fn demo_dashboard_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(t) = Tmux::start(&demo_command(dir.path()), 160, 45) else {
+        return;
+    };
+    // The seeded nodes appear and settle.
+    let s = t.wait("the first apply to converge", |s| {
+        s.contains("apply #1: converged") && s.matches(" ready ").count() >= 6
+    });
+    assert!(s.contains("DEMO"), "{s}");
+    for n in ["east-1", "east-2", "east-3", "west-4", "west-5", "west-6"] {
+        assert!(s.contains(n), "{n}:\n{s}");
+    }
+
+    // Stop east-2 through the confirmation dialog (focus starts on Cancel).
+    t.text("j");
+    t.text("o");
+    t.wait_for("stop east-2?");
+    t.keys(&["Tab"]);
+    t.keys(&["Enter"]);
+    t.wait("east-2 stopped", |s| row(s, "east-2").contains("stopped"));
+
+    // A refused action shows the engine's reason.
+    t.text("o");
+    t.keys(&["Tab"]);
+    t.keys(&["Enter"]);
+    t.wait_for("east-2 is already stopped");
+
+    // Start it again.
+    t.text("u");
+    t.wait("east-2 running and ready", |s| {
+        let r = row(s, "east-2");
+        r.contains("running") && r.contains("ready")
+    });
+
+    // Reboot.
+    t.text("r");
+    t.wait_for("reboot east-2?");
+    t.keys(&["Tab"]);
+    t.keys(&["Enter"]);
+    t.wait_for("reboot east-2: accepted");
+    t.wait("east-2 back up", |s| row(s, "east-2").contains("ready"));
+
+    // Reinstall asks for the node's name.
+    t.text("R");
+    t.wait_for("Type the node's name");
+    t.text("east-2");
+    t.keys(&["Enter"]);
+    t.wait_for("reinstall east-2: accepted");
+    t.wait("the reinstall to finish", |s| {
+        let r = row(s, "east-2");
+        r.contains("running") && r.contains("ready")
+    });
+
+    // `/` filters live; Esc clears.
+    t.text("/");
+    t.text("west");
+    t.wait_for("Nodes 3/6");
+    t.keys(&["Enter"]);
+    t.keys(&["Escape"]);
+    t.wait_for("Nodes 6/6");
+
+    // `:` commands.
+    t.text(":");
+    t.text("zones");
+    t.keys(&["Enter"]);
+    t.wait_for("DNS Zones 2/2");
+    t.text(":");
+    t.text("nodes");
+    t.keys(&["Enter"]);
+    t.wait_for("Nodes 6/6");
+
+    // The log panel follows the operation log.
+    t.text("l");
+    t.wait_for("Operation log");
+
+    // Quitting restores the terminal.
+    t.text("q");
+    let s = t.wait_for("LEGION-EXITED 0");
+    assert!(
+        !s.contains("Nodes 6/6"),
+        "the alternate screen was left:\n{s}"
+    );
+}
