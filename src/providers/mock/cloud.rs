@@ -87,6 +87,8 @@ pub struct MockCloud {
     /// Serializes saves so an older snapshot never overwrites a newer one.
     save_lock: Mutex<()>,
     autosave: AtomicBool,
+    /// Wakes the autosave task after a change (no polling timer while idle).
+    changed: Arc<tokio::sync::Notify>,
     /// The simulated API serves at most `concurrency` requests at once.
     permits: Semaphore,
 }
@@ -178,6 +180,7 @@ impl MockCloud {
             path,
             save_lock: Mutex::new(()),
             autosave: AtomicBool::new(false),
+            changed: Arc::new(tokio::sync::Notify::new()),
             permits: Semaphore::new(DEFAULT_CONCURRENCY),
         }
     }
@@ -401,8 +404,11 @@ impl MockCloud {
             return;
         };
         let weak = Arc::downgrade(self);
+        let changed = self.changed.clone();
         runtime.spawn(async move {
             loop {
+                changed.notified().await;
+                // Debounce: a burst of changes is one save.
                 tokio::time::sleep(SAVE_EVERY).await;
                 let Some(cloud) = weak.upgrade() else { break };
                 if cloud.lock().dirty {
@@ -467,6 +473,9 @@ impl MockCloud {
             }
             apply(&mut st)
         };
+        if method != "GET" {
+            self.changed.notify_one();
+        }
         match fault {
             // The request was applied (or refused); either way its answer is gone.
             Fault::Lost => Err(response_lost()),
@@ -695,6 +704,8 @@ impl MockCloud {
 
 impl Drop for MockCloud {
     fn drop(&mut self) {
+        // Let the autosave task see the cloud is gone and end.
+        self.changed.notify_one();
         // The last change before a shutdown that skipped `flush` is not lost.
         if let Err(err) = self.save() {
             tracing::warn!(%err, "simulated cloud: final save failed");
