@@ -293,3 +293,136 @@ fn remote_strings_cannot_move_the_cursor() {
     assert!(!s.contains('\u{1b}'));
     assert!(s.contains("boom[2J[H gone"), "{s}");
 }
+
+fn catalog() -> legion::providers::Catalog {
+    use legion::providers::{Catalog, Image, Offer, Region};
+    let offer = |id: &str, cores, mem, price: f64| Offer {
+        id: id.into(),
+        name: id.into(),
+        cores,
+        memory_mb: mem,
+        disk_gb: 20,
+        hourly_price: [("sim-east".to_string(), price)].into_iter().collect(),
+        regions: vec!["sim-east".into()],
+        deprecated: false,
+        variables: vec![],
+    };
+    Catalog {
+        regions: vec![Region {
+            id: "sim-east".into(),
+            name: "Simulated East".into(),
+            available: true,
+        }],
+        offers: vec![
+            offer("sim-small", 1, 1024, 0.005),
+            offer("sim-large", 4, 8192, 0.024),
+        ],
+        images: vec![Image {
+            id: "debian-12".into(),
+            name: "Debian 12".into(),
+            architecture: "x86_64".into(),
+            deprecated: false,
+        }],
+    }
+}
+
+fn policy() -> legion::providers::CatalogPolicy {
+    legion::providers::CatalogPolicy {
+        default_image: "debian-12".into(),
+        default_region: Some("sim-east".into()),
+        default_offer: legion::providers::OfferSelector::Preferred {
+            id: "sim-small".into(),
+            min_cores: 1,
+            min_memory_mb: 1024,
+        },
+    }
+}
+
+fn with_provider(n: usize) -> Arc<AppSnapshot> {
+    let mut s = (*snapshot(n)).clone();
+    s.providers = vec![legion::providers::ProviderStatus {
+        id: "mock".into(),
+        kind: "mock".into(),
+        display: "Simulated cloud".into(),
+        health: legion::providers::ProviderHealth::Ok,
+        last_error: None,
+        in_flight: 0,
+        calls: 0,
+        writes: 0,
+        rate_limit: None,
+        rate_remaining: None,
+    }];
+    Arc::new(s)
+}
+
+#[test]
+fn node_form_validates_and_submits_with_catalog_defaults() {
+    let mut app = app_with(with_provider(3), false);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('n')),
+        vec![Effect::LoadCatalog("mock".into())]
+    );
+    app.handle(UiEvent::Catalog {
+        provider: "mock".into(),
+        catalog: Arc::new(catalog()),
+        policy: policy(),
+    });
+    // Nothing is sent until the form is valid.
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    let s = screen(&mut app, 110, 30);
+    assert!(s.contains("required"), "{s}");
+    insta::assert_snapshot!(s);
+    chars(&mut app, "Web_1");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&mut app, 110, 30).contains("1-63 of a-z"));
+    for _ in 0..5 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "web-1");
+    // The offer choice cycles; the policy's default was preselected.
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Right);
+    let fx = key(&mut app, KeyCode::Enter);
+    let [Effect::UpsertNode(req)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(req.name, "web-1");
+    assert_eq!(req.region.as_deref(), Some("sim-east"));
+    assert_eq!(req.offer.as_deref(), Some("sim-large"));
+    assert_eq!(req.image.as_deref(), Some("debian-12"));
+    assert_eq!(req.cluster.as_deref(), Some("prod"));
+}
+
+#[test]
+fn remove_and_other_views_render() {
+    let mut app = app_with(with_provider(4), false);
+    key(&mut app, KeyCode::Char('D'));
+    insta::assert_snapshot!("remove_confirm", screen(&mut app, 100, 18));
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('3'));
+    insta::assert_snapshot!("firewalls_view_empty", screen(&mut app, 100, 10));
+    key(&mut app, KeyCode::Char('4'));
+    insta::assert_snapshot!("domains_view_empty", screen(&mut app, 100, 10));
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("planned vs observed"), "{s}");
+    insta::assert_snapshot!("node_details", s);
+}
+
+#[test]
+fn a_provider_that_stops_answering_shows_in_rows_and_header() {
+    let mut snap = (*with_provider(3)).clone();
+    snap.providers[0].health = legion::providers::ProviderHealth::Degraded;
+    snap.providers[0].last_error = Some("Simulated cloud: simulated failure".into());
+    let mut app = app_with(Arc::new(snap), false);
+    let s = screen(&mut app, 200, 12);
+    assert!(s.contains("mock:degraded"), "{s}");
+    assert!(s.contains("mock!"), "{s}");
+    assert!(
+        s.contains("provider degraded: Simulated cloud: simulated failure"),
+        "{s}"
+    );
+}

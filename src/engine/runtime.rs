@@ -282,6 +282,34 @@ impl Engine {
         .await
     }
 
+    /// A provider's catalog (cached after the first read) and its catalog policy, for
+    /// forms and the CLI. Reads the provider; never writes.
+    pub async fn catalog(
+        &self,
+        provider: String,
+    ) -> Result<
+        (
+            Arc<crate::providers::Catalog>,
+            crate::providers::CatalogPolicy,
+        ),
+        EngineError,
+    > {
+        self.with_session(move |s| async move {
+            let c = s
+                .supervisor
+                .env()
+                .providers
+                .require(&provider)
+                .map_err(EngineError::Invalid)?;
+            let catalog = c
+                .catalog(false)
+                .await
+                .map_err(|e| EngineError::Provider(e.to_string()))?;
+            Ok((catalog, c.policy()))
+        })
+        .await
+    }
+
     /// Start an apply; returns its id. Progress and outcome are in the snapshot.
     pub async fn apply(&self) -> Result<u64, EngineError> {
         self.with_session(|s| async move { s.start_apply() }).await

@@ -13,7 +13,7 @@ use super::table::Window;
 use super::theme::Theme;
 use crate::engine::actors::{Machine, System};
 use crate::engine::snapshot::{AppSnapshot, NodeRow, SyncRow};
-use crate::providers::HealthReading;
+use crate::providers::{HealthReading, ProviderHealth};
 
 /// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +227,22 @@ pub fn render_nodes(
     block.render(area, buf);
     let height = inner.height.saturating_sub(1) as usize;
     let (rows, sel) = ui.visible(height);
+    // Rows of a provider that stops answering say so.
+    let troubled: std::collections::HashMap<&str, String> = snap
+        .providers
+        .iter()
+        .filter(|p| p.health != ProviderHealth::Ok)
+        .map(|p| {
+            (
+                p.id.as_str(),
+                format!(
+                    "provider {}: {}",
+                    p.health,
+                    p.last_error.as_deref().unwrap_or("no answer")
+                ),
+            )
+        })
+        .collect();
     let header = Row::new(
         [
             "NAME",
@@ -252,14 +268,22 @@ pub fn render_nodes(
             if !n.planned {
                 system = format!("{system} (unplanned)");
             }
+            let trouble = troubled.get(n.provider.as_str());
             let note = n
                 .last_error
                 .as_deref()
+                .or(trouble.map(String::as_str))
                 .or(n.waiting.as_deref())
                 .unwrap_or("");
             let row = Row::new(vec![
                 Cell::from(trimmed(&n.name, 24)),
-                Cell::from(trimmed(&n.provider, 10)),
+                match trouble {
+                    Some(_) => Cell::from(Span::styled(
+                        format!("{}!", trimmed(&n.provider, 9)),
+                        theme.style("provider.degraded"),
+                    )),
+                    None => Cell::from(trimmed(&n.provider, 10)),
+                },
                 Cell::from(trimmed(&n.region, 12)),
                 Cell::from(Span::styled(
                     n.machine.to_string(),
@@ -274,7 +298,7 @@ pub fn render_nodes(
                 Cell::from(trimmed(n.operation.as_deref().unwrap_or(""), 28)),
                 Cell::from(Span::styled(
                     trimmed(note, 120),
-                    theme.style(if n.last_error.is_some() {
+                    theme.style(if n.last_error.is_some() || trouble.is_some() {
                         "status.error"
                     } else {
                         "text.dim"
@@ -288,17 +312,7 @@ pub fn render_nodes(
             }
         })
         .collect();
-    let widths = [
-        Constraint::Length(16),
-        Constraint::Length(9),
-        Constraint::Length(10),
-        Constraint::Length(13),
-        Constraint::Length(24),
-        Constraint::Length(8),
-        Constraint::Length(16),
-        Constraint::Length(22),
-        Constraint::Fill(1),
-    ];
+    let widths = fit_widths(&[16, 9, 10, 13, 24, 8, 16, 22], inner.width);
     Table::new(body, widths)
         .header(header)
         .column_spacing(1)
@@ -383,13 +397,7 @@ pub fn render_sync(
             }
         })
         .collect();
-    let widths = [
-        Constraint::Length(28),
-        Constraint::Length(10),
-        Constraint::Length(18),
-        Constraint::Length(30),
-        Constraint::Fill(1),
-    ];
+    let widths = fit_widths(&[28, 10, 18, 30], inner.width);
     Table::new(body, widths)
         .header(header)
         .column_spacing(1)
@@ -402,6 +410,24 @@ pub fn render_sync(
             buf,
         );
     }
+}
+
+/// Column widths, left to right, each with one space after it; the last column takes
+/// what is left. Columns that no longer fit get no width (they are cut from the right,
+/// as k9s does). Computed here rather than by the constraint solver so that an
+/// over-full row always lays out the same way.
+fn fit_widths(desired: &[u16], available: u16) -> Vec<Constraint> {
+    let mut left = available;
+    let mut out: Vec<Constraint> = desired
+        .iter()
+        .map(|&w| {
+            let take = w.min(left);
+            left = left.saturating_sub(take + 1);
+            Constraint::Length(take)
+        })
+        .collect();
+    out.push(Constraint::Length(left));
+    out
 }
 
 fn empty_hint(text: &str, theme: &Theme, area: Rect, buf: &mut Buffer) {

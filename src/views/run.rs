@@ -215,6 +215,25 @@ fn perform(rt: &Handle, engine: &Engine, effect: Effect, tx: mpsc::Sender<UiEven
                 .await
                 .map(|()| format!("{name} removed from the plan; apply tears it down"))
                 .map_err(|e| e.to_string()),
+            Effect::UpsertNode(req) => {
+                let name = req.name.clone();
+                engine
+                    .upsert_node(req)
+                    .await
+                    .map(|()| format!("{name} is in the plan; apply (a) creates or changes it"))
+                    .map_err(|e| e.to_string())
+            }
+            Effect::LoadCatalog(provider) => match engine.catalog(provider.clone()).await {
+                Ok((catalog, policy)) => {
+                    let _ = tx.send(UiEvent::Catalog {
+                        provider,
+                        catalog,
+                        policy,
+                    });
+                    return;
+                }
+                Err(e) => Err(format!("catalog of {provider}: {e}")),
+            },
             Effect::Unlock(password) => engine
                 .unlock(password)
                 .await

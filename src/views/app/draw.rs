@@ -8,8 +8,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
 use super::{App, Confirm, Focus, MIN_HEIGHT, MIN_WIDTH, Overlay, Pending};
+use crate::engine::actors::System;
 use crate::engine::oplog::{OpEntry, OpKind};
 use crate::engine::snapshot::LockState;
+use crate::providers::HealthReading;
 use crate::views::keymap::Command;
 use crate::views::lists::{Tab, render_nodes, render_sync};
 use crate::views::plain::{apply_line, clean};
@@ -106,6 +108,10 @@ impl App {
             Overlay::Details => self.render_details(area, buf),
             Overlay::Confirm(c) => return self.render_confirm(&c, area, buf),
             _ => {}
+        }
+        if let Some(f) = &self.form {
+            f.render(&self.opts.theme, area, buf);
+            return None;
         }
         cursor
     }
@@ -448,8 +454,27 @@ impl App {
                     return;
                 };
                 lines.push(kv("machine", n.machine.to_string()));
-                lines.push(kv("system", format!("{:?}", n.system)));
-                lines.push(kv("health", format!("{:?}", n.health)));
+                let detail = |s: &str| {
+                    if s.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({s})")
+                    }
+                };
+                let system = match &n.system {
+                    System::Degraded(d) | System::Unreachable(d) => {
+                        format!("{}{}", n.system, detail(d))
+                    }
+                    s => s.to_string(),
+                };
+                lines.push(kv("system", system));
+                let health = match &n.health {
+                    Some(HealthReading::Healthy) => "healthy".to_string(),
+                    Some(HealthReading::Degraded(d)) => format!("degraded{}", detail(d)),
+                    Some(HealthReading::Unreachable(d)) => format!("unreachable{}", detail(d)),
+                    None => "not checked yet".to_string(),
+                };
+                lines.push(kv("health", health));
                 lines.push(kv(
                     "provider",
                     format!("{} / {} / {} / {}", n.provider, n.region, n.offer, n.image),

@@ -11,6 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod draw;
 
+use super::form::{FormOutcome, NodeForm};
 use super::keymap::{Command, Keymap};
 use super::lists::{ListUi, Tab, node_matches, sync_matches};
 use super::plain::clean;
@@ -37,6 +38,12 @@ pub enum UiEvent {
     Reply(Result<String, String>),
     /// A theme loaded for `:theme`.
     Theme(Box<Theme>),
+    /// A provider's catalog, for the node form.
+    Catalog {
+        provider: String,
+        catalog: Arc<crate::providers::Catalog>,
+        policy: crate::providers::CatalogPolicy,
+    },
 }
 
 /// An engine command for the runner to send.
@@ -45,6 +52,10 @@ pub enum Effect {
     Node(String, Action),
     Apply,
     RemoveNode(String),
+    /// Plan (add or change) a node.
+    UpsertNode(crate::engine::plan::NodeRequest),
+    /// Load a provider's catalog; it comes back as `UiEvent::Catalog`.
+    LoadCatalog(String),
     Unlock(Secret),
     /// Load a theme by name (`:theme NAME`) at this colour depth; the answer comes back
     /// as `UiEvent::Theme`.
@@ -115,6 +126,8 @@ pub struct App {
     status: Option<(bool, String)>,
     password: Secret,
     unlocking: bool,
+    /// The node form, when open (it sits above every other overlay).
+    form: Option<Box<NodeForm>>,
     opts: Options,
     pub quit: bool,
 }
@@ -155,6 +168,7 @@ impl App {
             status: None,
             password: Secret::default(),
             unlocking: false,
+            form: None,
             opts,
             quit: false,
         }
@@ -233,6 +247,16 @@ impl App {
                 self.opts.theme = *t;
                 Vec::new()
             }
+            UiEvent::Catalog {
+                provider,
+                catalog,
+                policy,
+            } => {
+                if let Some(f) = &mut self.form {
+                    f.set_catalog(&provider, catalog, policy);
+                }
+                Vec::new()
+            }
             UiEvent::Resize => Vec::new(),
             UiEvent::Paste(text) => {
                 self.paste(&text);
@@ -246,6 +270,10 @@ impl App {
         let text: String = text.chars().filter(|c| !c.is_control()).collect();
         if self.locked() {
             self.password = Secret::new(format!("{}{text}", self.password.expose()));
+            return;
+        }
+        if let Some(f) = &mut self.form {
+            f.paste(&text);
             return;
         }
         match &mut self.overlay {
@@ -274,6 +302,20 @@ impl App {
         }
         if self.locked() {
             return self.unlock_key(k);
+        }
+        if let Some(f) = &mut self.form {
+            return match f.key(k) {
+                FormOutcome::Editing => Vec::new(),
+                FormOutcome::Cancel => {
+                    self.form = None;
+                    Vec::new()
+                }
+                FormOutcome::NeedCatalog(p) => vec![Effect::LoadCatalog(p)],
+                FormOutcome::Submit(req) => {
+                    self.form = None;
+                    vec![Effect::UpsertNode(req)]
+                }
+            };
         }
         match self.overlay.clone() {
             Overlay::Command(line) => return self.command_key(k, line),
@@ -563,12 +605,7 @@ impl App {
                 });
             }
             Command::Apply => return vec![Effect::Apply],
-            Command::Add | Command::Edit => {
-                self.say(
-                    false,
-                    "node forms are not built yet: plan nodes with the engine API or the CLI",
-                );
-            }
+            Command::Add | Command::Edit => return self.open_form(cmd == Command::Edit),
             Command::ToggleLog => {
                 self.log.open = !self.log.open;
                 self.focus = if self.log.open {
@@ -586,6 +623,43 @@ impl App {
             Command::LogNodeOnly => self.log.node_only = !self.log.node_only,
         }
         Vec::new()
+    }
+
+    fn open_form(&mut self, edit: bool) -> Vec<Effect> {
+        if self.tab != Tab::Nodes {
+            self.say(
+                false,
+                "zone, record and firewall-rule forms are not built yet; use the Nodes view",
+            );
+            return Vec::new();
+        }
+        let providers: Vec<String> = self.snap.providers.iter().map(|p| p.id.clone()).collect();
+        let form = if edit {
+            match self.selected_node() {
+                Some(n) if n.planned => NodeForm::edit(&providers, n),
+                Some(n) => {
+                    let msg = format!("{} is not in the plan; nothing to edit", n.name);
+                    self.say(false, msg);
+                    return Vec::new();
+                }
+                None => return self.no_node(Action::Start),
+            }
+        } else {
+            let cluster = self
+                .snap
+                .nodes
+                .first()
+                .map(|n| n.cluster.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "default".into());
+            NodeForm::new(&providers, &cluster)
+        };
+        let effects = form
+            .provider()
+            .map(|p| vec![Effect::LoadCatalog(p.to_string())])
+            .unwrap_or_default();
+        self.form = Some(Box::new(form));
+        effects
     }
 
     fn no_node(&mut self, action: Action) -> Vec<Effect> {
