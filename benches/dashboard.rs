@@ -83,6 +83,7 @@ fn app(snap: Arc<AppSnapshot>) -> App {
             demo: None,
             theme: Theme::default().with_depth(ColorDepth::Ansi256),
             keymap: Keymap::defaults(),
+            providers: vec![],
         },
     );
     app.handle(UiEvent::Snapshot(snap));

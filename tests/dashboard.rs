@@ -91,6 +91,9 @@ fn app_with(snap: Arc<AppSnapshot>, readonly: bool) -> App {
             demo: None,
             theme: Theme::builtin("dark").unwrap(),
             keymap,
+            providers: vec![legion::providers::ProviderModule::descriptor(
+                &legion::providers::mock::MockModule::default(),
+            )],
         },
     );
     app.handle(UiEvent::Snapshot(snap));
@@ -424,5 +427,72 @@ fn a_provider_that_stops_answering_shows_in_rows_and_header() {
     assert!(
         s.contains("provider degraded: Simulated cloud: simulated failure"),
         "{s}"
+    );
+}
+
+#[test]
+fn plan_entry_and_provider_forms() {
+    let mut app = app_with(with_provider(3), false);
+    // Zones view: n adds a zone (the engine validates the name).
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('n'));
+    chars(&mut app, "example.org");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(fx.as_slice(), [Effect::EditPlan(legion::engine::plan::PlanEdit::UpsertZone { name, provider })]
+            if name == "example.org" && provider == "mock"),
+        "{fx:?}"
+    );
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "record example.test");
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Tab);
+    chars(&mut app, "www");
+    key(&mut app, KeyCode::Tab);
+    for _ in 0..2 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "BOGUS");
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    chars(&mut app, "@node-00");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    let s = screen(&mut app, 110, 24);
+    assert!(s.contains("unknown record type"), "{s}");
+    insta::assert_snapshot!("record_form_error", s);
+    // The focus moved to the field in error.
+    for _ in 0..5 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "A");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(fx.as_slice(), [Effect::EditPlan(legion::engine::plan::PlanEdit::UpsertRecord { zone, record })]
+            if zone == "example.test" && record.name == "www"
+            && record.value == legion::engine::state::model::RecordValue::NodeAddress("node-00".into())),
+        "{fx:?}"
+    );
+    // Firewalls view: n adds a rule; a bad CIDR is refused beside its field.
+    key(&mut app, KeyCode::Char('3'));
+    key(&mut app, KeyCode::Char('n'));
+    chars(&mut app, "prod");
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    chars(&mut app, "443");
+    key(&mut app, KeyCode::Tab);
+    chars(&mut app, ", 300.1.1.1/8");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&mut app, 110, 24).contains("300.1.1.1/8 is not a CIDR"));
+    key(&mut app, KeyCode::Esc);
+    // Provider settings come from the descriptor.
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "provider mock");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&mut app, 110, 24);
+    assert!(s.contains("Simulated cloud settings"), "{s}");
+    let fx = key(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(fx.as_slice(), [Effect::ConfigureProvider(k, _)] if k == "mock"),
+        "{fx:?}"
     );
 }

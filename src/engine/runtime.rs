@@ -162,6 +162,8 @@ pub struct Engine {
     snapshots: watch::Receiver<Arc<AppSnapshot>>,
     oplog: OpLog,
     home: PathBuf,
+    registry: Registry,
+    env: Env,
 }
 
 impl Engine {
@@ -188,6 +190,8 @@ impl Engine {
             snapshots,
             oplog,
             home: config.home,
+            registry: config.registry,
+            env: config.env,
         }
     }
 
@@ -280,6 +284,15 @@ impl Engine {
             .await
         })
         .await
+    }
+
+    /// The descriptors of every provider enabled here: what settings forms and CLI flags
+    /// are made from. Needs no unlock.
+    pub fn provider_descriptors(&self) -> Vec<crate::providers::Descriptor> {
+        self.registry
+            .enabled(&self.env)
+            .map(|m| m.descriptor())
+            .collect()
     }
 
     /// A provider's catalog (cached after the first read) and its catalog policy, for

@@ -3,6 +3,7 @@
 //! commands; they never change engine state and never do I/O on the UI thread.
 
 pub mod app;
+pub mod fields;
 pub mod form;
 pub mod keymap;
 pub mod lists;

@@ -34,7 +34,10 @@ pub struct DashboardConfig {
 }
 
 /// Load the theme and keymap named by the config; problems become status messages.
-pub fn prepare(cfg: &DashboardConfig) -> (Options, Vec<String>) {
+pub fn prepare(
+    cfg: &DashboardConfig,
+    providers: Vec<crate::providers::Descriptor>,
+) -> (Options, Vec<String>) {
     let mut notes = Vec::new();
     let dirs = vec![cfg.home.join("themes")];
     let theme = match Theme::load(&cfg.theme, &dirs) {
@@ -58,6 +61,7 @@ pub fn prepare(cfg: &DashboardConfig) -> (Options, Vec<String>) {
             demo: cfg.demo.clone(),
             theme,
             keymap,
+            providers,
         },
         notes,
     )
@@ -65,7 +69,7 @@ pub fn prepare(cfg: &DashboardConfig) -> (Options, Vec<String>) {
 
 /// Run the dashboard on this thread until the operator quits.
 pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result<()> {
-    let (opts, notes) = prepare(&cfg);
+    let (opts, notes) = prepare(&cfg, engine.provider_descriptors());
     let mut app = App::new(engine.snapshot(), opts);
     for n in notes {
         app.handle(UiEvent::Reply(Err(n)));
@@ -223,6 +227,16 @@ fn perform(rt: &Handle, engine: &Engine, effect: Effect, tx: mpsc::Sender<UiEven
                     .map(|()| format!("{name} is in the plan; apply (a) creates or changes it"))
                     .map_err(|e| e.to_string())
             }
+            Effect::EditPlan(edit) => engine
+                .edit_plan(edit)
+                .await
+                .map(|()| "saved in the plan; apply (a) makes it so".to_string())
+                .map_err(|e| e.to_string()),
+            Effect::ConfigureProvider(kind, creds) => engine
+                .configure_provider(kind.clone(), creds)
+                .await
+                .map(|()| format!("provider {kind} configured"))
+                .map_err(|e| e.to_string()),
             Effect::LoadCatalog(provider) => match engine.catalog(provider.clone()).await {
                 Ok((catalog, policy)) => {
                     let _ = tx.send(UiEvent::Catalog {

@@ -113,6 +113,10 @@ impl App {
             f.render(&self.opts.theme, area, buf);
             return None;
         }
+        if let Some(f) = &self.fields {
+            f.render(&self.opts.theme, area, buf);
+            return None;
+        }
         cursor
     }
 

@@ -11,6 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod draw;
 
+use super::fields::{FieldsForm, FieldsOutcome, Submitted};
 use super::form::{FormOutcome, NodeForm};
 use super::keymap::{Command, Keymap};
 use super::lists::{ListUi, Tab, node_matches, sync_matches};
@@ -56,6 +57,10 @@ pub enum Effect {
     UpsertNode(crate::engine::plan::NodeRequest),
     /// Load a provider's catalog; it comes back as `UiEvent::Catalog`.
     LoadCatalog(String),
+    /// Any other plan edit (zones, records, firewall rules).
+    EditPlan(crate::engine::plan::PlanEdit),
+    /// Store credentials for a provider kind and connect it.
+    ConfigureProvider(String, crate::providers::Credentials),
     Unlock(Secret),
     /// Load a theme by name (`:theme NAME`) at this colour depth; the answer comes back
     /// as `UiEvent::Theme`.
@@ -113,6 +118,8 @@ pub struct Options {
     pub demo: Option<String>,
     pub theme: Theme,
     pub keymap: Keymap,
+    /// Descriptors of the providers enabled here, for the settings form.
+    pub providers: Vec<crate::providers::Descriptor>,
 }
 
 pub struct App {
@@ -128,6 +135,8 @@ pub struct App {
     unlocking: bool,
     /// The node form, when open (it sits above every other overlay).
     form: Option<Box<NodeForm>>,
+    /// A settings or plan-entry form, when open.
+    fields: Option<Box<FieldsForm>>,
     opts: Options,
     pub quit: bool,
 }
@@ -145,6 +154,8 @@ const COMMANDS: &[&str] = &[
     "domains",
     "logs",
     "theme",
+    "record",
+    "provider",
     "quit",
 ];
 
@@ -169,6 +180,7 @@ impl App {
             password: Secret::default(),
             unlocking: false,
             form: None,
+            fields: None,
             opts,
             quit: false,
         }
@@ -276,6 +288,10 @@ impl App {
             f.paste(&text);
             return;
         }
+        if let Some(f) = &mut self.fields {
+            f.paste(&text);
+            return;
+        }
         match &mut self.overlay {
             Overlay::Command(line) => line.push_str(&text),
             Overlay::Filter => self.filter_mut().push_str(&text),
@@ -302,6 +318,22 @@ impl App {
         }
         if self.locked() {
             return self.unlock_key(k);
+        }
+        if let Some(f) = &mut self.fields {
+            return match f.key(k) {
+                FieldsOutcome::Editing => Vec::new(),
+                FieldsOutcome::Cancel => {
+                    self.fields = None;
+                    Vec::new()
+                }
+                FieldsOutcome::Submit(s) => {
+                    self.fields = None;
+                    vec![match s {
+                        Submitted::Provider(kind, creds) => Effect::ConfigureProvider(kind, creds),
+                        Submitted::Plan(edit) => Effect::EditPlan(edit),
+                    }]
+                }
+            };
         }
         if let Some(f) = &mut self.form {
             return match f.key(k) {
@@ -491,6 +523,48 @@ impl App {
             "domains" => Command::ViewDomains,
             "logs" => Command::ToggleLog,
             "q" | "quit" => Command::Quit,
+            "record" | "provider" if self.opts.readonly => {
+                self.say(false, format!("{word}: not available in --readonly"));
+                return Vec::new();
+            }
+            "record" => {
+                let zone = words
+                    .next()
+                    .map(String::from)
+                    .or_else(|| self.snap.zones.first().map(|z| z.name.clone()))
+                    .unwrap_or_default();
+                self.fields = Some(Box::new(FieldsForm::record(&zone)));
+                return Vec::new();
+            }
+            "provider" => {
+                let wanted = words.next();
+                let desc = self
+                    .opts
+                    .providers
+                    .iter()
+                    .find(|d| wanted.is_none_or(|w| d.kind == w))
+                    .cloned();
+                match desc {
+                    Some(d) => self.fields = Some(Box::new(FieldsForm::provider(&d))),
+                    None => {
+                        let kinds: Vec<&str> = self
+                            .opts
+                            .providers
+                            .iter()
+                            .map(|d| d.kind.as_str())
+                            .collect();
+                        self.say(
+                            false,
+                            format!(
+                                "unknown or disabled provider {:?}; enabled here: {}",
+                                wanted.unwrap_or(""),
+                                kinds.join(", ")
+                            ),
+                        );
+                    }
+                }
+                return Vec::new();
+            }
             "theme" => {
                 return match words.next() {
                     Some(name) => {
@@ -626,12 +700,43 @@ impl App {
     }
 
     fn open_form(&mut self, edit: bool) -> Vec<Effect> {
-        if self.tab != Tab::Nodes {
-            self.say(
-                false,
-                "zone, record and firewall-rule forms are not built yet; use the Nodes view",
-            );
-            return Vec::new();
+        let provider = self
+            .snap
+            .providers
+            .first()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        match (self.tab, edit) {
+            (Tab::Nodes, _) => {}
+            (Tab::Zones, false) => {
+                self.fields = Some(Box::new(FieldsForm::zone(&provider)));
+                return Vec::new();
+            }
+            (Tab::Firewalls, false) => {
+                let cluster = self.lists[2]
+                    .selected()
+                    .and_then(|i| self.snap.firewalls.get(i))
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default();
+                self.fields = Some(Box::new(FieldsForm::firewall_rule(&cluster)));
+                return Vec::new();
+            }
+            (Tab::Zones, true) => {
+                let zone = self.lists[1]
+                    .selected()
+                    .and_then(|i| self.snap.zones.get(i))
+                    .map(|z| z.name.clone())
+                    .unwrap_or_default();
+                self.fields = Some(Box::new(FieldsForm::record(&zone)));
+                return Vec::new();
+            }
+            _ => {
+                self.say(
+                    false,
+                    "domains are planned from the CLI for now; in Zones, n adds a zone and e a record",
+                );
+                return Vec::new();
+            }
         }
         let providers: Vec<String> = self.snap.providers.iter().map(|p| p.id.clone()).collect();
         let form = if edit {

@@ -1,0 +1,395 @@
+//! Small text-field forms: provider settings (made from the provider's descriptor, secret
+//! fields masked), and plan entries for DNS zones, records and firewall rules. Each field
+//! is a ratatui-textarea input; nothing is sent until the form validates, and errors are
+//! shown beside their field.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Widget};
+use ratatui_textarea::TextArea;
+
+use super::theme::Theme;
+use crate::engine::plan::PlanEdit;
+use crate::engine::secret::Secret;
+use crate::engine::state::model::{RecordPlan, RecordValue};
+use crate::providers::{Credentials, Descriptor, FirewallRule, Protocol, RecordType};
+
+/// What the form builds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldsKind {
+    /// Credentials for a provider kind.
+    Provider(String),
+    Zone,
+    Record,
+    FirewallRule,
+}
+
+/// The form's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    Provider(String, Credentials),
+    Plan(PlanEdit),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldsOutcome {
+    Editing,
+    Cancel,
+    Submit(Submitted),
+}
+
+struct Field {
+    id: String,
+    label: String,
+    required: bool,
+    help: String,
+    input: TextArea<'static>,
+}
+
+pub struct FieldsForm {
+    title: String,
+    kind: FieldsKind,
+    fields: Vec<Field>,
+    focus: usize,
+    errors: Vec<(usize, String)>,
+}
+
+fn input(value: &str, secret: bool) -> TextArea<'static> {
+    let mut t = TextArea::new(vec![value.to_string()]);
+    t.move_cursor(ratatui_textarea::CursorMove::End);
+    if secret {
+        t.set_mask_char('•');
+    }
+    t
+}
+
+fn field(id: &str, label: &str, value: &str, help: &str) -> Field {
+    Field {
+        id: id.into(),
+        label: label.into(),
+        required: true,
+        help: help.into(),
+        input: input(value, false),
+    }
+}
+
+impl FieldsForm {
+    /// The settings form of a provider, from its descriptor. Secret fields start empty
+    /// and are masked; a default environment variable is named in the help line.
+    pub fn provider(desc: &Descriptor) -> FieldsForm {
+        let fields = desc
+            .credential_fields
+            .iter()
+            .map(|f| Field {
+                id: f.id.clone(),
+                label: f.label.clone(),
+                required: f.required,
+                help: match &f.env_var {
+                    Some(v) => format!("{} (default variable {v})", f.help),
+                    None => f.help.clone(),
+                },
+                input: input(
+                    if f.secret {
+                        ""
+                    } else {
+                        f.default.as_deref().unwrap_or("")
+                    },
+                    f.secret,
+                ),
+            })
+            .collect();
+        FieldsForm {
+            title: format!(" {} settings ", desc.display_name),
+            kind: FieldsKind::Provider(desc.kind.clone()),
+            fields,
+            focus: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn zone(provider: &str) -> FieldsForm {
+        FieldsForm {
+            title: " add a DNS zone to the plan ".into(),
+            kind: FieldsKind::Zone,
+            fields: vec![
+                field("name", "zone", "", "a domain such as example.com"),
+                field("provider", "provider", provider, "where the zone is hosted"),
+            ],
+            focus: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn record(zone: &str) -> FieldsForm {
+        FieldsForm {
+            title: " add a DNS record to the plan ".into(),
+            kind: FieldsKind::Record,
+            fields: vec![
+                field("zone", "zone", zone, "a planned zone"),
+                field("name", "name", "", "relative to the zone; @ for the apex"),
+                field("type", "type", "A", "A, AAAA, CNAME, TXT, MX, NS, CAA, SRV"),
+                field("ttl", "ttl", "300", "seconds"),
+                field(
+                    "value",
+                    "value",
+                    "",
+                    "a literal, or @node-name for a node's address",
+                ),
+            ],
+            focus: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn firewall_rule(cluster: &str) -> FieldsForm {
+        FieldsForm {
+            title: " add a firewall rule to the plan ".into(),
+            kind: FieldsKind::FirewallRule,
+            fields: vec![
+                field("cluster", "set", cluster, "the cluster's firewall set"),
+                field("protocol", "protocol", "tcp", "tcp, udp or icmp"),
+                field("port", "port", "", "22, 8000-8100; empty for icmp"),
+                field(
+                    "sources",
+                    "sources",
+                    "0.0.0.0/0, ::/0",
+                    "CIDRs, comma-separated",
+                ),
+                field("description", "note", "", "what the rule is for"),
+            ],
+            focus: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn kind(&self) -> &FieldsKind {
+        &self.kind
+    }
+
+    fn value(&self, id: &str) -> String {
+        self.fields
+            .iter()
+            .find(|f| f.id == id)
+            .and_then(|f| f.input.lines().first())
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn error(&mut self, id: &str, msg: impl Into<String>) {
+        if let Some(i) = self.fields.iter().position(|f| f.id == id) {
+            self.errors.push((i, msg.into()));
+        }
+    }
+
+    pub fn paste(&mut self, s: &str) {
+        if let Some(f) = self.fields.get_mut(self.focus) {
+            f.input.insert_str(s);
+        }
+    }
+
+    pub fn key(&mut self, k: KeyEvent) -> FieldsOutcome {
+        match k.code {
+            KeyCode::Esc => return FieldsOutcome::Cancel,
+            KeyCode::Tab | KeyCode::Down => {
+                self.focus = (self.focus + 1) % self.fields.len().max(1);
+            }
+            KeyCode::BackTab | KeyCode::Up => {
+                let n = self.fields.len().max(1);
+                self.focus = (self.focus + n - 1) % n;
+            }
+            KeyCode::Enter => return self.submit(),
+            _ => {
+                let focus = self.focus;
+                if let Some(f) = self.fields.get_mut(focus) {
+                    f.input.input(k);
+                    self.errors.retain(|(i, _)| *i != focus);
+                }
+            }
+        }
+        FieldsOutcome::Editing
+    }
+
+    fn submit(&mut self) -> FieldsOutcome {
+        self.errors.clear();
+        for i in 0..self.fields.len() {
+            let f = &self.fields[i];
+            let empty = f.input.lines().first().is_none_or(|l| l.trim().is_empty());
+            if f.required && empty {
+                self.errors.push((i, "required".into()));
+            }
+        }
+        let result = self.build();
+        if let Some((i, _)) = self.errors.first() {
+            self.focus = *i;
+            return FieldsOutcome::Editing;
+        }
+        match result {
+            Some(s) => FieldsOutcome::Submit(s),
+            None => FieldsOutcome::Editing,
+        }
+    }
+
+    fn build(&mut self) -> Option<Submitted> {
+        match self.kind.clone() {
+            FieldsKind::Provider(kind) => {
+                let creds: Credentials = self
+                    .fields
+                    .iter()
+                    .filter_map(|f| {
+                        let v = f.input.lines().first()?.trim().to_string();
+                        (!v.is_empty()).then(|| (f.id.clone(), Secret::new(v)))
+                    })
+                    .collect();
+                Some(Submitted::Provider(kind, creds))
+            }
+            FieldsKind::Zone => Some(Submitted::Plan(PlanEdit::UpsertZone {
+                name: self.value("name"),
+                provider: self.value("provider"),
+            })),
+            FieldsKind::Record => {
+                let rtype = match self.value("type").parse::<RecordType>() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.error("type", e);
+                        None
+                    }
+                };
+                let ttl = match self.value("ttl").parse::<u32>() {
+                    Ok(t) if t >= 30 => Some(t),
+                    _ => {
+                        self.error("ttl", "a number of seconds, at least 30");
+                        None
+                    }
+                };
+                let raw = self.value("value");
+                let value = match raw.strip_prefix('@') {
+                    Some(node) if !node.is_empty() => RecordValue::NodeAddress(node.to_string()),
+                    _ => RecordValue::Literal(raw),
+                };
+                Some(Submitted::Plan(PlanEdit::UpsertRecord {
+                    zone: self.value("zone"),
+                    record: RecordPlan {
+                        name: self.value("name"),
+                        rtype: rtype?,
+                        ttl: ttl?,
+                        value,
+                    },
+                }))
+            }
+            FieldsKind::FirewallRule => {
+                let protocol = match self.value("protocol").to_lowercase().as_str() {
+                    "tcp" => Some(Protocol::Tcp),
+                    "udp" => Some(Protocol::Udp),
+                    "icmp" => Some(Protocol::Icmp),
+                    _ => {
+                        self.error("protocol", "tcp, udp or icmp");
+                        None
+                    }
+                };
+                let port = self.value("port");
+                let port_ok = port.is_empty()
+                    || port
+                        .split('-')
+                        .all(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+                if !port_ok {
+                    self.error("port", "a port (22) or a range (8000-8100)");
+                }
+                if protocol != Some(Protocol::Icmp) && port.is_empty() {
+                    self.error("port", "required for tcp and udp");
+                }
+                let sources: Vec<String> = self
+                    .value("sources")
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if let Some(bad) = sources.iter().find(|s| !looks_like_cidr(s)) {
+                    let msg = format!("{bad} is not a CIDR (10.0.0.0/8, ::/0)");
+                    self.error("sources", msg);
+                }
+                Some(Submitted::Plan(PlanEdit::AddFirewallRule {
+                    cluster: self.value("cluster"),
+                    rule: FirewallRule {
+                        protocol: protocol?,
+                        port: (!port.is_empty()).then_some(port),
+                        sources,
+                        description: self.value("description"),
+                    },
+                }))
+            }
+        }
+    }
+
+    pub fn render(&self, theme: &Theme, area: Rect, buf: &mut Buffer) {
+        let w = area.width.min(100);
+        let h = (self.fields.len() as u16 * 2 + 4).min(area.height);
+        let box_ = Rect::new(
+            area.x + (area.width - w) / 2,
+            area.y + (area.height - h) / 2,
+            w,
+            h,
+        );
+        Clear.render(box_, buf);
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(theme.style("border.focused"))
+            .style(theme.style("dialog"))
+            .title(Span::styled(self.title.clone(), theme.style("title")));
+        let inner = block.inner(box_);
+        block.render(box_, buf);
+        for (i, f) in self.fields.iter().enumerate() {
+            let y = inner.y + i as u16 * 2;
+            if y + 1 >= inner.bottom() {
+                break;
+            }
+            let focused = i == self.focus;
+            let style = if focused {
+                theme.style("help.key")
+            } else {
+                theme.style("text.dim")
+            };
+            Line::from(Span::styled(format!("{:>12} ", f.label), style))
+                .render(Rect::new(inner.x, y, 13, 1), buf);
+            let at = Rect::new(inner.x + 13, y, 36.min(inner.width.saturating_sub(13)), 1);
+            let mut t = f.input.clone();
+            t.set_style(theme.style("input"));
+            t.set_cursor_line_style(ratatui::style::Style::default());
+            if !focused {
+                t.set_cursor_style(theme.style("input"));
+            }
+            t.render(at, buf);
+            let x = at.right() + 1;
+            if x < inner.right() {
+                let (text, style) = match self.errors.iter().find(|(e, _)| *e == i) {
+                    Some((_, e)) => (e.clone(), theme.style("input.error")),
+                    None => (f.help.clone(), theme.style("text.dim")),
+                };
+                Line::from(Span::styled(text, style))
+                    .render(Rect::new(x, y, inner.right() - x, 1), buf);
+            }
+        }
+        if inner.height > 0 {
+            Line::from(Span::styled(
+                "Tab/↑↓ fields · Enter saves · Esc cancels",
+                theme.style("text.dim"),
+            ))
+            .render(Rect::new(inner.x, inner.bottom() - 1, inner.width, 1), buf);
+        }
+    }
+}
+
+fn looks_like_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
+    }
+}
