@@ -160,11 +160,12 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         if let Some(pw) = &cli.password_file {
             engine.unlock(read_password(pw)?).await?;
         }
-        dashboard(&cli, &rt, engine.clone(), home, None).await?;
+        let shown = dashboard(&cli, &rt, engine.clone(), home, None).await;
+        // Save and lock whatever happened to the dashboard.
         if engine.snapshot().lock == LockState::Unlocked {
             engine.logout().await?;
         }
-        return Ok(());
+        return shown;
     };
     match command {
         Command::Demo { reset, once } => run_demo(&cli, &rt, *reset, *once).await,
@@ -268,9 +269,9 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
             "demo: simulated cloud · password kept in {}",
             pw_path.display()
         );
-        dashboard(cli, rt, engine.clone(), home.clone(), Some(note)).await?;
+        let shown = dashboard(cli, rt, engine.clone(), home.clone(), Some(note)).await;
         engine.logout().await?;
-        return Ok(());
+        return shown;
     }
     println!(
         "Legion demo (simulated cloud) in {}\nIts state is encrypted; the demo keeps the password in {}.\n",

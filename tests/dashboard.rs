@@ -496,3 +496,26 @@ fn plan_entry_and_provider_forms() {
         "{fx:?}"
     );
 }
+
+#[test]
+fn command_line_actions_take_a_node_name() {
+    let mut app = app_with(snapshot(6), false);
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "start node-04");
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        vec![Effect::Node("node-04".into(), Action::Start)]
+    );
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "stop node-05");
+    assert!(
+        key(&mut app, KeyCode::Enter).is_empty(),
+        "stop still asks first"
+    );
+    assert!(screen(&mut app, 100, 20).contains("stop node-05?"));
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "reboot ghost");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&mut app, 100, 20).contains("no node \"ghost\""));
+}

@@ -114,6 +114,19 @@ impl ListUi {
         self.indices.get(self.window.selected).copied()
     }
 
+    /// Select the row called `name`; false when the filter hides it or it does not exist.
+    pub fn select_name<T>(&mut self, rows: &[T], name: &str, key: impl Fn(&T) -> &str) -> bool {
+        match self.indices.iter().position(|&i| key(&rows[i]) == name) {
+            Some(pos) => {
+                self.window.selected = pos;
+                self.window.fit(self.indices.len(), self.height.max(1));
+                self.remember(rows, &key);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn move_by<T>(&mut self, delta: isize, rows: &[T], name: impl Fn(&T) -> &str) {
         if delta < 0 {
             self.window.up(delta.unsigned_abs());

@@ -75,7 +75,12 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
         app.handle(UiEvent::Reply(Err(n)));
     }
     let (tx, rx) = mpsc::channel::<UiEvent>();
-    for e in engine.oplog().recent(500, None) {
+    // Subscribe before reading the backlog, so no line falls in between; the overlap is
+    // dropped by sequence number below.
+    let mut log_rx = engine.oplog().subscribe();
+    let backlog = engine.oplog().recent(500, None);
+    let last_seq = backlog.last().map_or(0, |e| e.seq);
+    for e in backlog {
         app.handle(UiEvent::Log(e));
     }
     // The terminal first: setting it up may query it, and the input thread below would
@@ -83,7 +88,7 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
     let mut term = terminal::enter()?;
     // Terminal input: a blocking read on its own thread, never on the UI thread.
     let input_tx = tx.clone();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("legion-input".into())
         .spawn(move || {
             loop {
@@ -92,13 +97,20 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
                     Ok(Event::Paste(p)) => UiEvent::Paste(p),
                     Ok(Event::Resize(..)) => UiEvent::Resize,
                     Ok(_) => continue,
-                    Err(_) => return,
+                    Err(e) => {
+                        let _ = input_tx.send(UiEvent::InputClosed(e.to_string()));
+                        return;
+                    }
                 };
                 if input_tx.send(ev).is_err() {
                     return;
                 }
             }
-        })?;
+        });
+    if let Err(e) = spawned {
+        terminal::restore();
+        return Err(e);
+    }
     let mut snapshots = engine.snapshots();
     let snap_tx = tx.clone();
     let snap_task = rt.spawn(async move {
@@ -109,11 +121,11 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
             }
         }
     });
-    let mut log_rx = engine.oplog().subscribe();
     let log_tx = tx.clone();
     let log_task = rt.spawn(async move {
         loop {
             match log_rx.recv().await {
+                Ok(e) if e.seq <= last_seq => {}
                 Ok(e) => {
                     if log_tx.send(UiEvent::Log(e)).is_err() {
                         return;

@@ -53,7 +53,7 @@ pub fn enter() -> io::Result<Term> {
     }
     // Not `Terminal::clear`: it asks the terminal for the cursor position, and the input
     // thread would swallow the answer.
-    Terminal::new(CrosstermBackend::new(out))
+    Terminal::new(CrosstermBackend::new(out)).inspect_err(|_| restore())
 }
 
 /// Write `frame` (already rendered off-screen) as one synchronized update; ratatui only

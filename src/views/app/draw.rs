@@ -105,6 +105,7 @@ impl App {
         self.render_footer(footer, buf);
         match self.overlay.clone() {
             Overlay::Help => self.render_help(area, buf),
+            Overlay::Details if !self.current_row_exists() => self.overlay = Overlay::None,
             Overlay::Details => self.render_details(area, buf),
             Overlay::Confirm(c) => return self.render_confirm(&c, area, buf),
             _ => {}

@@ -39,6 +39,8 @@ pub enum UiEvent {
     Reply(Result<String, String>),
     /// A theme loaded for `:theme`.
     Theme(Box<Theme>),
+    /// The terminal input ended (the reader failed): nothing can be typed any more.
+    InputClosed(String),
     /// A provider's catalog, for the node form.
     Catalog {
         provider: String,
@@ -161,7 +163,8 @@ const COMMANDS: &[&str] = &[
 
 impl App {
     pub fn new(snap: Arc<AppSnapshot>, opts: Options) -> App {
-        App {
+        let status = opts.demo.clone().map(|d| (true, d));
+        let mut app = App {
             snap,
             tab: Tab::Nodes,
             lists: Default::default(),
@@ -176,14 +179,16 @@ impl App {
                 node_only: false,
                 height: 10,
             },
-            status: None,
+            status,
             password: Secret::default(),
             unlocking: false,
             form: None,
             fields: None,
             opts,
             quit: false,
-        }
+        };
+        app.refresh_lists();
+        app
     }
 
     pub fn snapshot(&self) -> &AppSnapshot {
@@ -269,6 +274,11 @@ impl App {
                 }
                 Vec::new()
             }
+            UiEvent::InputClosed(why) => {
+                self.say(false, format!("terminal input failed: {why}"));
+                self.quit = true;
+                vec![Effect::Quit]
+            }
             UiEvent::Resize => Vec::new(),
             UiEvent::Paste(text) => {
                 self.paste(&text);
@@ -294,7 +304,10 @@ impl App {
         }
         match &mut self.overlay {
             Overlay::Command(line) => line.push_str(&text),
-            Overlay::Filter => self.filter_mut().push_str(&text),
+            Overlay::Filter => {
+                self.filter_mut().push_str(&text);
+                self.refresh_lists();
+            }
             Overlay::Confirm(Confirm { typed: Some(t), .. }) => t.push_str(&text),
             _ => {}
         }
@@ -510,6 +523,18 @@ impl App {
         let Some(word) = words.next() else {
             return Vec::new();
         };
+        // `:stop NAME` acts on NAME: select it first.
+        if matches!(word, "start" | "stop" | "reboot" | "retry" | "reinstall")
+            && let Some(name) = words.next()
+        {
+            let snap = self.snap.clone();
+            self.tab = Tab::Nodes;
+            self.focus = Focus::Table;
+            if !self.lists[0].select_name(&snap.nodes, name, |n| &n.name) {
+                self.say(false, format!("no node {name:?} (is a filter hiding it?)"));
+                return Vec::new();
+            }
+        }
         let cmd = match word {
             "start" => Command::Start,
             "stop" => Command::Stop,
@@ -625,10 +650,18 @@ impl App {
                 self.tab = Tab::ALL[i.rem_euclid(4) as usize];
                 self.focus = Focus::Table;
             }
-            Command::ViewNodes => self.tab = Tab::Nodes,
-            Command::ViewZones => self.tab = Tab::Zones,
-            Command::ViewFirewalls => self.tab = Tab::Firewalls,
-            Command::ViewDomains => self.tab = Tab::Domains,
+            Command::ViewNodes
+            | Command::ViewZones
+            | Command::ViewFirewalls
+            | Command::ViewDomains => {
+                self.tab = match cmd {
+                    Command::ViewNodes => Tab::Nodes,
+                    Command::ViewZones => Tab::Zones,
+                    Command::ViewFirewalls => Tab::Firewalls,
+                    _ => Tab::Domains,
+                };
+                self.focus = Focus::Table;
+            }
             Command::Details => {
                 if self.current_row_exists() {
                     self.overlay = Overlay::Details;
@@ -657,12 +690,12 @@ impl App {
                 };
                 return match self.selected_node() {
                     Some(n) => vec![Effect::Node(n.name.clone(), action)],
-                    None => self.no_node(action),
+                    None => self.no_node(cmd.info().label),
                 };
             }
             Command::Stop | Command::Reboot | Command::Reinstall | Command::Remove => {
                 let Some(name) = self.selected_node().map(|n| n.name.clone()) else {
-                    return self.no_node(Action::Stop);
+                    return self.no_node(cmd.info().label);
                 };
                 let pending = match cmd {
                     Command::Stop => Pending::Node(Action::Stop),
@@ -747,7 +780,7 @@ impl App {
                     self.say(false, msg);
                     return Vec::new();
                 }
-                None => return self.no_node(Action::Start),
+                None => return self.no_node("edit"),
             }
         } else {
             let cluster = self
@@ -767,8 +800,8 @@ impl App {
         effects
     }
 
-    fn no_node(&mut self, action: Action) -> Vec<Effect> {
-        self.say(false, format!("{action}: select a node first (Nodes view)"));
+    fn no_node(&mut self, what: &str) -> Vec<Effect> {
+        self.say(false, format!("{what}: select a node first (Nodes view)"));
         Vec::new()
     }
 
