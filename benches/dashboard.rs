@@ -337,6 +337,60 @@ fn idle_demo() -> io::Result<()> {
         ticks as f64 / tick / secs as f64 * 100.0,
         wakeups as f64 / secs as f64,
     );
+    // Through the same pty: the bytes of one node's state change (start a stopped node:
+    // the status line, then its row as it goes starting -> running -> ready), against a
+    // full redraw (forced by a resize).
+    let screen =
+        |socket: &str| tmux(socket, &["capture-pane", "-p", "-t", "b"]).unwrap_or_default();
+    let row_of = |s: &str, n: &str| {
+        s.lines()
+            .find(|l| l.contains(&format!("│{n} ")))
+            .unwrap_or("")
+            .to_string()
+    };
+    let size = |log: &std::path::Path| std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let quiet = |log: &std::path::Path| {
+        let mut last = size(log);
+        loop {
+            std::thread::sleep(Duration::from_millis(700));
+            let now = size(log);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let wait = |socket: &str, what: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !what(&screen(socket)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    tmux(&socket, &["send-keys", "-t", "b", "o"])?;
+    wait(&socket, &|s: &str| s.contains("stop east-1?"));
+    tmux(&socket, &["send-keys", "-t", "b", "Tab"])?;
+    tmux(&socket, &["send-keys", "-t", "b", "Enter"])?;
+    wait(&socket, &|s: &str| row_of(s, "east-1").contains("stopped"));
+    let before = quiet(&log);
+    tmux(&socket, &["send-keys", "-t", "b", "u"])?;
+    wait(&socket, &|s: &str| {
+        let r = row_of(s, "east-1");
+        r.contains("running") && r.contains("ready")
+    });
+    let change = quiet(&log) - before;
+    tmux(
+        &socket,
+        &["resize-window", "-t", "b", "-x", "199", "-y", "60"],
+    )?;
+    let before = quiet(&log);
+    tmux(
+        &socket,
+        &["resize-window", "-t", "b", "-x", "200", "-y", "60"],
+    )?;
+    let full = quiet(&log) - before;
+    println!(
+        "through the pty at 200x60: starting one stopped node (every frame until it is ready) {change} bytes; a full redraw {full} bytes"
+    );
     let _ = tmux(&socket, &["kill-server"]);
     Ok(())
 }

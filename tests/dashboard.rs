@@ -12,8 +12,9 @@ use legion::providers::HealthReading;
 use legion::views::app::{App, Effect, Options, UiEvent};
 use legion::views::keymap::Keymap;
 use legion::views::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
-use ratatui::layout::Rect;
 
 fn node(i: usize, machine: Machine, system: System) -> NodeRow {
     NodeRow {
@@ -108,10 +109,15 @@ fn chars(app: &mut App, s: &str) -> Vec<Effect> {
     s.chars().flat_map(|c| key(app, KeyCode::Char(c))).collect()
 }
 
+/// Draw through ratatui's `TestBackend` and return the screen as text.
 fn screen(app: &mut App, w: u16, h: u16) -> String {
-    let area = Rect::new(0, 0, w, h);
-    let mut buf = Buffer::empty(area);
-    app.render(area, &mut buf);
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| {
+        let area = f.area();
+        app.render(area, f.buffer_mut());
+    })
+    .unwrap();
+    let buf: &Buffer = term.backend().buffer();
     let mut out = String::new();
     for y in 0..h {
         let line: String = (0..w)

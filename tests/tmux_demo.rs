@@ -101,9 +101,9 @@ fn row<'a>(screen: &'a str, node: &str) -> &'a str {
 
 fn demo_command(home: &Path) -> String {
     format!(
-        "env -u LEGION_HOME -u NO_COLOR TERM=xterm-256color {} --home {} demo; echo LEGION-EXITED $?; sleep 60",
-        env!("CARGO_BIN_EXE_legion"),
-        home.display()
+        "env -u NO_COLOR LEGION_HOME={} TERM=xterm-256color {} demo; echo LEGION-EXITED $?; sleep 60",
+        home.display(),
+        env!("CARGO_BIN_EXE_legion")
     )
 }
 
