@@ -525,3 +525,25 @@ fn command_line_actions_take_a_node_name() {
     assert!(key(&mut app, KeyCode::Enter).is_empty());
     assert!(screen(&mut app, 100, 20).contains("no node \"ghost\""));
 }
+
+#[test]
+fn help_scrolls_on_a_small_terminal() {
+    let mut app = app_with(snapshot(3), false);
+    key(&mut app, KeyCode::Char('?'));
+    let top = screen(&mut app, 80, 24);
+    assert!(top.contains("Move the selection up"), "{top}");
+    assert!(!top.contains("Show this help"));
+    for _ in 0..40 {
+        key(&mut app, KeyCode::Char('j'));
+    }
+    let bottom = screen(&mut app, 80, 24);
+    assert!(bottom.contains("Show this help"), "{bottom}");
+    // The footer keeps help and quit even when narrow.
+    key(&mut app, KeyCode::Esc);
+    let s = screen(&mut app, 70, 24);
+    let footer = s.lines().rfind(|l| !l.is_empty()).unwrap();
+    assert!(
+        footer.contains("help") && footer.contains("quit"),
+        "{footer}"
+    );
+}

@@ -283,7 +283,8 @@ impl App {
     }
 
     fn footer_commands(&self) -> Vec<Command> {
-        let mut cmds = Vec::new();
+        // Help and quit first: on a narrow terminal the tail is what gets cut.
+        let mut cmds = vec![Command::Help, Command::Quit];
         if self.focus == Focus::Log && self.log.open {
             cmds.extend([
                 Command::LogFollow,
@@ -313,7 +314,6 @@ impl App {
                 Command::CommandLine,
             ]);
         }
-        cmds.extend([Command::Help, Command::Quit]);
         cmds.retain(|c| !(self.opts.readonly && c.info().mutating));
         cmds
     }
@@ -404,7 +404,10 @@ impl App {
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(t.style("border.focused"))
-            .title(Span::styled(" Keys (Esc closes) ", t.style("title")));
+            .title(Span::styled(
+                " Keys (j/k scroll, Esc closes) ",
+                t.style("title"),
+            ));
         let inner = block.inner(box_);
         block.render(box_, buf);
         let mut lines = Vec::new();
@@ -433,8 +436,10 @@ impl App {
             ":start :stop :reboot :retry :reinstall :apply :nodes :zones :firewalls :domains :logs :theme NAME :quit",
             t.style("text.dim"),
         )));
+        let max = (lines.len() as u16).saturating_sub(inner.height);
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
+            .scroll((self.help_scroll.min(max), 0))
             .render(inner, buf);
     }
 
@@ -592,6 +597,7 @@ impl App {
         Paragraph::new(lines)
             .block(block)
             .wrap(Wrap { trim: false })
+            .scroll((self.help_scroll, 0))
             .render(box_, buf);
     }
 

@@ -139,6 +139,8 @@ pub struct App {
     form: Option<Box<NodeForm>>,
     /// A settings or plan-entry form, when open.
     fields: Option<Box<FieldsForm>>,
+    /// Lines scrolled in the help overlay (it is taller than small terminals).
+    help_scroll: u16,
     opts: Options,
     pub quit: bool,
 }
@@ -184,6 +186,7 @@ impl App {
             unlocking: false,
             form: None,
             fields: None,
+            help_scroll: 0,
             opts,
             quit: false,
         };
@@ -370,10 +373,22 @@ impl App {
             }
             Overlay::Confirm(c) => return self.confirm_key(k, c),
             Overlay::Help | Overlay::Details => {
-                if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q'))
-                    || self.opts.keymap.resolve(&k) == Some(Command::Help)
-                {
-                    self.overlay = Overlay::None;
+                match self.opts.keymap.resolve(&k) {
+                    Some(Command::MoveDown) => {
+                        self.help_scroll = self.help_scroll.saturating_add(1)
+                    }
+                    Some(Command::MoveUp) => self.help_scroll = self.help_scroll.saturating_sub(1),
+                    Some(Command::PageDown) => {
+                        self.help_scroll = self.help_scroll.saturating_add(10)
+                    }
+                    Some(Command::PageUp) => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    _ if matches!(k.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q'))
+                        || self.opts.keymap.resolve(&k) == Some(Command::Help) =>
+                    {
+                        self.overlay = Overlay::None;
+                        self.help_scroll = 0;
+                    }
+                    _ => {}
                 }
                 return Vec::new();
             }
