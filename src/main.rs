@@ -20,6 +20,21 @@ use legion::views::plain;
 use legion::views::run::DashboardConfig;
 use legion::views::theme::ColorDepth;
 
+/// Print to stdout; a closed pipe (`legion nodes list | head`) is not an error.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Exit codes (documented in `--help`).
 const EXIT_FAILURE: u8 = 1;
 const EXIT_LOCKED: u8 = 3;
@@ -79,6 +94,103 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Plan, inspect and act on nodes.
+    Nodes {
+        #[command(subcommand)]
+        command: NodesCommand,
+    },
+    /// Apply the plan: create, converge and tear down what the plan says.
+    Apply {
+        /// Wait until every resource settles; exit 1 if any failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Providers Legion knows and how they are configured.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Every provider enabled here, with its credential fields and capabilities.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store credentials for a provider: `--set FIELD=VALUE` for plain fields, and each
+    /// field's default environment variable (shown by `provider list`) when set.
+    /// Secrets belong in environment variables, not in argv (shell history).
+    Configure {
+        kind: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodesCommand {
+    /// Every node with its state (`--json`: an array of node objects, see docs/cli.md).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One node in detail: plan vs observed, execution phases.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a node; empty choices take the provider's catalog defaults.
+    Add {
+        name: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        offer: Option<String>,
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long, value_parser = ["bios", "efi"])]
+        boot_mode: Option<String>,
+        /// Apply the plan after adding it.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: wait until it settles; exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Start a node.
+    Start(NodeActionArgs),
+    /// Stop a node (graceful shutdown).
+    Stop(NodeActionArgs),
+    /// Reboot a node.
+    Reboot(NodeActionArgs),
+    /// Resume a failed or interrupted execution from its recorded phase.
+    Retry(NodeActionArgs),
+    /// Reset the node's disk to a current image and run the install phases again.
+    Reinstall(NodeActionArgs),
+    /// Remove a node from the plan and apply, destroying its server.
+    Destroy {
+        name: String,
+        /// Required: this deletes the server.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct NodeActionArgs {
+    name: String,
+    /// Wait for the operation to finish; exit 1 if it failed, printing the node's error.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Subcommand)]
@@ -175,7 +287,7 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
                     "say --defaults to print the default keymap (the file it reads is HOME/keymap.toml)"
                 ));
             }
-            print!("{}", Keymap::defaults_toml());
+            out!("{}", Keymap::defaults_toml());
             Ok(())
         }
         Command::Config {
@@ -186,7 +298,98 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             let engine = Engine::start(EngineConfig::new(home.clone()));
             engine.init(password(&cli)?).await?;
             engine.logout().await?;
-            println!("created a new Legion state in {}", home.display());
+            outln!("created a new Legion state in {}", home.display());
+            Ok(())
+        }
+        Command::Nodes { command } => nodes(&cli, command).await,
+        Command::Apply { wait } => {
+            let engine = open(&cli).await?;
+            let id = engine.apply().await?;
+            if *wait {
+                let snap = engine.wait_apply(id).await?;
+                outln!("{}", plain::apply_line(&snap.apply));
+                let failed = !matches!(snap.apply, ApplyView::Finished { ok: true, .. });
+                engine.logout().await?;
+                if failed {
+                    return Err(eyre!("apply #{id} did not converge"));
+                }
+            } else {
+                outln!("apply #{id} started");
+                // The engine lives in this process: let the apply finish before exiting.
+                engine.wait_apply(id).await?;
+                engine.logout().await?;
+            }
+            Ok(())
+        }
+        Command::Provider {
+            command: ProviderCommand::List { json },
+        } => {
+            let home = home::resolve_home(cli.home.clone())?;
+            let engine = Engine::start(EngineConfig::new(home));
+            let descriptors = engine.provider_descriptors();
+            if *json {
+                outln!("{}", serde_json::to_string_pretty(&descriptors)?);
+            } else {
+                for d in descriptors {
+                    outln!("{:<10} {}", d.kind, d.display_name);
+                    for f in d.credential_fields {
+                        outln!(
+                            "    {:<14} {}{}{}",
+                            f.id,
+                            f.label,
+                            if f.secret { " (secret)" } else { "" },
+                            f.env_var.map(|v| format!(" [${v}]")).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Provider {
+            command: ProviderCommand::Configure { kind, set },
+        } => {
+            let engine = open(&cli).await?;
+            let Some(desc) = engine
+                .provider_descriptors()
+                .into_iter()
+                .find(|d| &d.kind == kind)
+            else {
+                let kinds: Vec<String> = engine
+                    .provider_descriptors()
+                    .into_iter()
+                    .map(|d| d.kind)
+                    .collect();
+                engine.logout().await?;
+                return Err(eyre!(
+                    "unknown or disabled provider {kind:?}; valid here: {}",
+                    kinds.join(", ")
+                ));
+            };
+            let mut creds = legion::providers::Credentials::new();
+            for f in &desc.credential_fields {
+                if let Some(var) = &f.env_var
+                    && let Ok(v) = std::env::var(var)
+                    && !v.is_empty()
+                {
+                    creds.insert(f.id.clone(), Secret::new(v));
+                }
+            }
+            for pair in set {
+                let Some((k, v)) = pair.split_once('=') else {
+                    engine.logout().await?;
+                    return Err(eyre!("--set takes FIELD=VALUE, got {pair:?}"));
+                };
+                if desc.credential_fields.iter().any(|f| f.id == k && f.secret) {
+                    eprintln!(
+                        "legion: warning: {k} is a secret; pass it through its environment variable instead of argv"
+                    );
+                }
+                creds.insert(k.to_string(), Secret::new(v));
+            }
+            let r = engine.configure_provider(kind.clone(), creds).await;
+            engine.logout().await?;
+            r?;
+            outln!("provider {kind} configured");
             Ok(())
         }
         Command::Status { json } => {
@@ -198,9 +401,9 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
                 .wait_for(|s| s.seq > 0 && s.lock == LockState::Unlocked)
                 .await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&*snap)?);
+                outln!("{}", serde_json::to_string_pretty(&*snap)?);
             } else {
-                print!("{}", plain::render(&snap));
+                out!("{}", plain::render(&snap));
             }
             engine.logout().await?;
             Ok(())
@@ -273,7 +476,7 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
         engine.logout().await?;
         return shown;
     }
-    println!(
+    outln!(
         "Legion demo (simulated cloud) in {}\nIts state is encrypted; the demo keeps the password in {}.\n",
         home.display(),
         pw_path.display()
@@ -318,4 +521,170 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
+}
+
+/// Start an engine on the home and unlock it with the password file.
+async fn open(cli: &Cli) -> Result<Engine> {
+    let home = home::resolve_home(cli.home.clone())?;
+    let _ = init_tracing(&home);
+    let engine = Engine::start(EngineConfig::new(home));
+    engine.unlock(password(cli)?).await?;
+    // Rows are complete once every actor has published.
+    engine
+        .wait_for(|s| s.lock == LockState::Unlocked && s.nodes.iter().all(|n| n.live))
+        .await?;
+    Ok(engine)
+}
+
+async fn nodes(cli: &Cli, command: &NodesCommand) -> Result<()> {
+    let engine = open(cli).await?;
+    let result = nodes_with(&engine, command).await;
+    engine.logout().await?;
+    result
+}
+
+async fn nodes_with(engine: &Engine, command: &NodesCommand) -> Result<()> {
+    use legion::engine::actors::Action;
+    let (name, action, wait) = match command {
+        NodesCommand::List { json } => {
+            let snap = engine.snapshot();
+            if *json {
+                outln!("{}", serde_json::to_string_pretty(&snap.nodes)?);
+            } else {
+                out!("{}", plain::render(&snap));
+            }
+            return Ok(());
+        }
+        NodesCommand::Show { name, json } => {
+            let snap = engine.snapshot();
+            let row = snap
+                .node(name)
+                .ok_or_else(|| EngineError::NotFound(format!("no node {name:?}")))?;
+            if *json {
+                outln!("{}", serde_json::to_string_pretty(row)?);
+            } else {
+                let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                outln!("node      {}", row.name);
+                outln!(
+                    "plan      {} / {} / {} / {} (cluster {}, role {})",
+                    row.provider,
+                    row.region,
+                    row.offer,
+                    row.image,
+                    row.cluster,
+                    row.role
+                );
+                outln!("machine   {}", row.machine);
+                outln!("system    {}", row.system);
+                outln!("address   {}", opt(&row.address));
+                outln!("server    {}", opt(&row.server_id));
+                outln!("operation {}", opt(&row.operation));
+                outln!("error     {}", opt(&row.last_error));
+                for d in &row.diffs {
+                    outln!(
+                        "differs   {}: planned {}, observed {}",
+                        d.field,
+                        d.planned,
+                        d.observed
+                    );
+                }
+                if let Some(e) = &row.execution {
+                    outln!("execution #{} {:?} {:?}", e.id, e.kind, e.status);
+                    for p in &e.phases {
+                        outln!(
+                            "  {:<24} {:?} {}",
+                            p.phase.to_string(),
+                            p.status,
+                            p.error.clone().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            return Ok(());
+        }
+        NodesCommand::Add {
+            name,
+            provider,
+            region,
+            offer,
+            image,
+            cluster,
+            role,
+            boot_mode,
+            apply,
+            wait,
+        } => {
+            engine
+                .upsert_node(legion::engine::plan::NodeRequest {
+                    name: name.clone(),
+                    provider: provider.clone(),
+                    cluster: cluster.clone(),
+                    role: role.clone(),
+                    region: region.clone(),
+                    offer: offer.clone(),
+                    image: image.clone(),
+                    boot_mode: boot_mode.as_deref().map(|b| {
+                        if b == "efi" {
+                            legion::providers::BootMode::Efi
+                        } else {
+                            legion::providers::BootMode::Bios
+                        }
+                    }),
+                })
+                .await?;
+            outln!("{name} is in the plan");
+            if *apply {
+                let id = engine.apply().await?;
+                let snap = engine.wait_apply(id).await?;
+                let row = snap.node(name).cloned();
+                outln!("{}", plain::apply_line(&snap.apply));
+                if let Some(e) = row.and_then(|r| r.last_error) {
+                    return Err(eyre!("{name}: {e}"));
+                }
+                let _ = wait;
+            }
+            return Ok(());
+        }
+        NodesCommand::Destroy { name, yes } => {
+            if !yes {
+                return Err(eyre!(
+                    "destroying {name} deletes its server; say --yes to confirm"
+                ));
+            }
+            engine
+                .edit_plan(legion::engine::plan::PlanEdit::RemoveNode { name: name.clone() })
+                .await?;
+            let id = engine.apply().await?;
+            let snap = engine.wait_apply(id).await?;
+            if snap.node(name).is_some() {
+                return Err(eyre!(
+                    "{name} was not torn down: {}",
+                    plain::apply_line(&snap.apply)
+                ));
+            }
+            outln!("{name} destroyed");
+            return Ok(());
+        }
+        NodesCommand::Start(a) => (&a.name, Action::Start, a.wait),
+        NodesCommand::Stop(a) => (&a.name, Action::Stop, a.wait),
+        NodesCommand::Reboot(a) => (&a.name, Action::Reboot, a.wait),
+        NodesCommand::Retry(a) => (&a.name, Action::Retry, a.wait),
+        NodesCommand::Reinstall(a) => (&a.name, Action::Reinstall, a.wait),
+    };
+    let op = engine.node_action(name.clone(), action).await?;
+    outln!("{action} {name}: accepted");
+    // The engine lives in this process, so the operation is always waited for; --wait
+    // also turns its failure into the exit code.
+    let row = engine.wait_operation(name, op).await?;
+    match row.last_error {
+        Some(e) if wait => Err(eyre!("{action} {name} failed: {e}")),
+        Some(e) => {
+            eprintln!("legion: {action} {name} failed: {e}");
+            Ok(())
+        }
+        None => {
+            outln!("{action} {name}: done ({}, {})", row.machine, row.system);
+            Ok(())
+        }
+    }
 }

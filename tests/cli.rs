@@ -116,3 +116,83 @@ fn wrong_password_and_missing_state_exit_with_clear_errors() {
     let out = legion(&home).args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 }
+
+/// `legion` on a temporary LEGION_HOME with a password file and the simulated cloud.
+fn cli(home: &std::path::Path, pw: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
+    c.env("LEGION_HOME", home)
+        .env("LEGION_PASSWORD_FILE", pw)
+        .env("LEGION_MOCK_NETWORK", "1");
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn nodes_lifecycle_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "cli password\n").unwrap();
+    let (code, _, err) = run(cli(&home, &pw).args(["config", "init"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(cli(&home, &pw).args(["provider", "configure", "nope"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("valid here: mock"), "{err}");
+    let (code, _, err) =
+        run(cli(&home, &pw).args(["provider", "configure", "mock", "--set", "latency_ms=10"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(cli(&home, &pw).args([
+        "nodes",
+        "add",
+        "web-1",
+        "--provider",
+        "mock",
+        "--apply",
+        "--wait",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("converged"), "{out}");
+
+    let (code, out, _) = run(cli(&home, &pw).args(["nodes", "list", "--json"]));
+    assert_eq!(code, 0);
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let web = &nodes.as_array().unwrap()[0];
+    assert_eq!(web["name"], "web-1");
+    assert_eq!(web["machine"], "running");
+    assert_eq!(web["region"], "sim-east", "the policy's default region");
+    assert!(web["address"].as_str().unwrap().starts_with("198.51.100."));
+
+    for (action, machine) in [
+        ("stop", "stopped"),
+        ("start", "running"),
+        ("reboot", "running"),
+        ("reinstall", "running"),
+    ] {
+        let (code, out, err) = run(cli(&home, &pw).args(["nodes", action, "web-1", "--wait"]));
+        assert_eq!(code, 0, "{action}: {out}{err}");
+        assert!(out.contains(&format!("({machine}")), "{action}: {out}");
+    }
+    // A refused action exits 1 with the engine's reason.
+    let (code, _, err) = run(cli(&home, &pw).args(["nodes", "start", "web-1", "--wait"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("already running"), "{err}");
+
+    let (code, _, err) = run(cli(&home, &pw).args(["nodes", "destroy", "web-1"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("--yes"), "{err}");
+    let (code, out, err) = run(cli(&home, &pw).args(["nodes", "destroy", "web-1", "--yes"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = run(cli(&home, &pw).args(["nodes", "list", "--json"]));
+    assert_eq!(out.trim(), "[]");
+    // The simulated cloud has no server left.
+    let cloud = std::fs::read_to_string(home.join("mock-cloud.json")).unwrap();
+    assert!(!cloud.contains("web-1"), "{cloud}");
+}

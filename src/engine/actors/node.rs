@@ -21,7 +21,7 @@ use crate::engine::state::model::{
 };
 use crate::providers::{
     HealthReading, LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, LABEL_NODE, NodeAgent, NodeConfig,
-    NodeTarget, ObservedServer, ServerSpec, StopMode,
+    NodeTarget, ObservedServer, ServerSpec, ServerStatus, StopMode,
 };
 
 pub enum NodeMsg {
@@ -861,6 +861,21 @@ async fn power(
     };
     match result {
         Ok(()) => {
+            // The provider confirmed it: that is a reading too, so a restarted engine (a
+            // CLI call, say) starts from it rather than from an older one.
+            let status = if after == Machine::Stopped {
+                ServerStatus::Off
+            } else {
+                ServerStatus::Running
+            };
+            env.cell.mutate(|s| {
+                if let Some(r) = s.observed.servers.get_mut(name) {
+                    if let Some(sv) = r.server.as_mut() {
+                        sv.status = status;
+                    }
+                    r.at_ms = now_ms();
+                }
+            });
             let _ = events.send(Event::Machine(after));
             Ok(())
         }
