@@ -119,13 +119,20 @@ enum ProviderCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Store credentials for a provider: `--set FIELD=VALUE` for plain fields, and each
-    /// field's default environment variable (shown by `provider list`) when set.
-    /// Secrets belong in environment variables, not in argv (shell history).
+    /// Store credentials for a provider. Each credential field FIELD (see `provider
+    /// list`) takes `--FIELD VALUE` or `--FIELD-env VAR` (read from that environment
+    /// variable); without either, the field's default variable is read when set.
+    /// Secrets belong in environment variables, not in argv (shell history): a secret
+    /// given directly prints a warning.
     Configure {
         kind: String,
-        #[arg(long = "set", value_name = "FIELD=VALUE")]
-        set: Vec<String>,
+        /// `--FIELD VALUE` / `--FIELD-env VAR` pairs, from the provider's descriptor.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "FLAGS"
+        )]
+        flags: Vec<String>,
     },
 }
 
@@ -346,7 +353,7 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             Ok(())
         }
         Command::Provider {
-            command: ProviderCommand::Configure { kind, set },
+            command: ProviderCommand::Configure { kind, flags },
         } => {
             let engine = open(&cli).await?;
             let Some(desc) = engine
@@ -365,27 +372,13 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
                     kinds.join(", ")
                 ));
             };
-            let mut creds = legion::providers::Credentials::new();
-            for f in &desc.credential_fields {
-                if let Some(var) = &f.env_var
-                    && let Ok(v) = std::env::var(var)
-                    && !v.is_empty()
-                {
-                    creds.insert(f.id.clone(), Secret::new(v));
-                }
-            }
-            for pair in set {
-                let Some((k, v)) = pair.split_once('=') else {
+            let creds = match credential_flags(&desc, flags, |v| std::env::var(v).ok()) {
+                Ok(c) => c,
+                Err(e) => {
                     engine.logout().await?;
-                    return Err(eyre!("--set takes FIELD=VALUE, got {pair:?}"));
-                };
-                if desc.credential_fields.iter().any(|f| f.id == k && f.secret) {
-                    eprintln!(
-                        "legion: warning: {k} is a secret; pass it through its environment variable instead of argv"
-                    );
+                    return Err(e);
                 }
-                creds.insert(k.to_string(), Secret::new(v));
-            }
+            };
             let r = engine.configure_provider(kind.clone(), creds).await;
             engine.logout().await?;
             r?;
@@ -687,4 +680,71 @@ async fn nodes_with(engine: &Engine, command: &NodesCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--FIELD VALUE` and `--FIELD-env VAR` for each credential field of a descriptor; a
+/// field given neither takes its default variable when that is set.
+fn credential_flags(
+    desc: &legion::providers::Descriptor,
+    flags: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<legion::providers::Credentials> {
+    let field_ids: Vec<String> = desc
+        .credential_fields
+        .iter()
+        .map(|f| f.id.replace('_', "-"))
+        .collect();
+    let usage = || {
+        let forms: Vec<String> = field_ids
+            .iter()
+            .map(|f| format!("--{f} VALUE | --{f}-env VAR"))
+            .collect();
+        format!(
+            "{}: valid flags are {}",
+            desc.display_name,
+            forms.join(", ")
+        )
+    };
+    let mut creds = legion::providers::Credentials::new();
+    let mut it = flags.iter();
+    while let Some(flag) = it.next() {
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| eyre!("unexpected {flag:?}; {}", usage()))?;
+        let (name, from_env) = match name.strip_suffix("-env") {
+            Some(n) => (n, true),
+            None => (name, false),
+        };
+        let field = desc
+            .credential_fields
+            .iter()
+            .find(|f| f.id.replace('_', "-") == name)
+            .ok_or_else(|| eyre!("unknown flag {flag:?}; {}", usage()))?;
+        let value = it.next().ok_or_else(|| eyre!("{flag} needs a value"))?;
+        let value = if from_env {
+            env(value)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| eyre!("{flag} {value}: that environment variable is not set"))?
+        } else {
+            if field.secret {
+                eprintln!(
+                    "legion: warning: --{name} is a secret and now sits in your shell history; prefer --{name}-env VAR"
+                );
+            }
+            value.clone()
+        };
+        creds.insert(field.id.clone(), Secret::new(value));
+    }
+    for f in &desc.credential_fields {
+        if !creds.contains_key(&f.id)
+            && let Some(v) = f
+                .env_var
+                .as_deref()
+                .and_then(&env)
+                .filter(|v| !v.is_empty())
+        {
+            creds.insert(f.id.clone(), Secret::new(v));
+        }
+    }
+    Ok(creds)
 }

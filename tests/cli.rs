@@ -147,7 +147,30 @@ fn nodes_lifecycle_from_the_command_line() {
     assert_eq!(code, 1);
     assert!(err.contains("valid here: mock"), "{err}");
     let (code, _, err) =
-        run(cli(&home, &pw).args(["provider", "configure", "mock", "--set", "latency_ms=10"]));
+        run(cli(&home, &pw).args(["provider", "configure", "mock", "--bogus", "1"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--latency-ms VALUE | --latency-ms-env VAR"),
+        "{err}"
+    );
+    let (code, _, err) = run(cli(&home, &pw).args([
+        "provider",
+        "configure",
+        "mock",
+        "--seed-env",
+        "NOT_SET_ANYWHERE",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("not set"), "{err}");
+    let (code, _, err) = run(cli(&home, &pw).env("SIM_LATENCY", "10").args([
+        "provider",
+        "configure",
+        "mock",
+        "--latency-ms-env",
+        "SIM_LATENCY",
+        "--seed",
+        "9",
+    ]));
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run(cli(&home, &pw).args([
         "nodes",
