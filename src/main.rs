@@ -105,10 +105,100 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// The operation log (provider writes, transitions, actions), from the home's
+    /// `logs/operations.jsonl`; needs no unlock.
+    Logs {
+        /// Keep printing new lines as they are written.
+        #[arg(long)]
+        follow: bool,
+        /// Only this node's lines.
+        #[arg(long)]
+        node: Option<String>,
+        /// One JSON object per line, as stored.
+        #[arg(long)]
+        json: bool,
+    },
+    /// DNS zones in the plan.
+    Zones {
+        #[command(subcommand)]
+        command: ZonesCommand,
+    },
+    /// DNS records of planned zones.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
+    /// Cluster firewall sets and their extra rules.
+    Firewalls {
+        #[command(subcommand)]
+        command: FirewallsCommand,
+    },
     /// Providers Legion knows and how they are configured.
     Provider {
         #[command(subcommand)]
         command: ProviderCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ZonesCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a zone (apply creates it).
+    Add {
+        name: String,
+        #[arg(long)]
+        provider: String,
+    },
+    /// Remove a zone from the plan (apply deletes what Legion made).
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Planned records, of one zone or all.
+    List {
+        zone: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a record; a VALUE of `@NODE` means that node's address.
+    Add {
+        zone: String,
+        name: String,
+        rtype: String,
+        value: String,
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
+    Remove {
+        zone: String,
+        name: String,
+        rtype: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FirewallsCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an inbound allow rule to a cluster's firewall set.
+    AddRule {
+        cluster: String,
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
+        protocol: String,
+        /// A port or range (22, 8000-8100); none for icmp.
+        #[arg(long)]
+        port: Option<String>,
+        /// CIDR; repeat for several.
+        #[arg(long = "source", required = true)]
+        sources: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
     },
 }
 
@@ -309,6 +399,25 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             Ok(())
         }
         Command::Nodes { command } => nodes(&cli, command).await,
+        Command::Logs { follow, node, json } => logs(&cli, *follow, node.as_deref(), *json).await,
+        Command::Zones { command } => {
+            let engine = open(&cli).await?;
+            let r = zones(&engine, command).await;
+            engine.logout().await?;
+            r
+        }
+        Command::Records { command } => {
+            let engine = open(&cli).await?;
+            let r = records(&engine, command).await;
+            engine.logout().await?;
+            r
+        }
+        Command::Firewalls { command } => {
+            let engine = open(&cli).await?;
+            let r = firewalls(&engine, command).await;
+            engine.logout().await?;
+            r
+        }
         Command::Apply { wait } => {
             let engine = open(&cli).await?;
             let id = engine.apply().await?;
@@ -747,4 +856,214 @@ fn credential_flags(
         }
     }
     Ok(creds)
+}
+
+fn print_rows(rows: &[legion::engine::snapshot::SyncRow], json: bool) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(rows)?);
+    } else {
+        for r in rows {
+            let note = r
+                .last_error
+                .as_deref()
+                .or(r.waiting.as_deref())
+                .unwrap_or("");
+            outln!(
+                "{:<28} {:<8} {:<10} {:<28} {}",
+                r.name,
+                r.provider,
+                r.state.to_string(),
+                r.summary,
+                note
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn zones(engine: &Engine, command: &ZonesCommand) -> Result<()> {
+    use legion::engine::plan::PlanEdit;
+    match command {
+        ZonesCommand::List { json } => print_rows(&engine.snapshot().zones, *json),
+        ZonesCommand::Add { name, provider } => {
+            engine
+                .edit_plan(PlanEdit::UpsertZone {
+                    name: name.clone(),
+                    provider: provider.clone(),
+                })
+                .await?;
+            outln!("zone {name} is in the plan; apply creates it");
+            Ok(())
+        }
+        ZonesCommand::Remove { name } => {
+            engine
+                .edit_plan(PlanEdit::RemoveZone { name: name.clone() })
+                .await?;
+            outln!("zone {name} removed from the plan; apply deletes what Legion made");
+            Ok(())
+        }
+    }
+}
+
+async fn records(engine: &Engine, command: &RecordsCommand) -> Result<()> {
+    use legion::engine::plan::PlanEdit;
+    use legion::engine::state::model::{RecordPlan, RecordValue};
+    use legion::providers::RecordType;
+    match command {
+        RecordsCommand::List { zone, json } => {
+            let plan = engine.plan().await?;
+            let rows: Vec<serde_json::Value> = plan
+                .zones
+                .iter()
+                .filter(|(z, _)| zone.as_ref().is_none_or(|w| w == *z))
+                .flat_map(|(z, p)| {
+                    p.records.iter().map(move |r| {
+                        serde_json::json!({
+                            "zone": z, "name": r.name, "type": r.rtype.to_string(), "ttl": r.ttl,
+                            "value": match &r.value {
+                                RecordValue::Literal(v) => v.clone(),
+                                RecordValue::NodeAddress(n) => format!("@{n}"),
+                            },
+                        })
+                    })
+                })
+                .collect();
+            if *json {
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    outln!(
+                        "{:<24} {:<16} {:<6} {:>6} {}",
+                        r["zone"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        r["type"].as_str().unwrap_or(""),
+                        r["ttl"],
+                        r["value"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        RecordsCommand::Add {
+            zone,
+            name,
+            rtype,
+            value,
+            ttl,
+        } => {
+            let rtype: RecordType = rtype.parse().map_err(|e: String| eyre!(e))?;
+            let value = match value.strip_prefix('@') {
+                Some(node) if !node.is_empty() => RecordValue::NodeAddress(node.to_string()),
+                _ => RecordValue::Literal(value.clone()),
+            };
+            engine
+                .edit_plan(PlanEdit::UpsertRecord {
+                    zone: zone.clone(),
+                    record: RecordPlan {
+                        name: name.clone(),
+                        rtype,
+                        ttl: *ttl,
+                        value,
+                    },
+                })
+                .await?;
+            outln!("{rtype} {name}.{zone} is in the plan; apply publishes it");
+            Ok(())
+        }
+        RecordsCommand::Remove { zone, name, rtype } => {
+            let rtype: RecordType = rtype.parse().map_err(|e: String| eyre!(e))?;
+            engine
+                .edit_plan(PlanEdit::RemoveRecord {
+                    zone: zone.clone(),
+                    name: name.clone(),
+                    rtype,
+                })
+                .await?;
+            outln!("{rtype} {name}.{zone} removed from the plan");
+            Ok(())
+        }
+    }
+}
+
+async fn firewalls(engine: &Engine, command: &FirewallsCommand) -> Result<()> {
+    use legion::engine::plan::PlanEdit;
+    use legion::providers::{FirewallRule, Protocol};
+    match command {
+        FirewallsCommand::List { json } => print_rows(&engine.snapshot().firewalls, *json),
+        FirewallsCommand::AddRule {
+            cluster,
+            protocol,
+            port,
+            sources,
+            description,
+        } => {
+            let protocol = match protocol.as_str() {
+                "udp" => Protocol::Udp,
+                "icmp" => Protocol::Icmp,
+                _ => Protocol::Tcp,
+            };
+            if protocol != Protocol::Icmp && port.is_none() {
+                return Err(eyre!("--port is required for tcp and udp"));
+            }
+            engine
+                .edit_plan(PlanEdit::AddFirewallRule {
+                    cluster: cluster.clone(),
+                    rule: FirewallRule {
+                        protocol,
+                        port: port.clone(),
+                        sources: sources.clone(),
+                        description: description.clone(),
+                    },
+                })
+                .await?;
+            outln!("rule added to the firewall set of {cluster}; apply makes it so");
+            Ok(())
+        }
+    }
+}
+
+/// Print the operation log from the home's JSON-lines file; `--follow` keeps reading.
+async fn logs(cli: &Cli, follow: bool, node: Option<&str>, json: bool) -> Result<()> {
+    use std::io::BufRead;
+    let home = home::resolve_home(cli.home.clone())?;
+    let path = home.join("logs").join("operations.jsonl");
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("no operation log at {}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let resource = node.map(|n| format!("node/{n}"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            if !follow {
+                return Ok(());
+            }
+            // A partial line: read it again whole once the writer finishes it.
+            if n > 0 {
+                reader.seek_relative(-(n as i64))?;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        let Ok(entry) = serde_json::from_str::<legion::engine::oplog::OpEntry>(line.trim_end())
+        else {
+            continue;
+        };
+        if resource.is_some() && entry.resource != resource {
+            continue;
+        }
+        if json {
+            out!("{line}");
+        } else {
+            let secs = entry.ts_ms / 1000;
+            outln!(
+                "{:02}:{:02}:{:02} {}",
+                (secs / 3600) % 24,
+                (secs / 60) % 60,
+                secs % 60,
+                plain::clean(&entry.message)
+            );
+        }
+    }
 }

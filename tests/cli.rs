@@ -219,3 +219,83 @@ fn nodes_lifecycle_from_the_command_line() {
     let cloud = std::fs::read_to_string(home.join("mock-cloud.json")).unwrap();
     assert!(!cloud.contains("web-1"), "{cloud}");
 }
+
+#[test]
+fn zones_records_firewalls_and_logs_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "cli password\n").unwrap();
+    assert_eq!(run(cli(&home, &pw).args(["config", "init"])).0, 0);
+    assert_eq!(
+        run(cli(&home, &pw).args(["provider", "configure", "mock", "--latency-ms", "5"])).0,
+        0
+    );
+    assert_eq!(
+        run(cli(&home, &pw).args(["zones", "add", "example.test", "--provider", "mock"])).0,
+        0
+    );
+    let (code, _, err) =
+        run(cli(&home, &pw).args(["records", "add", "example.test", "www", "BOGUS", "x"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown record type"), "{err}");
+    assert_eq!(
+        run(cli(&home, &pw).args(["records", "add", "example.test", "www", "A", "@db"])).0,
+        0
+    );
+    let (code, _, err) =
+        run(cli(&home, &pw).args(["firewalls", "add-rule", "prod", "--source", "0.0.0.0/0"]));
+    assert_eq!(code, 1, "tcp needs a port");
+    assert!(err.contains("--port"), "{err}");
+    assert_eq!(
+        run(cli(&home, &pw).args([
+            "firewalls",
+            "add-rule",
+            "prod",
+            "--port",
+            "443",
+            "--source",
+            "0.0.0.0/0"
+        ]))
+        .0,
+        0
+    );
+    let (code, out, err) = run(cli(&home, &pw).args([
+        "nodes",
+        "add",
+        "db",
+        "--provider",
+        "mock",
+        "--cluster",
+        "prod",
+        "--apply",
+        "--wait",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = run(cli(&home, &pw).args(["records", "list", "--json"]));
+    let records: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(records[0]["value"], "@db");
+    let (_, out, _) = run(cli(&home, &pw).args(["zones", "list", "--json"]));
+    let zones: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(zones[0]["state"], "converged", "{zones}");
+    let (_, out, _) = run(cli(&home, &pw).args(["firewalls", "list", "--json"]));
+    let fws: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(fws[0]["name"], "prod");
+    assert_eq!(fws[0]["state"], "converged", "{fws}");
+    // The operation log needs no password and filters by node.
+    let (code, out, _) = run(cli(&home, &pw)
+        .env_remove("LEGION_PASSWORD_FILE")
+        .args(["logs", "--node", "db", "--json"]));
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|e| e["resource"] == "node/db"));
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["kind"] == "provider_write" && e["path"] == "/servers")
+    );
+}

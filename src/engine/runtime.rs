@@ -286,6 +286,12 @@ impl Engine {
         .await
     }
 
+    /// A copy of the operator's plan (for listings such as planned DNS records).
+    pub async fn plan(&self) -> Result<super::state::model::Plan, EngineError> {
+        self.with_session(|s| async move { Ok(s.cell.read(|st| st.plan.clone())) })
+            .await
+    }
+
     /// The descriptors of every provider enabled here: what settings forms and CLI flags
     /// are made from. Needs no unlock.
     pub fn provider_descriptors(&self) -> Vec<crate::providers::Descriptor> {
