@@ -79,6 +79,10 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `legion man | man -l -`.
+    Man,
     /// Print the default key bindings as a keymap file (save it as HOME/keymap.toml).
     Keymap {
         #[arg(long)]
@@ -378,6 +382,21 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
     };
     match command {
         Command::Demo { reset, once } => run_demo(&cli, &rt, *reset, *once).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into memory first: the generator panics on a closed pipe.
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "legion", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(())
+        }
         Command::Keymap { defaults } => {
             if !defaults {
                 return Err(eyre!(

@@ -299,3 +299,30 @@ fn zones_records_firewalls_and_logs_from_the_command_line() {
             .any(|e| e["kind"] == "provider_write" && e["path"] == "/servers")
     );
 }
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_legion"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("legion"));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_legion"))
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH legion 1"));
+    let out = Command::new(env!("CARGO_BIN_EXE_legion"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
