@@ -263,8 +263,9 @@ enum NodesCommand {
         /// Apply the plan after adding it.
         #[arg(long)]
         apply: bool,
-        /// With --apply: wait until it settles; exit 1 if it failed.
-        #[arg(long)]
+        /// With --apply: wait until it settles (the default with --apply; kept for scripts
+        /// that say it); exit 1 if it failed.
+        #[arg(long, requires = "apply")]
         wait: bool,
     },
     /// Start a node.
@@ -733,7 +734,7 @@ async fn nodes_with(engine: &Engine, command: &NodesCommand) -> Result<()> {
             role,
             boot_mode,
             apply,
-            wait,
+            wait: _,
         } => {
             engine
                 .upsert_node(legion::engine::plan::NodeRequest {
@@ -762,7 +763,6 @@ async fn nodes_with(engine: &Engine, command: &NodesCommand) -> Result<()> {
                 if let Some(e) = row.and_then(|r| r.last_error) {
                     return Err(eyre!("{name}: {e}"));
                 }
-                let _ = wait;
             }
             return Ok(());
         }
