@@ -137,6 +137,15 @@ enum Command {
         #[command(subcommand)]
         command: FirewallsCommand,
     },
+    /// A provider's catalog: regions, offers and images, the policy's defaults marked.
+    Catalog {
+        kind: String,
+        /// Only offers orderable in this region.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Providers Legion knows and how they are configured.
     Provider {
         #[command(subcommand)]
@@ -299,6 +308,12 @@ struct NodeActionArgs {
 enum ConfigCommand {
     /// Create a new state in the Legion home.
     Init,
+    /// Change the state's password (re-encrypts it with a new salt and key).
+    Passwd {
+        /// The new password, first line of this file.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -419,6 +434,96 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             Ok(())
         }
         Command::Nodes { command } => nodes(&cli, command).await,
+        Command::Config {
+            command: ConfigCommand::Passwd { new_password_file },
+        } => {
+            let new = read_password(new_password_file)?;
+            let engine = open(&cli).await?;
+            let r = engine.change_password(password(&cli)?, new).await;
+            engine.logout().await?;
+            r?;
+            outln!(
+                "password changed; the previous backup was removed so nothing opens with the old one"
+            );
+            Ok(())
+        }
+        Command::Catalog { kind, region, json } => {
+            let engine = open(&cli).await?;
+            let r = engine.catalog(kind.clone()).await;
+            engine.logout().await?;
+            let (catalog, policy) = r?;
+            let region = region
+                .clone()
+                .or_else(|| policy.region(&catalog).map(String::from));
+            if *json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "catalog": &*catalog,
+                        "defaults": {
+                            "region": policy.region(&catalog),
+                            "image": policy.image(&catalog),
+                            "offer": region.as_deref().and_then(|r| policy.offer(&catalog, r)).map(|o| &o.id),
+                        },
+                    }))?
+                );
+                return Ok(());
+            }
+            let mark = |yes: bool| if yes { "*" } else { " " };
+            outln!("regions (* default):");
+            for r in &catalog.regions {
+                let default = policy.region(&catalog) == Some(r.id.as_str());
+                outln!(
+                    "  {} {:<14} {}{}",
+                    mark(default),
+                    r.id,
+                    r.name,
+                    if r.available { "" } else { " (unavailable)" }
+                );
+            }
+            let default_offer = region
+                .as_deref()
+                .and_then(|r| policy.offer(&catalog, r))
+                .map(|o| o.id.clone());
+            outln!(
+                "offers{}:",
+                region
+                    .as_deref()
+                    .map(|r| format!(" in {r}"))
+                    .unwrap_or_default()
+            );
+            for o in catalog
+                .offers
+                .iter()
+                .filter(|o| !o.deprecated && region.as_ref().is_none_or(|r| o.regions.contains(r)))
+            {
+                let price = region
+                    .as_ref()
+                    .and_then(|r| o.hourly_price.get(r))
+                    .map(|p| format!("{p:.4}/h"))
+                    .unwrap_or_default();
+                outln!(
+                    "  {} {:<14} {:>3} cpu {:>6} MB {:>5} GB {}",
+                    mark(default_offer.as_deref() == Some(o.id.as_str())),
+                    o.id,
+                    o.cores,
+                    o.memory_mb,
+                    o.disk_gb,
+                    price
+                );
+            }
+            outln!("images:");
+            for i in catalog.images.iter().filter(|i| !i.deprecated) {
+                outln!(
+                    "  {} {:<14} {} ({})",
+                    mark(policy.image(&catalog) == Some(i.id.as_str())),
+                    i.id,
+                    i.name,
+                    i.architecture
+                );
+            }
+            Ok(())
+        }
         Command::Logs { follow, node, json } => logs(&cli, *follow, node.as_deref(), *json).await,
         Command::Zones { command } => {
             let engine = open(&cli).await?;

@@ -326,3 +326,39 @@ fn completions_and_man_page() {
         "an unknown shell is a usage error"
     );
 }
+
+#[test]
+fn catalog_marks_defaults_and_passwd_changes_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let pw = dir.path().join("pw");
+    let new = dir.path().join("new");
+    std::fs::write(&pw, "first\n").unwrap();
+    std::fs::write(&new, "second\n").unwrap();
+    assert_eq!(run(cli(&home, &pw).args(["config", "init"])).0, 0);
+    assert_eq!(
+        run(cli(&home, &pw).args(["provider", "configure", "mock"])).0,
+        0
+    );
+    let (code, out, err) = run(cli(&home, &pw).args(["catalog", "mock"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("* sim-east"), "{out}");
+    assert!(out.contains("* sim-small"), "{out}");
+    assert!(
+        !out.contains("sim-legacy"),
+        "deprecated offers are not offered:\n{out}"
+    );
+    let (_, out, _) = run(cli(&home, &pw).args(["catalog", "mock", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["defaults"]["offer"], "sim-small");
+    let (code, _, _) = run(cli(&home, &pw)
+        .args(["config", "passwd", "--new-password-file"])
+        .arg(&new));
+    assert_eq!(code, 0);
+    assert_eq!(
+        run(cli(&home, &pw).args(["status"])).0,
+        3,
+        "the old password no longer opens it"
+    );
+    assert_eq!(run(cli(&home, &new).args(["status"])).0, 0);
+}
