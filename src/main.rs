@@ -526,22 +526,13 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         }
         Command::Logs { follow, node, json } => logs(&cli, *follow, node.as_deref(), *json).await,
         Command::Zones { command } => {
-            let engine = open(&cli).await?;
-            let r = zones(&engine, command).await;
-            engine.logout().await?;
-            r
+            with_engine(&cli, async |e: &Engine| zones(e, command).await).await
         }
         Command::Records { command } => {
-            let engine = open(&cli).await?;
-            let r = records(&engine, command).await;
-            engine.logout().await?;
-            r
+            with_engine(&cli, async |e: &Engine| records(e, command).await).await
         }
         Command::Firewalls { command } => {
-            let engine = open(&cli).await?;
-            let r = firewalls(&engine, command).await;
-            engine.logout().await?;
-            r
+            with_engine(&cli, async |e: &Engine| firewalls(e, command).await).await
         }
         Command::Apply { wait } => {
             let engine = open(&cli).await?;
@@ -764,8 +755,13 @@ async fn open(cli: &Cli) -> Result<Engine> {
 }
 
 async fn nodes(cli: &Cli, command: &NodesCommand) -> Result<()> {
+    with_engine(cli, async |e: &Engine| nodes_with(e, command).await).await
+}
+
+/// Unlock, run `f`, then save and lock whatever `f` returned.
+async fn with_engine<T>(cli: &Cli, f: impl AsyncFnOnce(&Engine) -> Result<T>) -> Result<T> {
     let engine = open(cli).await?;
-    let result = nodes_with(&engine, command).await;
+    let result = f(&engine).await;
     engine.logout().await?;
     result
 }

@@ -256,21 +256,17 @@ pub fn render_nodes(
             )
         })
         .collect();
-    let header = Row::new(
-        [
-            "NAME",
-            "PROVIDER",
-            "REGION",
-            "MACHINE",
-            "SYSTEM",
-            "HEALTH",
-            "ADDRESS",
-            "OPERATION",
-            "LAST ERROR",
-        ]
-        .map(Cell::from),
-    )
-    .style(theme.style("header"));
+    let header = [
+        "NAME",
+        "PROVIDER",
+        "REGION",
+        "MACHINE",
+        "SYSTEM",
+        "HEALTH",
+        "ADDRESS",
+        "OPERATION",
+        "LAST ERROR",
+    ];
     let body: Vec<Row> = rows
         .iter()
         .enumerate()
@@ -318,26 +314,22 @@ pub fn render_nodes(
                     }),
                 )),
             ]);
-            if Some(pos) == sel {
-                row.style(theme.style("selection"))
-            } else {
-                row
-            }
+            select(row, Some(pos) == sel, theme)
         })
         .collect();
-    let widths = fit_widths(&[16, 9, 10, 13, 24, 8, 16, 22], inner.width);
-    Table::new(body, widths)
-        .header(header)
-        .column_spacing(1)
-        .render(inner, buf);
-    if snap.nodes.is_empty() {
-        empty_hint(
-            "No nodes planned. Add one with `n`, or from the CLI.",
-            theme,
-            inner,
-            buf,
-        );
-    }
+    let empty = snap
+        .nodes
+        .is_empty()
+        .then(|| "No nodes planned. Add one with `n`, or from the CLI.".to_string());
+    draw_table(
+        &header,
+        body,
+        &[16, 9, 10, 13, 24, 8, 16, 22],
+        empty,
+        theme,
+        inner,
+        buf,
+    );
 }
 
 pub fn render_sync(
@@ -368,17 +360,13 @@ pub fn render_sync(
         Tab::Firewalls => "RULES / BOUND NODES",
         _ => "DELEGATION",
     };
-    let header = Row::new(
-        [
-            name_col,
-            "PROVIDER",
-            "STATE",
-            summary_col,
-            "WAITING / ERROR",
-        ]
-        .map(Cell::from),
-    )
-    .style(theme.style("header"));
+    let header = [
+        name_col,
+        "PROVIDER",
+        "STATE",
+        summary_col,
+        "WAITING / ERROR",
+    ];
     let body: Vec<Row> = rows
         .iter()
         .enumerate()
@@ -403,25 +391,41 @@ pub fn render_sync(
                 Cell::from(trimmed(&r.summary, 40)),
                 Cell::from(Span::styled(trimmed(note, 120), theme.style(key))),
             ]);
-            if Some(pos) == sel {
-                row.style(theme.style("selection"))
-            } else {
-                row
-            }
+            select(row, Some(pos) == sel, theme)
         })
         .collect();
-    let widths = fit_widths(&[28, 10, 18, 30], inner.width);
-    Table::new(body, widths)
+    let empty = rows_all
+        .is_empty()
+        .then(|| format!("No {} planned.", tab.title().to_lowercase()));
+    draw_table(&header, body, &[28, 10, 18, 30], empty, theme, inner, buf);
+}
+
+fn select<'a>(row: Row<'a>, selected: bool, theme: &Theme) -> Row<'a> {
+    if selected {
+        row.style(theme.style("selection"))
+    } else {
+        row
+    }
+}
+
+/// The shared table: a styled header, the visible rows, widths that fit, and a hint
+/// when the table has nothing at all.
+fn draw_table(
+    header: &[&str],
+    body: Vec<Row>,
+    desired: &[u16],
+    empty: Option<String>,
+    theme: &Theme,
+    inner: Rect,
+    buf: &mut Buffer,
+) {
+    let header = Row::new(header.iter().map(|h| Cell::from(*h))).style(theme.style("header"));
+    Table::new(body, fit_widths(desired, inner.width))
         .header(header)
         .column_spacing(1)
         .render(inner, buf);
-    if rows_all.is_empty() {
-        empty_hint(
-            &format!("No {} planned.", tab.title().to_lowercase()),
-            theme,
-            inner,
-            buf,
-        );
+    if let Some(text) = empty {
+        empty_hint(&text, theme, inner, buf);
     }
 }
 
