@@ -81,6 +81,7 @@ fn app(snap: Arc<AppSnapshot>) -> App {
         Options {
             readonly: false,
             demo: None,
+            attached: None,
             theme: Theme::default().with_depth(ColorDepth::Ansi256),
             keymap: Keymap::defaults(),
             providers: vec![],

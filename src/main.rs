@@ -13,7 +13,10 @@ use color_eyre::eyre::{Context, Result, eyre};
 use legion::engine::secret::Secret;
 use legion::engine::snapshot::ApplyView;
 use legion::engine::snapshot::LockState;
+use legion::daemon::client::Remote;
+use legion::daemon::{Endpoint, Probe};
 use legion::engine::{Engine, EngineConfig, EngineError, demo, home};
+use legion::link::Link;
 use legion::providers::Env;
 use legion::views::keymap::Keymap;
 use legion::views::plain;
@@ -38,13 +41,18 @@ macro_rules! out {
 /// Exit codes (documented in `--help`).
 const EXIT_FAILURE: u8 = 1;
 const EXIT_LOCKED: u8 = 3;
+const EXIT_DAEMON_UNAVAILABLE: u8 = 4;
 
 #[derive(Parser)]
 #[command(
     name = "legion",
     version,
     about = "Run fleets of cloud servers from a terminal",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 locked or wrong password."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 locked, wrong password, state \
+                  held by another process or wrong daemon token, 4 daemon unavailable (not \
+                  running, stale socket, connection lost).\n\
+                  With LEGION_DAEMON_TOKEN set (or --daemon-token), commands go through the \
+                  running daemon instead of unlocking the state themselves."
 )]
 struct Cli {
     /// Legion home (state, logs); default $LEGION_HOME or the platform data directory.
@@ -63,6 +71,13 @@ struct Cli {
     /// NO_COLOR is honoured).
     #[arg(long, global = true, value_name = "DEPTH")]
     colors: Option<ColorDepth>,
+    /// Go through the running daemon with this token. Prefer the LEGION_DAEMON_TOKEN
+    /// variable: argv is visible to other processes and lands in shell history.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    daemon_token: Option<String>,
+    /// Open the dashboard on the daemon's engine; quitting leaves the engine running.
+    #[arg(long)]
+    attach: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -151,6 +166,37 @@ enum Command {
         #[command(subcommand)]
         command: ProviderCommand,
     },
+    /// Read every provider now instead of at the next observation.
+    Refresh,
+    /// The local daemon: one unlocked engine shared by commands and dashboards.
+    Daemon {
+        #[command(subcommand)]
+        command: DaemonCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DaemonCommand {
+    /// Unlock the state and serve it from a background process. Prints the new token
+    /// once, as `export LEGION_DAEMON_TOKEN=…` (ready for `eval`); a token already in
+    /// LEGION_DAEMON_TOKEN or --daemon-token is used instead.
+    Start {
+        /// Serve from this process until SIGTERM, SIGINT or `daemon stop`.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Save, lock and stop the daemon (needs the token).
+    Stop,
+    /// Whether a daemon serves this home (exit 4 when none does); with the token, also
+    /// its clients and requests. Removes a stale socket it finds.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The background daemon process itself (started by `daemon start`; reads its
+    /// secrets from stdin).
+    #[command(hide = true)]
+    Serve,
 }
 
 #[derive(Subcommand)]
@@ -222,6 +268,8 @@ enum ProviderCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check a configured provider's credentials with one read.
+    Verify { kind: String },
     /// Store credentials for a provider. Each credential field FIELD (see `provider
     /// list`) takes `--FIELD VALUE` or `--FIELD-env VAR` (read from that environment
     /// variable); without either, the field's default variable is read when set.
@@ -310,9 +358,10 @@ enum ConfigCommand {
     Init,
     /// Change the state's password (re-encrypts it with a new salt and key).
     Passwd {
-        /// The new password, first line of this file.
+        /// The new password, first line of this file (asked twice on a terminal when
+        /// not given).
         #[arg(long, value_name = "FILE")]
-        new_password_file: PathBuf,
+        new_password_file: Option<PathBuf>,
     },
 }
 
@@ -337,10 +386,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("legion: {e:#}");
-            let locked = e
-                .downcast_ref::<EngineError>()
-                .is_some_and(|e| e.is_wrong_password() || matches!(e, EngineError::Locked));
-            ExitCode::from(if locked { EXIT_LOCKED } else { EXIT_FAILURE })
+            let engine_error = e.chain().find_map(|c| c.downcast_ref::<EngineError>());
+            ExitCode::from(match engine_error {
+                Some(EngineError::Unavailable(_)) => EXIT_DAEMON_UNAVAILABLE,
+                Some(e) if e.is_locked() => EXIT_LOCKED,
+                _ => EXIT_FAILURE,
+            })
         }
     }
 }
@@ -372,28 +423,80 @@ fn read_password(path: &Path) -> Result<Secret> {
     Ok(Secret::new(line))
 }
 
+/// The unlock password: from the password file, else asked on the terminal.
 fn password(cli: &Cli) -> Result<Secret> {
     match &cli.password_file {
         Some(p) => read_password(p),
+        None if std::io::stdin().is_terminal() => ask("Legion password: "),
         None => Err(eyre!(
-            "no password: pass --password-file FILE or set LEGION_PASSWORD_FILE"
+            "no password: pass --password-file FILE or set LEGION_PASSWORD_FILE (or run \
+             on a terminal to be asked)"
         )),
     }
+}
+
+/// A new password: from the file, else asked twice on the terminal.
+fn new_password(file: Option<&Path>, what: &str) -> Result<Secret> {
+    if let Some(p) = file {
+        return read_password(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(eyre!(
+            "no {what}: pass it in a file (--password-file / --new-password-file), or run on \
+             a terminal to be asked"
+        ));
+    }
+    let first = ask(&format!("{what}: "))?;
+    let again = ask(&format!("{what} again: "))?;
+    if first != again {
+        return Err(eyre!("the two entries differ; nothing was changed"));
+    }
+    Ok(first)
+}
+
+fn ask(prompt: &str) -> Result<Secret> {
+    let line = Secret::new(rpassword::prompt_password(prompt).context("reading the password")?);
+    if line.is_empty() {
+        return Err(eyre!("an empty password is not accepted"));
+    }
+    Ok(line)
+}
+
+/// The daemon token from `--daemon-token` (with a warning) or LEGION_DAEMON_TOKEN.
+fn daemon_token(cli: &Cli) -> Option<Secret> {
+    if let Some(t) = &cli.daemon_token {
+        eprintln!(
+            "legion: warning: --daemon-token is visible to other processes and lands in shell \
+             history; prefer LEGION_DAEMON_TOKEN"
+        );
+        return Some(Secret::new(t.clone()));
+    }
+    std::env::var(legion::daemon::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
 }
 
 async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
     let Some(command) = &cli.command else {
         let home = home::resolve_home(cli.home.clone())?;
         let _guard = init_tracing(&home);
+        if cli.attach {
+            let token = daemon_token(&cli).ok_or_else(|| {
+                eyre!("--attach needs the daemon's token: set LEGION_DAEMON_TOKEN")
+            })?;
+            let remote = Remote::connect(&Endpoint::for_home(&home), home.clone(), token).await?;
+            // Quitting only closes this connection: the daemon's engine keeps working.
+            return dashboard(&cli, &rt, Link::Daemon(remote), home, None).await;
+        }
         let engine = Engine::start(EngineConfig::new(home.clone()));
         if let Some(pw) = &cli.password_file {
             engine.unlock(read_password(pw)?).await?;
         }
-        let shown = dashboard(&cli, &rt, engine.clone(), home, None).await;
+        let link = Link::Local(engine);
+        let shown = dashboard(&cli, &rt, link.clone(), home, None).await;
         // Save and lock whatever happened to the dashboard.
-        if engine.snapshot().lock == LockState::Unlocked {
-            engine.logout().await?;
-        }
+        link.finish().await?;
         return shown;
     };
     match command {
@@ -427,8 +530,15 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         } => {
             let home = home::resolve_home(cli.home.clone())?;
             let _guard = init_tracing(&home);
+            if legion::engine::state::store::StateFile::in_home(&home).exists() {
+                return Err(eyre!(
+                    "{} already holds a Legion state; `legion config passwd` changes its password",
+                    home.display()
+                ));
+            }
+            let pw = new_password(cli.password_file.as_deref(), "New Legion password")?;
             let engine = Engine::start(EngineConfig::new(home.clone()));
-            engine.init(password(&cli)?).await?;
+            engine.init(pw).await?;
             engine.logout().await?;
             outln!("created a new Legion state in {}", home.display());
             Ok(())
@@ -437,21 +547,17 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         Command::Config {
             command: ConfigCommand::Passwd { new_password_file },
         } => {
-            let new = read_password(new_password_file)?;
-            let engine = open(&cli).await?;
-            let r = engine.change_password(password(&cli)?, new).await;
-            engine.logout().await?;
-            r?;
+            let current = password(&cli)?;
+            let new = new_password(new_password_file.as_deref(), "New Legion password")?;
+            with_link(&cli, async |l: &Link| Ok(l.change_password(current, new).await?)).await?;
             outln!(
                 "password changed; the previous backup was removed so nothing opens with the old one"
             );
             Ok(())
         }
         Command::Catalog { kind, region, json } => {
-            let engine = open(&cli).await?;
-            let r = engine.catalog(kind.clone()).await;
-            engine.logout().await?;
-            let (catalog, policy) = r?;
+            let (catalog, policy) =
+                with_link(&cli, async |l: &Link| Ok(l.catalog(kind.clone()).await?)).await?;
             let region = region
                 .clone()
                 .or_else(|| policy.region(&catalog).map(String::from));
@@ -525,32 +631,44 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             Ok(())
         }
         Command::Logs { follow, node, json } => logs(&cli, *follow, node.as_deref(), *json).await,
-        Command::Zones { command } => {
-            with_engine(&cli, async |e: &Engine| zones(e, command).await).await
-        }
+        Command::Zones { command } => with_link(&cli, async |l: &Link| zones(l, command).await).await,
         Command::Records { command } => {
-            with_engine(&cli, async |e: &Engine| records(e, command).await).await
+            with_link(&cli, async |l: &Link| records(l, command).await).await
         }
         Command::Firewalls { command } => {
-            with_engine(&cli, async |e: &Engine| firewalls(e, command).await).await
+            with_link(&cli, async |l: &Link| firewalls(l, command).await).await
+        }
+        Command::Refresh => {
+            with_link(&cli, async |l: &Link| Ok(l.refresh().await?)).await?;
+            outln!("providers read");
+            Ok(())
         }
         Command::Apply { wait } => {
-            let engine = open(&cli).await?;
-            let id = engine.apply().await?;
-            if *wait {
-                let snap = engine.wait_apply(id).await?;
-                outln!("{}", plain::apply_line(&snap.apply));
-                let failed = !matches!(snap.apply, ApplyView::Finished { ok: true, .. });
-                engine.logout().await?;
-                if failed {
-                    return Err(eyre!("apply #{id} did not converge"));
+            with_link(&cli, async |l: &Link| {
+                let id = l.apply().await?;
+                if *wait {
+                    let snap = l.wait_apply(id).await?;
+                    outln!("{}", plain::apply_line(&snap.apply));
+                    if !matches!(snap.apply, ApplyView::Finished { ok: true, .. }) {
+                        return Err(eyre!("apply #{id} did not converge"));
+                    }
+                } else {
+                    outln!("apply #{id} started");
+                    if !l.is_daemon() {
+                        // The engine lives in this process: let the apply finish first.
+                        l.wait_apply(id).await?;
+                    }
                 }
-            } else {
-                outln!("apply #{id} started");
-                // The engine lives in this process: let the apply finish before exiting.
-                engine.wait_apply(id).await?;
-                engine.logout().await?;
-            }
+                Ok(())
+            })
+            .await
+        }
+        Command::Daemon { command } => daemon_command(&cli, command).await,
+        Command::Provider {
+            command: ProviderCommand::Verify { kind },
+        } => {
+            with_link(&cli, async |l: &Link| Ok(l.verify_provider(kind.clone()).await?)).await?;
+            outln!("provider {kind}: credentials work");
             Ok(())
         }
         Command::Provider {
@@ -580,51 +698,52 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         Command::Provider {
             command: ProviderCommand::Configure { kind, flags },
         } => {
-            let engine = open(&cli).await?;
-            let Some(desc) = engine
-                .provider_descriptors()
-                .into_iter()
-                .find(|d| &d.kind == kind)
-            else {
-                let kinds: Vec<String> = engine
-                    .provider_descriptors()
-                    .into_iter()
-                    .map(|d| d.kind)
-                    .collect();
-                engine.logout().await?;
-                return Err(eyre!(
-                    "unknown or disabled provider {kind:?}; valid here: {}",
-                    kinds.join(", ")
-                ));
-            };
-            let creds = match credential_flags(&desc, flags, |v| std::env::var(v).ok()) {
-                Ok(c) => c,
-                Err(e) => {
-                    engine.logout().await?;
-                    return Err(e);
-                }
-            };
-            let r = engine.configure_provider(kind.clone(), creds).await;
-            engine.logout().await?;
-            r?;
+            with_link(&cli, async |l: &Link| {
+                let descriptors = l.provider_descriptors();
+                let Some(desc) = descriptors.iter().find(|d| &d.kind == kind) else {
+                    let kinds: Vec<&str> = descriptors.iter().map(|d| d.kind.as_str()).collect();
+                    return Err(eyre!(
+                        "unknown or disabled provider {kind:?}; valid here: {}",
+                        kinds.join(", ")
+                    ));
+                };
+                let creds = credential_flags(desc, flags, |v| std::env::var(v).ok())?;
+                Ok(l.configure_provider(kind.clone(), creds).await?)
+            })
+            .await?;
             outln!("provider {kind} configured");
             Ok(())
         }
         Command::Status { json } => {
-            let home = home::resolve_home(cli.home.clone())?;
-            let _guard = init_tracing(&home);
-            let engine = Engine::start(EngineConfig::new(home));
-            engine.unlock(password(&cli)?).await?;
-            let snap = engine
-                .wait_for(|s| s.seq > 0 && s.lock == LockState::Unlocked)
-                .await?;
-            if *json {
-                outln!("{}", serde_json::to_string_pretty(&*snap)?);
-            } else {
-                out!("{}", plain::render(&snap));
-            }
-            engine.logout().await?;
-            Ok(())
+            with_link(&cli, async |l: &Link| {
+                let snap = l.snapshot();
+                let via = match l {
+                    Link::Local(_) => serde_json::json!({"path": "local"}),
+                    Link::Daemon(r) => serde_json::json!({
+                        "path": "daemon",
+                        "pid": r.status().pid,
+                        "endpoint": r.status().endpoint,
+                        "version": r.status().version,
+                    }),
+                };
+                if *json {
+                    let mut v = serde_json::to_value(&*snap)?;
+                    v["engine"] = via;
+                    outln!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    match l {
+                        Link::Local(_) => outln!("engine: this process (unlocked for this command)"),
+                        Link::Daemon(r) => outln!(
+                            "engine: daemon pid {} on {}",
+                            r.status().pid,
+                            r.status().endpoint
+                        ),
+                    }
+                    out!("{}", plain::render(&snap));
+                }
+                Ok(())
+            })
+            .await
         }
     }
 }
@@ -638,7 +757,7 @@ fn demo_home(cli: &Cli) -> Result<PathBuf> {
 async fn dashboard(
     cli: &Cli,
     rt: &tokio::runtime::Handle,
-    engine: Engine,
+    engine: Link,
     home: PathBuf,
     demo: Option<String>,
 ) -> Result<()> {
@@ -648,6 +767,10 @@ async fn dashboard(
     let cfg = DashboardConfig {
         home,
         readonly: cli.readonly,
+        attached: match &engine {
+            Link::Daemon(r) => Some(format!("daemon pid {}", r.status().pid)),
+            Link::Local(_) => None,
+        },
         demo,
         theme: cli.theme.clone(),
         depth,
@@ -690,7 +813,7 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
             "demo: simulated cloud · password kept in {}",
             pw_path.display()
         );
-        let shown = dashboard(cli, rt, engine.clone(), home.clone(), Some(note)).await;
+        let shown = dashboard(cli, rt, Link::Local(engine.clone()), home.clone(), Some(note)).await;
         engine.logout().await?;
         return shown;
     }
@@ -741,9 +864,30 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-/// Start an engine on the home and unlock it with the password file.
-async fn open(cli: &Cli) -> Result<Engine> {
+/// The engine a command works on: the daemon's when a token is at hand, else one
+/// started here and unlocked with the password.
+async fn connect(cli: &Cli) -> Result<Link> {
     let home = home::resolve_home(cli.home.clone())?;
+    let endpoint = Endpoint::for_home(&home);
+    if let Some(token) = daemon_token(cli) {
+        let remote = Remote::connect(&endpoint, home, token).await?;
+        if remote.snapshot().lock != LockState::Unlocked {
+            return Err(EngineError::Locked).wrap_err(
+                "the daemon's engine is locked; unlock it from `legion --attach` or restart the daemon",
+            );
+        }
+        return Ok(Link::Daemon(remote));
+    }
+    if let Probe::Running(meta) = endpoint.probe() {
+        // Its engine holds the state; say how to use it instead of asking for a password.
+        let err = EngineError::Store(legion::engine::state::store::StoreError::InUse {
+            home: home.clone(),
+            pid: meta.map(|m| m.pid),
+        });
+        return Err(err).wrap_err(
+            "a Legion daemon serves this home: set LEGION_DAEMON_TOKEN to go through it",
+        );
+    }
     let _ = init_tracing(&home);
     let engine = Engine::start(EngineConfig::new(home));
     engine.unlock(password(cli)?).await?;
@@ -751,22 +895,23 @@ async fn open(cli: &Cli) -> Result<Engine> {
     engine
         .wait_for(|s| s.lock == LockState::Unlocked && s.nodes.iter().all(|n| n.live))
         .await?;
-    Ok(engine)
+    Ok(Link::Local(engine))
 }
 
 async fn nodes(cli: &Cli, command: &NodesCommand) -> Result<()> {
-    with_engine(cli, async |e: &Engine| nodes_with(e, command).await).await
+    with_link(cli, async |l: &Link| nodes_with(l, command).await).await
 }
 
-/// Unlock, run `f`, then save and lock whatever `f` returned.
-async fn with_engine<T>(cli: &Cli, f: impl AsyncFnOnce(&Engine) -> Result<T>) -> Result<T> {
-    let engine = open(cli).await?;
-    let result = f(&engine).await;
-    engine.logout().await?;
+/// Connect, run `f`, then finish (a local engine is saved and locked; the daemon's
+/// keeps running).
+async fn with_link<T>(cli: &Cli, f: impl AsyncFnOnce(&Link) -> Result<T>) -> Result<T> {
+    let link = connect(cli).await?;
+    let result = f(&link).await;
+    link.finish().await?;
     result
 }
 
-async fn nodes_with(engine: &Engine, command: &NodesCommand) -> Result<()> {
+async fn nodes_with(engine: &Link, command: &NodesCommand) -> Result<()> {
     use legion::engine::actors::Action;
     let (name, action, wait) = match command {
         NodesCommand::List { json } => {
@@ -895,8 +1040,12 @@ async fn nodes_with(engine: &Engine, command: &NodesCommand) -> Result<()> {
     };
     let op = engine.node_action(name.clone(), action).await?;
     outln!("{action} {name}: accepted");
-    // The engine lives in this process, so the operation is always waited for; --wait
-    // also turns its failure into the exit code.
+    if engine.is_daemon() && !wait {
+        // The daemon's engine carries on; the snapshot shows how it ends.
+        return Ok(());
+    }
+    // A local engine lives in this process, so the operation is always waited for;
+    // --wait also turns its failure into the exit code.
     let row = engine.wait_operation(name, op).await?;
     match row.last_error {
         Some(e) if wait => Err(eyre!("{action} {name} failed: {e}")),
@@ -1001,7 +1150,7 @@ fn print_rows(rows: &[legion::engine::snapshot::SyncRow], json: bool) -> Result<
     Ok(())
 }
 
-async fn zones(engine: &Engine, command: &ZonesCommand) -> Result<()> {
+async fn zones(engine: &Link, command: &ZonesCommand) -> Result<()> {
     use legion::engine::plan::PlanEdit;
     match command {
         ZonesCommand::List { json } => print_rows(&engine.snapshot().zones, *json),
@@ -1025,7 +1174,7 @@ async fn zones(engine: &Engine, command: &ZonesCommand) -> Result<()> {
     }
 }
 
-async fn records(engine: &Engine, command: &RecordsCommand) -> Result<()> {
+async fn records(engine: &Link, command: &RecordsCommand) -> Result<()> {
     use legion::engine::plan::PlanEdit;
     use legion::engine::state::model::{RecordPlan, RecordValue};
     use legion::providers::RecordType;
@@ -1105,7 +1254,7 @@ async fn records(engine: &Engine, command: &RecordsCommand) -> Result<()> {
     }
 }
 
-async fn firewalls(engine: &Engine, command: &FirewallsCommand) -> Result<()> {
+async fn firewalls(engine: &Link, command: &FirewallsCommand) -> Result<()> {
     use legion::engine::plan::PlanEdit;
     use legion::providers::{FirewallRule, Protocol};
     match command {
@@ -1185,5 +1334,276 @@ async fn logs(cli: &Cli, follow: bool, node: Option<&str>, json: bool) -> Result
                 plain::clean(&entry.message)
             );
         }
+    }
+}
+
+/// What `daemon start` tells the shell: the token line (for `eval`) and a comment.
+fn announce(ready: &legion::daemon::host::Ready, token: Option<&Secret>) {
+    if let Some(note) = &ready.cleaned {
+        eprintln!("legion: {note}");
+    }
+    if let Some(t) = token {
+        outln!("export {}={}", legion::daemon::TOKEN_ENV, t.expose());
+    }
+    outln!(
+        "# legion daemon {} serving pid {} on {}{}",
+        ready.metadata.version,
+        ready.metadata.pid,
+        ready.metadata.endpoint.display(),
+        if token.is_some() {
+            " (this is the only time the token is shown)"
+        } else {
+            " (token from LEGION_DAEMON_TOKEN)"
+        }
+    );
+}
+
+/// The secrets `daemon start` hands to its background process over a pipe (never argv).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handover {
+    password: Secret,
+    token: Secret,
+}
+
+async fn daemon_command(cli: &Cli, command: &DaemonCommand) -> Result<()> {
+    let home = home::resolve_home(cli.home.clone())?;
+    let endpoint = Endpoint::for_home(&home);
+    match command {
+        DaemonCommand::Start { foreground } => {
+            if !legion::engine::state::store::StateFile::in_home(&home).exists() {
+                return Err(eyre!(
+                    "no Legion state in {}; create one with `legion config init`",
+                    home.display()
+                ));
+            }
+            if let Probe::Running(meta) = endpoint.probe() {
+                return Err(eyre!(
+                    "a daemon already serves {}{}",
+                    home.display(),
+                    meta.map(|m| format!(" (pid {})", m.pid))
+                        .unwrap_or_default()
+                ));
+            }
+            let supplied = daemon_token(cli);
+            if let Some(t) = &supplied {
+                legion::daemon::check_token(t).map_err(|e| eyre!(e))?;
+            }
+            let token = match &supplied {
+                Some(t) => t.clone(),
+                None => legion::daemon::new_token().map_err(|e| eyre!(e))?,
+            };
+            let shown = supplied.is_none().then_some(&token);
+            let pw = password(cli)?;
+            if *foreground {
+                let _guard = init_tracing(&home);
+                legion::daemon::host::run(EngineConfig::new(home), pw, token.clone(), |r| {
+                    announce(r, shown)
+                })
+                .await?;
+                return Ok(());
+            }
+            let ready = spawn_daemon(&home, Handover {
+                password: pw,
+                token: token.clone(),
+            })
+            .await?;
+            announce(&ready, shown);
+            Ok(())
+        }
+        DaemonCommand::Serve => serve_daemon(home).await,
+        DaemonCommand::Stop => {
+            let token = daemon_token(cli).ok_or_else(|| {
+                let pid = endpoint
+                    .read_metadata()
+                    .ok()
+                    .flatten()
+                    .map(|m| format!(" (or `kill {}`)", m.pid))
+                    .unwrap_or_default();
+                eyre!("stopping the daemon needs its token in LEGION_DAEMON_TOKEN{pid}")
+            })?;
+            let remote = Remote::connect(&endpoint, home, token).await?;
+            let pid = remote.status().pid;
+            remote.shutdown().await?;
+            // Wait until it has saved, locked and removed its socket.
+            for _ in 0..200 {
+                if !matches!(endpoint.probe(), Probe::Running(_)) {
+                    outln!("daemon pid {pid} stopped; the state is saved and locked");
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(eyre!("daemon pid {pid} accepted the stop but still answers after 10 s"))
+        }
+        DaemonCommand::Status { json } => {
+            let (state, meta) = match endpoint.probe() {
+                Probe::Running(m) => ("running", m),
+                Probe::Stale(m) => {
+                    endpoint.remove();
+                    ("stale", m)
+                }
+                Probe::Absent => ("absent", None),
+            };
+            let live = match (state, daemon_token(cli)) {
+                ("running", Some(token)) => {
+                    let remote = Remote::connect(&endpoint, home.clone(), token).await?;
+                    Some((remote.fresh_status().await?, remote.snapshot().lock))
+                }
+                _ => None,
+            };
+            if *json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "state": state,
+                        "endpoint": endpoint.socket,
+                        "metadata": meta,
+                        "daemon": live.as_ref().map(|(s, _)| s),
+                        "lock": live.as_ref().map(|(_, l)| l),
+                    }))?
+                );
+            } else {
+                match (state, &meta) {
+                    ("running", Some(m)) => outln!(
+                        "daemon {} running: pid {}, socket {}, started {}",
+                        m.version,
+                        m.pid,
+                        m.endpoint.display(),
+                        ago(legion::daemon::now_secs().saturating_sub(m.created))
+                    ),
+                    ("running", None) => outln!(
+                        "a daemon answers on {} but its metadata is missing",
+                        endpoint.socket.display()
+                    ),
+                    ("stale", m) => outln!(
+                        "no daemon runs; removed a stale socket{}",
+                        m.as_ref()
+                            .map(|m| format!(" left by pid {}", m.pid))
+                            .unwrap_or_default()
+                    ),
+                    _ => outln!("no daemon runs for {}", home.display()),
+                }
+                if let Some((s, lock)) = &live {
+                    outln!(
+                        "engine {lock:?}, {} client(s) connected, {} request(s) served",
+                        s.clients,
+                        s.requests
+                    );
+                }
+            }
+            if state == "running" {
+                Ok(())
+            } else {
+                Err(EngineError::Unavailable(format!(
+                    "no daemon serves {}",
+                    home.display()
+                ))
+                .into())
+            }
+        }
+    }
+}
+
+/// Start `legion daemon serve` in its own session, hand it the secrets on stdin and wait
+/// for its first line: ready, or why not.
+async fn spawn_daemon(home: &Path, handover: Handover) -> Result<legion::daemon::host::Ready> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let home = std::path::absolute(home)?;
+    let logs = home.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let stderr = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(logs.join("daemon-stderr.log"))?
+    };
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--home")
+        .arg(&home)
+        .args(["daemon", "serve"])
+        .env_remove(legion::daemon::TOKEN_ENV)
+        .env_remove("LEGION_PASSWORD_FILE")
+        .current_dir("/")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(false)
+        .spawn()
+        .context("starting the daemon process")?;
+    let mut stdin = child.stdin.take().ok_or_else(|| eyre!("no pipe to the daemon"))?;
+    let line = serde_json::to_string(&handover)?;
+    stdin.write_all(line.as_bytes()).await?;
+    stdin.write_all(b"\n").await?;
+    drop(stdin);
+    let stdout = child.stdout.take().ok_or_else(|| eyre!("no pipe from the daemon"))?;
+    let mut first = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .await?;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Answer {
+        Ready {
+            metadata: legion::daemon::Metadata,
+            cleaned: Option<String>,
+        },
+        Error {
+            message: String,
+            code: String,
+        },
+    }
+    match serde_json::from_str::<Answer>(&first) {
+        Ok(Answer::Ready { metadata, cleaned }) => {
+            Ok(legion::daemon::host::Ready { metadata, cleaned })
+        }
+        Ok(Answer::Error { message, code }) => Err(EngineError::from_wire(&code, message).into()),
+        Err(_) => {
+            let status = child.wait().await?;
+            Err(eyre!(
+                "the daemon process exited ({status}) before it was ready; see {}",
+                logs.join("daemon-stderr.log").display()
+            ))
+        }
+    }
+}
+
+/// The background daemon: read the handover, leave the terminal's session, serve.
+async fn serve_daemon(home: PathBuf) -> Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let handover: Handover = serde_json::from_str(&line)
+        .map_err(|_| eyre!("`daemon serve` is started by `legion daemon start`"))?;
+    line.clear();
+    // No controlling terminal: closing the operator's SSH session does not stop it.
+    let _ = rustix::process::setsid();
+    let _guard = init_tracing(&home);
+    let answer = |v: serde_json::Value| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    };
+    let r = legion::daemon::host::run(
+        EngineConfig::new(home),
+        handover.password,
+        handover.token,
+        |r| {
+            answer(serde_json::json!({"ready": {"metadata": r.metadata, "cleaned": r.cleaned}}));
+        },
+    )
+    .await;
+    if let Err(e) = &r {
+        answer(serde_json::json!({"error": {"message": e.to_string(), "code": e.code()}}));
+    }
+    Ok(r?)
+}
+
+fn ago(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h {}m ago", secs / 3600, secs / 60 % 60),
+        _ => format!("{}d {}h ago", secs / 86400, secs / 3600 % 24),
     }
 }

@@ -90,6 +90,7 @@ fn app_with(snap: Arc<AppSnapshot>, readonly: bool) -> App {
         Options {
             readonly,
             demo: None,
+            attached: None,
             theme: Theme::builtin("dark").unwrap(),
             keymap,
             providers: vec![legion::providers::ProviderModule::descriptor(

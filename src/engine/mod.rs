@@ -16,5 +16,6 @@ pub mod secret;
 pub mod snapshot;
 pub mod state;
 pub mod supervisor;
+pub mod wait;
 
 pub use runtime::{Engine, EngineConfig, EngineError};

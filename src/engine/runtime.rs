@@ -50,11 +50,67 @@ pub enum EngineError {
     Home { path: PathBuf, detail: String },
     #[error("the engine has stopped")]
     Stopped,
+    /// The daemon cannot be reached (not running, stale socket, connection dropped).
+    #[error("the Legion daemon is unavailable: {0}")]
+    Unavailable(String),
+    /// An error the daemon's engine reported, by its wire code.
+    #[error("{message}")]
+    Remote { code: String, message: String },
 }
 
 impl EngineError {
     pub fn is_wrong_password(&self) -> bool {
         matches!(self, EngineError::Store(StoreError::WrongPassword { .. }))
+            || matches!(self, EngineError::Remote { code, .. } if code == "wrong_password")
+    }
+
+    /// A stable machine-readable name (the daemon's wire code).
+    pub fn code(&self) -> &str {
+        match self {
+            EngineError::Locked => "locked",
+            EngineError::AlreadyUnlocked => "already_unlocked",
+            EngineError::Store(StoreError::WrongPassword { .. }) => "wrong_password",
+            EngineError::Store(StoreError::InUse { .. }) => "in_use",
+            EngineError::Store(_) => "store",
+            EngineError::Refused(_) => "refused",
+            EngineError::ApplyRunning(_) => "apply_running",
+            EngineError::Invalid(_) => "invalid",
+            EngineError::NotFound(_) => "not_found",
+            EngineError::Provider(_) => "provider",
+            EngineError::Persist(_) => "persist",
+            EngineError::Home { .. } => "home",
+            EngineError::Stopped => "stopped",
+            EngineError::Unavailable(_) => "unavailable",
+            EngineError::Remote { code, .. } => code,
+        }
+    }
+
+    /// Rebuild an error from its wire code and message (the daemon client's side).
+    pub fn from_wire(code: &str, message: String) -> EngineError {
+        match code {
+            "locked" => EngineError::Locked,
+            "already_unlocked" => EngineError::AlreadyUnlocked,
+            "refused" => EngineError::Refused(message),
+            "invalid" => EngineError::Invalid(message),
+            "not_found" => EngineError::NotFound(message),
+            "provider" => EngineError::Provider(message),
+            "persist" => EngineError::Persist(message),
+            "stopped" => EngineError::Stopped,
+            "unavailable" => EngineError::Unavailable(message),
+            _ => EngineError::Remote {
+                code: code.to_string(),
+                message,
+            },
+        }
+    }
+
+    /// Locked, wrong password, or the state held by another process: exit code 3.
+    pub fn is_locked(&self) -> bool {
+        self.is_wrong_password()
+            || matches!(
+                self.code(),
+                "locked" | "in_use" | "wrong_password" | "unauthorized"
+            )
     }
 }
 
@@ -329,6 +385,23 @@ impl Engine {
         .await
     }
 
+    /// Ask a configured provider whether its credentials work (one read; no writes).
+    pub async fn verify_provider(&self, provider: String) -> Result<(), EngineError> {
+        self.with_session(move |s| async move {
+            let c = s
+                .supervisor
+                .env()
+                .providers
+                .require(&provider)
+                .map_err(EngineError::Invalid)?;
+            c.api
+                .verify()
+                .await
+                .map_err(|e| EngineError::Provider(e.to_string()))
+        })
+        .await
+    }
+
     /// Start an apply; returns its id. Progress and outcome are in the snapshot.
     pub async fn apply(&self) -> Result<u64, EngineError> {
         self.with_session(|s| async move { s.start_apply() }).await
@@ -358,22 +431,14 @@ impl Engine {
     /// Wait until `pred` holds for a published snapshot.
     pub async fn wait_for(
         &self,
-        mut pred: impl FnMut(&AppSnapshot) -> bool,
+        pred: impl FnMut(&AppSnapshot) -> bool,
     ) -> Result<Arc<AppSnapshot>, EngineError> {
-        let mut rx = self.snapshots.clone();
-        loop {
-            let snap = rx.borrow_and_update().clone();
-            if pred(&snap) {
-                return Ok(snap);
-            }
-            rx.changed().await.map_err(|_| EngineError::Stopped)?;
-        }
+        super::wait::until(self.snapshots.clone(), pred, || EngineError::Stopped).await
     }
 
     /// Wait for apply `id` to finish; the snapshot's `apply` says how it ended.
     pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
-        self.wait_for(|s| matches!(&s.apply, ApplyView::Finished { id: done, .. } if *done >= id))
-            .await
+        self.wait_for(super::wait::apply_done(id)).await
     }
 
     /// Wait until operation `op` of node `name` has finished; the row tells how
@@ -383,12 +448,8 @@ impl Engine {
         name: &str,
         op: u64,
     ) -> Result<super::snapshot::NodeRow, EngineError> {
-        let snap = self
-            .wait_for(|s| s.node(name).is_none_or(|n| n.ops_finished >= op))
-            .await?;
-        snap.node(name)
-            .cloned()
-            .ok_or_else(|| EngineError::NotFound(format!("node {name:?} is gone")))
+        let snap = self.wait_for(super::wait::operation_done(name, op)).await?;
+        super::wait::operation_row(&snap, name)
     }
 
     /// Wait until a node has no operation in flight and its row reflects `done`.

@@ -19,7 +19,7 @@ use super::app::{App, Effect, Options, UiEvent};
 use super::keymap::Keymap;
 use super::terminal;
 use super::theme::{ColorDepth, Theme};
-use crate::engine::Engine;
+use crate::link::Link;
 use crate::engine::plan::PlanEdit;
 
 /// Frames are at least this far apart; events in between are drained into one frame.
@@ -29,6 +29,7 @@ pub struct DashboardConfig {
     pub home: PathBuf,
     pub readonly: bool,
     pub demo: Option<String>,
+    pub attached: Option<String>,
     pub theme: String,
     pub depth: ColorDepth,
 }
@@ -59,6 +60,7 @@ pub fn prepare(
         Options {
             readonly: cfg.readonly,
             demo: cfg.demo.clone(),
+            attached: cfg.attached.clone(),
             theme,
             keymap,
             providers,
@@ -68,7 +70,7 @@ pub fn prepare(
 }
 
 /// Run the dashboard on this thread until the operator quits.
-pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result<()> {
+pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<()> {
     let (opts, notes) = prepare(&cfg, engine.provider_descriptors());
     let mut app = App::new(engine.snapshot(), opts);
     for n in notes {
@@ -77,8 +79,14 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
     let (tx, rx) = mpsc::channel::<UiEvent>();
     // Subscribe before reading the backlog, so no line falls in between; the overlap is
     // dropped by sequence number below.
-    let mut log_rx = engine.oplog().subscribe();
-    let backlog = engine.oplog().recent(500, None);
+    let mut log_rx = engine.subscribe_logs();
+    let backlog = match rt.block_on(engine.recent_logs(500, None)) {
+        Ok(b) => b,
+        Err(e) => {
+            app.handle(UiEvent::Reply(Err(format!("recent log: {e}"))));
+            Vec::new()
+        }
+    };
     let last_seq = backlog.last().map_or(0, |e| e.seq);
     for e in backlog {
         app.handle(UiEvent::Log(e));
@@ -120,6 +128,10 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
                 return;
             }
         }
+        // Only a daemon's engine can go away under the dashboard.
+        let _ = snap_tx.send(UiEvent::Reply(Err(
+            "the connection to the engine closed; quit and attach again".into(),
+        )));
     });
     let log_tx = tx.clone();
     let log_task = rt.spawn(async move {
@@ -146,7 +158,7 @@ pub fn run(rt: &Handle, engine: Engine, cfg: DashboardConfig) -> std::io::Result
 
 fn event_loop(
     rt: &Handle,
-    engine: &Engine,
+    engine: &Link,
     app: &mut App,
     term: &mut terminal::Term,
     tx: &mpsc::Sender<UiEvent>,
@@ -212,7 +224,7 @@ fn event_loop(
 }
 
 /// Send an effect to the engine without waiting; the reply comes back as an event.
-fn perform(rt: &Handle, engine: &Engine, effect: Effect, tx: mpsc::Sender<UiEvent>) {
+fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>) {
     let engine = engine.clone();
     rt.spawn(async move {
         let reply = match effect {

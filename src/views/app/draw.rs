@@ -185,6 +185,9 @@ impl App {
         if self.opts.demo.is_some() {
             spans.push(Span::styled(" DEMO ", t.style("header.demo")));
         }
+        if let Some(a) = &self.opts.attached {
+            spans.push(Span::styled(format!(" {} ", clean(a)), t.style("header.demo")));
+        }
         spans.push(Span::styled(
             format!(" {} ", clean(&self.snap.home)),
             t.style("text.dim"),

@@ -118,6 +118,8 @@ pub struct Options {
     pub readonly: bool,
     /// Shown in the header ("DEMO — password kept in …").
     pub demo: Option<String>,
+    /// Set when the dashboard runs on the daemon's engine ("daemon pid 42").
+    pub attached: Option<String>,
     pub theme: Theme,
     pub keymap: Keymap,
     /// Descriptors of the providers enabled here, for the settings form.
@@ -165,7 +167,11 @@ const COMMANDS: &[&str] = &[
 
 impl App {
     pub fn new(snap: Arc<AppSnapshot>, opts: Options) -> App {
-        let status = opts.demo.clone().map(|d| (true, d));
+        let status = opts.demo.clone().map(|d| (true, d)).or_else(|| {
+            opts.attached
+                .as_ref()
+                .map(|a| (true, format!("attached to the {a}; quitting leaves its engine running")))
+        });
         let mut app = App {
             snap,
             tab: Tab::Nodes,

@@ -1,0 +1,374 @@
+//! The client side: [`Remote`] offers the engine's API over the daemon's socket.
+//!
+//! One connection carries every call (answered by id, so calls may overlap) and one
+//! subscription that keeps a local `watch` of snapshots and a broadcast of log entries:
+//! faces wait on snapshots exactly as they do with an engine in their own process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::protocol::{Call, DaemonStatus, Incoming, PROTOCOL, Request, WireError};
+use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
+use crate::engine::EngineError;
+use crate::engine::actors::Action;
+use crate::engine::oplog::OpEntry;
+use crate::engine::plan::{NodeRequest, PlanEdit};
+use crate::engine::secret::Secret;
+use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow};
+use crate::engine::state::model::Plan;
+use crate::engine::wait;
+use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>>;
+
+/// A connection to the daemon. Cheap to clone; the connection closes with the last clone.
+#[derive(Clone)]
+pub struct Remote {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    out: mpsc::Sender<String>,
+    pending: Pending,
+    next: AtomicU64,
+    token: Secret,
+    snapshots: watch::Receiver<Arc<AppSnapshot>>,
+    logs: broadcast::Sender<Arc<OpEntry>>,
+    status: DaemonStatus,
+    descriptors: Vec<Descriptor>,
+    home: PathBuf,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Why the daemon cannot be used, in words an operator can act on.
+pub fn unavailable(endpoint: &Endpoint, detail: &str) -> EngineError {
+    let why = match endpoint.probe() {
+        Probe::Absent => "no daemon runs for this home (start one: legion daemon start)".into(),
+        Probe::Stale(meta) => format!(
+            "a stale socket{} is left from a daemon that no longer runs; `legion daemon start` \
+             cleans it up",
+            meta.map(|m| format!(" (pid {})", m.pid)).unwrap_or_default()
+        ),
+        Probe::Running(_) => detail.to_string(),
+    };
+    EngineError::Unavailable(why)
+}
+
+impl Remote {
+    /// Connect, authenticate, and wait for the first snapshot.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        home: PathBuf,
+        token: Secret,
+    ) -> Result<Remote, EngineError> {
+        let stream = UnixStream::connect(&endpoint.socket)
+            .await
+            .map_err(|e| unavailable(endpoint, &e.to_string()))?;
+        let (rd, mut wr) = stream.into_split();
+        let (out, mut out_rx) = mpsc::channel::<String>(64);
+        let writer = tokio::spawn(async move {
+            while let Some(line) = out_rx.recv().await {
+                if wr.write_all(line.as_bytes()).await.is_err()
+                    || wr.write_all(b"\n").await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let pending: Pending = Arc::default();
+        let (snap_tx, snapshots) = watch::channel(Arc::new(AppSnapshot::empty(
+            home.display().to_string(),
+            LockState::Locked,
+        )));
+        let (logs, _) = broadcast::channel(4096);
+        let reader = tokio::spawn(read_replies(rd, pending.clone(), snap_tx, logs.clone()));
+        let mut remote = Remote {
+            inner: Arc::new(Inner {
+                out,
+                pending,
+                next: AtomicU64::new(1),
+                token,
+                snapshots,
+                logs,
+                status: DaemonStatus {
+                    version: String::new(),
+                    protocol: PROTOCOL,
+                    pid: 0,
+                    endpoint: endpoint.socket.display().to_string(),
+                    started: 0,
+                    clients: 0,
+                    requests: 0,
+                },
+                descriptors: Vec::new(),
+                home,
+                tasks: vec![reader, writer],
+            }),
+        };
+        let status: DaemonStatus = remote.call(Call::Status).await?;
+        if status.protocol != PROTOCOL {
+            return Err(EngineError::Unavailable(format!(
+                "the daemon (pid {}, version {}) speaks protocol {}, this legion speaks {}; \
+                 restart the daemon",
+                status.pid, status.version, status.protocol, PROTOCOL
+            )));
+        }
+        let descriptors: Vec<Descriptor> = remote.call(Call::Providers).await?;
+        if let Some(inner) = Arc::get_mut(&mut remote.inner) {
+            inner.status = status;
+            inner.descriptors = descriptors;
+        }
+        let mut first = remote.inner.snapshots.clone();
+        first.mark_unchanged();
+        remote
+            .call::<Value>(Call::Subscribe {
+                snapshots: true,
+                logs: true,
+            })
+            .await?;
+        first
+            .changed()
+            .await
+            .map_err(|_| EngineError::Unavailable("the daemon closed the connection".into()))?;
+        Ok(remote)
+    }
+
+    /// Send one call and wait for its reply.
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, EngineError> {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.insert(id, tx);
+        }
+        let line = serde_json::to_string(&Request {
+            id,
+            token: self.inner.token.clone(),
+            call,
+        })
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let lost = || EngineError::Unavailable("the daemon closed the connection".into());
+        self.inner.out.send(line).await.map_err(|_| lost())?;
+        let value = rx.await.map_err(|_| lost())??;
+        serde_json::from_value(value).map_err(|e| EngineError::Remote {
+            code: "bad_reply".into(),
+            message: format!("the daemon's reply was not understood: {e}"),
+        })
+    }
+
+    async fn done(&self, call: Call) -> Result<(), EngineError> {
+        self.call::<Value>(call).await.map(drop)
+    }
+
+    pub fn status(&self) -> &DaemonStatus {
+        &self.inner.status
+    }
+
+    /// The daemon's current status (client count, requests served).
+    pub async fn fresh_status(&self) -> Result<DaemonStatus, EngineError> {
+        self.call(Call::Status).await
+    }
+
+    pub fn home(&self) -> &PathBuf {
+        &self.inner.home
+    }
+
+    pub fn snapshots(&self) -> wait::Snapshots {
+        self.inner.snapshots.clone()
+    }
+
+    pub fn snapshot(&self) -> Arc<AppSnapshot> {
+        self.inner.snapshots.borrow().clone()
+    }
+
+    pub fn subscribe_logs(&self) -> broadcast::Receiver<Arc<OpEntry>> {
+        self.inner.logs.subscribe()
+    }
+
+    pub async fn recent_logs(
+        &self,
+        limit: usize,
+        resource: Option<&str>,
+    ) -> Result<Vec<Arc<OpEntry>>, EngineError> {
+        let entries: Vec<OpEntry> = self
+            .call(Call::Logs {
+                limit,
+                resource: resource.map(String::from),
+            })
+            .await?;
+        Ok(entries.into_iter().map(Arc::new).collect())
+    }
+
+    pub fn provider_descriptors(&self) -> Vec<Descriptor> {
+        self.inner.descriptors.clone()
+    }
+
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.done(Call::Shutdown).await
+    }
+
+    pub async fn unlock(&self, password: Secret) -> Result<(), EngineError> {
+        self.done(Call::Unlock { password }).await
+    }
+
+    pub async fn logout(&self) -> Result<(), EngineError> {
+        self.done(Call::Lock).await
+    }
+
+    pub async fn change_password(&self, current: Secret, new: Secret) -> Result<(), EngineError> {
+        self.done(Call::ChangePassword { current, new }).await
+    }
+
+    pub async fn configure_provider(
+        &self,
+        kind: String,
+        credentials: Credentials,
+    ) -> Result<(), EngineError> {
+        self.done(Call::ConfigureProvider { kind, credentials })
+            .await
+    }
+
+    pub async fn verify_provider(&self, kind: String) -> Result<(), EngineError> {
+        self.done(Call::VerifyProvider { kind }).await
+    }
+
+    pub async fn edit_plan(&self, edit: PlanEdit) -> Result<(), EngineError> {
+        self.done(Call::EditPlan { edit }).await
+    }
+
+    pub async fn upsert_node(&self, request: NodeRequest) -> Result<(), EngineError> {
+        self.done(Call::UpsertNode { request }).await
+    }
+
+    pub async fn plan(&self) -> Result<Plan, EngineError> {
+        self.call(Call::Plan).await
+    }
+
+    pub async fn catalog(
+        &self,
+        kind: String,
+    ) -> Result<(Arc<Catalog>, CatalogPolicy), EngineError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            catalog: Catalog,
+            policy: CatalogPolicy,
+        }
+        let r: Reply = self.call(Call::Catalog { kind }).await?;
+        Ok((Arc::new(r.catalog), r.policy))
+    }
+
+    pub async fn apply(&self) -> Result<u64, EngineError> {
+        self.call(Call::Apply).await
+    }
+
+    pub async fn refresh(&self) -> Result<(), EngineError> {
+        self.done(Call::Refresh).await
+    }
+
+    pub async fn node_action(&self, name: String, action: Action) -> Result<u64, EngineError> {
+        self.call(Call::NodeAction { name, action }).await
+    }
+
+    pub async fn wait_for(
+        &self,
+        pred: impl FnMut(&AppSnapshot) -> bool,
+    ) -> Result<Arc<AppSnapshot>, EngineError> {
+        wait::until(self.snapshots(), pred, || {
+            EngineError::Unavailable("the daemon closed the connection".into())
+        })
+        .await
+    }
+
+    pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
+        self.wait_for(wait::apply_done(id)).await
+    }
+
+    pub async fn wait_operation(&self, name: &str, op: u64) -> Result<NodeRow, EngineError> {
+        let snap = self.wait_for(wait::operation_done(name, op)).await?;
+        wait::operation_row(&snap, name)
+    }
+}
+
+/// Route replies to their callers and events to the watch and the broadcast. When the
+/// connection ends every pending call fails and the snapshot watch closes.
+async fn read_replies(
+    rd: tokio::net::unix::OwnedReadHalf,
+    pending: Pending,
+    snapshots: watch::Sender<Arc<AppSnapshot>>,
+    logs: broadcast::Sender<Arc<OpEntry>>,
+) {
+    let mut rd = BufReader::with_capacity(64 << 10, rd);
+    let mut closing: Option<WireError> = None;
+    loop {
+        let bytes = match read_line(&mut rd, MAX_RESPONSE).await {
+            Ok(Line::Line(b)) => b,
+            Ok(Line::TooLong) => {
+                closing = Some(WireError::new(
+                    "too_large",
+                    "the daemon sent a line longer than a reply may be",
+                ));
+                break;
+            }
+            Ok(Line::Eof) | Err(_) => break,
+        };
+        let Ok(msg) = serde_json::from_slice::<Incoming>(&bytes) else {
+            continue;
+        };
+        match (msg.event.as_deref(), msg.id) {
+            (Some("snapshot"), _) => {
+                if let Some(snap) = msg
+                    .data
+                    .and_then(|d| serde_json::from_value::<AppSnapshot>(d).ok())
+                {
+                    snapshots.send_replace(Arc::new(snap));
+                }
+            }
+            (Some("log"), _) => {
+                if let Some(entry) = msg
+                    .data
+                    .and_then(|d| serde_json::from_value::<OpEntry>(d).ok())
+                {
+                    let _ = logs.send(Arc::new(entry));
+                }
+            }
+            (Some(_), _) => {}
+            (None, Some(id)) => {
+                let waiter = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                if let Some(w) = waiter {
+                    let _ = w.send(match msg.error {
+                        Some(e) => Err(e),
+                        None => Ok(msg.result.unwrap_or(Value::Null)),
+                    });
+                }
+            }
+            // An error without an id is about the connection (bad token, busy).
+            (None, None) => {
+                if let Some(e) = msg.error {
+                    closing = Some(e);
+                }
+            }
+        }
+    }
+    let reason = closing.unwrap_or_else(|| {
+        WireError::new("unavailable", "the daemon closed the connection")
+    });
+    if let Ok(mut p) = pending.lock() {
+        for (_, w) in p.drain() {
+            let _ = w.send(Err(reason.clone()));
+        }
+    }
+}
