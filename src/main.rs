@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use color_eyre::eyre::{Context, Result, eyre};
+use legion::daemon::client::Remote;
+use legion::daemon::{Endpoint, Probe};
 use legion::engine::secret::Secret;
 use legion::engine::snapshot::ApplyView;
 use legion::engine::snapshot::LockState;
-use legion::daemon::client::Remote;
-use legion::daemon::{Endpoint, Probe};
 use legion::engine::{Engine, EngineConfig, EngineError, demo, home};
 use legion::link::Link;
 use legion::providers::Env;
@@ -549,7 +549,10 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         } => {
             let current = password(&cli)?;
             let new = new_password(new_password_file.as_deref(), "New Legion password")?;
-            with_link(&cli, async |l: &Link| Ok(l.change_password(current, new).await?)).await?;
+            with_link(&cli, async |l: &Link| {
+                Ok(l.change_password(current, new).await?)
+            })
+            .await?;
             outln!(
                 "password changed; the previous backup was removed so nothing opens with the old one"
             );
@@ -631,7 +634,9 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             Ok(())
         }
         Command::Logs { follow, node, json } => logs(&cli, *follow, node.as_deref(), *json).await,
-        Command::Zones { command } => with_link(&cli, async |l: &Link| zones(l, command).await).await,
+        Command::Zones { command } => {
+            with_link(&cli, async |l: &Link| zones(l, command).await).await
+        }
         Command::Records { command } => {
             with_link(&cli, async |l: &Link| records(l, command).await).await
         }
@@ -667,7 +672,10 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         Command::Provider {
             command: ProviderCommand::Verify { kind },
         } => {
-            with_link(&cli, async |l: &Link| Ok(l.verify_provider(kind.clone()).await?)).await?;
+            with_link(&cli, async |l: &Link| {
+                Ok(l.verify_provider(kind.clone()).await?)
+            })
+            .await?;
             outln!("provider {kind}: credentials work");
             Ok(())
         }
@@ -732,7 +740,9 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
                     outln!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     match l {
-                        Link::Local(_) => outln!("engine: this process (unlocked for this command)"),
+                        Link::Local(_) => {
+                            outln!("engine: this process (unlocked for this command)")
+                        }
                         Link::Daemon(r) => outln!(
                             "engine: daemon pid {} on {}",
                             r.status().pid,
@@ -813,7 +823,14 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
             "demo: simulated cloud · password kept in {}",
             pw_path.display()
         );
-        let shown = dashboard(cli, rt, Link::Local(engine.clone()), home.clone(), Some(note)).await;
+        let shown = dashboard(
+            cli,
+            rt,
+            Link::Local(engine.clone()),
+            home.clone(),
+            Some(note),
+        )
+        .await;
         engine.logout().await?;
         return shown;
     }
@@ -1402,10 +1419,13 @@ async fn daemon_command(cli: &Cli, command: &DaemonCommand) -> Result<()> {
                 .await?;
                 return Ok(());
             }
-            let ready = spawn_daemon(&home, Handover {
-                password: pw,
-                token: token.clone(),
-            })
+            let ready = spawn_daemon(
+                &home,
+                Handover {
+                    password: pw,
+                    token: token.clone(),
+                },
+            )
             .await?;
             announce(&ready, shown);
             Ok(())
@@ -1432,7 +1452,9 @@ async fn daemon_command(cli: &Cli, command: &DaemonCommand) -> Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(eyre!("daemon pid {pid} accepted the stop but still answers after 10 s"))
+            Err(eyre!(
+                "daemon pid {pid} accepted the stop but still answers after 10 s"
+            ))
         }
         DaemonCommand::Status { json } => {
             let (state, meta) = match endpoint.probe() {
@@ -1493,11 +1515,7 @@ async fn daemon_command(cli: &Cli, command: &DaemonCommand) -> Result<()> {
             if state == "running" {
                 Ok(())
             } else {
-                Err(EngineError::Unavailable(format!(
-                    "no daemon serves {}",
-                    home.display()
-                ))
-                .into())
+                Err(EngineError::Unavailable(format!("no daemon serves {}", home.display())).into())
             }
         }
     }
@@ -1531,12 +1549,18 @@ async fn spawn_daemon(home: &Path, handover: Handover) -> Result<legion::daemon:
         .kill_on_drop(false)
         .spawn()
         .context("starting the daemon process")?;
-    let mut stdin = child.stdin.take().ok_or_else(|| eyre!("no pipe to the daemon"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| eyre!("no pipe to the daemon"))?;
     let line = serde_json::to_string(&handover)?;
     stdin.write_all(line.as_bytes()).await?;
     stdin.write_all(b"\n").await?;
     drop(stdin);
-    let stdout = child.stdout.take().ok_or_else(|| eyre!("no pipe from the daemon"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| eyre!("no pipe from the daemon"))?;
     let mut first = String::new();
     tokio::io::BufReader::new(stdout)
         .read_line(&mut first)

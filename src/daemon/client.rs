@@ -63,7 +63,8 @@ pub fn unavailable(endpoint: &Endpoint, detail: &str) -> EngineError {
         Probe::Stale(meta) => format!(
             "a stale socket{} is left from a daemon that no longer runs; `legion daemon start` \
              cleans it up",
-            meta.map(|m| format!(" (pid {})", m.pid)).unwrap_or_default()
+            meta.map(|m| format!(" (pid {})", m.pid))
+                .unwrap_or_default()
         ),
         Probe::Running(_) => detail.to_string(),
     };
@@ -363,9 +364,8 @@ async fn read_replies(
             }
         }
     }
-    let reason = closing.unwrap_or_else(|| {
-        WireError::new("unavailable", "the daemon closed the connection")
-    });
+    let reason = closing
+        .unwrap_or_else(|| WireError::new("unavailable", "the daemon closed the connection"));
     if let Ok(mut p) = pending.lock() {
         for (_, w) in p.drain() {
             let _ = w.send(Err(reason.clone()));

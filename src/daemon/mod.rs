@@ -291,6 +291,9 @@ mod tests {
         let long = format!("/tmp/{}", "x".repeat(120));
         let b = Endpoint::for_home(Path::new(&long));
         assert!(b.socket.as_os_str().len() <= MAX_SOCKET_PATH, "{b:?}");
-        assert_ne!(b.socket, Endpoint::for_home(Path::new(&format!("{long}y"))).socket);
+        assert_ne!(
+            b.socket,
+            Endpoint::for_home(Path::new(&format!("{long}y"))).socket
+        );
     }
 }

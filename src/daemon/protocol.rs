@@ -231,14 +231,18 @@ mod tests {
             r#"{"id":2,"token":"t","method":"node_action","params":{"name":"a","action":"start"}}"#,
         )
         .unwrap();
-        assert!(matches!(r.call, Call::NodeAction { ref name, action: Action::Start } if name == "a"));
+        assert!(
+            matches!(r.call, Call::NodeAction { ref name, action: Action::Start } if name == "a")
+        );
         let r: Request = serde_json::from_str(
             r#"{"id":3,"token":"t","method":"unlock","params":{"password":"hunter2"}}"#,
         )
         .unwrap();
         assert!(!format!("{r:?}").contains("hunter2"));
         assert!(!format!("{r:?}").contains("\"t\""));
-        assert!(serde_json::from_str::<Request>(r#"{"id":4,"token":"t","method":"nope"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"id":4,"token":"t","method":"nope"}"#).is_err()
+        );
         // Round trip: what the client writes, the server reads.
         let line = serde_json::to_string(&Request {
             id: 5,
@@ -250,7 +254,13 @@ mod tests {
         })
         .unwrap();
         let back: Request = serde_json::from_str(&line).unwrap();
-        assert!(matches!(back.call, Call::Subscribe { snapshots: true, logs: false }));
+        assert!(matches!(
+            back.call,
+            Call::Subscribe {
+                snapshots: true,
+                logs: false
+            }
+        ));
     }
 
     #[test]

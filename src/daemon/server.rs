@@ -203,11 +203,12 @@ impl Daemon {
                     let tx = tx.clone();
                     tasks.spawn(async move {
                         let line = match call {
-                            Call::Snapshot => match this.snapshot_json(this.engine.snapshot()).await
-                            {
-                                Ok(json) => raw_line(id, "result", None, &json),
-                                Err(e) => error_line(Some(id), &e),
-                            },
+                            Call::Snapshot => {
+                                match this.snapshot_json(this.engine.snapshot()).await {
+                                    Ok(json) => raw_line(id, "result", None, &json),
+                                    Err(e) => error_line(Some(id), &e),
+                                }
+                            }
                             call => reply_line(id, this.call(call).await),
                         };
                         let _ = tx.send(line).await;
@@ -259,7 +260,8 @@ impl Daemon {
                 .map_err(|e| (&e).into()),
             Call::Logs { limit, resource } => {
                 let entries = e.oplog().recent(limit.min(10_000), resource.as_deref());
-                let entries: Vec<&crate::engine::oplog::OpEntry> = entries.iter().map(|e| &**e).collect();
+                let entries: Vec<&crate::engine::oplog::OpEntry> =
+                    entries.iter().map(|e| &**e).collect();
                 json(serde_json::to_value(entries))
             }
             Call::Snapshot => json(serde_json::to_value(&*e.snapshot())),
@@ -340,7 +342,10 @@ fn raw_line(id: u64, field: &str, event: Option<&str>, json: &str) -> String {
     if json.len() + 64 > MAX_RESPONSE {
         let e = WireError::new(
             "too_large",
-            format!("the snapshot is {} bytes, more than a line may carry", json.len()),
+            format!(
+                "the snapshot is {} bytes, more than a line may carry",
+                json.len()
+            ),
         );
         return error_line(Some(id), &e);
     }

@@ -19,8 +19,8 @@ use super::app::{App, Effect, Options, UiEvent};
 use super::keymap::Keymap;
 use super::terminal;
 use super::theme::{ColorDepth, Theme};
-use crate::link::Link;
 use crate::engine::plan::PlanEdit;
+use crate::link::Link;
 
 /// Frames are at least this far apart; events in between are drained into one frame.
 const FRAME: Duration = Duration::from_millis(16);

@@ -186,7 +186,10 @@ impl App {
             spans.push(Span::styled(" DEMO ", t.style("header.demo")));
         }
         if let Some(a) = &self.opts.attached {
-            spans.push(Span::styled(format!(" {} ", clean(a)), t.style("header.demo")));
+            spans.push(Span::styled(
+                format!(" {} ", clean(a)),
+                t.style("header.demo"),
+            ));
         }
         spans.push(Span::styled(
             format!(" {} ", clean(&self.snap.home)),

@@ -168,9 +168,12 @@ const COMMANDS: &[&str] = &[
 impl App {
     pub fn new(snap: Arc<AppSnapshot>, opts: Options) -> App {
         let status = opts.demo.clone().map(|d| (true, d)).or_else(|| {
-            opts.attached
-                .as_ref()
-                .map(|a| (true, format!("attached to the {a}; quitting leaves its engine running")))
+            opts.attached.as_ref().map(|a| {
+                (
+                    true,
+                    format!("attached to the {a}; quitting leaves its engine running"),
+                )
+            })
         });
         let mut app = App {
             snap,
