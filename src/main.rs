@@ -1312,6 +1312,15 @@ async fn firewalls(engine: &Link, command: &FirewallsCommand) -> Result<()> {
 async fn logs(cli: &Cli, follow: bool, node: Option<&str>, json: bool) -> Result<()> {
     use std::io::BufRead;
     let home = home::resolve_home(cli.home.clone())?;
+    if follow && let Some(token) = daemon_token(cli) {
+        // The daemon streams new entries as they happen: no polling of the file.
+        return follow_daemon(
+            Remote::connect(&Endpoint::for_home(&home), home, token).await?,
+            node,
+            json,
+        )
+        .await;
+    }
     let path = home.join("logs").join("operations.jsonl");
     let file = std::fs::File::open(&path)
         .with_context(|| format!("no operation log at {}", path.display()))?;
@@ -1340,16 +1349,54 @@ async fn logs(cli: &Cli, follow: bool, node: Option<&str>, json: bool) -> Result
             continue;
         }
         if json {
+            // As stored, byte for byte.
             out!("{line}");
         } else {
-            let secs = entry.ts_ms / 1000;
-            outln!(
-                "{:02}:{:02}:{:02} {}",
-                (secs / 3600) % 24,
-                (secs / 60) % 60,
-                secs % 60,
-                plain::clean(&entry.message)
-            );
+            print_entry(&entry, false)?;
+        }
+    }
+}
+
+fn print_entry(entry: &legion::engine::oplog::OpEntry, json: bool) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string(entry)?);
+    } else {
+        let secs = entry.ts_ms / 1000;
+        outln!(
+            "{:02}:{:02}:{:02} {}",
+            (secs / 3600) % 24,
+            (secs / 60) % 60,
+            secs % 60,
+            plain::clean(&entry.message)
+        );
+    }
+    Ok(())
+}
+
+/// `logs --follow` through the daemon: the recent entries, then each new one.
+async fn follow_daemon(remote: Remote, node: Option<&str>, json: bool) -> Result<()> {
+    let resource = node.map(|n| format!("node/{n}"));
+    let mut rx = remote.subscribe_logs();
+    let recent = remote.recent_logs(200, resource.as_deref()).await?;
+    let mut last = 0;
+    for e in &recent {
+        print_entry(e, json)?;
+        last = e.seq;
+    }
+    loop {
+        tokio::select! {
+            entry = rx.recv() => match entry {
+                Ok(e) if e.seq <= last => {}
+                Ok(e) if resource.is_some() && e.resource != resource => {}
+                Ok(e) => print_entry(&e, json)?,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("legion: {n} log entries skipped (reading too slowly)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(EngineError::Unavailable("the daemon closed the connection".into()).into());
+                }
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
 }

@@ -362,3 +362,61 @@ fn catalog_marks_defaults_and_passwd_changes_the_password() {
     );
     assert_eq!(run(cli(&home, &new).args(["status"])).0, 0);
 }
+
+#[path = "common/tmux.rs"]
+mod tmux;
+
+/// On a terminal without a password file, `config init` asks twice and refuses a
+/// mismatch; other commands ask once. Nothing is echoed.
+#[test]
+fn passwords_are_asked_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let cmd = format!(
+        "env -u LEGION_PASSWORD_FILE -u LEGION_DAEMON_TOKEN LEGION_HOME={home} LEGION_MOCK_NETWORK=1 sh -c '{bin} config init; echo INIT-EXIT $?; {bin} config init; echo INIT2-EXIT $?; {bin} status; echo STATUS-EXIT $?'; sleep 60",
+        home = home.display(),
+        bin = env!("CARGO_BIN_EXE_legion")
+    );
+    let Some(t) = tmux::Tmux::start(&cmd, 120, 40) else {
+        return;
+    };
+    t.wait_for("New Legion password:");
+    settle();
+    t.text("correct horse");
+    t.keys(&["Enter"]);
+    t.wait_for("New Legion password again:");
+    settle();
+    t.text("battery staple");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("INIT-EXIT 1");
+    assert!(s.contains("differ"), "{s}");
+    assert!(
+        !home.join("state.legion").exists(),
+        "nothing written on a mismatch"
+    );
+    for prompts in [3, 4] {
+        t.wait("the next password prompt", |s| {
+            s.lines()
+                .filter(|l| l.starts_with("New Legion password"))
+                .count()
+                >= prompts
+        });
+        settle();
+        t.text("correct horse");
+        t.keys(&["Enter"]);
+    }
+    t.wait_for("INIT2-EXIT 0");
+    assert!(home.join("state.legion").exists());
+    t.wait_for("Legion password:");
+    settle();
+    t.text("correct horse");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("STATUS-EXIT 0");
+    assert!(s.contains("engine: this process"), "{s}");
+    assert!(!s.contains("correct horse"), "never echoed:\n{s}");
+}
+
+/// The prompt is printed a moment before echo is switched off; a person types after that.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(250));
+}

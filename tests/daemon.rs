@@ -364,6 +364,24 @@ fn the_cli_through_the_daemon_prints_the_same_json_and_leaves_it_running() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("LEGION_DAEMON_TOKEN"), "{err}");
 
+    // `logs --follow` streams from the daemon's subscription.
+    let mut follow = h
+        .via(&d.token)
+        .args(["logs", "--follow", "--json", "--node", "n1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
     // Actions through the daemon; --wait follows the operation to its end.
     for (action, machine) in [
         ("stop", "stopped"),
@@ -377,6 +395,25 @@ fn the_cli_through_the_daemon_prints_the_same_json_and_leaves_it_running() {
             "{out}"
         );
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut streamed = Vec::new();
+    while !streamed
+        .iter()
+        .any(|l: &String| l.contains("machine stopping -> machine stopped"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines_rx
+            .recv_timeout(left)
+            .expect("the stop in the followed log");
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        assert!(
+            entry["resource"] == "node/n1" || entry["resource"].is_null(),
+            "{entry}"
+        );
+        streamed.push(line);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
     let (code, _, err) = run(h.via(&d.token).args(["nodes", "start", "n1"]));
     assert_eq!(code, 1, "a refusal is a failure: {err}");
     assert!(err.contains("already running"), "{err}");
