@@ -27,28 +27,32 @@ use crate::engine::state::model::Plan;
 use crate::engine::wait;
 use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>>;
+/// Calls waiting for their reply; `None` once the connection has ended, so a call made
+/// after that fails at once instead of waiting for a reply that cannot come.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>>>;
 
 /// A connection to the daemon. Cheap to clone; the connection closes with the last clone.
 #[derive(Clone)]
 pub struct Remote {
-    inner: Arc<Inner>,
+    conn: Arc<Conn>,
+    /// What the daemon said about itself when we connected.
+    status: Arc<DaemonStatus>,
+    descriptors: Arc<Vec<Descriptor>>,
 }
 
-struct Inner {
+/// The socket: calls out, replies and events in.
+struct Conn {
     out: mpsc::Sender<String>,
     pending: Pending,
     next: AtomicU64,
     token: Secret,
     snapshots: watch::Receiver<Arc<AppSnapshot>>,
     logs: broadcast::Sender<Arc<OpEntry>>,
-    status: DaemonStatus,
-    descriptors: Vec<Descriptor>,
     home: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Inner {
+impl Drop for Conn {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -92,36 +96,24 @@ impl Remote {
                 }
             }
         });
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (snap_tx, snapshots) = watch::channel(Arc::new(AppSnapshot::empty(
             home.display().to_string(),
             LockState::Locked,
         )));
         let (logs, _) = broadcast::channel(4096);
         let reader = tokio::spawn(read_replies(rd, pending.clone(), snap_tx, logs.clone()));
-        let mut remote = Remote {
-            inner: Arc::new(Inner {
-                out,
-                pending,
-                next: AtomicU64::new(1),
-                token,
-                snapshots,
-                logs,
-                status: DaemonStatus {
-                    version: String::new(),
-                    protocol: PROTOCOL,
-                    pid: 0,
-                    endpoint: endpoint.socket.display().to_string(),
-                    started: 0,
-                    clients: 0,
-                    requests: 0,
-                },
-                descriptors: Vec::new(),
-                home,
-                tasks: vec![reader, writer],
-            }),
-        };
-        let status: DaemonStatus = remote.call(Call::Status).await?;
+        let conn = Arc::new(Conn {
+            out,
+            pending,
+            next: AtomicU64::new(1),
+            token,
+            snapshots,
+            logs,
+            home,
+            tasks: vec![reader, writer],
+        });
+        let status: DaemonStatus = conn.call(Call::Status).await?;
         if status.protocol != PROTOCOL {
             return Err(EngineError::Unavailable(format!(
                 "the daemon (pid {}, version {}) speaks protocol {}, this legion speaks {}; \
@@ -129,12 +121,13 @@ impl Remote {
                 status.pid, status.version, status.protocol, PROTOCOL
             )));
         }
-        let descriptors: Vec<Descriptor> = remote.call(Call::Providers).await?;
-        if let Some(inner) = Arc::get_mut(&mut remote.inner) {
-            inner.status = status;
-            inner.descriptors = descriptors;
-        }
-        let mut first = remote.inner.snapshots.clone();
+        let descriptors: Vec<Descriptor> = conn.call(Call::Providers).await?;
+        let remote = Remote {
+            conn,
+            status: Arc::new(status),
+            descriptors: Arc::new(descriptors),
+        };
+        let mut first = remote.conn.snapshots.clone();
         first.mark_unchanged();
         remote
             .call::<Value>(Call::Subscribe {
@@ -149,26 +142,8 @@ impl Remote {
         Ok(remote)
     }
 
-    /// Send one call and wait for its reply.
     async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, EngineError> {
-        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut p) = self.inner.pending.lock() {
-            p.insert(id, tx);
-        }
-        let line = serde_json::to_string(&Request {
-            id,
-            token: self.inner.token.clone(),
-            call,
-        })
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let lost = || EngineError::Unavailable("the daemon closed the connection".into());
-        self.inner.out.send(line).await.map_err(|_| lost())?;
-        let value = rx.await.map_err(|_| lost())??;
-        serde_json::from_value(value).map_err(|e| EngineError::Remote {
-            code: "bad_reply".into(),
-            message: format!("the daemon's reply was not understood: {e}"),
-        })
+        self.conn.call(call).await
     }
 
     async fn done(&self, call: Call) -> Result<(), EngineError> {
@@ -176,7 +151,7 @@ impl Remote {
     }
 
     pub fn status(&self) -> &DaemonStatus {
-        &self.inner.status
+        &self.status
     }
 
     /// The daemon's current status (client count, requests served).
@@ -185,19 +160,19 @@ impl Remote {
     }
 
     pub fn home(&self) -> &PathBuf {
-        &self.inner.home
+        &self.conn.home
     }
 
     pub fn snapshots(&self) -> wait::Snapshots {
-        self.inner.snapshots.clone()
+        self.conn.snapshots.clone()
     }
 
     pub fn snapshot(&self) -> Arc<AppSnapshot> {
-        self.inner.snapshots.borrow().clone()
+        self.conn.snapshots.borrow().clone()
     }
 
     pub fn subscribe_logs(&self) -> broadcast::Receiver<Arc<OpEntry>> {
-        self.inner.logs.subscribe()
+        self.conn.logs.subscribe()
     }
 
     pub async fn recent_logs(
@@ -215,7 +190,7 @@ impl Remote {
     }
 
     pub fn provider_descriptors(&self) -> Vec<Descriptor> {
-        self.inner.descriptors.clone()
+        self.descriptors.to_vec()
     }
 
     pub async fn shutdown(&self) -> Result<(), EngineError> {
@@ -304,6 +279,33 @@ impl Remote {
     }
 }
 
+impl Conn {
+    /// Send one call and wait for its reply.
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, EngineError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let lost = || EngineError::Unavailable("the daemon closed the connection".into());
+        match self.pending.lock().as_deref_mut() {
+            Ok(Some(p)) => {
+                p.insert(id, tx);
+            }
+            _ => return Err(lost()),
+        }
+        let line = serde_json::to_string(&Request {
+            id,
+            token: self.token.clone(),
+            call,
+        })
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        self.out.send(line).await.map_err(|_| lost())?;
+        let value = rx.await.map_err(|_| lost())??;
+        serde_json::from_value(value).map_err(|e| EngineError::Remote {
+            code: "bad_reply".into(),
+            message: format!("the daemon's reply was not understood: {e}"),
+        })
+    }
+}
+
 /// Route replies to their callers and events to the watch and the broadcast. When the
 /// connection ends every pending call fails and the snapshot watch closes.
 async fn read_replies(
@@ -348,7 +350,10 @@ async fn read_replies(
             }
             (Some(_), _) => {}
             (None, Some(id)) => {
-                let waiter = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                let waiter = pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.as_mut().and_then(|p| p.remove(&id)));
                 if let Some(w) = waiter {
                     let _ = w.send(match msg.error {
                         Some(e) => Err(e),
@@ -366,9 +371,8 @@ async fn read_replies(
     }
     let reason = closing
         .unwrap_or_else(|| WireError::new("unavailable", "the daemon closed the connection"));
-    if let Ok(mut p) = pending.lock() {
-        for (_, w) in p.drain() {
-            let _ = w.send(Err(reason.clone()));
-        }
+    let waiting = pending.lock().ok().and_then(|mut p| p.take());
+    for (_, w) in waiting.into_iter().flatten() {
+        let _ = w.send(Err(reason.clone()));
     }
 }

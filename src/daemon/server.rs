@@ -205,7 +205,7 @@ impl Daemon {
                         let line = match call {
                             Call::Snapshot => {
                                 match this.snapshot_json(this.engine.snapshot()).await {
-                                    Ok(json) => raw_line(id, "result", None, &json),
+                                    Ok(json) => wrap_json(id, None, &json),
                                     Err(e) => error_line(Some(id), &e),
                                 }
                             }
@@ -311,7 +311,7 @@ impl Daemon {
 
     async fn send_snapshot(&self, id: u64, snap: Arc<AppSnapshot>, tx: &Out) -> bool {
         let line = match self.snapshot_json(snap).await {
-            Ok(json) => raw_line(id, "event", Some("snapshot"), &json),
+            Ok(json) => wrap_json(id, Some("snapshot"), &json),
             Err(e) => error_line(Some(id), &e),
         };
         tx.send(line).await.is_ok()
@@ -336,9 +336,9 @@ impl Daemon {
 
 type Out = mpsc::Sender<String>;
 
-/// `{"id":…,"result":JSON}` or `{"id":…,"event":"…","data":JSON}` around JSON already
-/// serialized (the shared snapshot), without parsing it again.
-fn raw_line(id: u64, field: &str, event: Option<&str>, json: &str) -> String {
+/// `{"id":…,"result":JSON}` (no event) or `{"id":…,"event":"…","data":JSON}` around
+/// JSON already serialized (the shared snapshot), without parsing it again.
+fn wrap_json(id: u64, event: Option<&str>, json: &str) -> String {
     if json.len() + 64 > MAX_RESPONSE {
         let e = WireError::new(
             "too_large",
@@ -351,7 +351,7 @@ fn raw_line(id: u64, field: &str, event: Option<&str>, json: &str) -> String {
     }
     match event {
         Some(ev) => format!("{{\"id\":{id},\"event\":\"{ev}\",\"data\":{json}}}"),
-        None => format!("{{\"id\":{id},\"{field}\":{json}}}"),
+        None => format!("{{\"id\":{id},\"result\":{json}}}"),
     }
 }
 
