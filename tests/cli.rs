@@ -340,6 +340,19 @@ fn catalog_marks_defaults_and_passwd_changes_the_password() {
         run(cli(&home, &pw).args(["provider", "configure", "mock"])).0,
         0
     );
+    let (code, out, err) = run(cli(&home, &pw).args(["provider", "verify", "mock"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("credentials work"), "{out}");
+    let (code, _, err) = run(cli(&home, &pw).args(["provider", "verify", "nope"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("not configured"), "{err}");
+    let (code, out, err) = run(cli(&home, &pw).args(["refresh"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("providers read"), "{out}");
+    // `config init` never overwrites a state.
+    let (code, _, err) = run(cli(&home, &pw).args(["config", "init"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("already holds"), "{err}");
     let (code, out, err) = run(cli(&home, &pw).args(["catalog", "mock"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("* sim-east"), "{out}");
