@@ -269,6 +269,10 @@ async fn catalog_has_types_prices_images_and_locations() {
         .get("/images?name=ubuntu-20.04&include_deprecated=true")
         .await;
     assert!(deprecated.body["images"][0]["deprecated"].is_string());
+    let available = api.get("/images?type=system&status=available").await;
+    assert_eq!(available.body["images"].as_array().unwrap().len(), 4);
+    let creating = api.get("/images?status=creating").await;
+    assert_eq!(creating.body["images"], json!([]));
     let apps = api.get("/images?type=app").await;
     assert_eq!(Api::names(&apps.body, "images"), ["docker-ce"]);
 }
@@ -353,6 +357,8 @@ async fn server_create_validates_and_enforces_uniqueness() {
 #[tokio::test]
 async fn server_lifecycle_follows_actions_and_locks() {
     let api = Api::new().await;
+    // Long actions, advanced explicitly: nothing here depends on scheduling.
+    api.fake.set_action_duration(Duration::from_secs(30));
     let created = api.create_server("life", json!({})).await;
     let id = created.body["server"]["id"].as_u64().unwrap();
     let create_action = created.body["action"]["id"].as_u64().unwrap();
@@ -365,6 +371,10 @@ async fn server_lifecycle_follows_actions_and_locks() {
     assert_eq!(early.status, 423);
     assert_eq!(early.code(), "locked");
 
+    let running = api.get(&format!("/actions/{create_action}")).await;
+    assert_eq!(running.body["action"]["status"], "running");
+    assert!(running.body["action"]["finished"].is_null());
+    api.fake.finish_all_actions();
     let done = api.wait_action(create_action).await;
     assert_eq!(done["status"], "success");
     assert_eq!(done["progress"], 100);
@@ -385,6 +395,7 @@ async fn server_lifecycle_follows_actions_and_locks() {
         api.get(&format!("/servers/{id}")).await.body["server"]["status"],
         "stopping"
     );
+    api.fake.finish_all_actions();
     api.wait_action(off.body["action"]["id"].as_u64().unwrap())
         .await;
     assert_eq!(api.fake.server(id).unwrap().status, "off");

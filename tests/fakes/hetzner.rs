@@ -2249,6 +2249,10 @@ impl World {
             .filter(|i| q.get("name").is_none_or(|n| Some(n) == i.name))
             .filter(|i| include_deprecated || i.deprecated.is_none())
             .filter(|_| {
+                let statuses = q.all("status");
+                statuses.is_empty() || statuses.contains(&"available")
+            })
+            .filter(|_| {
                 selector
                     .as_ref()
                     .is_none_or(|s| s.matches(&BTreeMap::new()))
