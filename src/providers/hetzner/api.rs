@@ -214,8 +214,9 @@ impl HetznerApi {
                     }
                 },
                 Some(move || async move {
-                    let still_there = client.get_opt::<Value>(p).await?.is_some();
-                    Ok((!still_there).then_some(None))
+                    let now = client.get_opt::<Value>(p).await?;
+                    let gone = now.as_ref().is_none_or(being_deleted);
+                    Ok(gone.then_some(None))
                 }),
             )
             .await?;
@@ -254,14 +255,14 @@ impl HetznerApi {
                 Some(s) if s.status == ServerStatus::Off => return Ok(()),
                 Some(_) => {}
             }
-            if started.elapsed() >= self.client.action_timeout() {
+            if started.elapsed() >= self.client.shutdown_timeout() {
                 return Err(ProviderError::new(
                     DISPLAY,
                     ErrorKind::Timeout,
                     format!(
-                        "server {id} did not power off within {}s of the shutdown signal \
+                        "server {id} did not power off within {:?} of the shutdown signal \
                          (its system may ignore ACPI; stop it hard instead)",
-                        self.client.action_timeout().as_secs()
+                        self.client.shutdown_timeout()
                     ),
                 ));
             }
@@ -417,6 +418,15 @@ impl HetznerApi {
     }
 }
 
+/// A resource answer (`{"server": {..., "status": "deleting"}}`) whose resource is on
+/// its way out: the delete was accepted.
+fn being_deleted(answer: &Value) -> bool {
+    answer.as_object().is_some_and(|o| {
+        o.values()
+            .any(|r| r.get("status").and_then(Value::as_str) == Some("deleting"))
+    })
+}
+
 /// The values of a Hetzner RRset as Legion sees them (TXT unquoted), as a set.
 fn value_set(r: &RrSetJson) -> BTreeSet<String> {
     schema::rrset_from(r, 0)
@@ -463,6 +473,7 @@ impl ComputeApi for HetznerApi {
                 &[
                     ("type", "system".to_string()),
                     ("status", "available".to_string()),
+                    ("architecture", "x86".to_string()),
                 ],
                 Via::Lane,
             )
@@ -938,5 +949,16 @@ mod tests {
         let want: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
         assert!(has_labels(&have, &want));
         assert!(!has_labels(&want, &have));
+    }
+
+    #[test]
+    fn a_deleting_server_counts_as_deleted() {
+        assert!(being_deleted(
+            &json!({"server": {"id": 1, "status": "deleting"}})
+        ));
+        assert!(!being_deleted(
+            &json!({"server": {"id": 1, "status": "running"}})
+        ));
+        assert!(!being_deleted(&json!({"firewall": {"id": 1}})));
     }
 }

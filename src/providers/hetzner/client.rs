@@ -36,8 +36,10 @@ pub struct ClientConfig {
     /// First interval between polls of a running action; later polls back off to five
     /// times this.
     pub action_poll: Duration,
-    /// How long an action (or a graceful shutdown) may run before Legion gives up waiting.
+    /// How long an action may run before Legion gives up waiting on it.
     pub action_timeout: Duration,
+    /// How long a graceful stop waits for the server to power off after the ACPI signal.
+    pub shutdown_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -48,6 +50,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             action_poll: Duration::from_secs(1),
             action_timeout: Duration::from_secs(600),
+            shutdown_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -125,6 +128,7 @@ pub(super) struct Client {
     lane: Arc<Lane>,
     action_poll: Duration,
     action_timeout: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -154,6 +158,7 @@ impl Client {
             lane,
             action_poll: config.action_poll.max(Duration::from_millis(1)),
             action_timeout: config.action_timeout,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -186,7 +191,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| transport_error(&e, &method, path, write))?;
+            .map_err(|e| transport_error(&e, &method, path, write, &self.base))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         if let Some((limit, remaining, reset_in)) = rate_limit(&headers, unix_now()) {
@@ -195,7 +200,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| transport_error(&e, &method, path, write))?;
+            .map_err(|e| transport_error(&e, &method, path, write, &self.base))?;
         if !status.is_success() {
             let retry_after = retry_after(&headers, unix_now());
             return Err(normalize_error(status.as_u16(), &bytes, retry_after));
@@ -305,10 +310,10 @@ impl Client {
                     DISPLAY,
                     ErrorKind::Timeout,
                     format!(
-                        "action {} ({}) still running after {}s",
+                        "action {} ({}) still running after {:?}",
                         current.id,
                         command_name(&current),
-                        self.action_timeout.as_secs()
+                        self.action_timeout
                     ),
                 ));
             }
@@ -320,8 +325,8 @@ impl Client {
         }
     }
 
-    pub fn action_timeout(&self) -> Duration {
-        self.action_timeout
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
     }
 
     pub fn action_poll(&self) -> Duration {
@@ -547,11 +552,19 @@ pub(super) fn normalize_error(
             } else {
                 e.message.clone()
             };
-            let mut err = ProviderError::new(DISPLAY, kind, message);
+            let mut err = ProviderError::new(DISPLAY, kind, message.clone());
             if !e.code.is_empty() {
                 err = err.with_code(e.code.clone());
             }
-            err.details = field_details(e.details.as_ref());
+            // Hetzner often repeats the field message in the main message; keep only
+            // details that add something.
+            err.details = field_details(e.details.as_ref())
+                .into_iter()
+                .filter(|d| {
+                    let said = |part: &str| message.contains(part.trim());
+                    !d.split(": ").all(said)
+                })
+                .collect();
             err
         }
         None => ProviderError::new(DISPLAY, kind_for_status(status), generic_message(status)),
@@ -580,7 +593,13 @@ fn generic_message(status: u16) -> String {
 /// A request that got no HTTP answer. Whether a write may have been applied decides the
 /// kind: a refused connection never reached Hetzner, a timeout or a broken response may
 /// have.
-fn transport_error(e: &reqwest::Error, method: &Method, path: &str, write: bool) -> ProviderError {
+fn transport_error(
+    e: &reqwest::Error,
+    method: &Method,
+    path: &str,
+    write: bool,
+    base: &str,
+) -> ProviderError {
     // reqwest's messages may contain the URL (never the token, which is a header); keep
     // only the kind of failure and Legion's own words.
     let (kind, what) = if e.is_timeout() {
@@ -602,7 +621,12 @@ fn transport_error(e: &reqwest::Error, method: &Method, path: &str, write: bool)
     } else {
         (ErrorKind::Connection, "the request failed")
     };
-    let mut message = format!("{method} {path}: {what}");
+    let host = base
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(base);
+    let mut message = format!("{method} {path} at {host}: {what}");
     if write && kind != ErrorKind::Connection {
         message.push_str(" (it may have been applied)");
     }
@@ -631,11 +655,19 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidInput);
         assert_eq!(e.code.as_deref(), Some("invalid_input"));
         assert_eq!(e.http_status, Some(400));
-        assert_eq!(e.details, vec!["broken_field: is too long".to_string()]);
+        // The field detail repeats the message, so it is not shown twice.
+        assert!(e.details.is_empty());
         assert_eq!(
             e.to_string(),
-            "Hetzner: invalid input in field 'broken_field': is too long \
-             (broken_field: is too long) [invalid_input]"
+            "Hetzner: invalid input in field 'broken_field': is too long [invalid_input]"
+        );
+        let body = br#"{"error": {"code": "invalid_input", "message": "invalid input",
+            "details": {"fields": [{"name": "server_type",
+                                    "messages": ["not available in fsn1"]}]}}}"#;
+        let e = normalize_error(422, body, None);
+        assert_eq!(
+            e.to_string(),
+            "Hetzner: invalid input (server_type: not available in fsn1) [invalid_input]"
         );
         assert!(!e.is_ambiguous());
     }
