@@ -292,8 +292,8 @@ impl Registry {
     /// Every provider Legion ships.
     pub fn builtin() -> Registry {
         Registry::new(vec![
-            Arc::new(hetzner::HetznerModule),
             Arc::new(mock::MockModule::default()),
+            Arc::new(hetzner::HetznerModule),
         ])
     }
 
