@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod error;
+pub mod hetzner;
 pub mod mock;
 pub mod types;
 
@@ -290,7 +291,10 @@ impl Registry {
 
     /// Every provider Legion ships.
     pub fn builtin() -> Registry {
-        Registry::new(vec![Arc::new(mock::MockModule::default())])
+        Registry::new(vec![
+            Arc::new(mock::MockModule::default()),
+            Arc::new(hetzner::HetznerModule),
+        ])
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn ProviderModule>> {

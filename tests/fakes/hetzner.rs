@@ -1,0 +1,3510 @@
+//! A fake Hetzner Cloud API (v1) for tests: a real HTTP server on 127.0.0.1 that keeps a
+//! small in-memory world (servers, SSH keys, firewalls, DNS zones and RRSets, actions) and
+//! answers with the documented shapes, status codes and error codes.
+//!
+//! Include it from a test file with
+//! `#[path = "fakes/hetzner.rs"] mod hetzner_fake;`
+//! and either start it on its own thread and runtime ([`HetznerFake::start`], for blocking
+//! tests and tests that spawn the `legion` binary with `LEGION_HETZNER_API_URL`), or on the
+//! test's tokio runtime ([`HetznerFake::start_async`]).
+//!
+//! Facts follow the published OpenAPI description of the Cloud API (error table, label
+//! selector grammar, pagination, rate-limit headers, action commands) and hcloud-go's schema
+//! types. Actions finish after a configurable real-time duration (200 ms by default); their
+//! effects (server status transitions) are applied lazily whenever the fake is touched.
+//!
+//! Fault injection and inspection helpers live on the [`HetznerFake`] handle and may be used
+//! while the server is running, from any thread.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value, json};
+
+/// The bearer token the fake accepts unless changed with [`HetznerFake::set_token`].
+pub const TOKEN: &str = "hz-fake-token-0123456789";
+
+/// Default time an action stays `running` before it finishes.
+pub const DEFAULT_ACTION_DURATION: Duration = Duration::from_millis(200);
+
+/// Default `RateLimit-Limit` (requests per hour), as documented.
+pub const DEFAULT_RATE_LIMIT: u64 = 3600;
+
+// ---------------------------------------------------------------------------------------
+// Public handle
+// ---------------------------------------------------------------------------------------
+
+/// A running fake. Dropping it stops the server.
+pub struct HetznerFake {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What an injected fault does to a matching request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `500 server_error`; the request is not applied.
+    ServerError,
+    /// `503 unavailable`; the request is not applied.
+    Unavailable,
+    /// `504 timeout`; the request is not applied.
+    Timeout,
+    /// `429 rate_limit_exceeded` with `RateLimit-Remaining: 0` and a reset `reset_in` ahead.
+    RateLimited { reset_in: Duration },
+    /// Close the connection without answering; the request is not applied.
+    DropBeforeApply,
+    /// Apply the request to the world, then close the connection without answering.
+    DropAfterApply,
+}
+
+/// One fault: applies to the next `times` requests matching the optional method and path
+/// prefix (paths are compared without the `/v1` prefix, e.g. `/servers`).
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub kind: FaultKind,
+    pub method: Option<String>,
+    pub path_prefix: Option<String>,
+    pub times: u32,
+}
+
+impl FaultRule {
+    pub fn new(kind: FaultKind, times: u32) -> Self {
+        Self {
+            kind,
+            method: None,
+            path_prefix: None,
+            times,
+        }
+    }
+
+    /// Restrict the rule to one method (e.g. `"POST"`) and a path prefix (e.g. `"/servers"`).
+    pub fn matching(mut self, method: &str, path_prefix: &str) -> Self {
+        self.method = Some(method.to_ascii_uppercase());
+        self.path_prefix = Some(strip_v1(path_prefix).to_string());
+        self
+    }
+}
+
+/// A request the fake received (path without `/v1` and without the query).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeServer {
+    pub id: u64,
+    pub name: String,
+    /// `initializing`, `starting`, `running`, `stopping`, `off`, `rebuilding`, ...
+    pub status: String,
+    pub server_type: String,
+    pub location: String,
+    pub image_id: u64,
+    pub labels: BTreeMap<String, String>,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    pub ssh_keys: Vec<u64>,
+    pub user_data: Option<String>,
+    pub created: SystemTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeSshKey {
+    pub id: u64,
+    pub name: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    pub created: SystemTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FakeApplied {
+    Server(u64),
+    LabelSelector(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeFirewall {
+    pub id: u64,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Normalised rule objects as the API returns them.
+    pub rules: Vec<Value>,
+    pub applied_to: Vec<FakeApplied>,
+    pub created: SystemTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeRecord {
+    pub value: String,
+    pub comment: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeRrSet {
+    pub name: String,
+    pub rtype: String,
+    pub ttl: Option<u64>,
+    pub labels: BTreeMap<String, String>,
+    pub records: Vec<FakeRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeZone {
+    pub id: u64,
+    pub name: String,
+    pub mode: String,
+    pub ttl: u64,
+    pub labels: BTreeMap<String, String>,
+    pub rrsets: Vec<FakeRrSet>,
+    pub created: SystemTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeAction {
+    pub id: u64,
+    pub command: String,
+    /// `running`, `success` or `error`.
+    pub status: String,
+    pub resources: Vec<(u64, String)>,
+}
+
+impl HetznerFake {
+    /// Start on a dedicated thread with its own current-thread tokio runtime.
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake Hetzner API");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared::new());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("hetzner-fake".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("fake runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    serve(listener, thread_shared, stop_rx).await;
+                });
+            })
+            .expect("spawn fake thread");
+        Self {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Start on the current tokio runtime (the accept loop and connections are spawned tasks).
+    pub async fn start_async() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Hetzner API");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared::new());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(serve(listener, shared.clone(), stop_rx));
+        Self {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            thread: None,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the value for `LEGION_HETZNER_API_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bearer token currently accepted.
+    pub fn token(&self) -> String {
+        lock(&self.shared.token).clone()
+    }
+
+    pub fn set_token(&self, token: &str) {
+        *lock(&self.shared.token) = token.to_string();
+    }
+
+    // ----- simulated time -------------------------------------------------------------
+
+    /// How long new actions stay `running` (default 200 ms).
+    pub fn set_action_duration(&self, duration: Duration) {
+        self.world().action_duration = duration;
+    }
+
+    /// Finish every running action now (their effects are applied).
+    pub fn finish_all_actions(&self) {
+        let mut world = self.world();
+        let now = Instant::now();
+        for action in world.actions.values_mut() {
+            if action.finish_at > now {
+                action.finish_at = now;
+            }
+        }
+        world.tick(now);
+    }
+
+    // ----- faults ----------------------------------------------------------------------
+
+    /// Delay every response by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults().latency = latency;
+    }
+
+    /// Add a fault rule; rules are consulted in insertion order.
+    pub fn inject(&self, rule: FaultRule) {
+        self.faults().rules.push(rule);
+    }
+
+    /// The next `n` requests answer `500 server_error`.
+    pub fn fail_next(&self, n: u32) {
+        self.inject(FaultRule::new(FaultKind::ServerError, n));
+    }
+
+    /// The next `n` requests answer `503 unavailable`.
+    pub fn unavailable_next(&self, n: u32) {
+        self.inject(FaultRule::new(FaultKind::Unavailable, n));
+    }
+
+    /// The next `n` requests answer `429 rate_limit_exceeded`, resetting `reset_in` ahead.
+    pub fn rate_limit_next(&self, n: u32, reset_in: Duration) {
+        self.inject(FaultRule::new(FaultKind::RateLimited { reset_in }, n));
+    }
+
+    /// The next `n` requests matching `method` and `path_prefix` are applied, then their
+    /// connection is closed without a response.
+    pub fn drop_response_next(&self, method: &str, path_prefix: &str, n: u32) {
+        self.inject(FaultRule::new(FaultKind::DropAfterApply, n).matching(method, path_prefix));
+    }
+
+    /// Remove all pending fault rules, latency and action failures; forced locks stay.
+    pub fn clear_faults(&self) {
+        let mut faults = self.faults();
+        faults.rules.clear();
+        faults.latency = Duration::ZERO;
+        drop(faults);
+        self.world().action_failures.clear();
+    }
+
+    /// Change the hourly request budget; `remaining` restarts at the new limit.
+    pub fn set_rate_limit(&self, limit: u64) {
+        let mut faults = self.faults();
+        faults.rate.limit = limit.max(1);
+        faults.rate.remaining = limit as f64;
+        faults.rate.last = Instant::now();
+    }
+
+    /// Set the remaining budget directly (e.g. 0 to make the next request a real 429).
+    pub fn set_rate_remaining(&self, remaining: u64) {
+        let mut faults = self.faults();
+        faults.rate.remaining = remaining as f64;
+        faults.rate.last = Instant::now();
+    }
+
+    /// Actions on (and deletion of) this server answer `423 locked` until unlocked.
+    pub fn lock_server(&self, id: u64) {
+        self.world().forced_locks.insert(id);
+    }
+
+    pub fn unlock_server(&self, id: u64) {
+        self.world().forced_locks.remove(&id);
+    }
+
+    /// The next action whose command starts with `command_prefix` (any action if empty)
+    /// ends in status `error` with this code and message; its effect is rolled back.
+    pub fn fail_next_action(&self, command_prefix: &str, code: &str, message: &str) {
+        self.world().action_failures.push(ActionFailure {
+            command_prefix: command_prefix.to_string(),
+            code: code.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    /// When set, `shutdown` actions succeed but the server stays `running` (ACPI ignored).
+    pub fn set_ignore_acpi_shutdown(&self, ignore: bool) {
+        self.world().ignore_shutdown = ignore;
+    }
+
+    // ----- out-of-band changes ---------------------------------------------------------
+
+    /// Change a server's status behind the client's back. Returns false if unknown.
+    pub fn set_server_status(&self, id: u64, status: &str) -> bool {
+        let mut world = self.world();
+        match world.servers.get_mut(&id) {
+            Some(server) => {
+                server.status = status.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Delete a server behind the client's back. Returns false if unknown.
+    pub fn delete_server_out_of_band(&self, id: u64) -> bool {
+        self.world().remove_server(id)
+    }
+
+    /// Replace a server's labels behind the client's back.
+    pub fn set_server_labels(&self, id: u64, labels: &[(&str, &str)]) -> bool {
+        let mut world = self.world();
+        match world.servers.get_mut(&id) {
+            Some(server) => {
+                server.labels = labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Create a `running` server directly (no action), e.g. one made outside Legion.
+    pub fn seed_server(
+        &self,
+        name: &str,
+        server_type: &str,
+        location: &str,
+        labels: &[(&str, &str)],
+    ) -> u64 {
+        let mut world = self.world();
+        let arch = world
+            .catalog
+            .server_type(&json!(server_type))
+            .map(|t| t.architecture)
+            .unwrap_or("x86");
+        let image_id = world
+            .catalog
+            .images
+            .iter()
+            .find(|i| i.name == Some("ubuntu-24.04") && i.architecture == arch)
+            .map(|i| i.id)
+            .unwrap_or(0);
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let id = world.new_server(
+            name,
+            server_type,
+            location,
+            image_id,
+            labels,
+            true,
+            true,
+            Vec::new(),
+            None,
+        );
+        if let Some(server) = world.servers.get_mut(&id) {
+            server.status = "running".into();
+        }
+        id
+    }
+
+    /// Create an SSH key directly. Panics if the key does not parse.
+    pub fn seed_ssh_key(&self, name: &str, public_key: &str) -> u64 {
+        let mut world = self.world();
+        let fingerprint = ssh_fingerprint(public_key).expect("valid OpenSSH public key");
+        let id = world.ids.next(Kind::SshKey);
+        world.ssh_keys.insert(
+            id,
+            FakeSshKey {
+                id,
+                name: name.to_string(),
+                public_key: public_key.trim().to_string(),
+                fingerprint,
+                labels: BTreeMap::new(),
+                created: SystemTime::now(),
+            },
+        );
+        id
+    }
+
+    // ----- inspection ------------------------------------------------------------------
+
+    pub fn servers(&self) -> Vec<FakeServer> {
+        self.world().servers.values().cloned().collect()
+    }
+
+    pub fn server(&self, id: u64) -> Option<FakeServer> {
+        self.world().servers.get(&id).cloned()
+    }
+
+    pub fn server_by_name(&self, name: &str) -> Option<FakeServer> {
+        self.world()
+            .servers
+            .values()
+            .find(|s| s.name == name)
+            .cloned()
+    }
+
+    pub fn ssh_keys(&self) -> Vec<FakeSshKey> {
+        self.world().ssh_keys.values().cloned().collect()
+    }
+
+    pub fn firewalls(&self) -> Vec<FakeFirewall> {
+        self.world().firewalls.values().cloned().collect()
+    }
+
+    pub fn zones(&self) -> Vec<FakeZone> {
+        self.world().zones.values().map(|z| z.to_public()).collect()
+    }
+
+    /// RRSets of a zone given by name; empty if the zone does not exist.
+    pub fn rrsets(&self, zone: &str) -> Vec<FakeRrSet> {
+        self.world()
+            .zones
+            .values()
+            .find(|z| z.name == zone)
+            .map(|z| z.rrsets.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn actions(&self) -> Vec<FakeAction> {
+        self.world()
+            .actions
+            .values()
+            .map(|a| FakeAction {
+                id: a.id,
+                command: a.command.clone(),
+                status: a.status().to_string(),
+                resources: a
+                    .resources
+                    .iter()
+                    .map(|(id, t)| (*id, t.to_string()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// All requests received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// Requests with exactly this method and path (`/v1` optional, query ignored).
+    pub fn request_count(&self, method: &str, path: &str) -> usize {
+        let path = strip_v1(path);
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+            .count()
+    }
+
+    /// Requests with this method whose path starts with `prefix` (`/v1` optional).
+    pub fn request_count_prefix(&self, method: &str, prefix: &str) -> usize {
+        let prefix = strip_v1(prefix);
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.starts_with(prefix))
+            .count()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        let mut world = lock(&self.shared.world);
+        world.tick(Instant::now());
+        world
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        lock(&self.shared.faults)
+    }
+}
+
+impl Drop for HetznerFake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn strip_v1(path: &str) -> &str {
+    match path.strip_prefix("/v1") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP plumbing
+// ---------------------------------------------------------------------------------------
+
+struct Shared {
+    world: Mutex<World>,
+    faults: Mutex<Faults>,
+    token: Mutex<String>,
+    log: Mutex<Vec<RecordedRequest>>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            world: Mutex::new(World::new()),
+            faults: Mutex::new(Faults {
+                latency: Duration::ZERO,
+                rules: Vec::new(),
+                rate: RateState {
+                    limit: DEFAULT_RATE_LIMIT,
+                    remaining: DEFAULT_RATE_LIMIT as f64,
+                    last: Instant::now(),
+                },
+            }),
+            token: Mutex::new(TOKEN.to_string()),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+struct Faults {
+    latency: Duration,
+    rules: Vec<FaultRule>,
+    rate: RateState,
+}
+
+struct RateState {
+    limit: u64,
+    remaining: f64,
+    last: Instant,
+}
+
+impl RateState {
+    /// Refill gradually (limit per hour), as documented.
+    fn refill(&mut self, now: Instant) {
+        let per_sec = self.limit as f64 / 3600.0;
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.remaining = (self.remaining + elapsed * per_sec).min(self.limit as f64);
+        self.last = now;
+    }
+
+    fn reset_unix(&self) -> u64 {
+        let per_sec = self.limit as f64 / 3600.0;
+        let missing = self.limit as f64 - self.remaining;
+        unix_now() + (missing / per_sec).ceil().max(0.0) as u64
+    }
+}
+
+/// Why a connection was closed without a response.
+#[derive(Debug)]
+struct Dropped;
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fault injection: connection dropped")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { handle(shared, req).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Dropped> {
+    let method = req.method().as_str().to_ascii_uppercase();
+    let raw_path = req.uri().path().to_string();
+    let path = strip_v1(&raw_path).to_string();
+    let query_str = req.uri().query().unwrap_or("").to_string();
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(Dropped),
+    };
+
+    lock(&shared.log).push(RecordedRequest {
+        method: method.clone(),
+        path: path.clone(),
+        query: query_str.clone(),
+    });
+
+    let latency = lock(&shared.faults).latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    // Rate limit budget, then injected faults.
+    let (fault, rate_headers) = {
+        let mut faults = lock(&shared.faults);
+        let now = Instant::now();
+        faults.rate.refill(now);
+        let exhausted = faults.rate.remaining < 1.0;
+        if !exhausted {
+            faults.rate.remaining -= 1.0;
+        }
+        let mut headers = RateHeaders {
+            limit: faults.rate.limit,
+            remaining: faults.rate.remaining.floor() as u64,
+            reset: faults.rate.reset_unix(),
+        };
+        let mut fault = None;
+        if exhausted {
+            fault = Some(FaultKind::RateLimited {
+                reset_in: Duration::from_secs(headers.reset.saturating_sub(unix_now())),
+            });
+        } else if let Some(rule) = faults.rules.iter_mut().find(|r| {
+            r.times > 0
+                && r.method.as_deref().is_none_or(|m| m == method)
+                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        }) {
+            rule.times -= 1;
+            fault = Some(rule.kind.clone());
+        }
+        faults.rules.retain(|r| r.times > 0);
+        if let Some(FaultKind::RateLimited { reset_in }) = &fault {
+            headers.remaining = 0;
+            headers.reset = unix_now() + reset_in.as_secs().max(1);
+        }
+        (fault, headers)
+    };
+
+    let simple = |status: u16, code: &str, message: &str| {
+        Ok(respond(
+            status,
+            Some(&error_body(code, message, None)),
+            &rate_headers,
+        ))
+    };
+    match &fault {
+        Some(FaultKind::ServerError) => {
+            return simple(
+                500,
+                "server_error",
+                "injected: error within the API backend",
+            );
+        }
+        Some(FaultKind::Unavailable) => {
+            return simple(
+                503,
+                "unavailable",
+                "injected: service currently unavailable",
+            );
+        }
+        Some(FaultKind::Timeout) => {
+            return simple(
+                504,
+                "timeout",
+                "injected: request could not be answered in time",
+            );
+        }
+        Some(FaultKind::RateLimited { .. }) => {
+            return simple(429, "rate_limit_exceeded", "rate limit exceeded");
+        }
+        Some(FaultKind::DropBeforeApply) => return Err(Dropped),
+        Some(FaultKind::DropAfterApply) | None => {}
+    }
+
+    let token = lock(&shared.token).clone();
+    let authorized = auth
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == token);
+    if !authorized {
+        return simple(
+            401,
+            "unauthorized",
+            "unable to authenticate: invalid or unknown token",
+        );
+    }
+
+    let result = if !raw_path.starts_with("/v1/") {
+        Err(ApiError::not_found("route"))
+    } else {
+        let body_json = if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(Value::Object(Map::new()))
+        } else {
+            serde_json::from_slice::<Value>(&body).map_err(|e| ApiError {
+                status: 400,
+                code: "json_error".into(),
+                message: format!("invalid JSON input: {e}"),
+                details: None,
+            })
+        };
+        match body_json {
+            Err(e) => Err(e),
+            Ok(body_json) => {
+                let query = Query::parse(&query_str);
+                let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+                let mut world = lock(&shared.world);
+                world.tick(Instant::now());
+                world.route(&method, &segments, &query, &body_json)
+            }
+        }
+    };
+
+    if fault == Some(FaultKind::DropAfterApply) {
+        return Err(Dropped);
+    }
+    Ok(match result {
+        Ok((status, body)) => respond(status, body.as_ref(), &rate_headers),
+        Err(e) => respond(
+            e.status,
+            Some(&error_body(&e.code, &e.message, e.details)),
+            &rate_headers,
+        ),
+    })
+}
+
+struct RateHeaders {
+    limit: u64,
+    remaining: u64,
+    reset: u64,
+}
+
+fn respond(status: u16, body: Option<&Value>, rate: &RateHeaders) -> HttpResponse {
+    let bytes = match body {
+        Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+        None => Bytes::new(),
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header("RateLimit-Limit", rate.limit.to_string())
+        .header("RateLimit-Remaining", rate.remaining.to_string())
+        .header("RateLimit-Reset", rate.reset.to_string());
+    if body.is_some() {
+        builder = builder.header("Content-Type", "application/json");
+    }
+    builder
+        .body(Full::new(bytes))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
+    json!({ "error": { "code": code, "message": message, "details": details } })
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct ApiError {
+    status: u16,
+    code: String,
+    message: String,
+    details: Option<Value>,
+}
+
+type ApiResult = Result<(u16, Option<Value>), ApiError>;
+
+impl ApiError {
+    fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(404, "not_found", format!("{what} not found"))
+    }
+
+    fn invalid_input(field: &str, message: &str) -> Self {
+        Self {
+            status: 422,
+            code: "invalid_input".into(),
+            message: format!("invalid input in field '{field}': {message}"),
+            details: Some(json!({ "fields": [ { "name": field, "messages": [message] } ] })),
+        }
+    }
+
+    fn uniqueness(field: &str, message: &str) -> Self {
+        Self {
+            status: 409,
+            code: "uniqueness_error".into(),
+            message: message.to_string(),
+            details: Some(json!({ "fields": [ { "name": field } ] })),
+        }
+    }
+
+    fn locked() -> Self {
+        Self::new(
+            423,
+            "locked",
+            "server is locked: another action is running or the server is locked",
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Query strings and label selectors
+// ---------------------------------------------------------------------------------------
+
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str) -> Self {
+        Self(
+            raw.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) => (percent_decode(k), percent_decode(v)),
+                    None => (percent_decode(pair), String::new()),
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn selector(&self) -> Result<Option<Selector>, ApiError> {
+        match self.get("label_selector") {
+            None => Ok(None),
+            Some(raw) => Selector::parse(raw)
+                .map(Some)
+                .map_err(|m| ApiError::invalid_input("label_selector", &m)),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Clone, Debug)]
+enum Requirement {
+    Eq(String, String),
+    Ne(String, String),
+    Exists(String),
+    Absent(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+/// The documented label selector language: `k=v`, `k==v`, `k!=v`, `k`, `!k`,
+/// `k in (a,b)`, `k notin (a,b)`, joined by commas (all must hold).
+#[derive(Clone, Debug)]
+struct Selector(Vec<Requirement>);
+
+impl Selector {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let mut terms = Vec::new();
+        let mut depth = 0usize;
+        let mut current = String::new();
+        for c in raw.chars() {
+            match c {
+                '(' => {
+                    depth += 1;
+                    current.push(c);
+                }
+                ')' => {
+                    depth = depth.checked_sub(1).ok_or("unbalanced parentheses")?;
+                    current.push(c);
+                }
+                ',' if depth == 0 => terms.push(std::mem::take(&mut current)),
+                _ => current.push(c),
+            }
+        }
+        if depth != 0 {
+            return Err("unbalanced parentheses".into());
+        }
+        terms.push(current);
+        let mut reqs = Vec::new();
+        for term in terms {
+            let term = term.trim();
+            if term.is_empty() {
+                if raw.trim().is_empty() {
+                    continue;
+                }
+                return Err("empty expression".into());
+            }
+            reqs.push(Self::parse_term(term)?);
+        }
+        Ok(Self(reqs))
+    }
+
+    fn parse_term(term: &str) -> Result<Requirement, String> {
+        let key = |k: &str| -> Result<String, String> {
+            let k = k.trim();
+            if valid_label_key(k) {
+                Ok(k.to_string())
+            } else {
+                Err(format!("invalid label key '{k}'"))
+            }
+        };
+        let set = |s: &str| -> Result<Vec<String>, String> {
+            let s = s.trim();
+            let inner = s
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+                .ok_or_else(|| format!("expected a parenthesised set, got '{s}'"))?;
+            inner
+                .split(',')
+                .map(|v| {
+                    let v = v.trim();
+                    if valid_label_part(v) {
+                        Ok(v.to_string())
+                    } else {
+                        Err(format!("invalid label value '{v}'"))
+                    }
+                })
+                .collect()
+        };
+        let value = |v: &str| -> Result<String, String> {
+            let v = v.trim();
+            if v.is_empty() || valid_label_part(v) {
+                Ok(v.to_string())
+            } else {
+                Err(format!("invalid label value '{v}'"))
+            }
+        };
+        if let Some(rest) = term.strip_prefix('!') {
+            return Ok(Requirement::Absent(key(rest)?));
+        }
+        if let Some((k, v)) = term.split_once("!=") {
+            return Ok(Requirement::Ne(key(k)?, value(v)?));
+        }
+        if let Some((k, v)) = term.split_once("==") {
+            return Ok(Requirement::Eq(key(k)?, value(v)?));
+        }
+        if let Some((k, v)) = term.split_once('=') {
+            return Ok(Requirement::Eq(key(k)?, value(v)?));
+        }
+        if let Some((k, v)) = term.split_once(" notin ") {
+            return Ok(Requirement::NotIn(key(k)?, set(v)?));
+        }
+        if let Some((k, v)) = term.split_once(" in ") {
+            return Ok(Requirement::In(key(k)?, set(v)?));
+        }
+        Ok(Requirement::Exists(key(term)?))
+    }
+
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|req| match req {
+            Requirement::Eq(k, v) => labels.get(k) == Some(v),
+            Requirement::Ne(k, v) => labels.get(k) != Some(v),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::Absent(k) => !labels.contains_key(k),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
+        })
+    }
+}
+
+fn valid_label_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_label_key(key: &str) -> bool {
+    match key.rsplit_once('/') {
+        Some((prefix, name)) => {
+            !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(valid_hostname_label)
+                && valid_label_part(name)
+        }
+        None => valid_label_part(key),
+    }
+}
+
+fn valid_hostname_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn parse_labels(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut labels = BTreeMap::new();
+    match body.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let Some(v) = v.as_str() else {
+                    return Err(ApiError::invalid_input(
+                        "labels",
+                        "label values must be strings",
+                    ));
+                };
+                if !valid_label_key(k) || k.starts_with("hetzner.cloud/") {
+                    return Err(ApiError::invalid_input(
+                        "labels",
+                        &format!("invalid label key '{k}'"),
+                    ));
+                }
+                if !(v.is_empty() || valid_label_part(v)) {
+                    return Err(ApiError::invalid_input(
+                        "labels",
+                        &format!("invalid label value '{v}'"),
+                    ));
+                }
+                labels.insert(k.clone(), v.to_string());
+            }
+        }
+        Some(_) => return Err(ApiError::invalid_input("labels", "must be an object")),
+    }
+    Ok(labels)
+}
+
+/// Paginate `items` into `{ key: [...], meta: { pagination } }` (default 25, max 50).
+fn paginate(key: &str, items: Vec<Value>, query: &Query) -> ApiResult {
+    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::invalid_input(name, "must be a positive integer")),
+        }
+    };
+    let page = number("page", 1)?;
+    let per_page = number("per_page", 25)?.min(50);
+    let total = items.len() as u64;
+    let last_page = total.div_ceil(per_page).max(1);
+    let start = ((page - 1) * per_page).min(total) as usize;
+    let end = (page * per_page).min(total) as usize;
+    let slice: Vec<Value> = items[start..end].to_vec();
+    Ok((
+        200,
+        Some(json!({
+            key: slice,
+            "meta": { "pagination": {
+                "page": page,
+                "per_page": per_page,
+                "previous_page": if page > 1 { json!(page - 1) } else { Value::Null },
+                "next_page": if page < last_page { json!(page + 1) } else { Value::Null },
+                "last_page": last_page,
+                "total_entries": total,
+            } }
+        })),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalog
+// ---------------------------------------------------------------------------------------
+
+struct LocationDef {
+    id: u64,
+    name: &'static str,
+    description: &'static str,
+    country: &'static str,
+    city: &'static str,
+    latitude: f64,
+    longitude: f64,
+    network_zone: &'static str,
+    datacenter_id: u64,
+    datacenter: &'static str,
+}
+
+struct ServerTypeDef {
+    id: u64,
+    name: &'static str,
+    description: &'static str,
+    category: &'static str,
+    cores: u64,
+    memory: f64,
+    disk: u64,
+    cpu_type: &'static str,
+    architecture: &'static str,
+    deprecated: bool,
+    /// (location, hourly net EUR, monthly net EUR, available)
+    prices: Vec<(&'static str, f64, f64, bool)>,
+}
+
+struct ImageDef {
+    id: u64,
+    kind: &'static str,
+    name: Option<&'static str>,
+    description: &'static str,
+    os_flavor: &'static str,
+    os_version: Option<&'static str>,
+    architecture: &'static str,
+    disk_size: f64,
+    deprecated: Option<&'static str>,
+}
+
+struct Catalog {
+    locations: Vec<LocationDef>,
+    server_types: Vec<ServerTypeDef>,
+    images: Vec<ImageDef>,
+}
+
+const EU: [&str; 3] = ["fsn1", "nbg1", "hel1"];
+
+impl Catalog {
+    fn new() -> Self {
+        let locations = vec![
+            LocationDef {
+                id: 1,
+                name: "fsn1",
+                description: "Falkenstein DC Park 1",
+                country: "DE",
+                city: "Falkenstein",
+                latitude: 50.47612,
+                longitude: 12.370071,
+                network_zone: "eu-central",
+                datacenter_id: 4,
+                datacenter: "fsn1-dc14",
+            },
+            LocationDef {
+                id: 2,
+                name: "nbg1",
+                description: "Nuremberg DC Park 1",
+                country: "DE",
+                city: "Nuremberg",
+                latitude: 49.452102,
+                longitude: 11.076665,
+                network_zone: "eu-central",
+                datacenter_id: 2,
+                datacenter: "nbg1-dc3",
+            },
+            LocationDef {
+                id: 3,
+                name: "hel1",
+                description: "Helsinki DC Park 1",
+                country: "FI",
+                city: "Helsinki",
+                latitude: 60.169855,
+                longitude: 24.938379,
+                network_zone: "eu-central",
+                datacenter_id: 3,
+                datacenter: "hel1-dc2",
+            },
+            LocationDef {
+                id: 4,
+                name: "ash",
+                description: "Ashburn, VA",
+                country: "US",
+                city: "Ashburn, VA",
+                latitude: 39.045821,
+                longitude: -77.487073,
+                network_zone: "us-east",
+                datacenter_id: 5,
+                datacenter: "ash-dc1",
+            },
+        ];
+        let eu = |hourly: f64, monthly: f64| -> Vec<(&'static str, f64, f64, bool)> {
+            EU.iter().map(|l| (*l, hourly, monthly, true)).collect()
+        };
+        let mut cpx22 = eu(0.0128, 7.99);
+        cpx22.push(("ash", 0.0144, 8.99, true));
+        let mut cax11 = eu(0.0064, 3.99);
+        cax11.push(("ash", 0.0072, 4.49, false));
+        let mut ccx13 = eu(0.0224, 13.99);
+        ccx13.push(("ash", 0.0256, 15.99, true));
+        let server_types = vec![
+            ServerTypeDef {
+                id: 104,
+                name: "cx22",
+                description: "CX22",
+                category: "cost_optimized",
+                cores: 2,
+                memory: 4.0,
+                disk: 40,
+                cpu_type: "shared",
+                architecture: "x86",
+                deprecated: true,
+                prices: EU.iter().map(|l| (*l, 0.0059, 3.79, false)).collect(),
+            },
+            ServerTypeDef {
+                id: 114,
+                name: "cx23",
+                description: "CX23",
+                category: "cost_optimized",
+                cores: 2,
+                memory: 4.0,
+                disk: 40,
+                cpu_type: "shared",
+                architecture: "x86",
+                deprecated: false,
+                prices: eu(0.0056, 3.49),
+            },
+            ServerTypeDef {
+                id: 116,
+                name: "cpx22",
+                description: "CPX22",
+                category: "regular_purpose",
+                cores: 2,
+                memory: 4.0,
+                disk: 80,
+                cpu_type: "shared",
+                architecture: "x86",
+                deprecated: false,
+                prices: cpx22,
+            },
+            ServerTypeDef {
+                id: 45,
+                name: "cax11",
+                description: "CAX11",
+                category: "cost_optimized",
+                cores: 2,
+                memory: 4.0,
+                disk: 40,
+                cpu_type: "shared",
+                architecture: "arm",
+                deprecated: false,
+                prices: cax11,
+            },
+            ServerTypeDef {
+                id: 96,
+                name: "ccx13",
+                description: "CCX13 Dedicated CPU",
+                category: "general_purpose",
+                cores: 2,
+                memory: 8.0,
+                disk: 80,
+                cpu_type: "dedicated",
+                architecture: "x86",
+                deprecated: false,
+                prices: ccx13,
+            },
+        ];
+        let images = vec![
+            ImageDef {
+                id: 161547269,
+                kind: "system",
+                name: Some("ubuntu-24.04"),
+                description: "Ubuntu 24.04",
+                os_flavor: "ubuntu",
+                os_version: Some("24.04"),
+                architecture: "x86",
+                disk_size: 5.0,
+                deprecated: None,
+            },
+            ImageDef {
+                id: 161547270,
+                kind: "system",
+                name: Some("ubuntu-24.04"),
+                description: "Ubuntu 24.04",
+                os_flavor: "ubuntu",
+                os_version: Some("24.04"),
+                architecture: "arm",
+                disk_size: 5.0,
+                deprecated: None,
+            },
+            ImageDef {
+                id: 114690387,
+                kind: "system",
+                name: Some("debian-12"),
+                description: "Debian 12",
+                os_flavor: "debian",
+                os_version: Some("12"),
+                architecture: "x86",
+                disk_size: 5.0,
+                deprecated: None,
+            },
+            ImageDef {
+                id: 114690389,
+                kind: "system",
+                name: Some("debian-12"),
+                description: "Debian 12",
+                os_flavor: "debian",
+                os_version: Some("12"),
+                architecture: "arm",
+                disk_size: 5.0,
+                deprecated: None,
+            },
+            ImageDef {
+                id: 15512617,
+                kind: "system",
+                name: Some("ubuntu-20.04"),
+                description: "Ubuntu 20.04",
+                os_flavor: "ubuntu",
+                os_version: Some("20.04"),
+                architecture: "x86",
+                disk_size: 5.0,
+                deprecated: Some("2025-05-01T00:00:00+00:00"),
+            },
+            ImageDef {
+                id: 40093140,
+                kind: "app",
+                name: Some("docker-ce"),
+                description: "Docker CE",
+                os_flavor: "ubuntu",
+                os_version: Some("24.04"),
+                architecture: "x86",
+                disk_size: 10.0,
+                deprecated: None,
+            },
+            ImageDef {
+                id: 200100300,
+                kind: "snapshot",
+                name: None,
+                description: "legion-base snapshot",
+                os_flavor: "debian",
+                os_version: None,
+                architecture: "x86",
+                disk_size: 20.0,
+                deprecated: None,
+            },
+        ];
+        Self {
+            locations,
+            server_types,
+            images,
+        }
+    }
+
+    fn location(&self, v: &Value) -> Option<&LocationDef> {
+        let key = id_or_name(v)?;
+        self.locations
+            .iter()
+            .find(|l| l.name == key || l.id.to_string() == key)
+    }
+
+    fn location_by_datacenter(&self, v: &Value) -> Option<&LocationDef> {
+        let key = id_or_name(v)?;
+        self.locations
+            .iter()
+            .find(|l| l.datacenter == key || l.datacenter_id.to_string() == key)
+    }
+
+    fn server_type(&self, v: &Value) -> Option<&ServerTypeDef> {
+        let key = id_or_name(v)?;
+        self.server_types
+            .iter()
+            .find(|t| t.name == key || t.id.to_string() == key)
+    }
+
+    /// By ID, or by name for the given architecture (names repeat across architectures).
+    fn image(&self, v: &Value, architecture: &str) -> Option<&ImageDef> {
+        let key = id_or_name(v)?;
+        self.images
+            .iter()
+            .find(|i| i.id.to_string() == key)
+            .or_else(|| {
+                self.images
+                    .iter()
+                    .find(|i| i.name == Some(key.as_str()) && i.architecture == architecture)
+            })
+    }
+
+    fn location_json(&self, l: &LocationDef) -> Value {
+        json!({
+            "id": l.id,
+            "name": l.name,
+            "description": l.description,
+            "country": l.country,
+            "city": l.city,
+            "latitude": l.latitude,
+            "longitude": l.longitude,
+            "network_zone": l.network_zone,
+        })
+    }
+
+    fn datacenter_json(&self, l: &LocationDef) -> Value {
+        json!({
+            "id": l.datacenter_id,
+            "name": l.datacenter,
+            "description": format!("{} virtual DC", l.description),
+            "location": self.location_json(l),
+        })
+    }
+
+    fn server_type_json(&self, t: &ServerTypeDef) -> Value {
+        let deprecation = if t.deprecated {
+            json!({
+                "announced": "2025-09-24T00:00:00+00:00",
+                "unavailable_after": "2025-12-31T00:00:00+00:00",
+            })
+        } else {
+            Value::Null
+        };
+        let money = |net: f64| json!({ "net": format!("{net:.10}"), "gross": format!("{:.10}", net * 1.19) });
+        let prices: Vec<Value> = t
+            .prices
+            .iter()
+            .map(|(loc, hourly, monthly, _)| {
+                json!({
+                    "location": loc,
+                    "price_hourly": money(*hourly),
+                    "price_monthly": money(*monthly),
+                    "included_traffic": if *loc == "ash" { 1_099_511_627_776u64 } else { 21_990_232_555_520u64 },
+                    "price_per_tb_traffic": money(1.0),
+                })
+            })
+            .collect();
+        let locations: Vec<Value> = t
+            .prices
+            .iter()
+            .filter_map(|(loc, _, _, available)| {
+                let l = self.locations.iter().find(|l| l.name == *loc)?;
+                Some(json!({
+                    "id": l.id,
+                    "name": l.name,
+                    "deprecation": deprecation,
+                    "available": *available,
+                    "recommended": *available && !t.deprecated,
+                }))
+            })
+            .collect();
+        json!({
+            "id": t.id,
+            "name": t.name,
+            "description": t.description,
+            "category": t.category,
+            "cores": t.cores,
+            "memory": t.memory,
+            "disk": t.disk,
+            "storage_type": "local",
+            "cpu_type": t.cpu_type,
+            "architecture": t.architecture,
+            "deprecated": t.deprecated,
+            "deprecation": deprecation,
+            "included_traffic": 0,
+            "prices": prices,
+            "locations": locations,
+        })
+    }
+
+    fn image_json(&self, i: &ImageDef) -> Value {
+        json!({
+            "id": i.id,
+            "type": i.kind,
+            "status": "available",
+            "name": i.name,
+            "description": i.description,
+            "image_size": if i.kind == "snapshot" { json!(1.8) } else { Value::Null },
+            "disk_size": i.disk_size,
+            "created": "2024-04-25T10:00:00+00:00",
+            "created_from": Value::Null,
+            "bound_to": Value::Null,
+            "os_flavor": i.os_flavor,
+            "os_version": i.os_version,
+            "architecture": i.architecture,
+            "rapid_deploy": i.kind == "system",
+            "protection": { "delete": false },
+            "deprecated": i.deprecated,
+            "deleted": Value::Null,
+            "labels": {},
+        })
+    }
+}
+
+/// A JSON number or string as a lookup key.
+fn id_or_name(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// World
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Server,
+    SshKey,
+    Firewall,
+    Zone,
+    Action,
+}
+
+/// Separate ID sequences per kind, from distinct bases so mixed-up IDs are caught.
+struct Ids {
+    next: [u64; 5],
+}
+
+impl Ids {
+    fn next(&mut self, kind: Kind) -> u64 {
+        let slot = &mut self.next[kind as usize];
+        *slot += 1;
+        *slot
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Effect {
+    None,
+    /// Set the server's status on success, or on error.
+    ServerStatus {
+        id: u64,
+        success: &'static str,
+        error: &'static str,
+    },
+}
+
+struct ActionRec {
+    id: u64,
+    command: String,
+    started: SystemTime,
+    finish_at: Instant,
+    finished: Option<SystemTime>,
+    duration: Duration,
+    resources: Vec<(u64, &'static str)>,
+    failure: Option<(String, String)>,
+    effect: Effect,
+}
+
+impl ActionRec {
+    fn done(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    fn status(&self) -> &'static str {
+        match (&self.finished, &self.failure) {
+            (None, _) => "running",
+            (Some(_), None) => "success",
+            (Some(_), Some(_)) => "error",
+        }
+    }
+
+    fn json(&self, now: Instant) -> Value {
+        let progress = if self.done() {
+            100
+        } else if self.duration.is_zero() {
+            99
+        } else {
+            let left = self.finish_at.saturating_duration_since(now).as_secs_f64();
+            let done = 1.0 - left / self.duration.as_secs_f64();
+            ((done * 100.0) as i64).clamp(0, 99)
+        };
+        let error = match (&self.finished, &self.failure) {
+            (Some(_), Some((code, message))) => json!({ "code": code, "message": message }),
+            _ => Value::Null,
+        };
+        json!({
+            "id": self.id,
+            "command": self.command,
+            "status": self.status(),
+            "progress": progress,
+            "started": rfc3339(self.started),
+            "finished": self.finished.map(rfc3339),
+            "resources": self.resources.iter().map(|(id, t)| json!({ "id": id, "type": t })).collect::<Vec<_>>(),
+            "error": error,
+        })
+    }
+}
+
+struct ActionFailure {
+    command_prefix: String,
+    code: String,
+    message: String,
+}
+
+struct ZoneRec {
+    id: u64,
+    name: String,
+    mode: String,
+    ttl: u64,
+    labels: BTreeMap<String, String>,
+    created: SystemTime,
+    /// Keyed by (name, type).
+    rrsets: BTreeMap<(String, String), FakeRrSet>,
+}
+
+impl ZoneRec {
+    fn to_public(&self) -> FakeZone {
+        FakeZone {
+            id: self.id,
+            name: self.name.clone(),
+            mode: self.mode.clone(),
+            ttl: self.ttl,
+            labels: self.labels.clone(),
+            rrsets: self.rrsets.values().cloned().collect(),
+            created: self.created,
+        }
+    }
+
+    fn json(&self) -> Value {
+        let records: usize = self.rrsets.values().map(|r| r.records.len()).sum();
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "created": rfc3339(self.created),
+            "mode": self.mode,
+            "ttl": self.ttl,
+            "labels": self.labels,
+            "protection": { "delete": false },
+            "primary_nameservers": [],
+            "authoritative_nameservers": {
+                "assigned": NAMESERVERS,
+                "delegated": [],
+                "delegation_last_check": Value::Null,
+                "delegation_status": "unknown",
+            },
+            "registrar": "other",
+            "status": "ok",
+            "record_count": records,
+        })
+    }
+
+    fn rrset_json(&self, r: &FakeRrSet) -> Value {
+        json!({
+            "id": format!("{}/{}", r.name, r.rtype),
+            "name": r.name,
+            "type": r.rtype,
+            "ttl": r.ttl,
+            "labels": r.labels,
+            "protection": { "change": false },
+            "records": r.records.iter().map(|rec| json!({ "value": rec.value, "comment": rec.comment })).collect::<Vec<_>>(),
+            "zone": self.id,
+        })
+    }
+}
+
+const NAMESERVERS: [&str; 3] = [
+    "hydrogen.ns.hetzner.com.",
+    "oxygen.ns.hetzner.com.",
+    "helium.ns.hetzner.de.",
+];
+
+const RRSET_TYPES: [&str; 16] = [
+    "A", "AAAA", "CAA", "CNAME", "DS", "HINFO", "HTTPS", "MX", "NS", "PTR", "RP", "SOA", "SRV",
+    "SVCB", "TLSA", "TXT",
+];
+
+struct World {
+    catalog: Catalog,
+    ids: Ids,
+    servers: BTreeMap<u64, FakeServer>,
+    ssh_keys: BTreeMap<u64, FakeSshKey>,
+    firewalls: BTreeMap<u64, FakeFirewall>,
+    zones: BTreeMap<u64, ZoneRec>,
+    actions: BTreeMap<u64, ActionRec>,
+    action_duration: Duration,
+    action_failures: Vec<ActionFailure>,
+    forced_locks: BTreeSet<u64>,
+    ignore_shutdown: bool,
+    ip_counter: u32,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            catalog: Catalog::new(),
+            ids: Ids {
+                next: [5_000_000, 7_000_000, 1_200_000, 300_000, 90_000_000],
+            },
+            servers: BTreeMap::new(),
+            ssh_keys: BTreeMap::new(),
+            firewalls: BTreeMap::new(),
+            zones: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            action_duration: DEFAULT_ACTION_DURATION,
+            action_failures: Vec::new(),
+            forced_locks: BTreeSet::new(),
+            ignore_shutdown: false,
+            ip_counter: 0,
+        }
+    }
+
+    /// Finish the actions whose time has come, in order, applying their effects.
+    fn tick(&mut self, now: Instant) {
+        let mut due: Vec<(Instant, u64)> = self
+            .actions
+            .values()
+            .filter(|a| !a.done() && a.finish_at <= now)
+            .map(|a| (a.finish_at, a.id))
+            .collect();
+        due.sort();
+        for (_, id) in due {
+            let Some(action) = self.actions.get_mut(&id) else {
+                continue;
+            };
+            action.finished = Some(SystemTime::now());
+            let failed = action.failure.is_some();
+            if let Effect::ServerStatus { id, success, error } = action.effect.clone()
+                && let Some(server) = self.servers.get_mut(&id)
+            {
+                server.status = if failed { error } else { success }.to_string();
+            }
+        }
+    }
+
+    fn new_action(
+        &mut self,
+        command: &str,
+        resources: Vec<(u64, &'static str)>,
+        effect: Effect,
+        delay_factor: u32,
+    ) -> u64 {
+        let id = self.ids.next(Kind::Action);
+        let duration = self.action_duration * delay_factor.max(1);
+        let failure = self
+            .action_failures
+            .iter()
+            .position(|f| command.starts_with(&f.command_prefix))
+            .map(|i| {
+                let f = self.action_failures.remove(i);
+                (f.code, f.message)
+            });
+        self.actions.insert(
+            id,
+            ActionRec {
+                id,
+                command: command.to_string(),
+                started: SystemTime::now(),
+                finish_at: Instant::now() + duration,
+                finished: None,
+                duration,
+                resources,
+                failure,
+                effect,
+            },
+        );
+        if duration.is_zero() {
+            self.tick(Instant::now());
+        }
+        id
+    }
+
+    fn action_json(&self, id: u64) -> Value {
+        self.actions
+            .get(&id)
+            .map(|a| a.json(Instant::now()))
+            .unwrap_or(Value::Null)
+    }
+
+    fn server_locked(&self, id: u64) -> bool {
+        self.forced_locks.contains(&id)
+            || self
+                .actions
+                .values()
+                .any(|a| !a.done() && a.resources.contains(&(id, "server")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_server(
+        &mut self,
+        name: &str,
+        server_type: &str,
+        location: &str,
+        image_id: u64,
+        labels: BTreeMap<String, String>,
+        ipv4: bool,
+        ipv6: bool,
+        ssh_keys: Vec<u64>,
+        user_data: Option<String>,
+    ) -> u64 {
+        let id = self.ids.next(Kind::Server);
+        self.ip_counter += 1;
+        let n = self.ip_counter;
+        self.servers.insert(
+            id,
+            FakeServer {
+                id,
+                name: name.to_string(),
+                status: "initializing".into(),
+                server_type: server_type.to_string(),
+                location: location.to_string(),
+                image_id,
+                labels,
+                ipv4: ipv4.then(|| format!("203.0.{}.{}", 113 + n / 250, 1 + n % 250)),
+                ipv6: ipv6.then(|| format!("2001:db8:{n:x}::/64")),
+                ssh_keys,
+                user_data,
+                created: SystemTime::now(),
+            },
+        );
+        id
+    }
+
+    fn remove_server(&mut self, id: u64) -> bool {
+        let removed = self.servers.remove(&id).is_some();
+        for fw in self.firewalls.values_mut() {
+            fw.applied_to.retain(|a| *a != FakeApplied::Server(id));
+        }
+        removed
+    }
+
+    fn server_json(&self, s: &FakeServer) -> Value {
+        let location = self
+            .catalog
+            .location(&json!(s.location))
+            .or_else(|| self.catalog.locations.first());
+        let server_type = self.catalog.server_type(&json!(s.server_type));
+        let image = self.catalog.images.iter().find(|i| i.id == s.image_id);
+        let firewalls: Vec<Value> = self
+            .firewalls
+            .values()
+            .filter(|fw| self.firewall_applies_to(fw, s))
+            .map(|fw| json!({ "id": fw.id, "status": "applied" }))
+            .collect();
+        let ipv4 = s.ipv4.as_ref().map(|ip| {
+            json!({
+                "id": s.id * 10 + 4,
+                "ip": ip,
+                "blocked": false,
+                "dns_ptr": format!("static.{}.clients.your-server.de", ip.split('.').rev().collect::<Vec<_>>().join(".")),
+            })
+        });
+        let ipv6 = s
+            .ipv6
+            .as_ref()
+            .map(|ip| json!({ "id": s.id * 10 + 6, "ip": ip, "blocked": false, "dns_ptr": [] }));
+        json!({
+            "id": s.id,
+            "name": s.name,
+            "status": s.status,
+            "created": rfc3339(s.created),
+            "public_net": {
+                "ipv4": ipv4,
+                "ipv6": ipv6,
+                "floating_ips": [],
+                "firewalls": firewalls,
+            },
+            "private_net": [],
+            "server_type": server_type.map(|t| self.catalog.server_type_json(t)),
+            "location": location.map(|l| self.catalog.location_json(l)),
+            "datacenter": location.map(|l| self.catalog.datacenter_json(l)),
+            "image": image.map(|i| self.catalog.image_json(i)),
+            "iso": Value::Null,
+            "rescue_enabled": false,
+            "locked": self.forced_locks.contains(&s.id),
+            "backup_window": Value::Null,
+            "outgoing_traffic": 0,
+            "ingoing_traffic": 0,
+            "included_traffic": 21_990_232_555_520u64,
+            "protection": { "delete": false, "rebuild": false },
+            "labels": s.labels,
+            "volumes": [],
+            "load_balancers": [],
+            "primary_disk_size": server_type.map(|t| t.disk).unwrap_or(40),
+            "placement_group": Value::Null,
+        })
+    }
+
+    fn firewall_applies_to(&self, fw: &FakeFirewall, s: &FakeServer) -> bool {
+        fw.applied_to.iter().any(|a| match a {
+            FakeApplied::Server(id) => *id == s.id,
+            FakeApplied::LabelSelector(sel) => {
+                Selector::parse(sel).is_ok_and(|sel| sel.matches(&s.labels))
+            }
+        })
+    }
+
+    fn firewall_json(&self, fw: &FakeFirewall) -> Value {
+        let applied: Vec<Value> = fw
+            .applied_to
+            .iter()
+            .map(|a| match a {
+                FakeApplied::Server(id) => json!({ "type": "server", "server": { "id": id } }),
+                FakeApplied::LabelSelector(sel) => {
+                    let matched: Vec<Value> = Selector::parse(sel)
+                        .map(|parsed| {
+                            self.servers
+                                .values()
+                                .filter(|s| parsed.matches(&s.labels))
+                                .map(|s| json!({ "type": "server", "server": { "id": s.id } }))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    json!({
+                        "type": "label_selector",
+                        "label_selector": { "selector": sel },
+                        "applied_to_resources": matched,
+                    })
+                }
+            })
+            .collect();
+        json!({
+            "id": fw.id,
+            "name": fw.name,
+            "labels": fw.labels,
+            "created": rfc3339(fw.created),
+            "rules": fw.rules,
+            "applied_to": applied,
+        })
+    }
+
+    fn ssh_key_json(&self, k: &FakeSshKey) -> Value {
+        json!({
+            "id": k.id,
+            "name": k.name,
+            "fingerprint": k.fingerprint,
+            "public_key": k.public_key,
+            "labels": k.labels,
+            "created": rfc3339(k.created),
+        })
+    }
+
+    // ----- routing ---------------------------------------------------------------------
+
+    fn route(&mut self, method: &str, segs: &[&str], q: &Query, body: &Value) -> ApiResult {
+        match (method, segs) {
+            ("GET", ["locations"]) => self.list_locations(q),
+            ("GET", ["locations", id]) => {
+                let l = self
+                    .catalog
+                    .location(&json!(id))
+                    .ok_or_else(|| ApiError::not_found("location"))?;
+                Ok((
+                    200,
+                    Some(json!({ "location": self.catalog.location_json(l) })),
+                ))
+            }
+            ("GET", ["server_types"]) => self.list_server_types(q),
+            ("GET", ["server_types", id]) => {
+                let t = self
+                    .catalog
+                    .server_types
+                    .iter()
+                    .find(|t| t.id.to_string() == *id)
+                    .ok_or_else(|| ApiError::not_found("server_type"))?;
+                Ok((
+                    200,
+                    Some(json!({ "server_type": self.catalog.server_type_json(t) })),
+                ))
+            }
+            ("GET", ["images"]) => self.list_images(q),
+            ("GET", ["images", id]) => {
+                let i = self
+                    .catalog
+                    .images
+                    .iter()
+                    .find(|i| i.id.to_string() == *id)
+                    .ok_or_else(|| ApiError::not_found("image"))?;
+                Ok((200, Some(json!({ "image": self.catalog.image_json(i) }))))
+            }
+
+            ("GET", ["actions"]) => self.list_actions(q),
+            ("GET", ["actions", id])
+            | ("GET", ["servers" | "firewalls" | "zones", "actions", id])
+            | ("GET", ["servers" | "firewalls" | "zones", _, "actions", id]) => {
+                let id = parse_id(id)?;
+                if !self.actions.contains_key(&id) {
+                    return Err(ApiError::not_found("action"));
+                }
+                Ok((200, Some(json!({ "action": self.action_json(id) }))))
+            }
+
+            ("GET", ["servers"]) => self.list_servers(q),
+            ("POST", ["servers"]) => self.create_server(body),
+            ("GET", ["servers", id]) => {
+                let id = parse_id(id)?;
+                let s = self
+                    .servers
+                    .get(&id)
+                    .ok_or_else(|| ApiError::not_found("server"))?;
+                Ok((200, Some(json!({ "server": self.server_json(s) }))))
+            }
+            ("PUT", ["servers", id]) => self.update_server(parse_id(id)?, body),
+            ("DELETE", ["servers", id]) => self.delete_server(parse_id(id)?),
+            ("POST", ["servers", id, "actions", action]) => {
+                self.server_action(parse_id(id)?, action, body)
+            }
+
+            ("GET", ["ssh_keys"]) => self.list_ssh_keys(q),
+            ("POST", ["ssh_keys"]) => self.create_ssh_key(body),
+            ("GET", ["ssh_keys", id]) => {
+                let id = parse_id(id)?;
+                let k = self
+                    .ssh_keys
+                    .get(&id)
+                    .ok_or_else(|| ApiError::not_found("ssh_key"))?;
+                Ok((200, Some(json!({ "ssh_key": self.ssh_key_json(k) }))))
+            }
+            ("PUT", ["ssh_keys", id]) => self.update_ssh_key(parse_id(id)?, body),
+            ("DELETE", ["ssh_keys", id]) => {
+                let id = parse_id(id)?;
+                self.ssh_keys
+                    .remove(&id)
+                    .ok_or_else(|| ApiError::not_found("ssh_key"))?;
+                Ok((204, None))
+            }
+
+            ("GET", ["firewalls"]) => self.list_firewalls(q),
+            ("POST", ["firewalls"]) => self.create_firewall(body),
+            ("GET", ["firewalls", id]) => {
+                let id = parse_id(id)?;
+                let fw = self
+                    .firewalls
+                    .get(&id)
+                    .ok_or_else(|| ApiError::not_found("firewall"))?;
+                Ok((200, Some(json!({ "firewall": self.firewall_json(fw) }))))
+            }
+            ("PUT", ["firewalls", id]) => self.update_firewall(parse_id(id)?, body),
+            ("DELETE", ["firewalls", id]) => self.delete_firewall(parse_id(id)?),
+            ("POST", ["firewalls", id, "actions", action]) => {
+                self.firewall_action(parse_id(id)?, action, body)
+            }
+
+            ("GET", ["zones"]) => self.list_zones(q),
+            ("POST", ["zones"]) => self.create_zone(body),
+            ("GET", ["zones", zone]) => {
+                let z = self.zone(zone)?;
+                Ok((200, Some(json!({ "zone": self.zones[&z].json() }))))
+            }
+            ("PUT", ["zones", zone]) => {
+                let z = self.zone(zone)?;
+                let labels = parse_labels(body)?;
+                let rec = self.zone_mut(z);
+                if body.get("labels").is_some() {
+                    rec.labels = labels;
+                }
+                Ok((200, Some(json!({ "zone": rec.json() }))))
+            }
+            ("DELETE", ["zones", zone]) => {
+                let z = self.zone(zone)?;
+                self.zones.remove(&z);
+                let action = self.new_action("delete_zone", vec![(z, "zone")], Effect::None, 1);
+                Ok((201, Some(json!({ "action": self.action_json(action) }))))
+            }
+            ("POST", ["zones", zone, "actions", "change_ttl"]) => {
+                let z = self.zone(zone)?;
+                let ttl = parse_ttl(body.get("ttl"))?
+                    .ok_or_else(|| ApiError::invalid_input("ttl", "is required"))?;
+                self.zone_mut(z).ttl = ttl;
+                let action = self.new_action("change_ttl", vec![(z, "zone")], Effect::None, 1);
+                Ok((201, Some(json!({ "action": self.action_json(action) }))))
+            }
+            ("GET", ["zones", zone, "rrsets"]) => self.list_rrsets(zone, q),
+            ("POST", ["zones", zone, "rrsets"]) => self.create_rrset(zone, body),
+            ("GET", ["zones", zone, "rrsets", name, rtype]) => {
+                let z = self.zone(zone)?;
+                let rec = &self.zones[&z];
+                let r = rec
+                    .rrsets
+                    .get(&(name.to_string(), rtype.to_string()))
+                    .ok_or_else(|| ApiError::not_found("rrset"))?;
+                Ok((200, Some(json!({ "rrset": rec.rrset_json(r) }))))
+            }
+            ("PUT", ["zones", zone, "rrsets", name, rtype]) => {
+                let z = self.zone(zone)?;
+                let labels = parse_labels(body)?;
+                let rec = self.zone_mut(z);
+                let key = (name.to_string(), rtype.to_string());
+                let r = rec
+                    .rrsets
+                    .get_mut(&key)
+                    .ok_or_else(|| ApiError::not_found("rrset"))?;
+                if body.get("labels").is_some() {
+                    r.labels = labels;
+                }
+                let r = r.clone();
+                Ok((200, Some(json!({ "rrset": rec.rrset_json(&r) }))))
+            }
+            ("DELETE", ["zones", zone, "rrsets", name, rtype]) => {
+                let z = self.primary_zone(zone)?;
+                self.zone_mut(z)
+                    .rrsets
+                    .remove(&(name.to_string(), rtype.to_string()))
+                    .ok_or_else(|| ApiError::not_found("rrset"))?;
+                let action = self.new_action("delete_rrset", vec![(z, "zone")], Effect::None, 1);
+                Ok((201, Some(json!({ "action": self.action_json(action) }))))
+            }
+            ("POST", ["zones", zone, "rrsets", name, rtype, "actions", action]) => {
+                self.rrset_action(zone, name, rtype, action, body)
+            }
+
+            (
+                _,
+                [
+                    "locations" | "server_types" | "images" | "actions" | "servers" | "ssh_keys"
+                    | "firewalls" | "zones",
+                    ..,
+                ],
+            ) => {
+                if segs.len() <= 2 {
+                    Err(ApiError::new(
+                        405,
+                        "method_not_allowed",
+                        "the request method is not allowed",
+                    ))
+                } else {
+                    Err(ApiError::not_found("route"))
+                }
+            }
+            _ => Err(ApiError::not_found("route")),
+        }
+    }
+
+    // ----- catalog endpoints -----------------------------------------------------------
+
+    fn list_locations(&self, q: &Query) -> ApiResult {
+        let items = self
+            .catalog
+            .locations
+            .iter()
+            .filter(|l| q.get("name").is_none_or(|n| n == l.name))
+            .map(|l| self.catalog.location_json(l))
+            .collect();
+        paginate("locations", items, q)
+    }
+
+    fn list_server_types(&self, q: &Query) -> ApiResult {
+        let items = self
+            .catalog
+            .server_types
+            .iter()
+            .filter(|t| q.get("name").is_none_or(|n| n == t.name))
+            .map(|t| self.catalog.server_type_json(t))
+            .collect();
+        paginate("server_types", items, q)
+    }
+
+    fn list_images(&self, q: &Query) -> ApiResult {
+        let types = q.all("type");
+        let include_deprecated = q.get("include_deprecated") == Some("true");
+        let selector = q.selector()?;
+        let items = self
+            .catalog
+            .images
+            .iter()
+            .filter(|i| types.is_empty() || types.contains(&i.kind))
+            .filter(|i| q.get("architecture").is_none_or(|a| a == i.architecture))
+            .filter(|i| q.get("name").is_none_or(|n| Some(n) == i.name))
+            .filter(|i| include_deprecated || i.deprecated.is_none())
+            .filter(|_| {
+                let statuses = q.all("status");
+                statuses.is_empty() || statuses.contains(&"available")
+            })
+            .filter(|_| {
+                selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(&BTreeMap::new()))
+            })
+            .map(|i| self.catalog.image_json(i))
+            .collect();
+        paginate("images", items, q)
+    }
+
+    fn list_actions(&self, q: &Query) -> ApiResult {
+        let ids: Vec<u64> = q
+            .all("id")
+            .iter()
+            .map(|s| parse_id(s))
+            .collect::<Result<_, _>>()?;
+        let now = Instant::now();
+        let items = self
+            .actions
+            .values()
+            .filter(|a| ids.is_empty() || ids.contains(&a.id))
+            .filter(|a| q.all("status").is_empty() || q.all("status").contains(&a.status()))
+            .map(|a| a.json(now))
+            .collect();
+        paginate("actions", items, q)
+    }
+
+    // ----- servers ---------------------------------------------------------------------
+
+    fn list_servers(&self, q: &Query) -> ApiResult {
+        let selector = q.selector()?;
+        let statuses = q.all("status");
+        let items = self
+            .servers
+            .values()
+            .filter(|s| q.get("name").is_none_or(|n| n == s.name))
+            .filter(|s| statuses.is_empty() || statuses.contains(&s.status.as_str()))
+            .filter(|s| selector.as_ref().is_none_or(|sel| sel.matches(&s.labels)))
+            .map(|s| self.server_json(s))
+            .collect();
+        paginate("servers", items, q)
+    }
+
+    fn create_server(&mut self, body: &Value) -> ApiResult {
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_input("name", "is required"))?;
+        if !valid_hostname(name) {
+            return Err(ApiError::invalid_input(
+                "name",
+                "must be a valid hostname (RFC 1123)",
+            ));
+        }
+        let type_v = body
+            .get("server_type")
+            .ok_or_else(|| ApiError::invalid_input("server_type", "is required"))?;
+        let server_type = self
+            .catalog
+            .server_type(type_v)
+            .ok_or_else(|| ApiError::invalid_input("server_type", "server type not found"))?;
+        let location = match (body.get("location"), body.get("datacenter")) {
+            (Some(l), _) if !l.is_null() => Some(
+                self.catalog
+                    .location(l)
+                    .ok_or_else(|| ApiError::invalid_input("location", "location not found"))?,
+            ),
+            (_, Some(dc)) if !dc.is_null() => Some(
+                self.catalog
+                    .location_by_datacenter(dc)
+                    .ok_or_else(|| ApiError::invalid_input("datacenter", "datacenter not found"))?,
+            ),
+            _ => None,
+        };
+        let image_v = body
+            .get("image")
+            .ok_or_else(|| ApiError::invalid_input("image", "is required"))?;
+        let image = self
+            .catalog
+            .image(image_v, server_type.architecture)
+            .ok_or_else(|| ApiError::invalid_input("image", "image not found"))?;
+        if image.architecture != server_type.architecture {
+            return Err(ApiError::invalid_input(
+                "image",
+                "image architecture does not match the server type",
+            ));
+        }
+        let location = match location {
+            Some(l) => l,
+            None => server_type
+                .prices
+                .iter()
+                .find(|p| p.3)
+                .and_then(|p| self.catalog.locations.iter().find(|l| l.name == p.0))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        412,
+                        "resource_unavailable",
+                        format!("server type {} is not available", server_type.name),
+                    )
+                })?,
+        };
+        let available = server_type
+            .prices
+            .iter()
+            .any(|p| p.0 == location.name && p.3 && !server_type.deprecated);
+        if !available {
+            return Err(ApiError::new(
+                412,
+                "resource_unavailable",
+                format!(
+                    "server type {} is not available in location {}",
+                    server_type.name, location.name
+                ),
+            ));
+        }
+        let labels = parse_labels(body)?;
+        let mut ssh_keys = Vec::new();
+        if let Some(keys) = body.get("ssh_keys").and_then(Value::as_array) {
+            for key in keys {
+                let k = id_or_name(key).unwrap_or_default();
+                let found = self
+                    .ssh_keys
+                    .values()
+                    .find(|s| s.id.to_string() == k || s.name == k)
+                    .ok_or_else(|| {
+                        ApiError::invalid_input("ssh_keys", &format!("ssh key '{k}' not found"))
+                    })?;
+                ssh_keys.push(found.id);
+            }
+        }
+        let mut firewall_ids = Vec::new();
+        if let Some(fws) = body.get("firewalls").and_then(Value::as_array) {
+            for fw in fws {
+                let id = fw.get("firewall").and_then(Value::as_u64).unwrap_or(0);
+                if !self.firewalls.contains_key(&id) {
+                    return Err(ApiError::invalid_input(
+                        "firewalls",
+                        &format!("firewall {id} not found"),
+                    ));
+                }
+                firewall_ids.push(id);
+            }
+        }
+        if self.servers.values().any(|s| s.name == name) {
+            return Err(ApiError::uniqueness("name", "server name is already used"));
+        }
+        let enable = |key: &str| {
+            body.get("public_net")
+                .and_then(|p| p.get(key))
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        };
+        let start = body
+            .get("start_after_create")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let user_data = body
+            .get("user_data")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let (type_name, location_name, image_id) = (server_type.name, location.name, image.id);
+        let id = self.new_server(
+            name,
+            type_name,
+            location_name,
+            image_id,
+            labels,
+            enable("enable_ipv4"),
+            enable("enable_ipv6"),
+            ssh_keys.clone(),
+            user_data,
+        );
+        for fw in &firewall_ids {
+            if let Some(fw) = self.firewalls.get_mut(fw) {
+                fw.applied_to.push(FakeApplied::Server(id));
+            }
+        }
+        let action = self.new_action(
+            "create_server",
+            vec![(id, "server")],
+            Effect::ServerStatus {
+                id,
+                success: if start { "starting" } else { "off" },
+                error: "off",
+            },
+            1,
+        );
+        let mut next_actions = Vec::new();
+        if start {
+            let next = self.new_action(
+                "start_server",
+                vec![(id, "server")],
+                Effect::ServerStatus {
+                    id,
+                    success: "running",
+                    error: "off",
+                },
+                2,
+            );
+            next_actions.push(self.action_json(next));
+        }
+        let root_password = if ssh_keys.is_empty() {
+            json!(format!("Fk{}pw{}Xq", id, id % 97))
+        } else {
+            Value::Null
+        };
+        let server = self.server_json(&self.servers[&id]);
+        Ok((
+            201,
+            Some(json!({
+                "server": server,
+                "action": self.action_json(action),
+                "next_actions": next_actions,
+                "root_password": root_password,
+            })),
+        ))
+    }
+
+    fn update_server(&mut self, id: u64, body: &Value) -> ApiResult {
+        let labels = parse_labels(body)?;
+        let new_name = body.get("name").and_then(Value::as_str).map(str::to_string);
+        if !self.servers.contains_key(&id) {
+            return Err(ApiError::not_found("server"));
+        }
+        if let Some(n) = &new_name {
+            if !valid_hostname(n) {
+                return Err(ApiError::invalid_input(
+                    "name",
+                    "must be a valid hostname (RFC 1123)",
+                ));
+            }
+            if self.servers.values().any(|s| s.name == *n && s.id != id) {
+                return Err(ApiError::uniqueness("name", "server name is already used"));
+            }
+        }
+        let has_labels = body.get("labels").is_some();
+        let Some(s) = self.servers.get_mut(&id) else {
+            return Err(ApiError::not_found("server"));
+        };
+        if let Some(n) = new_name {
+            s.name = n;
+        }
+        if has_labels {
+            s.labels = labels;
+        }
+        let s = s.clone();
+        Ok((200, Some(json!({ "server": self.server_json(&s) }))))
+    }
+
+    fn delete_server(&mut self, id: u64) -> ApiResult {
+        if !self.servers.contains_key(&id) {
+            return Err(ApiError::not_found("server"));
+        }
+        if self.forced_locks.contains(&id) {
+            return Err(ApiError::locked());
+        }
+        // Documented: the server is removed immediately; the action tracks the teardown.
+        self.remove_server(id);
+        let action = self.new_action("delete_server", vec![(id, "server")], Effect::None, 1);
+        Ok((200, Some(json!({ "action": self.action_json(action) }))))
+    }
+
+    fn server_action(&mut self, id: u64, action: &str, body: &Value) -> ApiResult {
+        let Some(server) = self.servers.get(&id) else {
+            return Err(ApiError::not_found("server"));
+        };
+        let status = server.status.clone();
+        let arch = self
+            .catalog
+            .server_type(&json!(server.server_type))
+            .map(|t| t.architecture)
+            .unwrap_or("x86");
+        let has_keys = !server.ssh_keys.is_empty();
+        let known = [
+            "poweron", "poweroff", "shutdown", "reboot", "reset", "rebuild",
+        ];
+        if !known.contains(&action) {
+            return Err(ApiError::not_found("action endpoint"));
+        }
+        if self.server_locked(id) {
+            return Err(ApiError::locked());
+        }
+        let was = |s: &str| -> &'static str {
+            match s {
+                "off" => "off",
+                _ => "running",
+            }
+        };
+        let (command, now_status, success, error): (&str, String, &'static str, &'static str) =
+            match action {
+                "poweron" => (
+                    "start_server",
+                    if status == "off" {
+                        "starting".into()
+                    } else {
+                        status.clone()
+                    },
+                    "running",
+                    was(&status),
+                ),
+                "poweroff" => (
+                    "stop_server",
+                    if status == "off" {
+                        status.clone()
+                    } else {
+                        "stopping".into()
+                    },
+                    "off",
+                    was(&status),
+                ),
+                "shutdown" => {
+                    let ignore = self.ignore_shutdown;
+                    (
+                        "shutdown_server",
+                        status.clone(),
+                        if ignore || status != "running" {
+                            was(&status)
+                        } else {
+                            "off"
+                        },
+                        was(&status),
+                    )
+                }
+                "reboot" => ("reboot_server", status.clone(), "running", was(&status)),
+                "reset" => ("reset_server", status.clone(), "running", was(&status)),
+                _ => {
+                    let image_v = body
+                        .get("image")
+                        .ok_or_else(|| ApiError::invalid_input("image", "is required"))?;
+                    let image = self
+                        .catalog
+                        .image(image_v, arch)
+                        .ok_or_else(|| ApiError::invalid_input("image", "image not found"))?;
+                    if image.architecture != arch {
+                        return Err(ApiError::invalid_input(
+                            "image",
+                            "image architecture does not match the server type",
+                        ));
+                    }
+                    let image_id = image.id;
+                    if let Some(s) = self.servers.get_mut(&id) {
+                        s.image_id = image_id;
+                    }
+                    (
+                        "rebuild_server",
+                        "rebuilding".into(),
+                        "running",
+                        was(&status),
+                    )
+                }
+            };
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.status = now_status;
+        }
+        let action_id = self.new_action(
+            command,
+            vec![(id, "server")],
+            Effect::ServerStatus { id, success, error },
+            1,
+        );
+        let mut out = json!({ "action": self.action_json(action_id) });
+        if command == "rebuild_server" {
+            out["root_password"] = if has_keys {
+                Value::Null
+            } else {
+                json!(format!("Rb{}pw{}", id, action_id % 89))
+            };
+        }
+        Ok((201, Some(out)))
+    }
+
+    // ----- SSH keys --------------------------------------------------------------------
+
+    fn list_ssh_keys(&self, q: &Query) -> ApiResult {
+        let selector = q.selector()?;
+        let items = self
+            .ssh_keys
+            .values()
+            .filter(|k| q.get("name").is_none_or(|n| n == k.name))
+            .filter(|k| q.get("fingerprint").is_none_or(|f| f == k.fingerprint))
+            .filter(|k| selector.as_ref().is_none_or(|s| s.matches(&k.labels)))
+            .map(|k| self.ssh_key_json(k))
+            .collect();
+        paginate("ssh_keys", items, q)
+    }
+
+    fn create_ssh_key(&mut self, body: &Value) -> ApiResult {
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::invalid_input("name", "is required"))?;
+        let public_key = body
+            .get("public_key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_input("public_key", "is required"))?;
+        let fingerprint = ssh_fingerprint(public_key)
+            .ok_or_else(|| ApiError::invalid_input("public_key", "invalid public key"))?;
+        let labels = parse_labels(body)?;
+        if self.ssh_keys.values().any(|k| k.name == name) {
+            return Err(ApiError::uniqueness(
+                "name",
+                "SSH key with the same name already exists",
+            ));
+        }
+        if self.ssh_keys.values().any(|k| k.fingerprint == fingerprint) {
+            return Err(ApiError::uniqueness(
+                "public_key",
+                "SSH key with the same fingerprint already exists",
+            ));
+        }
+        let id = self.ids.next(Kind::SshKey);
+        let key = FakeSshKey {
+            id,
+            name: name.to_string(),
+            public_key: public_key.trim().to_string(),
+            fingerprint,
+            labels,
+            created: SystemTime::now(),
+        };
+        let out = json!({ "ssh_key": self.ssh_key_json(&key) });
+        self.ssh_keys.insert(id, key);
+        Ok((201, Some(out)))
+    }
+
+    fn update_ssh_key(&mut self, id: u64, body: &Value) -> ApiResult {
+        let labels = parse_labels(body)?;
+        let new_name = body.get("name").and_then(Value::as_str).map(str::to_string);
+        if let Some(n) = &new_name
+            && self.ssh_keys.values().any(|k| k.name == *n && k.id != id)
+        {
+            return Err(ApiError::uniqueness(
+                "name",
+                "SSH key with the same name already exists",
+            ));
+        }
+        let has_labels = body.get("labels").is_some();
+        let key = self
+            .ssh_keys
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found("ssh_key"))?;
+        if let Some(n) = new_name {
+            key.name = n;
+        }
+        if has_labels {
+            key.labels = labels;
+        }
+        let key = key.clone();
+        Ok((200, Some(json!({ "ssh_key": self.ssh_key_json(&key) }))))
+    }
+
+    // ----- firewalls -------------------------------------------------------------------
+
+    fn list_firewalls(&self, q: &Query) -> ApiResult {
+        let selector = q.selector()?;
+        let items = self
+            .firewalls
+            .values()
+            .filter(|f| q.get("name").is_none_or(|n| n == f.name))
+            .filter(|f| selector.as_ref().is_none_or(|s| s.matches(&f.labels)))
+            .map(|f| self.firewall_json(f))
+            .collect();
+        paginate("firewalls", items, q)
+    }
+
+    fn parse_apply(&self, list: Option<&Value>, field: &str) -> Result<Vec<FakeApplied>, ApiError> {
+        let mut out = Vec::new();
+        let Some(list) = list else { return Ok(out) };
+        let Some(items) = list.as_array() else {
+            return Err(ApiError::invalid_input(field, "must be an array"));
+        };
+        for item in items {
+            match item.get("type").and_then(Value::as_str) {
+                Some("server") => {
+                    let id = item
+                        .pointer("/server/id")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| ApiError::invalid_input(field, "server.id is required"))?;
+                    if !self.servers.contains_key(&id) {
+                        return Err(ApiError::new(
+                            404,
+                            "firewall_resource_not_found",
+                            format!("server {id} not found"),
+                        ));
+                    }
+                    let entry = FakeApplied::Server(id);
+                    if out.contains(&entry) {
+                        return Err(ApiError::new(
+                            422,
+                            "server_already_added",
+                            format!("server {id} given more than once"),
+                        ));
+                    }
+                    out.push(entry);
+                }
+                Some("label_selector") => {
+                    let sel = item
+                        .pointer("/label_selector/selector")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            ApiError::invalid_input(field, "label_selector.selector is required")
+                        })?;
+                    Selector::parse(sel).map_err(|m| ApiError::invalid_input(field, &m))?;
+                    out.push(FakeApplied::LabelSelector(sel.to_string()));
+                }
+                _ => return Err(ApiError::invalid_input(field, "unknown resource type")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply_actions(&mut self, fw: u64, applied: &[FakeApplied], command: &str) -> Vec<Value> {
+        let ids: Vec<u64> = applied
+            .iter()
+            .map(|a| {
+                let resources = match a {
+                    FakeApplied::Server(id) => vec![(*id, "server"), (fw, "firewall")],
+                    FakeApplied::LabelSelector(_) => vec![(fw, "firewall")],
+                };
+                self.new_action(command, resources, Effect::None, 1)
+            })
+            .collect();
+        ids.into_iter().map(|id| self.action_json(id)).collect()
+    }
+
+    fn create_firewall(&mut self, body: &Value) -> ApiResult {
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::invalid_input("name", "is required"))?;
+        let labels = parse_labels(body)?;
+        let rules = normalize_rules(body.get("rules"))?;
+        let applied = self.parse_apply(body.get("apply_to"), "apply_to")?;
+        if self.firewalls.values().any(|f| f.name == name) {
+            return Err(ApiError::uniqueness(
+                "name",
+                "firewall name is already used",
+            ));
+        }
+        let id = self.ids.next(Kind::Firewall);
+        self.firewalls.insert(
+            id,
+            FakeFirewall {
+                id,
+                name: name.to_string(),
+                labels,
+                rules,
+                applied_to: applied.clone(),
+                created: SystemTime::now(),
+            },
+        );
+        let mut actions = Vec::new();
+        let set = self.new_action(
+            "set_firewall_rules",
+            vec![(id, "firewall")],
+            Effect::None,
+            1,
+        );
+        actions.push(self.action_json(set));
+        actions.extend(self.apply_actions(id, &applied, "apply_firewall"));
+        Ok((
+            201,
+            Some(
+                json!({ "firewall": self.firewall_json(&self.firewalls[&id]), "actions": actions }),
+            ),
+        ))
+    }
+
+    fn update_firewall(&mut self, id: u64, body: &Value) -> ApiResult {
+        let labels = parse_labels(body)?;
+        let new_name = body.get("name").and_then(Value::as_str).map(str::to_string);
+        if let Some(n) = &new_name
+            && self.firewalls.values().any(|f| f.name == *n && f.id != id)
+        {
+            return Err(ApiError::uniqueness(
+                "name",
+                "firewall name is already used",
+            ));
+        }
+        let has_labels = body.get("labels").is_some();
+        let fw = self
+            .firewalls
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found("firewall"))?;
+        if let Some(n) = new_name {
+            fw.name = n;
+        }
+        if has_labels {
+            fw.labels = labels;
+        }
+        let fw = fw.clone();
+        Ok((200, Some(json!({ "firewall": self.firewall_json(&fw) }))))
+    }
+
+    fn delete_firewall(&mut self, id: u64) -> ApiResult {
+        let fw = self
+            .firewalls
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found("firewall"))?;
+        if !fw.applied_to.is_empty() {
+            return Err(ApiError::new(
+                422,
+                "resource_in_use",
+                "firewall is still applied to a resource",
+            ));
+        }
+        self.firewalls.remove(&id);
+        Ok((204, None))
+    }
+
+    fn firewall_action(&mut self, id: u64, action: &str, body: &Value) -> ApiResult {
+        if !self.firewalls.contains_key(&id) {
+            return Err(ApiError::not_found("firewall"));
+        }
+        let actions = match action {
+            "set_rules" => {
+                let rules = normalize_rules(Some(body.get("rules").unwrap_or(&Value::Null)))?;
+                if body.get("rules").is_none() {
+                    return Err(ApiError::invalid_input("rules", "is required"));
+                }
+                if let Some(fw) = self.firewalls.get_mut(&id) {
+                    fw.rules = rules;
+                }
+                let set = self.new_action(
+                    "set_firewall_rules",
+                    vec![(id, "firewall")],
+                    Effect::None,
+                    1,
+                );
+                vec![self.action_json(set)]
+            }
+            "apply_to_resources" => {
+                let applied = self.parse_apply(body.get("apply_to"), "apply_to")?;
+                let existing = self.firewalls[&id].applied_to.clone();
+                if let Some(dup) = applied.iter().find(|a| existing.contains(a)) {
+                    return Err(ApiError::new(
+                        422,
+                        "firewall_already_applied",
+                        format!("firewall already applied to {dup:?}"),
+                    ));
+                }
+                if let Some(fw) = self.firewalls.get_mut(&id) {
+                    fw.applied_to.extend(applied.iter().cloned());
+                }
+                self.apply_actions(id, &applied, "apply_firewall")
+            }
+            "remove_from_resources" => {
+                let removed = self.parse_apply(body.get("remove_from"), "remove_from")?;
+                if let Some(fw) = self.firewalls.get_mut(&id) {
+                    fw.applied_to.retain(|a| !removed.contains(a));
+                }
+                self.apply_actions(id, &removed, "remove_firewall")
+            }
+            _ => return Err(ApiError::not_found("action endpoint")),
+        };
+        Ok((201, Some(json!({ "actions": actions }))))
+    }
+
+    // ----- zones -----------------------------------------------------------------------
+
+    fn zone(&self, id_or_name: &str) -> Result<u64, ApiError> {
+        self.zones
+            .values()
+            .find(|z| z.id.to_string() == id_or_name || z.name == id_or_name)
+            .map(|z| z.id)
+            .ok_or_else(|| ApiError::not_found("zone"))
+    }
+
+    fn primary_zone(&self, id_or_name: &str) -> Result<u64, ApiError> {
+        let id = self.zone(id_or_name)?;
+        if self.zones[&id].mode != "primary" {
+            return Err(ApiError::new(
+                422,
+                "incorrect_zone_mode",
+                "this operation is not supported for this zone's mode",
+            ));
+        }
+        Ok(id)
+    }
+
+    fn zone_mut(&mut self, id: u64) -> &mut ZoneRec {
+        self.zones.get_mut(&id).expect("zone id was just resolved")
+    }
+
+    fn list_zones(&self, q: &Query) -> ApiResult {
+        let selector = q.selector()?;
+        let items = self
+            .zones
+            .values()
+            .filter(|z| q.get("name").is_none_or(|n| n == z.name))
+            .filter(|z| q.get("mode").is_none_or(|m| m == z.mode))
+            .filter(|z| selector.as_ref().is_none_or(|s| s.matches(&z.labels)))
+            .map(|z| z.json())
+            .collect();
+        paginate("zones", items, q)
+    }
+
+    fn create_zone(&mut self, body: &Value) -> ApiResult {
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_input("name", "is required"))?;
+        if !(name.contains('.') && valid_hostname(name) && name == name.to_ascii_lowercase()) {
+            return Err(ApiError::invalid_input(
+                "name",
+                "must be a lower-case domain name without trailing dot",
+            ));
+        }
+        let mode = body.get("mode").and_then(Value::as_str).unwrap_or("");
+        if mode != "primary" && mode != "secondary" {
+            return Err(ApiError::invalid_input(
+                "mode",
+                "must be one of primary, secondary",
+            ));
+        }
+        let ttl = parse_ttl(body.get("ttl"))?.unwrap_or(3600);
+        let labels = parse_labels(body)?;
+        if self.zones.values().any(|z| z.name == name) {
+            return Err(ApiError::uniqueness("name", "zone name is already used"));
+        }
+        let mut rrsets = BTreeMap::new();
+        if mode == "primary" {
+            rrsets.insert(
+                ("@".to_string(), "SOA".to_string()),
+                FakeRrSet {
+                    name: "@".into(),
+                    rtype: "SOA".into(),
+                    ttl: None,
+                    labels: BTreeMap::new(),
+                    records: vec![FakeRecord {
+                        value: format!(
+                            "{} dns.hetzner.com. 2025010101 86400 10800 3600000 3600",
+                            NAMESERVERS[0]
+                        ),
+                        comment: String::new(),
+                    }],
+                },
+            );
+            rrsets.insert(
+                ("@".to_string(), "NS".to_string()),
+                FakeRrSet {
+                    name: "@".into(),
+                    rtype: "NS".into(),
+                    ttl: None,
+                    labels: BTreeMap::new(),
+                    records: NAMESERVERS
+                        .iter()
+                        .map(|ns| FakeRecord {
+                            value: ns.to_string(),
+                            comment: String::new(),
+                        })
+                        .collect(),
+                },
+            );
+            if let Some(extra) = body.get("rrsets").and_then(Value::as_array) {
+                for r in extra {
+                    let rrset = parse_rrset(name, r)?;
+                    rrsets.insert((rrset.name.clone(), rrset.rtype.clone()), rrset);
+                }
+            }
+        }
+        let id = self.ids.next(Kind::Zone);
+        self.zones.insert(
+            id,
+            ZoneRec {
+                id,
+                name: name.to_string(),
+                mode: mode.to_string(),
+                ttl,
+                labels,
+                created: SystemTime::now(),
+                rrsets,
+            },
+        );
+        let action = self.new_action("create_zone", vec![(id, "zone")], Effect::None, 1);
+        Ok((
+            201,
+            Some(json!({ "zone": self.zones[&id].json(), "action": self.action_json(action) })),
+        ))
+    }
+
+    fn list_rrsets(&self, zone: &str, q: &Query) -> ApiResult {
+        let z = self.zone(zone)?;
+        let rec = &self.zones[&z];
+        let selector = q.selector()?;
+        let types = q.all("type");
+        let items = rec
+            .rrsets
+            .values()
+            .filter(|r| q.get("name").is_none_or(|n| n == r.name))
+            .filter(|r| types.is_empty() || types.contains(&r.rtype.as_str()))
+            .filter(|r| selector.as_ref().is_none_or(|s| s.matches(&r.labels)))
+            .map(|r| rec.rrset_json(r))
+            .collect();
+        paginate("rrsets", items, q)
+    }
+
+    fn create_rrset(&mut self, zone: &str, body: &Value) -> ApiResult {
+        let z = self.primary_zone(zone)?;
+        let zone_name = self.zones[&z].name.clone();
+        let rrset = parse_rrset(&zone_name, body)?;
+        let key = (rrset.name.clone(), rrset.rtype.clone());
+        let rec = self.zone_mut(z);
+        if rec.rrsets.contains_key(&key) {
+            return Err(ApiError::uniqueness(
+                "name",
+                "an RRSet with this name and type already exists",
+            ));
+        }
+        rec.rrsets.insert(key, rrset.clone());
+        let out = rec.rrset_json(&rrset);
+        let action = self.new_action("create_rrset", vec![(z, "zone")], Effect::None, 1);
+        Ok((
+            201,
+            Some(json!({ "rrset": out, "action": self.action_json(action) })),
+        ))
+    }
+
+    fn rrset_action(
+        &mut self,
+        zone: &str,
+        name: &str,
+        rtype: &str,
+        action: &str,
+        body: &Value,
+    ) -> ApiResult {
+        let z = self.primary_zone(zone)?;
+        let key = (name.to_string(), rtype.to_string());
+        let records =
+            || -> Result<Vec<FakeRecord>, ApiError> { parse_records(rtype, body.get("records")) };
+        let command = match action {
+            "set_records" => {
+                let records = records()?;
+                let rec = self.zone_mut(z);
+                let r = rec
+                    .rrsets
+                    .get_mut(&key)
+                    .ok_or_else(|| ApiError::not_found("rrset"))?;
+                r.records = records;
+                "set_rrset_records"
+            }
+            "add_records" => {
+                let records = records()?;
+                let ttl = parse_ttl(body.get("ttl"))?;
+                let zone_name = self.zones[&z].name.clone();
+                if !self.zones[&z].rrsets.contains_key(&key) {
+                    validate_rrset_key(&zone_name, name, rtype)?;
+                }
+                let rec = self.zone_mut(z);
+                let r = rec.rrsets.entry(key).or_insert_with(|| FakeRrSet {
+                    name: name.to_string(),
+                    rtype: rtype.to_string(),
+                    ttl,
+                    labels: BTreeMap::new(),
+                    records: Vec::new(),
+                });
+                for new in records {
+                    if !r.records.iter().any(|old| old.value == new.value) {
+                        r.records.push(new);
+                    }
+                }
+                if ttl.is_some() {
+                    r.ttl = ttl;
+                }
+                "add_rrset_records"
+            }
+            "remove_records" => {
+                let records = records()?;
+                let rec = self.zone_mut(z);
+                let r = rec
+                    .rrsets
+                    .get_mut(&key)
+                    .ok_or_else(|| ApiError::not_found("rrset"))?;
+                r.records
+                    .retain(|old| !records.iter().any(|gone| gone.value == old.value));
+                if r.records.is_empty() {
+                    rec.rrsets.remove(&key);
+                }
+                "remove_rrset_records"
+            }
+            "change_ttl" => {
+                let ttl = parse_ttl(body.get("ttl"))?;
+                let rec = self.zone_mut(z);
+                let r = rec
+                    .rrsets
+                    .get_mut(&key)
+                    .ok_or_else(|| ApiError::not_found("rrset"))?;
+                r.ttl = ttl;
+                "change_rrset_ttl"
+            }
+            _ => return Err(ApiError::not_found("action endpoint")),
+        };
+        let action = self.new_action(command, vec![(z, "zone")], Effect::None, 1);
+        Ok((201, Some(json!({ "action": self.action_json(action) }))))
+    }
+}
+
+fn parse_id(s: &str) -> Result<u64, ApiError> {
+    s.parse::<u64>()
+        .map_err(|_| ApiError::invalid_input("id", "must be an integer"))
+}
+
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(valid_hostname_label)
+}
+
+fn parse_ttl(v: Option<&Value>) -> Result<Option<u64>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|t| (60..=2_147_483_647).contains(t))
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_input("ttl", "must be between 60 and 2147483647")),
+    }
+}
+
+fn validate_rrset_key(zone: &str, name: &str, rtype: &str) -> Result<(), ApiError> {
+    if !RRSET_TYPES.contains(&rtype) {
+        return Err(ApiError::invalid_input("type", "unsupported record type"));
+    }
+    let ok_chars = name.chars().all(|c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '*')
+    });
+    if name.is_empty()
+        || (name != "@" && !ok_chars)
+        || name.ends_with('.')
+        || name == zone
+        || name.ends_with(&format!(".{zone}"))
+    {
+        return Err(ApiError::invalid_input(
+            "name",
+            "must be lower case, relative to the zone, without trailing dot ('@' for the apex)",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_records(rtype: &str, v: Option<&Value>) -> Result<Vec<FakeRecord>, ApiError> {
+    let items = v
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid_input("records", "is required"))?;
+    if items.is_empty() {
+        return Err(ApiError::invalid_input("records", "must not be empty"));
+    }
+    let mut out: Vec<FakeRecord> = Vec::new();
+    for item in items {
+        let value = item
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_input("records", "value is required"))?;
+        let valid = match rtype {
+            "A" => value.parse::<Ipv4Addr>().is_ok(),
+            "AAAA" => value.parse::<Ipv6Addr>().is_ok(),
+            "TXT" => value.len() >= 2 && value.starts_with('"') && value.ends_with('"'),
+            _ => !value.trim().is_empty(),
+        };
+        if !valid {
+            return Err(ApiError::invalid_input(
+                "records",
+                &format!("invalid value '{value}' for record type {rtype}"),
+            ));
+        }
+        if out.iter().any(|r| r.value == value) {
+            return Err(ApiError::invalid_input(
+                "records",
+                "must only contain distinct record values",
+            ));
+        }
+        out.push(FakeRecord {
+            value: value.to_string(),
+            comment: item
+                .get("comment")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_rrset(zone: &str, body: &Value) -> Result<FakeRrSet, ApiError> {
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_input("name", "is required"))?;
+    let rtype = body
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_input("type", "is required"))?;
+    validate_rrset_key(zone, name, rtype)?;
+    Ok(FakeRrSet {
+        name: name.to_string(),
+        rtype: rtype.to_string(),
+        ttl: parse_ttl(body.get("ttl"))?,
+        labels: parse_labels(body)?,
+        records: parse_records(rtype, body.get("records"))?,
+    })
+}
+
+fn normalize_rules(v: Option<&Value>) -> Result<Vec<Value>, ApiError> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::invalid_input("rules", "must be an array")),
+    };
+    if items.len() > 50 {
+        return Err(ApiError::invalid_input("rules", "at most 50 rules"));
+    }
+    let mut out = Vec::new();
+    for rule in items {
+        let direction = rule.get("direction").and_then(Value::as_str).unwrap_or("");
+        if direction != "in" && direction != "out" {
+            return Err(ApiError::invalid_input(
+                "rules",
+                "direction must be in or out",
+            ));
+        }
+        let protocol = rule.get("protocol").and_then(Value::as_str).unwrap_or("");
+        if !["tcp", "udp", "icmp", "esp", "gre"].contains(&protocol) {
+            return Err(ApiError::invalid_input(
+                "rules",
+                "protocol must be one of tcp, udp, icmp, esp, gre",
+            ));
+        }
+        let port = rule.get("port").and_then(Value::as_str);
+        let port_needed = protocol == "tcp" || protocol == "udp";
+        match (port_needed, port) {
+            (true, None) => {
+                return Err(ApiError::invalid_input(
+                    "rules",
+                    "port is required for tcp and udp",
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(ApiError::invalid_input(
+                    "rules",
+                    "port is only allowed for tcp and udp",
+                ));
+            }
+            (true, Some(p)) if !valid_port(p) => {
+                return Err(ApiError::invalid_input("rules", "invalid port"));
+            }
+            _ => {}
+        }
+        let ips = |key: &str| -> Vec<String> {
+            rule.get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (source, destination) = (ips("source_ips"), ips("destination_ips"));
+        if direction == "in" && source.is_empty() {
+            return Err(ApiError::invalid_input(
+                "rules",
+                "source_ips are required for direction in",
+            ));
+        }
+        if direction == "out" && destination.is_empty() {
+            return Err(ApiError::invalid_input(
+                "rules",
+                "destination_ips are required for direction out",
+            ));
+        }
+        if source
+            .iter()
+            .chain(destination.iter())
+            .any(|c| !valid_cidr(c))
+        {
+            return Err(ApiError::invalid_input("rules", "IPs must be CIDR blocks"));
+        }
+        out.push(json!({
+            "direction": direction,
+            "source_ips": source,
+            "destination_ips": destination,
+            "protocol": protocol,
+            "port": port,
+            "description": rule.get("description").and_then(Value::as_str),
+        }));
+    }
+    Ok(out)
+}
+
+fn valid_port(p: &str) -> bool {
+    if p == "any" {
+        return true;
+    }
+    let ok = |s: &str| s.parse::<u16>().is_ok_and(|n| n >= 1);
+    match p.split_once('-') {
+        Some((a, b)) => ok(a) && ok(b),
+        None => ok(p),
+    }
+}
+
+fn valid_cidr(c: &str) -> bool {
+    let Some((ip, bits)) = c.split_once('/') else {
+        return false;
+    };
+    let Ok(bits) = bits.parse::<u8>() else {
+        return false;
+    };
+    if ip.parse::<Ipv4Addr>().is_ok() {
+        bits <= 32
+    } else {
+        ip.parse::<Ipv6Addr>().is_ok() && bits <= 128
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Time, SSH fingerprints
+// ---------------------------------------------------------------------------------------
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RFC 3339 in UTC with a `+00:00` offset, as the API writes timestamps.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// MD5 fingerprint (colon-separated hex) of an OpenSSH public key line, as the API reports
+/// it; `None` if the line is not `<type> <base64 blob> [comment]` with a matching blob.
+pub fn ssh_fingerprint(public_key: &str) -> Option<String> {
+    let mut parts = public_key.split_whitespace();
+    let kind = parts.next()?;
+    let blob = base64_decode(parts.next()?)?;
+    // The blob starts with the length-prefixed key type.
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    if blob.get(4..4 + len)? != kind.as_bytes() {
+        return None;
+    }
+    let digest = md5(&blob);
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let trimmed = s.trim_end_matches('=');
+    if !s.len().is_multiple_of(4) || s.len() - trimmed.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0u32;
+    for c in trimmed.bytes() {
+        acc = (acc << 6) | value(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// MD5 (RFC 1321); enough for fingerprints, written here to avoid a dependency.
+pub fn md5(input: &[u8]) -> [u8; 16] {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| (((i + 1) as f64).sin().abs() * 4_294_967_296.0) as u32)
+        .collect();
+    let mut msg = input.to_vec();
+    let bit_len = (input.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_le_bytes());
+    let (mut a0, mut b0, mut c0, mut d0) = (
+        0x6745_2301u32,
+        0xefcd_ab89u32,
+        0x98ba_dcfeu32,
+        0x1032_5476u32,
+    );
+    for chunk in msg.chunks_exact(64) {
+        let m: Vec<u32> = chunk
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(S[i]));
+        }
+        a0 = a0.wrapping_add(a);
+        b0 = b0.wrapping_add(b);
+        c0 = c0.wrapping_add(c);
+        d0 = d0.wrapping_add(d);
+    }
+    let mut out = [0u8; 16];
+    for (i, word) in [a0, b0, c0, d0].iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
