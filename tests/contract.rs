@@ -1,0 +1,528 @@
+//! The provider contract suite: one set of tests, written once, run against every adapter
+//! that claims a capability — the simulated cloud (`mock`) and Hetzner (behind its local
+//! fake) today; every later provider adds a [`Subject`] and one line per test.
+//!
+//! Each test drives the adapter through its `ProviderApi` surfaces (every call goes
+//! through the broker lane) and checks the provider's world directly for duplicates.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "fakes/hetzner.rs"]
+mod hetzner_fake;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use legion::engine::oplog::OpLog;
+use legion::engine::secret::Secret;
+use legion::providers::hetzner::{ACTION_POLL_VAR, API_URL_VAR, HetznerModule};
+use legion::providers::mock::{MockCloud, MockModule};
+use legion::providers::{
+    ConnectCtx, Env, ErrorKind, FirewallRule, LABEL_INSTALL, LABEL_NODE, Lane, Protocol,
+    ProviderApi, ProviderModule, ServerSpec, ServerStatus, StopMode,
+};
+
+const INSTALL: &str = "contract-install";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICRDOM2V3aX04UsRUAycWweA70X5aH/0dsVDV7rQPOjH legion";
+
+/// A write whose response the next fault loses after the provider applied it.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    CreateServer,
+    DeleteServer,
+    CreateKey,
+    UpdateFirewall,
+}
+
+/// One adapter behind its world.
+trait Subject: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn module(&self) -> &dyn ProviderModule;
+    fn api(&self) -> &Arc<dyn ProviderApi>;
+    /// The next `write` is applied by the provider and its response lost.
+    fn lose_next(&self, write: Write);
+    /// Servers of that name in the provider's world (any owner).
+    fn servers_named(&self, name: &str) -> usize;
+    fn keys(&self) -> usize;
+    fn firewalls_named(&self, name: &str) -> usize;
+    /// Power a server off behind Legion's back.
+    fn stop_out_of_band(&self, id: &str);
+}
+
+struct Mock {
+    cloud: Arc<MockCloud>,
+    module: MockModule,
+    api: Arc<dyn ProviderApi>,
+    _home: tempfile::TempDir,
+}
+
+fn lane(id: &str) -> Arc<Lane> {
+    Arc::new(Lane::detached(id, id, 4, OpLog::new(1000)))
+}
+
+impl Mock {
+    fn new() -> Mock {
+        let home = tempfile::tempdir().unwrap();
+        let cloud = MockCloud::new(7);
+        cloud.set_latency(Duration::from_millis(1));
+        let module = MockModule::with_cloud(cloud.clone());
+        let api = module
+            .connect(ConnectCtx {
+                id: "mock".into(),
+                credentials: Default::default(),
+                lane: lane("mock"),
+                home: home.path().to_path_buf(),
+                env: Env::default(),
+            })
+            .unwrap();
+        Mock {
+            cloud,
+            module,
+            api,
+            _home: home,
+        }
+    }
+}
+
+impl Subject for Mock {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+    fn module(&self) -> &dyn ProviderModule {
+        &self.module
+    }
+    fn api(&self) -> &Arc<dyn ProviderApi> {
+        &self.api
+    }
+    fn lose_next(&self, _write: Write) {
+        // The simulated cloud loses the response of the very next write.
+        self.cloud.fail_next_writes(1, ErrorKind::ResponseLost);
+    }
+    fn servers_named(&self, name: &str) -> usize {
+        self.cloud
+            .servers()
+            .iter()
+            .filter(|s| s.name == name)
+            .count()
+    }
+    fn keys(&self) -> usize {
+        self.cloud.keys().len()
+    }
+    fn firewalls_named(&self, name: &str) -> usize {
+        self.cloud
+            .firewalls()
+            .iter()
+            .filter(|f| f.name == name)
+            .count()
+    }
+    fn stop_out_of_band(&self, id: &str) {
+        assert!(self.cloud.stop_out_of_band(id));
+    }
+}
+
+struct Hetzner {
+    fake: hetzner_fake::HetznerFake,
+    module: HetznerModule,
+    api: Arc<dyn ProviderApi>,
+    _home: tempfile::TempDir,
+}
+
+impl Hetzner {
+    fn new() -> Hetzner {
+        let home = tempfile::tempdir().unwrap();
+        let fake = hetzner_fake::HetznerFake::start();
+        fake.set_action_duration(Duration::from_millis(30));
+        let module = HetznerModule;
+        let api = module
+            .connect(ConnectCtx {
+                id: "hetzner".into(),
+                credentials: [("token".to_string(), Secret::new(fake.token()))].into(),
+                lane: lane("hetzner"),
+                home: home.path().to_path_buf(),
+                env: Env::default()
+                    .with(API_URL_VAR, &fake.base_url())
+                    .with(ACTION_POLL_VAR, "10"),
+            })
+            .unwrap();
+        Hetzner {
+            fake,
+            module,
+            api,
+            _home: home,
+        }
+    }
+}
+
+impl Subject for Hetzner {
+    fn name(&self) -> &'static str {
+        "hetzner"
+    }
+    fn module(&self) -> &dyn ProviderModule {
+        &self.module
+    }
+    fn api(&self) -> &Arc<dyn ProviderApi> {
+        &self.api
+    }
+    fn lose_next(&self, write: Write) {
+        let (method, prefix) = match write {
+            Write::CreateServer => ("POST", "/servers"),
+            Write::DeleteServer => ("DELETE", "/servers/"),
+            Write::CreateKey => ("POST", "/ssh_keys"),
+            Write::UpdateFirewall => ("POST", "/firewalls/"),
+        };
+        self.fake.drop_response_next(method, prefix, 1);
+    }
+    fn servers_named(&self, name: &str) -> usize {
+        self.fake
+            .servers()
+            .iter()
+            .filter(|s| s.name == name)
+            .count()
+    }
+    fn keys(&self) -> usize {
+        self.fake.ssh_keys().len()
+    }
+    fn firewalls_named(&self, name: &str) -> usize {
+        self.fake
+            .firewalls()
+            .iter()
+            .filter(|f| f.name == name)
+            .count()
+    }
+    fn stop_out_of_band(&self, id: &str) {
+        assert!(self.fake.set_server_status(id.parse().unwrap(), "off"));
+    }
+}
+
+/// A server spec from the catalog policy's defaults, owned by `install`.
+async fn spec(s: &dyn Subject, name: &str, install: &str) -> ServerSpec {
+    let catalog = s.api().compute().unwrap().catalog().await.unwrap();
+    let policy = s.module().catalog_policy();
+    let region = policy.region(&catalog).unwrap().to_string();
+    ServerSpec {
+        name: name.into(),
+        offer: policy.offer(&catalog, &region).unwrap().id.clone(),
+        image: policy.image(&catalog).unwrap().to_string(),
+        region,
+        ssh_key_id: None,
+        labels: BTreeMap::from([
+            (LABEL_INSTALL.to_string(), install.to_string()),
+            (LABEL_NODE.to_string(), format!("uid-{name}")),
+        ]),
+        user_data: None,
+    }
+}
+
+fn rule(port: &str) -> FirewallRule {
+    FirewallRule {
+        protocol: Protocol::Tcp,
+        port: Some(port.into()),
+        sources: vec!["10.0.0.0/8".into()],
+        description: format!("port {port}"),
+    }
+}
+
+async fn status(s: &dyn Subject, id: &str) -> Option<ServerStatus> {
+    s.api()
+        .compute()
+        .unwrap()
+        .get_server(id)
+        .await
+        .unwrap()
+        .map(|v| v.status)
+}
+
+// ---- the contract ----
+
+async fn catalog_is_sane_and_the_policy_picks_an_orderable_default(s: &dyn Subject) {
+    let catalog = s.api().compute().unwrap().catalog().await.unwrap();
+    assert!(!catalog.regions.is_empty(), "{}: no regions", s.name());
+    assert!(!catalog.images.is_empty(), "{}: no images", s.name());
+    for o in &catalog.offers {
+        assert!(o.cores > 0 && o.memory_mb > 0, "{}: {o:?}", s.name());
+        for r in &o.regions {
+            assert!(
+                catalog.regions.iter().any(|c| &c.id == r),
+                "{}: {} orderable in unknown region {r}",
+                s.name(),
+                o.id
+            );
+        }
+    }
+    let policy = s.module().catalog_policy();
+    let region = policy.region(&catalog).expect("a default region");
+    assert!(
+        catalog
+            .regions
+            .iter()
+            .any(|r| r.id == region && r.available)
+    );
+    let image = policy.image(&catalog).expect("a default image");
+    assert!(
+        catalog
+            .images
+            .iter()
+            .any(|i| i.id == image && !i.deprecated)
+    );
+    let offer = policy.offer(&catalog, region).expect("a default offer");
+    assert!(!offer.deprecated, "{}: default offer deprecated", s.name());
+    assert!(offer.regions.iter().any(|r| r == region));
+    assert!(
+        offer.hourly_price.contains_key(region),
+        "{}: default offer has no price",
+        s.name()
+    );
+    // The default is the cheapest orderable offer that meets the policy's minimum.
+    let price = |o: &legion::providers::Offer| o.hourly_price.get(region).copied();
+    if let Some(p) = price(offer) {
+        for o in catalog
+            .offers
+            .iter()
+            .filter(|o| !o.deprecated && o.regions.iter().any(|r| r == region))
+            .filter(|o| o.cores >= offer.cores && o.memory_mb >= offer.memory_mb)
+        {
+            if let Some(q) = price(o) {
+                assert!(
+                    q >= p,
+                    "{}: {} is cheaper than the default {}",
+                    s.name(),
+                    o.id,
+                    offer.id
+                );
+            }
+        }
+    }
+}
+
+async fn create_observe_act_destroy(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-1", INSTALL).await;
+    let server = compute.create_server(&spec, "node/web-1").await.unwrap();
+    assert_eq!(server.name, "web-1");
+    assert_eq!(server.node_uid(), Some("uid-web-1"));
+    let listed = compute.list_servers(INSTALL).await.unwrap();
+    assert_eq!(listed.len(), 1, "{}", s.name());
+    assert_eq!(listed[0].id, server.id);
+    assert!(listed[0].ipv4.is_some() || listed[0].ipv6.is_some());
+    let id = server.id.clone();
+
+    compute
+        .stop_server(&id, StopMode::Graceful, "node/web-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(s, &id).await,
+        Some(ServerStatus::Off),
+        "{}",
+        s.name()
+    );
+    compute.start_server(&id, "node/web-1").await.unwrap();
+    assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
+    compute.reboot_server(&id, "node/web-1").await.unwrap();
+    assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
+    compute
+        .reset_image(&id, &spec.image, "node/web-1")
+        .await
+        .unwrap();
+    let after = compute.get_server(&id).await.unwrap().unwrap();
+    assert_eq!(after.status, ServerStatus::Running);
+    assert_eq!(after.id, id, "reinstall keeps the server");
+
+    // Changed behind Legion's back: observed as it is.
+    s.stop_out_of_band(&id);
+    assert_eq!(status(s, &id).await, Some(ServerStatus::Off));
+
+    compute.destroy_server(&id, "node/web-1").await.unwrap();
+    assert_eq!(status(s, &id).await, None);
+    assert!(compute.list_servers(INSTALL).await.unwrap().is_empty());
+    // Deleting what is already gone is done, not an error.
+    compute.destroy_server(&id, "node/web-1").await.unwrap();
+    assert_eq!(s.servers_named("web-1"), 0);
+}
+
+async fn absence_driven_cleanup_touches_only_our_servers(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let foreign = spec(s, "theirs", "another-install").await;
+    compute.create_server(&foreign, "test").await.unwrap();
+    for name in ["keep", "drop"] {
+        let spec = spec(s, name, INSTALL).await;
+        compute.create_server(&spec, "test").await.unwrap();
+    }
+    // Cleanup as the engine does it: ours, not in the plan, deleted.
+    let ours = compute.list_servers(INSTALL).await.unwrap();
+    let mut names: Vec<&str> = ours.iter().map(|o| o.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["drop", "keep"],
+        "{}: another install's server listed",
+        s.name()
+    );
+    for o in ours.iter().filter(|o| o.name != "keep") {
+        compute.destroy_server(&o.id, "test").await.unwrap();
+    }
+    assert_eq!(s.servers_named("drop"), 0);
+    assert_eq!(s.servers_named("keep"), 1);
+    assert_eq!(
+        s.servers_named("theirs"),
+        1,
+        "{}: a foreign server was touched",
+        s.name()
+    );
+}
+
+async fn ensure_key_is_idempotent(s: &dyn Subject) {
+    let keys = s.api().ssh_keys().unwrap();
+    let id = keys.ensure_key("legion-managed", KEY, "key").await.unwrap();
+    let again = keys.ensure_key("legion-managed", KEY, "key").await.unwrap();
+    assert_eq!(id, again);
+    assert_eq!(s.keys(), 1, "{}", s.name());
+    keys.delete_key(&id, "key").await.unwrap();
+    keys.delete_key(&id, "key").await.unwrap();
+    assert_eq!(s.keys(), 0);
+}
+
+async fn firewall_ensure_is_idempotent(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let fw_api = s.api().firewall().unwrap();
+    let server = compute
+        .create_server(&spec(s, "fw-node", INSTALL).await, "node/fw-node")
+        .await
+        .unwrap();
+    let labels = BTreeMap::from([(LABEL_INSTALL.to_string(), INSTALL.to_string())]);
+    let fw = fw_api
+        .create_firewall("legion-prod", &labels, &[rule("22")], "firewall/prod")
+        .await
+        .unwrap();
+    let rules = vec![rule("22"), rule("443")];
+    for _ in 0..2 {
+        fw_api
+            .set_rules(&fw.id, &rules, "firewall/prod")
+            .await
+            .unwrap();
+    }
+    fw_api
+        .attach(&fw.id, std::slice::from_ref(&server.id), "firewall/prod")
+        .await
+        .unwrap();
+    let listed = fw_api.list_firewalls(INSTALL).await.unwrap();
+    assert_eq!(listed.len(), 1, "{}", s.name());
+    assert_eq!(listed[0].rules, rules, "{}", s.name());
+    assert_eq!(listed[0].applied_to, vec![server.id.clone()]);
+    fw_api
+        .detach(&fw.id, std::slice::from_ref(&server.id), "firewall/prod")
+        .await
+        .unwrap();
+    assert!(
+        fw_api.list_firewalls(INSTALL).await.unwrap()[0]
+            .applied_to
+            .is_empty()
+    );
+    fw_api
+        .delete_firewall(&fw.id, "firewall/prod")
+        .await
+        .unwrap();
+    fw_api
+        .delete_firewall(&fw.id, "firewall/prod")
+        .await
+        .unwrap();
+    assert_eq!(s.firewalls_named("legion-prod"), 0);
+}
+
+async fn lost_create_server_response_leaves_exactly_one(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-2", INSTALL).await;
+    s.lose_next(Write::CreateServer);
+    let server = compute.create_server(&spec, "node/web-2").await.unwrap();
+    assert_eq!(server.node_uid(), Some("uid-web-2"));
+    assert_eq!(
+        s.servers_named("web-2"),
+        1,
+        "{}: a duplicate server",
+        s.name()
+    );
+    // Creating again (a retry after the engine restarts) does not duplicate either:
+    // the engine adopts by label, the provider refuses or we find the one there.
+    let listed = compute.list_servers(INSTALL).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, server.id);
+}
+
+async fn lost_delete_server_response_leaves_it_gone(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-3", INSTALL).await;
+    let server = compute.create_server(&spec, "node/web-3").await.unwrap();
+    s.lose_next(Write::DeleteServer);
+    compute
+        .destroy_server(&server.id, "node/web-3")
+        .await
+        .unwrap();
+    assert_eq!(s.servers_named("web-3"), 0, "{}", s.name());
+}
+
+async fn lost_create_key_response_leaves_one_key(s: &dyn Subject) {
+    let keys = s.api().ssh_keys().unwrap();
+    s.lose_next(Write::CreateKey);
+    let id = keys.ensure_key("legion-managed", KEY, "key").await.unwrap();
+    assert_eq!(s.keys(), 1, "{}: duplicate key", s.name());
+    assert_eq!(
+        keys.ensure_key("legion-managed", KEY, "key").await.unwrap(),
+        id
+    );
+    assert_eq!(s.keys(), 1);
+}
+
+async fn lost_firewall_update_response_leaves_the_rules_applied(s: &dyn Subject) {
+    let fw_api = s.api().firewall().unwrap();
+    let labels = BTreeMap::from([(LABEL_INSTALL.to_string(), INSTALL.to_string())]);
+    let fw = fw_api
+        .create_firewall("legion-edge", &labels, &[rule("22")], "firewall/edge")
+        .await
+        .unwrap();
+    let rules = vec![rule("22"), rule("8443")];
+    s.lose_next(Write::UpdateFirewall);
+    fw_api
+        .set_rules(&fw.id, &rules, "firewall/edge")
+        .await
+        .unwrap();
+    let listed = fw_api.list_firewalls(INSTALL).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].rules, rules, "{}", s.name());
+    assert_eq!(s.firewalls_named("legion-edge"), 1);
+}
+
+/// One `#[tokio::test]` per (contract test, subject).
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod mock {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::Mock::new()).await;
+                }
+            )*
+        }
+        mod hetzner {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::Hetzner::new()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    catalog_is_sane_and_the_policy_picks_an_orderable_default,
+    create_observe_act_destroy,
+    absence_driven_cleanup_touches_only_our_servers,
+    ensure_key_is_idempotent,
+    firewall_ensure_is_idempotent,
+    lost_create_server_response_leaves_exactly_one,
+    lost_delete_server_response_leaves_it_gone,
+    lost_create_key_response_leaves_one_key,
+    lost_firewall_update_response_leaves_the_rules_applied,
+);
