@@ -16,7 +16,12 @@ pub struct Tmux {
 impl Tmux {
     pub fn start(cmd: &str, width: u16, height: u16) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("SKIPPED: tmux is not installed (.ci/run installs it)");
+            // Past the harness's capture, so the skip is seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: tmux is not installed (.ci/run installs it)"
+            );
             return None;
         }
         let socket = format!(
