@@ -37,10 +37,16 @@ fn clamp_size(rows: u16, cols: u16) -> (NonZeroU16, NonZeroU16) {
     (dim(rows), dim(cols))
 }
 
-/// What the parser reports outside the screen grid: the window title.
+/// Most reply bytes held for the session to send; more queries than that between two
+/// drains are a flood, and dropping their answers is what a slow terminal would do.
+const MAX_REPLIES: usize = 4096;
+
+/// What the parser reports outside the screen grid: the window title, and answers to the
+/// remote's status queries.
 #[derive(Debug, Default)]
 struct Hooks {
     title: String,
+    replies: Vec<u8>,
 }
 
 impl Hooks {
@@ -64,6 +70,34 @@ impl Hooks {
 impl vt100::Callbacks for Hooks {
     fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
         self.set_title(&[title]);
+    }
+
+    // vt100 keeps no write-back path, so the queries programs block on (fish and vim ask
+    // for device attributes, readline-style prompts for the cursor position) are answered
+    // here. Nothing that echoes remote-controlled text back (title reports) is answered.
+    fn unhandled_csi(
+        &mut self,
+        screen: &mut vt100::Screen,
+        i1: Option<u8>,
+        _i2: Option<u8>,
+        params: &[&[u16]],
+        c: char,
+    ) {
+        let first = params.first().and_then(|p| p.first()).copied().unwrap_or(0);
+        let reply = match (i1, c, first) {
+            (None, 'n', 5) => "\x1b[0n".to_string(),
+            (None, 'n', 6) => {
+                let (row, col) = screen.cursor_position();
+                format!("\x1b[{};{}R", u32::from(row) + 1, u32::from(col) + 1)
+            }
+            // VT100 with advanced video: what GNU screen answers; enough for every prober.
+            (None, 'c', 0) => "\x1b[?1;2c".to_string(),
+            (Some(b'>'), 'c', 0) => "\x1b[>0;0;0c".to_string(),
+            _ => return,
+        };
+        if self.replies.len() + reply.len() <= MAX_REPLIES {
+            self.replies.extend_from_slice(reply.as_bytes());
+        }
     }
 
     // vt100 splits OSC parameters on ';' and only recognises a title with exactly one
@@ -101,6 +135,7 @@ impl std::fmt::Debug for Emulator {
 }
 
 impl Emulator {
+    /// A blank screen of `rows` x `cols` keeping `scrollback` rows of history (all clamped).
     pub fn new(rows: u16, cols: u16, scrollback: usize) -> Emulator {
         let scrollback = scrollback.min(MAX_SCROLLBACK);
         Emulator {
@@ -136,6 +171,7 @@ impl Emulator {
         let (rows, cols) = self.size();
         let hooks = Hooks {
             title: std::mem::take(&mut self.parser.callbacks_mut().title),
+            replies: Vec::new(),
         };
         self.parser = Self::parser(rows, cols, self.scrollback, hooks);
         self.notice = Some(RESET_NOTICE);
@@ -147,7 +183,15 @@ impl Emulator {
         );
     }
 
-    /// Resize to `rows` x `cols`, clamped. Also returns the view to the live screen.
+    /// Bytes to send back to the remote: answers to its cursor-position (`ESC[6n`), status
+    /// (`ESC[5n`) and device-attribute (`ESC[c`, `ESC[>c`) queries, in order. The session
+    /// writes them to the channel after each [`Emulator::feed`]; they are dropped past 4 KiB.
+    pub fn take_replies(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.parser.callbacks_mut().replies)
+    }
+
+    /// Resize to `rows` x `cols`, clamped. A change of size returns the view to the live
+    /// screen, as xterm does; the same size is a no-op.
     pub fn resize(&mut self, rows: u16, cols: u16) {
         let (rows, cols) = clamp_size(rows, cols);
         if (rows.get(), cols.get()) != self.size() {
@@ -182,6 +226,7 @@ impl Emulator {
         self.parser.screen_mut().set_scrollback(to);
     }
 
+    /// Scroll the view `rows` back towards the live screen.
     pub fn scroll_down(&mut self, rows: usize) {
         let to = self.scroll_offset().saturating_sub(rows);
         self.parser.screen_mut().set_scrollback(to);
@@ -477,6 +522,24 @@ mod tests {
         let long = format!("\x1b]2;{}\x07", "x".repeat(5000));
         e.feed(long.as_bytes());
         assert!(e.title().chars().count() <= MAX_TITLE);
+    }
+
+    #[test]
+    fn status_queries_are_answered() {
+        let mut e = Emulator::new(24, 80, 0);
+        assert!(e.take_replies().is_empty());
+        e.feed(b"\x1b[6;11Hab\x1b[6n\x1b[c\x1b[>c\x1b[5n\x1b[0c");
+        assert_eq!(
+            e.take_replies(),
+            b"\x1b[6;13R\x1b[?1;2c\x1b[>0;0;0c\x1b[0n\x1b[?1;2c"
+        );
+        assert!(e.take_replies().is_empty());
+        // Title reports and other queries get nothing.
+        e.feed(b"\x1b[21t\x1b[?6n\x1b[18t");
+        assert!(e.take_replies().is_empty());
+        // A flood is capped.
+        e.feed(&b"\x1b[6n".repeat(100_000));
+        assert!(e.take_replies().len() <= MAX_REPLIES);
     }
 
     #[test]
