@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod engine;
 pub mod link;
 pub mod providers;
+pub mod ssh;
 pub mod views;

@@ -10,5 +10,6 @@ pub mod lists;
 pub mod plain;
 pub mod run;
 pub mod table;
+pub mod term;
 pub mod terminal;
 pub mod theme;
