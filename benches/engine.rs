@@ -94,6 +94,7 @@ async fn bench_burst() {
         oplog,
         timings: Timings::default(),
         install_id: "bench".into(),
+        ssh: None,
     });
     let sup = Arc::new(Supervisor::new(env));
     let (tx, mut rx) = watch::channel(Arc::new(AppSnapshot::empty(

@@ -115,6 +115,25 @@ impl Link {
         either!(self, e => e.catalog(kind).await)
     }
 
+    pub async fn ssh_access(
+        &self,
+        name: String,
+    ) -> Result<crate::engine::ssh_agent::SshAccess, EngineError> {
+        either!(self, e => e.ssh_access(name).await)
+    }
+
+    pub async fn pin_host_key(&self, name: String, fingerprint: String) -> Result<(), EngineError> {
+        either!(self, e => e.pin_host_key(name, fingerprint).await)
+    }
+
+    pub async fn retrust(&self, name: String) -> Result<Option<String>, EngineError> {
+        either!(self, e => e.retrust(name).await)
+    }
+
+    pub async fn managed_key(&self) -> Result<crate::ssh::ManagedKey, EngineError> {
+        either!(self, e => e.managed_key().await)
+    }
+
     pub async fn apply(&self) -> Result<u64, EngineError> {
         either!(self, e => e.apply().await)
     }

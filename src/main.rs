@@ -168,11 +168,38 @@ enum Command {
     },
     /// Read every provider now instead of at the next observation.
     Refresh,
+    /// Legion's managed SSH key.
+    SshKey {
+        #[command(subcommand)]
+        command: SshKeyCommand,
+    },
+    /// Open a shell on a node with the system `ssh`, the managed key and the pinned host
+    /// key (through a temporary known_hosts file). Arguments after `--` go to the remote.
+    Ssh {
+        node: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// The local daemon: one unlocked engine shared by commands and dashboards.
     Daemon {
         #[command(subcommand)]
         command: DaemonCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum SshKeyCommand {
+    /// Write the private key (0600) and `.pub` beside it, and print a ready `ssh` command.
+    Export {
+        /// Where to write the private key (default ./legion_ed25519).
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+        /// Print the command for this node (default: the first node with an address).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Print the public key (to authorize it by hand on a server).
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -335,6 +362,9 @@ enum NodesCommand {
     Retry(NodeActionArgs),
     /// Reset the node's disk to a current image and run the install phases again.
     Reinstall(NodeActionArgs),
+    /// Forget the node's pinned SSH host key: the next connection trusts what it finds.
+    /// Do this only after a reinstall, or once you have checked the new key out of band.
+    Retrust { name: String },
     /// Remove a node from the plan and apply, destroying its server.
     Destroy {
         name: String,
@@ -669,6 +699,57 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             .await
         }
         Command::Daemon { command } => daemon_command(&cli, command).await,
+        Command::SshKey {
+            command: SshKeyCommand::Show,
+        } => {
+            let key = with_link(&cli, async |l: &Link| Ok(l.managed_key().await?)).await?;
+            outln!("{}", key.public_openssh());
+            Ok(())
+        }
+        Command::SshKey {
+            command: SshKeyCommand::Export { path, node },
+        } => {
+            let path = path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("legion_ed25519"));
+            let (key, access) = with_link(&cli, async |l: &Link| {
+                let key = l.managed_key().await?;
+                let snap = l.snapshot();
+                let name = node.clone().or_else(|| {
+                    snap.nodes
+                        .iter()
+                        .find(|n| n.address.is_some())
+                        .map(|n| n.name.clone())
+                });
+                let access = match name {
+                    Some(n) => Some(l.ssh_access(n).await?),
+                    None => None,
+                };
+                Ok((key, access))
+            })
+            .await?;
+            write_private(&path, key.private_openssh().expose())?;
+            std::fs::write(
+                path.with_extension("pub"),
+                format!("{}\n", key.public_openssh()),
+            )?;
+            outln!(
+                "wrote {} (0600) and {}",
+                path.display(),
+                path.with_extension("pub").display()
+            );
+            if let Some(a) = access {
+                outln!(
+                    "ssh -i {} -p {} {}@{}",
+                    path.display(),
+                    a.target.port,
+                    a.target.user,
+                    a.target.host
+                );
+            }
+            Ok(())
+        }
+        Command::Ssh { node, args } => ssh_to(&cli, node, args).await,
         Command::Provider {
             command: ProviderCommand::Verify { kind },
         } => {
@@ -1026,6 +1107,16 @@ async fn nodes_with(engine: &Link, command: &NodesCommand) -> Result<()> {
                 if let Some(e) = row.and_then(|r| r.last_error) {
                     return Err(eyre!("{name}: {e}"));
                 }
+            }
+            return Ok(());
+        }
+        NodesCommand::Retrust { name } => {
+            let old = engine.retrust(name.clone()).await?;
+            match old {
+                Some(fp) => {
+                    outln!("{name}: forgot host key {fp}; the next connection pins what it finds")
+                }
+                None => outln!("{name}: no host key was pinned"),
             }
             return Ok(());
         }
@@ -1676,5 +1767,64 @@ fn ago(secs: u64) -> String {
         60..3600 => format!("{}m ago", secs / 60),
         3600..86400 => format!("{}h {}m ago", secs / 3600, secs / 60 % 60),
         _ => format!("{}d {}h ago", secs / 86400, secs / 3600 % 24),
+    }
+}
+
+/// `legion ssh NODE`: verify (or pin) the host key with Legion's own client, then hand
+/// the terminal to the system `ssh` with that exact key in a temporary known_hosts.
+async fn ssh_to(cli: &Cli, node: &str, args: &[String]) -> Result<()> {
+    let access = with_link(cli, async |l: &Link| {
+        let access = l.ssh_access(node.to_string()).await?;
+        let check = access.clone();
+        let (known_host, seen) = tokio::task::spawn_blocking(move || {
+            let (session, seen) = legion::ssh::connect(
+                &check.target,
+                legion::ssh::Auth::Key(&check.key),
+                check.pinned.as_ref(),
+            )?;
+            let line = session.known_hosts_line();
+            Ok::<_, legion::ssh::SshError>((line, seen))
+        })
+        .await??;
+        if access.pinned.is_none() {
+            l.pin_host_key(node.to_string(), seen.to_string()).await?;
+            eprintln!("legion: {node}: trusted host key {seen} on first use");
+        }
+        Ok((access, known_host))
+    })
+    .await?;
+    let (access, known_host) = access;
+    let dir = tempfile::Builder::new().prefix("legion-ssh-").tempdir()?;
+    let key_path = dir.path().join("key");
+    write_private(&key_path, access.key.private_openssh().expose())?;
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(&kh, format!("{known_host}\n"))?;
+    let status = tokio::process::Command::new("ssh")
+        .arg("-i")
+        .arg(&key_path)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-p",
+        ])
+        .arg(access.target.port.to_string())
+        .arg(format!("{}@{}", access.target.user, access.target.host))
+        .args(args)
+        .status()
+        .await
+        .context("running ssh (is openssh-client installed?)")?;
+    drop(dir);
+    match status.code() {
+        Some(0) => Ok(()),
+        code => Err(eyre!(
+            "ssh exited with {}",
+            code.map_or("a signal".into(), |c| c.to_string())
+        )),
     }
 }

@@ -23,6 +23,7 @@ use crate::engine::oplog::OpEntry;
 use crate::engine::plan::{NodeRequest, PlanEdit};
 use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow};
+use crate::engine::ssh_agent::SshAccess;
 use crate::engine::state::model::Plan;
 use crate::engine::wait;
 use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
@@ -245,6 +246,22 @@ impl Remote {
         }
         let r: Reply = self.call(Call::Catalog { kind }).await?;
         Ok((Arc::new(r.catalog), r.policy))
+    }
+
+    pub async fn ssh_access(&self, name: String) -> Result<SshAccess, EngineError> {
+        self.call(Call::SshAccess { name }).await
+    }
+
+    pub async fn pin_host_key(&self, name: String, fingerprint: String) -> Result<(), EngineError> {
+        self.done(Call::PinHostKey { name, fingerprint }).await
+    }
+
+    pub async fn retrust(&self, name: String) -> Result<Option<String>, EngineError> {
+        self.call(Call::Retrust { name }).await
+    }
+
+    pub async fn managed_key(&self) -> Result<crate::ssh::ManagedKey, EngineError> {
+        self.call(Call::ManagedKey).await
     }
 
     pub async fn apply(&self) -> Result<u64, EngineError> {

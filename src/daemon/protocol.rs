@@ -72,6 +72,17 @@ pub enum Call {
         name: String,
         action: Action,
     },
+    SshAccess {
+        name: String,
+    },
+    PinHostKey {
+        name: String,
+        fingerprint: String,
+    },
+    Retrust {
+        name: String,
+    },
+    ManagedKey,
     /// The newest operation-log entries (oldest first).
     Logs {
         limit: usize,
@@ -109,6 +120,10 @@ impl Call {
             Call::Refresh => "refresh",
             Call::NodeAction { .. } => "node_action",
             Call::Logs { .. } => "logs",
+            Call::SshAccess { .. } => "ssh_access",
+            Call::PinHostKey { .. } => "pin_host_key",
+            Call::Retrust { .. } => "retrust",
+            Call::ManagedKey => "managed_key",
             Call::Subscribe { .. } => "subscribe",
         }
     }

@@ -265,6 +265,20 @@ impl Daemon {
                 json(serde_json::to_value(entries))
             }
             Call::Snapshot => json(serde_json::to_value(&*e.snapshot())),
+            Call::SshAccess { name } => match e.ssh_access(name).await {
+                Ok(a) => json(serde_json::to_value(a)),
+                Err(err) => Err(WireError::from(&err)),
+            },
+            Call::PinHostKey { name, fingerprint } => done(e.pin_host_key(name, fingerprint).await),
+            Call::Retrust { name } => e
+                .retrust(name)
+                .await
+                .map(Value::from)
+                .map_err(|e| (&e).into()),
+            Call::ManagedKey => match e.managed_key().await {
+                Ok(k) => json(serde_json::to_value(k)),
+                Err(err) => Err(WireError::from(&err)),
+            },
             Call::Shutdown | Call::Subscribe { .. } => Err(WireError::new(
                 "bad_request",
                 "shutdown and subscribe are connection-level requests",

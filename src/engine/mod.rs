@@ -14,6 +14,7 @@ pub mod plan;
 pub mod runtime;
 pub mod secret;
 pub mod snapshot;
+pub mod ssh_agent;
 pub mod state;
 pub mod supervisor;
 pub mod wait;

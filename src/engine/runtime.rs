@@ -173,6 +173,8 @@ pub struct Session {
     config: EngineConfig,
     /// Released by logout (`release_lock`), so a new unlock can follow at once.
     lock: Mutex<Option<StateLock>>,
+    /// SSH to nodes: deployment phases, health, the terminal pane, `legion ssh`.
+    pub ssh: Arc<super::ssh_agent::SshAgent>,
 }
 
 impl Session {
@@ -402,6 +404,74 @@ impl Engine {
         .await
     }
 
+    /// How to reach a node over SSH: address, user, the managed key, the pinned host key.
+    pub async fn ssh_access(
+        &self,
+        name: String,
+    ) -> Result<super::ssh_agent::SshAccess, EngineError> {
+        self.with_session(move |s| async move { s.ssh.access(&name).map_err(EngineError::Invalid) })
+            .await
+    }
+
+    /// Pin a node's host key seen on first contact (no-op when one is pinned already).
+    pub async fn pin_host_key(&self, name: String, fingerprint: String) -> Result<(), EngineError> {
+        crate::ssh::HostKeyFingerprint::parse(&fingerprint)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        self.with_session(move |s| async move {
+            s.cell
+                .commit(|st| {
+                    if let Some(t) = st.tracked.nodes.get_mut(&name)
+                        && t.host_key.is_none()
+                    {
+                        t.host_key = Some(fingerprint);
+                    }
+                })
+                .await
+                .map_err(|e| EngineError::Persist(e.to_string()))
+        })
+        .await
+    }
+
+    /// Forget a node's pinned host key: the next connection trusts what it finds (after
+    /// a reinstall, or once the operator has checked a changed key out of band).
+    pub async fn retrust(&self, name: String) -> Result<Option<String>, EngineError> {
+        self.with_session(move |s| async move {
+            let (old, v) = s
+                .cell
+                .try_mutate(|st| match st.tracked.nodes.get_mut(&name) {
+                    Some(t) => Ok(t.host_key.take()),
+                    None => Err(EngineError::NotFound(format!(
+                        "no node {name:?} with a server"
+                    ))),
+                })?;
+            s.cell
+                .persist(v)
+                .await
+                .map_err(|e| EngineError::Persist(e.to_string()))?;
+            s.supervisor.env().oplog.info(
+                Some(format!("node/{name}")),
+                format!(
+                    "{name}: host key pin removed{}; the next connection pins what it finds",
+                    old.as_deref()
+                        .map(|o| format!(" (was {o})"))
+                        .unwrap_or_default()
+                ),
+            );
+            Ok(old)
+        })
+        .await
+    }
+
+    /// Legion's managed SSH key (for `legion ssh-key export`).
+    pub async fn managed_key(&self) -> Result<crate::ssh::ManagedKey, EngineError> {
+        self.with_session(|s| async move {
+            s.cell
+                .read(|st| st.managed_key.clone())
+                .ok_or_else(|| EngineError::Invalid("this state has no managed SSH key".into()))
+        })
+        .await
+    }
+
     /// Start an apply; returns its id. Progress and outcome are in the snapshot.
     pub async fn apply(&self) -> Result<u64, EngineError> {
         self.with_session(|s| async move { s.start_apply() }).await
@@ -609,6 +679,15 @@ impl Core {
             .oplog
             .attach_file(cfg.home.join("logs").join("operations.jsonl"));
         let install_id = state.install_id.clone();
+        let mut state = state;
+        let new_key = state.managed_key.is_none();
+        if new_key {
+            // Made at init; a home from before managed keys gets one now.
+            state.managed_key = Some(
+                crate::ssh::ManagedKey::generate()
+                    .map_err(|e| EngineError::Invalid(format!("making the SSH key: {e}")))?,
+            );
+        }
         let cell = StateCell::start(state, file, key);
         // Executions found running belong to a process that is gone.
         let interrupted = cell.mutate(|s| {
@@ -635,6 +714,10 @@ impl Core {
             );
         }
         let board = Arc::new(Board::new(self.oplog.clone()));
+        let ssh = Arc::new(super::ssh_agent::SshAgent::new(
+            cell.clone(),
+            super::ssh_agent::SshSettings::from_env(&cfg.env),
+        ));
         let env = Arc::new(ActorEnv {
             cell: cell.clone(),
             providers: Arc::new(ProviderSet::default()),
@@ -642,6 +725,7 @@ impl Core {
             oplog: self.oplog.clone(),
             timings: cfg.timings.clone(),
             install_id,
+            ssh: Some(ssh.clone()),
         });
         let supervisor = Arc::new(Supervisor::new(env.clone()));
         let apply = Arc::new(Mutex::new(ApplyView::Idle));
@@ -654,6 +738,7 @@ impl Core {
             observers: Mutex::new(std::collections::HashMap::new()),
             config: cfg.clone(),
             lock: Mutex::new(Some(lock)),
+            ssh,
         });
         let configured: Vec<(String, String, Credentials)> = cell.read(|s| {
             s.providers
@@ -1025,6 +1110,12 @@ impl Session {
             let mut settled = 0;
             let mut failed = 0;
             for key in keys {
+                // Gone from plan and tracked state: torn down. Checked first, because an
+                // actor stopped mid-publication can leave a last snapshot on the board.
+                if !env.cell.read(|s| still_stored(s, key)) {
+                    settled += 1;
+                    continue;
+                }
                 match board.get(key) {
                     Some(Snap::Node(n)) if n.synced_apply >= id => {
                         settled += 1;
@@ -1038,8 +1129,6 @@ impl Session {
                             failed += 1;
                         }
                     }
-                    // Gone from plan and tracked state: torn down, its actor stopped.
-                    None if !env.cell.read(|s| still_stored(s, key)) => settled += 1,
                     _ => {}
                 }
             }

@@ -167,6 +167,27 @@ impl SshSession {
         &self.host_key
     }
 
+    /// The server's host key as a `known_hosts` line (`host key-type base64`), for
+    /// handing a verified key to the system `ssh`. Empty when libssh2 has none.
+    pub fn known_hosts_line(&self) -> String {
+        use base64ct::Encoding;
+        let Some((blob, _)) = self.session.host_key() else {
+            return String::new();
+        };
+        // The blob starts with its own type name as an SSH string.
+        let kind = blob
+            .get(..4)
+            .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+            .and_then(|n| blob.get(4..4 + n))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or("ssh-ed25519");
+        let host = match self.target.port {
+            22 => self.target.host.clone(),
+            port => format!("[{}]:{port}", self.target.host),
+        };
+        format!("{host} {kind} {}", base64ct::Base64::encode_string(blob))
+    }
+
     /// The underlying libssh2 session, for channels this module does not offer (the
     /// terminal pane's PTY). Each operation here resets blocking mode and timeout first.
     pub fn ssh2_session(&self) -> &ssh2::Session {

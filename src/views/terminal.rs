@@ -36,6 +36,13 @@ pub fn restore() {
 pub fn enter() -> io::Result<Term> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // A panic inside the terminal pane's parser is caught and the parser rebuilt
+        // (`term::Emulator::feed`): the dashboard carries on, so leave the screen alone
+        // and say nothing on it.
+        if super::term::feeding() {
+            tracing::warn!("terminal emulator panicked and was reset: {info}");
+            return;
+        }
         restore();
         previous(info);
     }));

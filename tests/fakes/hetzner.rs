@@ -255,6 +255,12 @@ impl HetznerFake {
     // ----- simulated time -------------------------------------------------------------
 
     /// How long new actions stay `running` (default 200 ms).
+    /// Give every server created from now on this public IPv4 (a loopback sshd plays
+    /// the servers in end-to-end tests).
+    pub fn set_server_ipv4(&self, ip: &str) {
+        self.world().fixed_ipv4 = Some(ip.to_string());
+    }
+
     pub fn set_action_duration(&self, duration: Duration) {
         self.world().action_duration = duration;
     }
@@ -1769,6 +1775,8 @@ struct World {
     forced_locks: BTreeSet<u64>,
     ignore_shutdown: bool,
     ip_counter: u32,
+    /// Every new server gets this IPv4 (e.g. 127.0.0.1, so a local sshd stands in for it).
+    fixed_ipv4: Option<String>,
 }
 
 impl World {
@@ -1788,6 +1796,7 @@ impl World {
             forced_locks: BTreeSet::new(),
             ignore_shutdown: false,
             ip_counter: 0,
+            fixed_ipv4: None,
         }
     }
 
@@ -1892,7 +1901,11 @@ impl World {
                 location: location.to_string(),
                 image_id,
                 labels,
-                ipv4: ipv4.then(|| format!("203.0.{}.{}", 113 + n / 250, 1 + n % 250)),
+                ipv4: ipv4.then(|| {
+                    self.fixed_ipv4
+                        .clone()
+                        .unwrap_or_else(|| format!("203.0.{}.{}", 113 + n / 250, 1 + n % 250))
+                }),
                 ipv6: ipv6.then(|| format!("2001:db8:{n:x}::/64")),
                 ssh_keys,
                 user_data,

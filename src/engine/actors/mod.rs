@@ -62,6 +62,9 @@ pub struct Connected {
     pub api: Arc<dyn ProviderApi>,
     pub lane: Arc<Lane>,
     catalog: Mutex<Option<Arc<Catalog>>>,
+    /// Held while the managed SSH key is uploaded, so nodes provisioned together
+    /// upload it once.
+    pub key_upload: tokio::sync::Mutex<()>,
 }
 
 impl Connected {
@@ -77,6 +80,7 @@ impl Connected {
             api,
             lane,
             catalog: Mutex::new(None),
+            key_upload: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -310,4 +314,6 @@ pub struct ActorEnv {
     pub oplog: OpLog,
     pub timings: Timings,
     pub install_id: String,
+    /// The node agent for providers without one of their own: SSH.
+    pub ssh: Option<Arc<dyn crate::providers::NodeAgent>>,
 }

@@ -497,8 +497,47 @@ fn agent_target(env: &ActorEnv, name: &str) -> Option<(Arc<dyn NodeAgent>, NodeT
             },
         ))
     })?;
-    let agent = env.providers.get(&provider)?.api.node_agent()?;
+    let agent = env
+        .providers
+        .get(&provider)?
+        .api
+        .node_agent()
+        .or_else(|| env.ssh.clone())?;
     Some((agent, target))
+}
+
+/// The managed key's id at the provider, uploading it the first time (providers that
+/// manage SSH keys only). The new server then accepts it from its first boot.
+async fn ensure_managed_key(
+    env: &ActorEnv,
+    provider: &Connected,
+    res: &str,
+) -> Result<Option<String>, String> {
+    let _one_at_a_time = provider.key_upload.lock().await;
+    let (known, public) = env.cell.read(|s| {
+        (
+            s.tracked.ssh_keys.get(&provider.id).cloned(),
+            s.managed_key
+                .as_ref()
+                .map(|k| k.public_openssh().to_string()),
+        )
+    });
+    let (Some(keys), Some(public)) = (provider.api.ssh_keys(), public) else {
+        return Ok(known);
+    };
+    if known.is_some() {
+        return Ok(known);
+    }
+    let name = format!("legion-{}", env.install_id);
+    let id = keys
+        .ensure_key(&name, &public, res)
+        .await
+        .map_err(|e| format!("uploading Legion's SSH key: {e}"))?;
+    persist(env, |s| {
+        s.tracked.ssh_keys.insert(provider.id.clone(), id.clone());
+    })
+    .await?;
+    Ok(Some(id))
 }
 
 async fn persist(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), String> {
@@ -727,9 +766,7 @@ async fn provision(
             labels.insert(LABEL_INSTALL.to_string(), env.install_id.clone());
             labels.insert(LABEL_NODE.to_string(), plan.uid.clone());
             labels.insert(LABEL_CLUSTER.to_string(), plan.cluster.clone());
-            let ssh_key_id = env
-                .cell
-                .read(|s| s.tracked.ssh_keys.get(&provider.id).cloned());
+            let ssh_key_id = ensure_managed_key(env, provider, res).await?;
             let spec = ServerSpec {
                 name: name.to_string(),
                 region: plan.region.clone(),

@@ -29,6 +29,10 @@ pub struct State {
     /// Apply ids too.
     #[serde(default)]
     pub next_apply_id: u64,
+    /// Legion's own SSH key (ed25519), made at init; never leaves the encrypted state
+    /// except through `legion ssh-key export`.
+    #[serde(default)]
+    pub managed_key: Option<crate::ssh::ManagedKey>,
 }
 
 impl State {
@@ -42,6 +46,7 @@ impl State {
             observed: Observed::default(),
             next_execution_id: 1,
             next_apply_id: 1,
+            managed_key: None,
         }
     }
 }

@@ -1,0 +1,270 @@
+//! The node agent for every provider that reaches its servers over SSH (all but the
+//! simulated cloud): wait for SSH with trust on first use, write the node's identity and
+//! peers, check readiness and health.
+//!
+//! Host keys: the first successful handshake pins the server's fingerprint in the node's
+//! tracked state; every later connection (deployment, health, the terminal pane) must
+//! present the same key. A changed key is refused with both fingerprints named until the
+//! operator re-trusts the node (`legion nodes retrust NAME`).
+//!
+//! Settings come from the environment the engine started with: `LEGION_SSH_USER`
+//! (default `root`), `LEGION_SSH_PORT` (default 22), and for sandboxes (the test harness,
+//! the demo) `LEGION_SSH_SANDBOX_ROOT`: a directory on the node under which Legion writes
+//! its files instead of `/`, and the hostname is left alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::state::cell::StateCell;
+use crate::providers::{Env, HealthReading, NodeAgent, NodeConfig, NodeTarget};
+use crate::ssh::{self, Auth, HostKeyFingerprint, ManagedKey, SshError, SshSession, Target};
+
+/// How long a phase's remote command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Between attempts while a new server boots.
+const RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// `Some(dir)`: write under `dir` on the node and leave its hostname alone.
+    pub sandbox_root: Option<String>,
+}
+
+impl SshSettings {
+    pub fn from_env(env: &Env) -> SshSettings {
+        SshSettings {
+            user: env
+                .get("LEGION_SSH_USER")
+                .filter(|u| !u.is_empty())
+                .unwrap_or("root")
+                .to_string(),
+            port: env
+                .get("LEGION_SSH_PORT")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(22),
+            sandbox_root: env
+                .get("LEGION_SSH_SANDBOX_ROOT")
+                .filter(|r| !r.is_empty())
+                .map(String::from),
+        }
+    }
+
+    pub fn target(&self, host: &str) -> Target {
+        Target::new(host, self.port, self.user.clone())
+    }
+
+    fn root(&self) -> &str {
+        self.sandbox_root.as_deref().unwrap_or("")
+    }
+}
+
+/// Everything a connection to a node needs: where, as whom, with which key, and the
+/// host key it must present (`None`: not pinned yet).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct SshAccess {
+    pub target: Target,
+    pub key: ManagedKey,
+    pub pinned: Option<HostKeyFingerprint>,
+}
+
+impl std::fmt::Debug for SshAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshAccess")
+            .field("target", &self.target)
+            .field("key", &self.key.fingerprint())
+            .field("pinned", &self.pinned)
+            .finish()
+    }
+}
+
+pub struct SshAgent {
+    cell: Arc<StateCell>,
+    settings: SshSettings,
+}
+
+impl SshAgent {
+    pub fn new(cell: Arc<StateCell>, settings: SshSettings) -> SshAgent {
+        SshAgent { cell, settings }
+    }
+
+    /// The node's address, the managed key and its pinned host key.
+    pub fn access(&self, name: &str) -> Result<SshAccess, String> {
+        access(&self.cell, &self.settings, name)
+    }
+
+    /// Connect (pinning on first use) and run `f` on the session, off the async workers.
+    async fn with_session<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut SshSession) -> Result<T, SshError> + Send + 'static,
+    ) -> Result<T, SshError> {
+        let access = self.access(name).map_err(SshError::Invalid)?;
+        let pinned_before = access.pinned.clone();
+        let (out, seen) = tokio::task::spawn_blocking(move || {
+            let (mut session, seen) = ssh::connect(
+                &access.target,
+                Auth::Key(&access.key),
+                access.pinned.as_ref(),
+            )?;
+            f(&mut session).map(|out| (out, seen))
+        })
+        .await
+        .map_err(|e| SshError::Invalid(format!("the SSH task stopped: {e}")))??;
+        if pinned_before.is_none() {
+            pin(&self.cell, name, &seen).await;
+        }
+        Ok(out)
+    }
+
+    fn identity_script(&self, node: &NodeTarget, config: &NodeConfig) -> String {
+        let root = self.settings.root();
+        let identity = serde_json::json!({
+            "name": node.name,
+            "uid": node.uid,
+            "cluster": config.cluster,
+            "role": config.role,
+        });
+        let peers = config.peers.join("\n");
+        let mut script = format!(
+            "set -e\nmkdir -p {dir}\nprintf '%s\\n' {identity} > {dir}/node.json.tmp && mv {dir}/node.json.tmp {dir}/node.json\nprintf '%s\\n' {peers} > {dir}/peers.tmp && mv {dir}/peers.tmp {dir}/peers\n",
+            dir = quote(&format!("{root}/etc/legion")),
+            identity = quote(&identity.to_string()),
+            peers = quote(&peers),
+        );
+        if self.settings.sandbox_root.is_none() {
+            script.push_str(&format!(
+                "if command -v hostnamectl >/dev/null 2>&1; then hostnamectl set-hostname {n}; else hostname {n}; fi\n",
+                n = quote(&node.name)
+            ));
+        }
+        script
+    }
+}
+
+fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAccess, String> {
+    cell.read(|s| {
+        let key = s
+            .managed_key
+            .clone()
+            .ok_or("this Legion state has no managed SSH key yet")?;
+        let t = s
+            .tracked
+            .nodes
+            .get(name)
+            .ok_or_else(|| format!("{name} has no server yet"))?;
+        let host = t
+            .address()
+            .ok_or_else(|| format!("{name} has no address yet"))?;
+        let pinned = match &t.host_key {
+            Some(fp) => Some(HostKeyFingerprint::parse(fp).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(SshAccess {
+            target: settings.target(host),
+            key,
+            pinned,
+        })
+    })
+}
+
+/// Record a first-seen host key, unless one was pinned meanwhile.
+async fn pin(cell: &StateCell, name: &str, seen: &HostKeyFingerprint) {
+    let _ = cell
+        .commit(|s| {
+            if let Some(t) = s.tracked.nodes.get_mut(name)
+                && t.host_key.is_none()
+            {
+                t.host_key = Some(seen.to_string());
+            }
+        })
+        .await;
+}
+
+/// Single-quote for `sh`.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A failure worth waiting out while a server boots (not a refusal we must respect).
+fn transient(e: &SshError) -> bool {
+    matches!(
+        e,
+        SshError::Refused { .. }
+            | SshError::Timeout { .. }
+            | SshError::Unreachable { .. }
+            | SshError::Disconnected { .. }
+            | SshError::Protocol { .. }
+            // cloud-init may not have installed the key yet
+            | SshError::AuthFailed { .. }
+    )
+}
+
+#[async_trait]
+impl NodeAgent for SshAgent {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+        // The node actor bounds the whole wait; here we retry what a booting server
+        // answers, and give up at once on what waiting cannot fix.
+        loop {
+            match self
+                .with_session(&node.name, |s| s.exec_checked("true", COMMAND_TIMEOUT))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if transient(&e) => {
+                    tracing::debug!(node = %node.name, "not reachable yet: {e}");
+                    tokio::time::sleep(RETRY).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
+        let script = self.identity_script(node, config);
+        self.with_session(&node.name, move |s| {
+            s.exec_with_input("sh -s", script.as_bytes(), COMMAND_TIMEOUT)
+                .and_then(|out| {
+                    if out.success() {
+                        Ok(())
+                    } else {
+                        Err(SshError::CommandFailed {
+                            target: s.target().to_string(),
+                            command: "write the node identity".into(),
+                            status: out.status,
+                            output_tail: out.tail(2048),
+                        })
+                    }
+                })
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+        let check = format!(
+            "test -s {}/etc/legion/node.json && uptime",
+            quote(self.settings.root())
+        );
+        self.with_session(&node.name, move |s| s.exec_checked(&check, COMMAND_TIMEOUT))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn health(&self, node: &NodeTarget) -> HealthReading {
+        match self
+            .with_session(&node.name, |s| {
+                s.exec_checked("cat /proc/loadavg", Duration::from_secs(15))
+            })
+            .await
+        {
+            Ok(_) => HealthReading::Healthy,
+            Err(e @ SshError::HostKeyChanged { .. }) => HealthReading::Unreachable(e.to_string()),
+            Err(e) => HealthReading::Unreachable(e.to_string()),
+        }
+    }
+}
