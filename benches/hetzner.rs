@@ -151,6 +151,18 @@ async fn bench(nodes: usize) {
         wall.as_secs_f64() / ideal.as_secs_f64(),
         fake.request_count("POST", "/servers"),
     );
+    if std::env::var("LEGION_BENCH_TRACE").is_ok() {
+        let log = engine.oplog().recent(10_000, None);
+        let t0 = log.first().map_or(0, |e| e.ts_ms);
+        for e in log.iter().filter(|e| e.ts_ms > 0) {
+            eprintln!(
+                "{:>6} {} {}",
+                e.ts_ms - t0,
+                e.resource.clone().unwrap_or_default(),
+                e.message
+            );
+        }
+    }
     engine.logout().await.unwrap();
 }
 

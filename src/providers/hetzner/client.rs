@@ -285,10 +285,63 @@ impl Client {
         }
     }
 
-    /// Wait until every action finished; the first failed one is the error.
+    /// Wait until every action finished; the first failed one is the error. One action
+    /// is polled by id; several (a firewall applied to many servers returns one per
+    /// server) are polled together, `GET /actions?id=…&id=…` per round, so waiting on N
+    /// actions costs what waiting on one does.
     pub async fn wait_all(&self, actions: &[Action]) -> ProviderResult<()> {
+        match actions {
+            [] => Ok(()),
+            [one] => self.wait(one).await,
+            _ => self.wait_many(actions).await,
+        }
+    }
+
+    async fn wait_many(&self, actions: &[Action]) -> ProviderResult<()> {
+        let started = tokio::time::Instant::now();
+        let mut interval = self.action_poll;
+        let mut running: Vec<Action> = Vec::new();
         for a in actions {
-            self.wait(a).await?;
+            match a.status.as_str() {
+                "success" => {}
+                "error" => return Err(action_error(a)),
+                _ => running.push(a.clone()),
+            }
+        }
+        while !running.is_empty() {
+            if started.elapsed() >= self.action_timeout {
+                return Err(ProviderError::new(
+                    DISPLAY,
+                    ErrorKind::Timeout,
+                    format!(
+                        "{} actions ({}) still running after {:?}",
+                        running.len(),
+                        command_name(&running[0]),
+                        self.action_timeout
+                    ),
+                ));
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 3 / 2).min(self.action_poll * 5);
+            let mut next = Vec::new();
+            for chunk in running.chunks(PER_PAGE as usize) {
+                let query: Vec<(&str, String)> =
+                    chunk.iter().map(|a| ("id", a.id.to_string())).collect();
+                let polled: Vec<Action> = self
+                    .list_all("/actions", "actions", &query, Via::Lane)
+                    .await?;
+                for a in chunk {
+                    // An action the list does not return is still running as far as we
+                    // know; it is asked for again next round.
+                    let now = polled.iter().find(|p| p.id == a.id).unwrap_or(a);
+                    match now.status.as_str() {
+                        "success" => {}
+                        "error" => return Err(action_error(now)),
+                        _ => next.push(now.clone()),
+                    }
+                }
+            }
+            running = next;
         }
         Ok(())
     }
