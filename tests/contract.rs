@@ -36,6 +36,17 @@ enum Write {
     UpdateFirewall,
 }
 
+/// A definite refusal the provider gives for the next write.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// 5xx: nothing applied.
+    ServerError,
+    /// 429 with a reset time.
+    RateLimited,
+    /// The server is busy with another action (Hetzner's `locked`) for a moment.
+    Locked,
+}
+
 /// One adapter behind its world.
 trait Subject: Send + Sync {
     fn name(&self) -> &'static str;
@@ -49,6 +60,8 @@ trait Subject: Send + Sync {
     fn firewalls_named(&self, name: &str) -> usize;
     /// Power a server off behind Legion's back.
     fn stop_out_of_band(&self, id: &str);
+    /// The next write (on `server`, for `Locked`) is refused with `refusal`.
+    fn refuse_next(&self, refusal: Refusal, server: &str);
 }
 
 struct Mock {
@@ -119,6 +132,14 @@ impl Subject for Mock {
     }
     fn stop_out_of_band(&self, id: &str) {
         assert!(self.cloud.stop_out_of_band(id));
+    }
+    fn refuse_next(&self, refusal: Refusal, _server: &str) {
+        let kind = match refusal {
+            Refusal::ServerError => ErrorKind::Unavailable,
+            Refusal::RateLimited => ErrorKind::RateLimited,
+            Refusal::Locked => ErrorKind::Locked,
+        };
+        self.cloud.fail_next_writes(1, kind);
     }
 }
 
@@ -193,6 +214,17 @@ impl Subject for Hetzner {
     }
     fn stop_out_of_band(&self, id: &str) {
         assert!(self.fake.set_server_status(id.parse().unwrap(), "off"));
+    }
+    fn refuse_next(&self, refusal: Refusal, server: &str) {
+        match refusal {
+            Refusal::ServerError => self.fake.fail_next(1),
+            Refusal::RateLimited => self.fake.rate_limit_next(1, Duration::from_secs(1)),
+            Refusal::Locked => {
+                // Busy for a moment, as while another action runs on it.
+                self.fake
+                    .lock_server_for(server.parse().unwrap(), Duration::from_millis(600));
+            }
+        }
     }
 }
 
@@ -493,6 +525,51 @@ async fn lost_firewall_update_response_leaves_the_rules_applied(s: &dyn Subject)
     assert_eq!(s.firewalls_named("legion-edge"), 1);
 }
 
+async fn a_server_error_on_create_fails_cleanly_and_a_retry_creates_one(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-5", INSTALL).await;
+    s.refuse_next(Refusal::ServerError, "");
+    let err = compute
+        .create_server(&spec, "node/web-5")
+        .await
+        .unwrap_err();
+    assert!(err.is_provider_fault(), "{}: {err:?}", s.name());
+    assert_eq!(
+        s.servers_named("web-5"),
+        0,
+        "{}: applied despite the error",
+        s.name()
+    );
+    compute.create_server(&spec, "node/web-5").await.unwrap();
+    assert_eq!(s.servers_named("web-5"), 1);
+}
+
+async fn a_rate_limited_write_waits_for_the_reset_and_applies_once(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-6", INSTALL).await;
+    s.refuse_next(Refusal::RateLimited, "");
+    let server = compute.create_server(&spec, "node/web-6").await.unwrap();
+    assert_eq!(server.name, "web-6");
+    assert_eq!(s.servers_named("web-6"), 1, "{}", s.name());
+}
+
+async fn a_locked_server_is_waited_out(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-7", INSTALL).await;
+    let server = compute.create_server(&spec, "node/web-7").await.unwrap();
+    s.refuse_next(Refusal::Locked, &server.id);
+    compute
+        .stop_server(&server.id, StopMode::Hard, "node/web-7")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(s, &server.id).await,
+        Some(ServerStatus::Off),
+        "{}",
+        s.name()
+    );
+}
+
 /// One `#[tokio::test]` per (contract test, subject).
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
@@ -525,4 +602,7 @@ contract!(
     lost_delete_server_response_leaves_it_gone,
     lost_create_key_response_leaves_one_key,
     lost_firewall_update_response_leaves_the_rules_applied,
+    a_server_error_on_create_fails_cleanly_and_a_retry_creates_one,
+    a_rate_limited_write_waits_for_the_reset_and_applies_once,
+    a_locked_server_is_waited_out,
 );

@@ -258,7 +258,13 @@ impl Lane {
         let mut attempt = 0;
         let first = loop {
             match self.run(&mut call, true).await {
-                Err(e) if e.kind == ErrorKind::RateLimited && attempt < MAX_RETRIES => {
+                // Refused before anything was applied (over the rate limit, or the
+                // resource busy with another action): repeating is safe. An ambiguous
+                // failure is never repeated; it is verified below.
+                Err(e)
+                    if matches!(e.kind, ErrorKind::RateLimited | ErrorKind::Locked)
+                        && attempt < MAX_RETRIES =>
+                {
                     attempt += 1;
                     let wait = e.retry_after.unwrap_or(Duration::from_secs(1 << attempt));
                     tokio::time::sleep(wait).await;

@@ -343,6 +343,16 @@ impl HetznerFake {
         self.world().forced_locks.remove(&id);
     }
 
+    /// Lock a server for `duration` (as while another action runs on it), then unlock.
+    pub fn lock_server_for(&self, id: u64, duration: Duration) {
+        self.lock_server(id);
+        let shared = self.shared.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            lock(&shared.world).forced_locks.remove(&id);
+        });
+    }
+
     /// The next action whose command starts with `command_prefix` (any action if empty)
     /// ends in status `error` with this code and message; its effect is rolled back.
     pub fn fail_next_action(&self, command_prefix: &str, code: &str, message: &str) {
