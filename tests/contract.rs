@@ -20,7 +20,7 @@ use legion::providers::hetzner::{ACTION_POLL_VAR, API_URL_VAR, HetznerModule};
 use legion::providers::mock::{MockCloud, MockModule};
 use legion::providers::{
     ConnectCtx, Env, ErrorKind, FirewallRule, LABEL_INSTALL, LABEL_NODE, Lane, Protocol,
-    ProviderApi, ProviderModule, ServerSpec, ServerStatus, StopMode,
+    ProviderApi, ProviderModule, RecordType, RrSet, ServerSpec, ServerStatus, StopMode,
 };
 
 const INSTALL: &str = "contract-install";
@@ -570,6 +570,73 @@ async fn a_locked_server_is_waited_out(s: &dyn Subject) {
     );
 }
 
+async fn dns_zone_and_records_converge_and_clean_up(s: &dyn Subject) {
+    let dns = s.api().dns().unwrap();
+    let zone = dns
+        .create_zone("contract.example", "zone/contract.example")
+        .await
+        .unwrap();
+    assert_eq!(zone.name, "contract.example");
+    let a = RrSet {
+        name: "web".into(),
+        rtype: RecordType::A,
+        ttl: 300,
+        values: vec!["192.0.2.10".into()],
+    };
+    dns.set_rrset(&zone.id, &a, "zone/contract.example")
+        .await
+        .unwrap();
+    // Setting the same set again changes nothing; a new value replaces the old.
+    dns.set_rrset(&zone.id, &a, "zone/contract.example")
+        .await
+        .unwrap();
+    let moved = RrSet {
+        values: vec!["192.0.2.11".into(), "192.0.2.12".into()],
+        ttl: 600,
+        ..a.clone()
+    };
+    dns.set_rrset(&zone.id, &moved, "zone/contract.example")
+        .await
+        .unwrap();
+    let read = dns.get_zone("contract.example").await.unwrap().unwrap();
+    let web: Vec<&RrSet> = read
+        .rrsets
+        .iter()
+        .filter(|r| r.name == "web" && r.rtype == RecordType::A)
+        .collect();
+    assert_eq!(web.len(), 1, "{}: {:?}", s.name(), read.rrsets);
+    let mut values = web[0].values.clone();
+    values.sort();
+    assert_eq!(values, moved.values, "{}", s.name());
+    assert_eq!(web[0].ttl, 600);
+    dns.delete_rrset(&zone.id, "web", RecordType::A, "zone/contract.example")
+        .await
+        .unwrap();
+    dns.delete_rrset(&zone.id, "web", RecordType::A, "zone/contract.example")
+        .await
+        .unwrap();
+    let read = dns.get_zone("contract.example").await.unwrap().unwrap();
+    assert!(!read.rrsets.iter().any(|r| r.name == "web"), "{}", s.name());
+    assert!(
+        dns.list_zones()
+            .await
+            .unwrap()
+            .iter()
+            .any(|z| z.id == zone.id)
+    );
+    dns.delete_zone(&zone.id, "zone/contract.example")
+        .await
+        .unwrap();
+    dns.delete_zone(&zone.id, "zone/contract.example")
+        .await
+        .unwrap();
+    assert!(
+        dns.get_zone("contract.example").await.unwrap().is_none(),
+        "{}",
+        s.name()
+    );
+}
+
 /// One `#[tokio::test]` per (contract test, subject).
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
@@ -605,4 +672,5 @@ contract!(
     a_server_error_on_create_fails_cleanly_and_a_retry_creates_one,
     a_rate_limited_write_waits_for_the_reset_and_applies_once,
     a_locked_server_is_waited_out,
+    dns_zone_and_records_converge_and_clean_up,
 );
