@@ -6,65 +6,26 @@
 
 #[path = "fakes/hetzner.rs"]
 mod hetzner_fake;
-
-use std::process::Command;
-use std::time::Duration;
-
-use serde_json::Value;
-
-fn run(c: &mut Command) -> (i32, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
+#[path = "common/hetzner_rig.rs"]
+mod hetzner_rig;
 #[path = "common/sshd.rs"]
 mod sshd;
+#[path = "common/tmux.rs"]
+mod tmux;
+
+use hetzner_rig::Rig;
+use serde_json::Value;
 
 #[test]
 fn a_hetzner_node_from_the_command_line() {
     // A real sshd on loopback plays the servers: the fake hands out 127.0.0.1, so the
     // deployment phases run over SSH for real (in a sandbox directory, hostname untouched).
-    let Some(sshd) = sshd::Sshd::start(sshd::SshdOpts::default()) else {
+    let Some(rig) = Rig::start() else {
         return;
     };
-    let fake = hetzner_fake::HetznerFake::start();
-    fake.set_action_duration(Duration::from_millis(30));
-    fake.set_server_ipv4("127.0.0.1");
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = dir.path().join("node-root");
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "hetzner e2e\n").unwrap();
-    let legion = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
-        c.env("LEGION_HOME", dir.path().join("home"))
-            .env("LEGION_PASSWORD_FILE", &pw)
-            .env("LEGION_HETZNER_API_URL", fake.base_url())
-            .env("LEGION_HETZNER_ACTION_POLL_MS", "10")
-            .env("HCLOUD_TOKEN", fake.token())
-            .env("LEGION_SSH_PORT", sshd.port().to_string())
-            .env("LEGION_SSH_USER", sshd::current_user())
-            .env("LEGION_SSH_SANDBOX_ROOT", &sandbox)
-            .env_remove("LEGION_DAEMON_TOKEN")
-            .env_remove("LEGION_MOCK_NETWORK");
-        c
-    };
-    let ok = |args: &[&str]| {
-        let (code, out, err) = run(legion().args(args));
-        assert_eq!(code, 0, "legion {args:?}: {err}\n{out}");
-        out
-    };
-    ok(&["config", "init"]);
-    // The managed key, made at init, is what the servers accept (cloud-init would put
-    // it in place from the uploaded key; here the sshd is told directly).
-    let public = ok(&["ssh-key", "show"]);
-    assert!(public.starts_with("ssh-ed25519 "), "{public}");
-    sshd.authorize(public.trim());
-    // The token comes from HCLOUD_TOKEN, the descriptor's default variable.
-    ok(&["provider", "configure", "hetzner"]);
+    let (fake, sandbox, dir) = (&rig.fake, rig.sandbox(), rig.dir.path());
+    let ok = |args: &[&str]| rig.ok(args);
+    let run = |args: &[&str]| rig.run(args);
     ok(&["provider", "verify", "hetzner"]);
     let catalog: Value = serde_json::from_str(&ok(&["catalog", "hetzner", "--json"])).unwrap();
     let offer = catalog["defaults"]["offer"].as_str().unwrap().to_string();
@@ -115,7 +76,7 @@ fn a_hetzner_node_from_the_command_line() {
     );
 
     // A provider error reads as Hetzner's, not as an HTTP status.
-    let (code, _, err) = run(legion().args([
+    let (code, _, err) = run(&[
         "nodes",
         "add",
         "hz-2",
@@ -125,7 +86,7 @@ fn a_hetzner_node_from_the_command_line() {
         "no-such-type",
         "--apply",
         "--wait",
-    ]));
+    ]);
     assert_ne!(code, 0);
     assert!(
         err.contains("Hetzner: invalid input in field 'server_type'") && !err.contains("HTTP"),
@@ -137,7 +98,7 @@ fn a_hetzner_node_from_the_command_line() {
     assert_eq!(fake.servers().len(), 0);
 
     // Every write the fake saw is in Legion's operation log, and no create was repeated.
-    let log = std::fs::read_to_string(dir.path().join("home/logs/operations.jsonl")).unwrap();
+    let log = std::fs::read_to_string(dir.join("home/logs/operations.jsonl")).unwrap();
     let logged: Vec<(String, String)> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -170,56 +131,20 @@ fn a_hetzner_node_from_the_command_line() {
         "hz-1 once, hz-2 once (refused)"
     );
     // The token never reaches the logs.
-    for entry in std::fs::read_dir(dir.path().join("home/logs")).unwrap() {
+    for entry in std::fs::read_dir(dir.join("home/logs")).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
         assert!(!text.contains(&fake.token()));
     }
 }
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 /// The dashboard on Hetzner nodes from the fake: the provider's status in the header, a
 /// converged node, and a Hetzner error in words in a failed node's row.
 #[test]
 fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
-    let Some(sshd) = sshd::Sshd::start(sshd::SshdOpts::default()) else {
+    let Some(rig) = Rig::start() else {
         return;
     };
-    let fake = hetzner_fake::HetznerFake::start();
-    fake.set_action_duration(Duration::from_millis(30));
-    fake.set_server_ipv4("127.0.0.1");
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "hetzner dashboard\n").unwrap();
-    let vars = [
-        ("LEGION_HOME", dir.path().join("home").display().to_string()),
-        ("LEGION_PASSWORD_FILE", pw.display().to_string()),
-        ("LEGION_HETZNER_API_URL", fake.base_url()),
-        ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
-        ("HCLOUD_TOKEN", fake.token()),
-        ("LEGION_SSH_PORT", sshd.port().to_string()),
-        ("LEGION_SSH_USER", sshd::current_user()),
-        (
-            "LEGION_SSH_SANDBOX_ROOT",
-            dir.path().join("node-root").display().to_string(),
-        ),
-    ];
-    let legion = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
-        c.envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .env_remove("LEGION_DAEMON_TOKEN")
-            .env_remove("LEGION_MOCK_NETWORK");
-        c
-    };
-    let ok = |args: &[&str]| {
-        let (code, out, err) = run(legion().args(args));
-        assert_eq!(code, 0, "legion {args:?}: {err}\n{out}");
-        out
-    };
-    ok(&["config", "init"]);
-    sshd.authorize(ok(&["ssh-key", "show"]).trim());
-    ok(&["provider", "configure", "hetzner"]);
+    let ok = |args: &[&str]| rig.ok(args);
     ok(&["nodes", "add", "hz-good", "--provider", "hetzner"]);
     ok(&[
         "nodes",
@@ -230,12 +155,12 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
         "--offer",
         "cx999",
     ]);
-    let (code, _, _) = run(legion().args(["apply", "--wait"]));
+    let (code, _, _) = rig.run(&["apply", "--wait"]);
     assert_eq!(code, 1, "one node cannot be created");
 
-    let env: String = vars.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     let cmd = format!(
-        "env {env} TERM=xterm-256color {}; echo LEGION-EXITED $?; sleep 60",
+        "env {} TERM=xterm-256color {}; echo LEGION-EXITED $?; sleep 60",
+        rig.env_line(),
         env!("CARGO_BIN_EXE_legion")
     );
     let Some(t) = tmux::Tmux::start(&cmd, 200, 40) else {
@@ -254,4 +179,106 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
     assert!(!bad.contains("HTTP"), "{bad}");
     t.text("q");
     t.wait_for("LEGION-EXITED 0");
+}
+
+/// Host keys are pinned on first contact and checked on every connection: a changed key
+/// is refused (naming both fingerprints) by `legion ssh` and by health checks, until the
+/// operator re-trusts the node.
+#[test]
+fn a_changed_host_key_is_refused_until_retrusted() {
+    let Some(mut rig) = Rig::start() else {
+        return;
+    };
+    rig.ok(&[
+        "nodes",
+        "add",
+        "hz-1",
+        "--provider",
+        "hetzner",
+        "--apply",
+        "--wait",
+    ]);
+    let pinned = rig.sshd.host_key_fingerprint();
+    let out = rig.ok(&["ssh", "hz-1", "--", "echo", "through-legion-ssh"]);
+    assert!(out.contains("through-legion-ssh"), "{out}");
+    // A daemon keeps one engine running, so its health checks can be read.
+    let start = rig.ok(&["daemon", "start"]);
+    let token = start
+        .lines()
+        .find_map(|l| l.strip_prefix("export LEGION_DAEMON_TOKEN="))
+        .unwrap()
+        .to_string();
+    rig.vars.push(("LEGION_DAEMON_TOKEN", token));
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(rig.home().join("daemon/daemon.json")).unwrap())
+            .unwrap();
+    let _stop = StopOnDrop(meta["pid"].as_u64().unwrap());
+    let via = |rig: &Rig, args: &[&str]| {
+        let out = rig
+            .cmd()
+            .env("LEGION_DAEMON_TOKEN", &rig.vars.last().unwrap().1)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let health_of = |rig: &Rig| {
+        let (_, out, _) = via(rig, &["nodes", "show", "hz-1", "--json"]);
+        serde_json::from_str::<Value>(&out).unwrap()["health"].to_string()
+    };
+    let wait_health = |rig: &Rig, what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let h = health_of(rig);
+            if pred(&h) {
+                return h;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {h}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_health(&rig, "healthy", &|h| h.contains("healthy"));
+
+    // The server now presents another key (a man in the middle, or a reinstall Legion
+    // did not do).
+    rig.sshd.restart_with_new_host_key();
+    let new = rig.sshd.host_key_fingerprint();
+    assert_ne!(pinned, new);
+    let (code, out, err) = via(&rig, &["ssh", "hz-1", "--", "echo", "should-not-run"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("should-not-run"));
+    assert!(err.contains(&pinned) && err.contains(&new), "{err}");
+    // Health checks refuse it too, and say so in the node's row.
+    let (code, _, err) = via(&rig, &["nodes", "reboot", "hz-1", "--wait"]);
+    assert_eq!(code, 0, "the power action itself is the provider's: {err}");
+    let health = wait_health(&rig, "a refused host key", &|h| h.contains("changed"));
+    assert!(
+        health.contains(&new) && health.contains(&pinned),
+        "{health}"
+    );
+
+    let (code, out, err) = via(&rig, &["nodes", "retrust", "hz-1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&pinned), "{out}");
+    let (code, out, err) = via(&rig, &["ssh", "hz-1", "--", "echo", "trusted-again"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("trusted-again"), "{out}");
+    assert!(err.contains(&new), "says what it pinned: {err}");
+    let (code, _, err) = via(&rig, &["daemon", "stop"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Stops a daemon even when the test fails half-way.
+struct StopOnDrop(u64);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.to_string()])
+            .status();
+    }
 }
