@@ -17,6 +17,10 @@ pub struct Rig {
     pub fake: HetznerFake,
     pub sshd: Sshd,
     pub dir: tempfile::TempDir,
+    /// The node's filesystem root for Legion's files, writable by the login user.
+    pub node_root: tempfile::TempDir,
+    /// Who Legion logs in as on the "servers".
+    pub user: String,
     pub vars: Vec<(&'static str, String)>,
 }
 
@@ -28,6 +32,31 @@ impl Rig {
         fake.set_action_duration(Duration::from_millis(30));
         fake.set_server_ipv4("127.0.0.1");
         let dir = tempfile::tempdir().unwrap();
+        // As root, log in as the dedicated test user (plain /bin/sh, no dotfiles): root's
+        // own shell startup on a developer machine can be slow or take locks.
+        let user = if sshd::is_root() {
+            sshd::test_user().unwrap().name.to_string()
+        } else {
+            sshd::current_user()
+        };
+        let node_root = tempfile::Builder::new()
+            .prefix("legion-node-")
+            .tempdir()
+            .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(node_root.path(), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+            if sshd::is_root() {
+                let ok = Command::new("chown")
+                    .arg(&user)
+                    .arg(node_root.path())
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chown the node root");
+            }
+        }
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "hetzner end to end\n").unwrap();
         let vars = vec![
@@ -37,16 +66,18 @@ impl Rig {
             ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
             ("HCLOUD_TOKEN", fake.token()),
             ("LEGION_SSH_PORT", sshd.port().to_string()),
-            ("LEGION_SSH_USER", sshd::current_user()),
+            ("LEGION_SSH_USER", user.clone()),
             (
                 "LEGION_SSH_SANDBOX_ROOT",
-                dir.path().join("node-root").display().to_string(),
+                node_root.path().display().to_string(),
             ),
         ];
         let rig = Rig {
             fake,
             sshd,
             dir,
+            node_root,
+            user,
             vars,
         };
         rig.ok(&["config", "init"]);
@@ -54,7 +85,7 @@ impl Rig {
         // the uploaded key in place on a real server; here the sshd is told directly).
         let public = rig.ok(&["ssh-key", "show"]);
         assert!(public.starts_with("ssh-ed25519 "), "{public}");
-        rig.sshd.authorize(public.trim());
+        rig.sshd.authorize_user(&rig.user, public.trim());
         // The token comes from HCLOUD_TOKEN, the descriptor's default variable.
         rig.ok(&["provider", "configure", "hetzner"]);
         Some(rig)
@@ -94,6 +125,6 @@ impl Rig {
     }
 
     pub fn sandbox(&self) -> std::path::PathBuf {
-        self.dir.path().join("node-root")
+        self.node_root.path().to_path_buf()
     }
 }
