@@ -85,6 +85,9 @@ impl NodeAgent for Instant0 {
     async fn configure(&self, _: &NodeTarget, _: &NodeConfig) -> Result<(), String> {
         Ok(())
     }
+    async fn install(&self, _: &NodeTarget, _: &str) -> Result<(), String> {
+        Ok(())
+    }
     async fn readiness(&self, _: &NodeTarget) -> Result<(), String> {
         Ok(())
     }

@@ -27,6 +27,13 @@ fn a_hetzner_node_from_the_command_line() {
     let ok = |args: &[&str]| rig.ok(args);
     let run = |args: &[&str]| rig.run(args);
     ok(&["provider", "verify", "hetzner"]);
+    // The role's install script comes from the home's roles/ folder.
+    std::fs::create_dir_all(rig.home().join("roles")).unwrap();
+    std::fs::write(
+        rig.home().join("roles/node.sh"),
+        "#!/bin/sh\nset -e\necho \"$LEGION_NODE\" > \"$LEGION_ROOT/role-marker\"\nmkdir -p \"$LEGION_ROOT/var/lib/legion\"\ndate > \"$LEGION_ROOT/var/lib/legion/installed\"\n",
+    )
+    .unwrap();
     let catalog: Value = serde_json::from_str(&ok(&["catalog", "hetzner", "--json"])).unwrap();
     let offer = catalog["defaults"]["offer"].as_str().unwrap().to_string();
 
@@ -59,6 +66,13 @@ fn a_hetzner_node_from_the_command_line() {
     )
     .unwrap();
     assert_eq!(identity["name"], "hz-1");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("role-marker"))
+            .unwrap()
+            .trim(),
+        "hz-1",
+        "the role's install script ran"
+    );
 
     for (action, machine) in [
         ("stop", "stopped"),
@@ -281,4 +295,68 @@ impl Drop for StopOnDrop {
             .args(["-TERM", &self.0.to_string()])
             .status();
     }
+}
+
+/// A failing install names its phase and keeps the remote output's tail; once the
+/// script is fixed, retry resumes from the install phase (no second server).
+#[test]
+fn a_failed_install_is_retried_from_its_phase() {
+    let Some(rig) = Rig::start() else {
+        return;
+    };
+    std::fs::create_dir_all(rig.home().join("roles")).unwrap();
+    let script = rig.home().join("roles/web.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho preparing the web role\necho 'apt: unable to locate package nginx-legion' >&2\nexit 3\n",
+    )
+    .unwrap();
+    let (code, out, err) = rig.run(&[
+        "nodes",
+        "add",
+        "hz-web",
+        "--provider",
+        "hetzner",
+        "--role",
+        "web",
+        "--apply",
+        "--wait",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("install failed"), "{err}");
+    assert!(
+        err.contains("unable to locate package nginx-legion"),
+        "the tail: {err}"
+    );
+    let row: Value = serde_json::from_str(&rig.ok(&["nodes", "show", "hz-web", "--json"])).unwrap();
+    assert_eq!(row["system"]["state"], "failed", "{row}");
+    assert_eq!(row["system"]["detail"], "install", "{row}");
+
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nset -e\nmkdir -p \"$LEGION_ROOT/var/lib/legion\"\ndate > \"$LEGION_ROOT/var/lib/legion/installed\"\n",
+    )
+    .unwrap();
+    let out = rig.ok(&["nodes", "retry", "hz-web", "--wait"]);
+    assert!(out.contains("done (running"), "{out}");
+    let row: Value = serde_json::from_str(&rig.ok(&["nodes", "show", "hz-web", "--json"])).unwrap();
+    let phases: Vec<(String, String)> = row["execution"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["phase"].as_str().unwrap().into(),
+                p["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(phases.iter().all(|(_, s)| s == "done"), "{phases:?}");
+    assert!(phases.iter().any(|(p, _)| p == "install"), "{phases:?}");
+    assert_eq!(row["execution"]["status"], "succeeded");
+    assert_eq!(
+        rig.fake.request_count("POST", "/servers"),
+        1,
+        "resumed, not re-created"
+    );
 }

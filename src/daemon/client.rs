@@ -114,7 +114,12 @@ impl Remote {
             home,
             tasks: vec![reader, writer],
         });
-        let status: DaemonStatus = conn.call(Call::Status).await?;
+        // A daemon dying as we connect closes the connection before the first reply:
+        // say what is left of it (a stale socket, or nothing).
+        let status: DaemonStatus = conn.call(Call::Status).await.map_err(|e| match e {
+            EngineError::Unavailable(detail) => unavailable(endpoint, &detail),
+            other => other,
+        })?;
         if status.protocol != PROTOCOL {
             return Err(EngineError::Unavailable(format!(
                 "the daemon (pid {}, version {}) speaks protocol {}, this legion speaks {}; \

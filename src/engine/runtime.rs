@@ -716,7 +716,10 @@ impl Core {
         let board = Arc::new(Board::new(self.oplog.clone()));
         let ssh = Arc::new(super::ssh_agent::SshAgent::new(
             cell.clone(),
-            super::ssh_agent::SshSettings::from_env(&cfg.env),
+            super::ssh_agent::SshSettings {
+                roles_dir: Some(cfg.home.join("roles")),
+                ..super::ssh_agent::SshSettings::from_env(&cfg.env)
+            },
         ));
         let env = Arc::new(ActorEnv {
             cell: cell.clone(),

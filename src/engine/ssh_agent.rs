@@ -23,6 +23,19 @@ use crate::ssh::{self, Auth, HostKeyFingerprint, ManagedKey, SshError, SshSessio
 
 /// How long a phase's remote command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a role's install script may run.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The install script when the role has none of its own: prepare the node and record
+/// Legion's identity on it. `LEGION_ROOT`, `LEGION_NODE` and `LEGION_ROLE` are set.
+pub const DEFAULT_INSTALL: &str = r#"#!/bin/sh
+# Legion's default install: record the node's identity and when it was installed.
+set -eu
+mkdir -p "$LEGION_ROOT/var/lib/legion"
+cp "$LEGION_ROOT/etc/legion/node.json" "$LEGION_ROOT/var/lib/legion/identity.json"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$LEGION_ROOT/var/lib/legion/installed"
+echo "legion: $LEGION_NODE installed as $LEGION_ROLE"
+"#;
 /// Between attempts while a new server boots.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -32,6 +45,8 @@ pub struct SshSettings {
     pub port: u16,
     /// `Some(dir)`: write under `dir` on the node and leave its hostname alone.
     pub sandbox_root: Option<String>,
+    /// Per-role install scripts: `<dir>/<role>.sh` (the Legion home's `roles/`).
+    pub roles_dir: Option<std::path::PathBuf>,
 }
 
 impl SshSettings {
@@ -50,6 +65,32 @@ impl SshSettings {
                 .get("LEGION_SSH_SANDBOX_ROOT")
                 .filter(|r| !r.is_empty())
                 .map(String::from),
+            roles_dir: None,
+        }
+    }
+
+    /// The install script for `role`: `roles/<role>.sh` in the home when present, else
+    /// [`DEFAULT_INSTALL`].
+    pub fn install_script(&self, role: &str) -> Result<String, String> {
+        let safe = !role.is_empty()
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let Some(path) = self
+            .roles_dir
+            .as_ref()
+            .filter(|_| safe)
+            .map(|d| d.join(format!("{role}.sh")))
+        else {
+            return Ok(DEFAULT_INSTALL.to_string());
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(script) => Ok(script),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_INSTALL.to_string()),
+            Err(e) => Err(format!(
+                "reading the install script {}: {e}",
+                path.display()
+            )),
         }
     }
 
@@ -244,9 +285,33 @@ impl NodeAgent for SshAgent {
         .map_err(|e| e.to_string())
     }
 
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
+        let script = self.settings.install_script(role)?;
+        let root = self.settings.root().to_string();
+        let remote = format!("{root}/var/lib/legion/install.sh");
+        let run = format!(
+            "LEGION_ROOT={} LEGION_NODE={} LEGION_ROLE={} sh {}",
+            quote(&root),
+            quote(&node.name),
+            quote(role),
+            quote(&remote)
+        );
+        self.with_session(&node.name, move |s| {
+            s.exec_checked(
+                &format!("mkdir -p {}", quote(&format!("{root}/var/lib/legion"))),
+                COMMAND_TIMEOUT,
+            )?;
+            s.upload(&remote, script.as_bytes(), 0o700)?;
+            s.exec_checked(&run, INSTALL_TIMEOUT)
+        })
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+    }
+
     async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
         let check = format!(
-            "test -s {}/etc/legion/node.json && uptime",
+            "test -s {0}/etc/legion/node.json && test -s {0}/var/lib/legion/installed && uptime",
             quote(self.settings.root())
         );
         self.with_session(&node.name, move |s| s.exec_checked(&check, COMMAND_TIMEOUT))

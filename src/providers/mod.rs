@@ -274,6 +274,8 @@ pub enum HealthReading {
 pub trait NodeAgent: Send + Sync {
     async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String>;
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String>;
+    /// Upload and run the install script of the node's role.
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String>;
     async fn readiness(&self, node: &NodeTarget) -> Result<(), String>;
     async fn health(&self, node: &NodeTarget) -> HealthReading;
 }

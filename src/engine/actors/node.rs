@@ -703,6 +703,11 @@ async fn run_phase(
             };
             agent.configure(&target, &config).await
         }
+        Phase::Install => {
+            let (agent, target) =
+                agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
+            agent.install(&target, &plan.role).await
+        }
         Phase::Readiness => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;

@@ -246,6 +246,8 @@ pub enum Phase {
     ImageReset,
     WaitReachable,
     Configure,
+    /// The role's install script, uploaded and run.
+    Install,
     Readiness,
 }
 
@@ -256,6 +258,7 @@ impl std::fmt::Display for Phase {
             Phase::ImageReset => "image reset",
             Phase::WaitReachable => "wait for reachability",
             Phase::Configure => "configure",
+            Phase::Install => "install",
             Phase::Readiness => "readiness",
         })
     }

@@ -76,6 +76,10 @@ impl NodeAgent for MockAgent {
         self.phase(node, "configure", 2).await
     }
 
+    async fn install(&self, node: &NodeTarget, _role: &str) -> Result<(), String> {
+        self.phase(node, "install", 1).await
+    }
+
     async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
         self.phase(node, "readiness", 1).await
     }
