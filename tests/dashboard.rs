@@ -534,7 +534,7 @@ fn help_scrolls_on_a_small_terminal() {
     let top = screen(&mut app, 80, 24);
     assert!(top.contains("Move the selection up"), "{top}");
     assert!(!top.contains("Show this help"));
-    for _ in 0..40 {
+    for _ in 0..60 {
         key(&mut app, KeyCode::Char('j'));
     }
     let bottom = screen(&mut app, 80, 24);
@@ -547,4 +547,295 @@ fn help_scrolls_on_a_small_terminal() {
         footer.contains("help") && footer.contains("quit"),
         "{footer}"
     );
+}
+
+// --- The terminal pane (SSH shells), without a network: the session's ends stand in
+// for its thread.
+
+use legion::views::term::session::ShellEnds;
+use legion::views::term::{Emulator, ShellHandle, ShellInput, ShellState, ShellUpdate};
+
+fn ctrl(app: &mut App, c: char) -> Vec<Effect> {
+    app.handle(UiEvent::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::CONTROL,
+    )))
+}
+
+/// Everything the UI sent the session so far.
+fn sent(ends: &ShellEnds) -> Vec<ShellInput> {
+    ends.rx.try_iter().collect()
+}
+
+/// Publish what a session thread would after the remote wrote `bytes`, and wake the app.
+fn remote_writes(
+    app: &mut App,
+    id: u64,
+    ends: &ShellEnds,
+    rows: u16,
+    cols: u16,
+    bytes: &[u8],
+    state: ShellState,
+) -> Vec<Effect> {
+    let mut emu = Emulator::new(rows, cols, 100);
+    emu.feed(bytes);
+    let woke = ends.slot.publish(ShellUpdate {
+        frame: emu.snapshot(),
+        state,
+        first_seen_host_key: None,
+    });
+    assert!(woke, "an empty slot wakes the UI");
+    app.handle(UiEvent::Term(id))
+}
+
+/// The app with a shell open on node-00 (120x30 terminal: the pane is 26x120).
+fn with_shell() -> (App, ShellEnds) {
+    let mut app = app_with(snapshot(6), false);
+    screen(&mut app, 120, 30);
+    let effects = key(&mut app, KeyCode::Char('s'));
+    assert_eq!(
+        effects,
+        vec![Effect::OpenShell {
+            id: 1,
+            node: "node-00".into(),
+            rows: 26,
+            cols: 120
+        }]
+    );
+    let (handle, ends) = ShellHandle::pair();
+    app.handle(UiEvent::Shell(1, Ok(handle)));
+    (app, ends)
+}
+
+#[test]
+fn shell_pane_takes_every_key_but_the_leave_key() {
+    let mut app = app_with(snapshot(6), false);
+    screen(&mut app, 120, 30);
+    assert!(matches!(
+        key(&mut app, KeyCode::Char('s')).as_slice(),
+        [Effect::OpenShell { id: 1, .. }]
+    ));
+    // Typed while connecting: kept and sent once the session thread is there.
+    chars(&mut app, "ls");
+    let (handle, ends) = ShellHandle::pair();
+    app.handle(UiEvent::Shell(1, Ok(handle)));
+    assert_eq!(
+        sent(&ends),
+        [
+            ShellInput::Bytes(b"l".to_vec()),
+            ShellInput::Bytes(b"s".to_vec())
+        ]
+    );
+    // Dashboard keys go to the remote: q, Ctrl-C, arrows, F-keys, Esc.
+    assert!(key(&mut app, KeyCode::Char('q')).is_empty());
+    assert!(ctrl(&mut app, 'c').is_empty());
+    assert!(!app.quit, "Ctrl-C in the pane is the remote's");
+    key(&mut app, KeyCode::Up);
+    key(&mut app, KeyCode::F(5));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(
+        sent(&ends),
+        [
+            ShellInput::Bytes(b"q".to_vec()),
+            ShellInput::Bytes(vec![3]),
+            ShellInput::Bytes(b"\x1b[A".to_vec()),
+            ShellInput::Bytes(b"\x1b[15~".to_vec()),
+            ShellInput::Bytes(vec![0x1b]),
+        ]
+    );
+    // Shift-PageUp scrolls back on the session side; nothing reaches the remote.
+    app.handle(UiEvent::Key(KeyEvent::new(
+        KeyCode::PageUp,
+        KeyModifiers::SHIFT,
+    )));
+    assert_eq!(sent(&ends), [ShellInput::Scroll(13)]);
+    // A paste respects the remote's bracketed-paste mode.
+    remote_writes(
+        &mut app,
+        1,
+        &ends,
+        26,
+        120,
+        b"\x1b[?2004h$ ",
+        ShellState::Open,
+    );
+    app.handle(UiEvent::Paste("a\nb".into()));
+    assert_eq!(
+        sent(&ends),
+        [ShellInput::Bytes(b"\x1b[200~a\nb\x1b[201~".to_vec())]
+    );
+
+    // Ctrl-\ arrives as Ctrl-4 from crossterm: it leaves; the session keeps running.
+    assert!(ctrl(&mut app, '4').is_empty());
+    assert!(sent(&ends).is_empty(), "the leave key is not sent");
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("│node-00 "), "the node table again:\n{s}");
+    assert!(s.contains("ssh: node-00"), "the session is listed:\n{s}");
+    // In the dashboard, keys are the dashboard's again; Ctrl-\ goes back to the pane.
+    key(&mut app, KeyCode::Char('j'));
+    assert!(sent(&ends).is_empty());
+    ctrl(&mut app, '\\');
+    key(&mut app, KeyCode::Char('x'));
+    assert_eq!(sent(&ends), [ShellInput::Bytes(b"x".to_vec())]);
+}
+
+#[test]
+fn shell_pane_resizes_the_session_with_the_terminal_and_zoom() {
+    let (mut app, ends) = with_shell();
+    screen(&mut app, 120, 30);
+    assert!(sent(&ends).is_empty(), "opened at the pane's size");
+    screen(&mut app, 100, 20);
+    assert_eq!(sent(&ends), [ShellInput::Resize(16, 100)]);
+    screen(&mut app, 100, 20);
+    assert!(sent(&ends).is_empty(), "one resize per change");
+    // Ctrl-] (Ctrl-5 from crossterm) zooms: the whole terminal is the remote's.
+    ctrl(&mut app, '5');
+    assert!(sent(&ends).is_empty(), "the zoom key is not sent");
+    let s = screen(&mut app, 100, 20);
+    assert_eq!(sent(&ends), [ShellInput::Resize(20, 100)]);
+    assert!(!s.contains("Legion"), "no chrome when zoomed:\n{s}");
+    ctrl(&mut app, ']');
+    screen(&mut app, 100, 20);
+    assert_eq!(sent(&ends), [ShellInput::Resize(16, 100)]);
+}
+
+#[test]
+fn shell_tabs_switch_and_reopen() {
+    let (mut app, ends0) = with_shell();
+    ctrl(&mut app, '\\');
+    key(&mut app, KeyCode::Char('j'));
+    let effects = key(&mut app, KeyCode::Char('s'));
+    assert_eq!(
+        effects,
+        vec![Effect::OpenShell {
+            id: 2,
+            node: "node-01".into(),
+            rows: 26,
+            cols: 120
+        }]
+    );
+    let (h1, ends1) = ShellHandle::pair();
+    app.handle(UiEvent::Shell(2, Ok(h1)));
+    let s = screen(&mut app, 120, 30);
+    assert!(
+        s.contains(" 1 node-00 ") && s.contains(" 2 node-01 "),
+        "{s}"
+    );
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(sent(&ends1), [ShellInput::Bytes(b"a".to_vec())]);
+    // Back in the dashboard, `]` goes to the next session, and `s` on a node with a
+    // session focuses it instead of opening another.
+    ctrl(&mut app, '\\');
+    key(&mut app, KeyCode::Char(']'));
+    key(&mut app, KeyCode::Char('b'));
+    assert_eq!(sent(&ends0), [ShellInput::Bytes(b"b".to_vec())]);
+    ctrl(&mut app, '\\');
+    assert!(key(&mut app, KeyCode::Char('s')).is_empty());
+    key(&mut app, KeyCode::Char('c'));
+    assert_eq!(sent(&ends1), [ShellInput::Bytes(b"c".to_vec())]);
+    // `:shell NAME` selects the node and does the same.
+    ctrl(&mut app, '\\');
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "shell node-00");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    key(&mut app, KeyCode::Char('d'));
+    assert_eq!(sent(&ends0), [ShellInput::Bytes(b"d".to_vec())]);
+}
+
+#[test]
+fn a_closed_shell_says_why_and_enter_reconnects() {
+    let (mut app, ends) = with_shell();
+    remote_writes(
+        &mut app,
+        1,
+        &ends,
+        26,
+        120,
+        b"$ exit\r\n",
+        ShellState::Closed("connection closed: the remote shell exited (status 0)".into()),
+    );
+    let s = screen(&mut app, 120, 30);
+    assert!(
+        s.contains("connection closed: the remote shell exited (status 0) — Enter reconnects"),
+        "{s}"
+    );
+    assert!(s.contains(" 1 node-00 ✕"), "{s}");
+    // Keys other than Enter do nothing on a closed session.
+    key(&mut app, KeyCode::Char('x'));
+    assert!(sent(&ends).is_empty());
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        vec![Effect::OpenShell {
+            id: 2,
+            node: "node-00".into(),
+            rows: 26,
+            cols: 120
+        }]
+    );
+    // A late wake-up of the old session changes nothing.
+    ends.slot.publish(ShellUpdate {
+        frame: Default::default(),
+        state: ShellState::Open,
+        first_seen_host_key: Some("SHA256:old".into()),
+    });
+    assert!(app.handle(UiEvent::Term(1)).is_empty());
+    // A session that cannot start says why.
+    app.handle(UiEvent::Shell(
+        2,
+        Err("ssh node-00: node node-00 has no address yet".into()),
+    ));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("has no address yet — Enter reconnects"), "{s}");
+}
+
+#[test]
+fn a_first_shell_connection_pins_the_host_key() {
+    let (mut app, ends) = with_shell();
+    ends.slot.publish(ShellUpdate {
+        frame: Default::default(),
+        state: ShellState::Open,
+        first_seen_host_key: Some("SHA256:abc".into()),
+    });
+    assert_eq!(
+        app.handle(UiEvent::Term(1)),
+        vec![Effect::PinHostKey("node-00".into(), "SHA256:abc".into())]
+    );
+    assert!(app.handle(UiEvent::Term(1)).is_empty(), "taken once");
+}
+
+#[test]
+fn shell_pane() {
+    let (mut app, ends) = with_shell();
+    screen(&mut app, 80, 14);
+    assert_eq!(sent(&ends), [ShellInput::Resize(10, 80)]);
+    remote_writes(
+        &mut app,
+        1,
+        &ends,
+        10,
+        80,
+        b"\x1b]0;op@node-00: ~\x07op@node-00:~$ ls --color\r\n\x1b[1;34mbin\x1b[0m  \x1b[32mdeploy.sh\x1b[0m  \x1b[31mcore\x1b[0m\r\nop@node-00:~$ ",
+        ShellState::Open,
+    );
+    let mut term = Terminal::new(TestBackend::new(80, 14)).unwrap();
+    let mut cursor = None;
+    term.draw(|f| {
+        let area = f.area();
+        cursor = app.render(area, f.buffer_mut());
+    })
+    .unwrap();
+    let buf = term.backend().buffer();
+    // Colours come through: `bin` blue and bold, `deploy.sh` green, `core` red.
+    let fg = |x: u16, y: u16| buf.cell((x, y)).unwrap().fg;
+    assert_eq!(fg(0, 3), ratatui::style::Color::Blue);
+    assert!(
+        buf.cell((0, 3))
+            .unwrap()
+            .modifier
+            .contains(ratatui::style::Modifier::BOLD)
+    );
+    assert_eq!(fg(5, 3), ratatui::style::Color::Green);
+    assert_eq!(fg(16, 3), ratatui::style::Color::Red);
+    assert_eq!(cursor, Some(ratatui::layout::Position::new(14, 4)));
+    insta::assert_snapshot!(screen(&mut app, 80, 14));
 }

@@ -69,6 +69,14 @@ fn realistic_events() -> Vec<(KeyEvent, Command)> {
         (press(KeyCode::End, NONE), LogFollow),
         (ch('L'), LogNodeOnly),
         (press(KeyCode::Char('L'), SHIFT), LogNodeOnly),
+        (ch('s'), Shell),
+        (ch(']'), NextPane),
+        // Ctrl-\ and Ctrl-] are 0x1c and 0x1d, which crossterm reads as Ctrl-4 and Ctrl-5;
+        // the kitty protocol reports the real key.
+        (press(KeyCode::Char('4'), CTRL), LeavePane),
+        (press(KeyCode::Char('\\'), CTRL), LeavePane),
+        (press(KeyCode::Char('5'), CTRL), ZoomPane),
+        (press(KeyCode::Char(']'), CTRL), ZoomPane),
         (ch('/'), Filter),
         (ch(':'), CommandLine),
         (press(KeyCode::Char(':'), SHIFT), CommandLine),

@@ -62,6 +62,10 @@ pub enum Command {
     LogShrink,
     LogFollow,
     LogNodeOnly,
+    Shell,
+    NextPane,
+    LeavePane,
+    ZoomPane,
     Filter,
     CommandLine,
     Help,
@@ -76,6 +80,7 @@ pub enum Group {
     Node,
     Plan,
     Log,
+    Shell,
     General,
 }
 
@@ -87,6 +92,7 @@ impl Group {
         Group::Node,
         Group::Plan,
         Group::Log,
+        Group::Shell,
         Group::General,
     ];
 
@@ -98,6 +104,7 @@ impl Group {
             Group::Node => "Node",
             Group::Plan => "Plan",
             Group::Log => "Log",
+            Group::Shell => "Shell pane",
             Group::General => "General",
         }
     }
@@ -189,6 +196,10 @@ impl Command {
         Command::LogShrink,
         Command::LogFollow,
         Command::LogNodeOnly,
+        Command::Shell,
+        Command::NextPane,
+        Command::LeavePane,
+        Command::ZoomPane,
         Command::Filter,
         Command::CommandLine,
         Command::Help,
@@ -417,6 +428,34 @@ impl Command {
                 Log,
                 &const { [ch('L')] },
             ),
+            Command::Shell => row(
+                "shell",
+                "shell",
+                "Open an SSH shell on the selected node, or go back to its shell",
+                Group::Shell,
+                &const { [ch('s')] },
+            ),
+            Command::NextPane => row(
+                "next_pane",
+                "next shell",
+                "Go to the next open shell",
+                Group::Shell,
+                &const { [ch(']')] },
+            ),
+            Command::LeavePane => row(
+                "leave_pane",
+                "dashboard",
+                "Leave the shell for the dashboard (it keeps running); again goes back",
+                Group::Shell,
+                &const { [ctrl('\\')] },
+            ),
+            Command::ZoomPane => row(
+                "zoom_pane",
+                "zoom",
+                "Shell full screen on/off (other keys all go to the remote)",
+                Group::Shell,
+                &const { [ctrl(']')] },
+            ),
             Command::Filter => row(
                 "filter",
                 "filter",
@@ -575,7 +614,15 @@ impl KeySpec {
             return None;
         }
         let shift = ev.modifiers.contains(KeyModifiers::SHIFT);
+        let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
         let key = match ev.code {
+            // Terminals send Ctrl-\ ] ^ _ as 0x1c-0x1f, which crossterm reads as Ctrl-4..7.
+            KeyCode::Char(c @ '4'..='7') if ctrl => Key::Char(match c {
+                '4' => '\\',
+                '5' => ']',
+                '6' => '^',
+                _ => '_',
+            }),
             KeyCode::Char(c) => {
                 if c.is_control() {
                     return None;
@@ -1160,12 +1207,16 @@ mod tests {
             CommandLine => 29,
             Help => 30,
             Quit => 31,
+            Shell => 32,
+            NextPane => 33,
+            LeavePane => 34,
+            ZoomPane => 35,
         }
     }
 
     #[test]
     fn all_lists_every_command_once() {
-        let mut seen = [false; 32];
+        let mut seen = [false; 36];
         for &c in Command::ALL {
             assert!(!seen[ordinal(c)], "{c} listed twice");
             seen[ordinal(c)] = true;

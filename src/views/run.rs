@@ -288,6 +288,30 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                     Err(e) => Err(e.to_string()),
                 }
             }
+            Effect::OpenShell {
+                id,
+                node,
+                rows,
+                cols,
+            } => {
+                let started = match engine.ssh_access(node.clone()).await {
+                    Ok(access) => {
+                        let wake = tx.clone();
+                        super::term::session::spawn(&node, access, rows, cols, move || {
+                            wake.send(UiEvent::Term(id)).is_ok()
+                        })
+                        .map_err(|e| format!("ssh {node}: cannot start the session thread: {e}"))
+                    }
+                    Err(e) => Err(format!("ssh {node}: {e}")),
+                };
+                let _ = tx.send(UiEvent::Shell(id, started));
+                return;
+            }
+            Effect::PinHostKey(node, fingerprint) => engine
+                .pin_host_key(node.clone(), fingerprint.clone())
+                .await
+                .map(|()| format!("{node}: host key {fingerprint} trusted on first use and pinned"))
+                .map_err(|e| format!("{node}: could not pin the host key: {e}")),
             Effect::Quit => return,
         };
         let _ = tx.send(UiEvent::Reply(reply));

@@ -49,6 +49,10 @@ impl App {
         if self.locked() {
             return self.render_unlock(area, buf);
         }
+        self.shells.screen = area;
+        if self.shells.focused() {
+            return self.render_pane(area, buf);
+        }
         let log_h = if self.log.open {
             self.log.height.min(area.height.saturating_sub(8))
         } else {
@@ -176,7 +180,7 @@ impl App {
         ))
     }
 
-    fn render_header(&self, area: Rect, buf: &mut Buffer) {
+    pub(super) fn render_header(&self, area: Rect, buf: &mut Buffer) {
         let t = &self.opts.theme;
         let mut spans = vec![Span::styled(
             " Legion ",
@@ -237,10 +241,11 @@ impl App {
                 t.style("status.warn"),
             ));
         }
+        spans.extend(self.shell_tab_spans());
         Line::from(spans).render(area, buf);
     }
 
-    fn render_status(&self, area: Rect, buf: &mut Buffer) -> Option<Position> {
+    pub(super) fn render_status(&self, area: Rect, buf: &mut Buffer) -> Option<Position> {
         let t = &self.opts.theme;
         match &self.overlay {
             Overlay::Command(line) => {
@@ -310,6 +315,7 @@ impl App {
                     Command::Retry,
                     Command::Reinstall,
                     Command::Remove,
+                    Command::Shell,
                 ]);
             }
             cmds.extend([
@@ -439,10 +445,18 @@ impl App {
         }
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
-            ":start :stop :reboot :retry :reinstall :apply :nodes :zones :firewalls :domains :logs :theme NAME :quit",
+            ":start :stop :reboot :retry :reinstall :apply :nodes :zones :firewalls :domains :logs :shell NAME :theme NAME :quit",
             t.style("text.dim"),
         )));
-        let max = (lines.len() as u16).saturating_sub(inner.height);
+        // Rows after wrapping (word wrap can take a row more than the width says).
+        let width = usize::from(inner.width.max(1));
+        let rows: usize = lines
+            .iter()
+            .map(|l| l.width().div_ceil(width).max(1) + usize::from(l.width() > width))
+            .sum();
+        let max = u16::try_from(rows)
+            .unwrap_or(u16::MAX)
+            .saturating_sub(inner.height);
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .scroll((self.help_scroll.min(max), 0))

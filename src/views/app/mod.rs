@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod draw;
+mod shell;
 
 use super::fields::{FieldsForm, FieldsOutcome, Submitted};
 use super::form::{FormOutcome, NodeForm};
@@ -47,6 +48,10 @@ pub enum UiEvent {
         catalog: Arc<crate::providers::Catalog>,
         policy: crate::providers::CatalogPolicy,
     },
+    /// A shell session has a new frame in its slot.
+    Term(u64),
+    /// A shell session's thread started, or why it could not.
+    Shell(u64, Result<super::term::ShellHandle, String>),
 }
 
 /// An engine command for the runner to send.
@@ -67,6 +72,16 @@ pub enum Effect {
     /// Load a theme by name (`:theme NAME`) at this colour depth; the answer comes back
     /// as `UiEvent::Theme`.
     LoadTheme(String, super::theme::ColorDepth),
+    /// Fetch a node's SSH access and start session `id` sized rows x cols; the handle comes
+    /// back as `UiEvent::Shell`.
+    OpenShell {
+        id: u64,
+        node: String,
+        rows: u16,
+        cols: u16,
+    },
+    /// Record the host key a node showed on its first shell connection.
+    PinHostKey(String, String),
     Quit,
 }
 
@@ -143,6 +158,8 @@ pub struct App {
     fields: Option<Box<FieldsForm>>,
     /// Lines scrolled in the help overlay (it is taller than small terminals).
     help_scroll: u16,
+    /// SSH shell sessions (the terminal pane).
+    shells: shell::Shells,
     opts: Options,
     pub quit: bool,
 }
@@ -159,6 +176,7 @@ const COMMANDS: &[&str] = &[
     "firewalls",
     "domains",
     "logs",
+    "shell",
     "theme",
     "record",
     "provider",
@@ -196,6 +214,7 @@ impl App {
             form: None,
             fields: None,
             help_scroll: 0,
+            shells: Default::default(),
             opts,
             quit: false,
         };
@@ -291,6 +310,8 @@ impl App {
                 self.quit = true;
                 vec![Effect::Quit]
             }
+            UiEvent::Term(id) => self.shell_woke(id),
+            UiEvent::Shell(id, started) => self.shell_started(id, started),
             UiEvent::Resize => Vec::new(),
             UiEvent::Paste(text) => {
                 self.paste(&text);
@@ -301,6 +322,10 @@ impl App {
     }
 
     fn paste(&mut self, text: &str) {
+        if self.shells.focused() && !self.locked() {
+            self.pane_paste(text);
+            return;
+        }
         let text: String = text.chars().filter(|c| !c.is_control()).collect();
         if self.locked() {
             self.password = Secret::new(format!("{}{text}", self.password.expose()));
@@ -336,6 +361,10 @@ impl App {
     fn key(&mut self, k: KeyEvent) -> Vec<Effect> {
         if k.kind != crossterm::event::KeyEventKind::Press {
             return Vec::new();
+        }
+        // The pane takes every key, Ctrl-C included, before the dashboard sees it.
+        if self.shells.focused() && !self.locked() {
+            return self.pane_key(k);
         }
         if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
             self.quit = true;
@@ -548,8 +577,10 @@ impl App {
             return Vec::new();
         };
         // `:stop NAME` acts on NAME: select it first.
-        if matches!(word, "start" | "stop" | "reboot" | "retry" | "reinstall")
-            && let Some(name) = words.next()
+        if matches!(
+            word,
+            "start" | "stop" | "reboot" | "retry" | "reinstall" | "shell"
+        ) && let Some(name) = words.next()
         {
             let snap = self.snap.clone();
             self.tab = Tab::Nodes;
@@ -571,6 +602,7 @@ impl App {
             "firewalls" => Command::ViewFirewalls,
             "domains" => Command::ViewDomains,
             "logs" => Command::ToggleLog,
+            "shell" => Command::Shell,
             "q" | "quit" => Command::Quit,
             "record" | "provider" if self.opts.readonly => {
                 self.say(false, format!("{word}: not available in --readonly"));
@@ -752,6 +784,15 @@ impl App {
             Command::LogFollow if self.focus == Focus::Log && self.log.open => self.log.scroll = 0,
             Command::LogFollow => self.jump(true, &snap),
             Command::LogNodeOnly => self.log.node_only = !self.log.node_only,
+            Command::Shell => {
+                return match self.selected_node().map(|n| n.name.clone()) {
+                    Some(name) => self.open_shell(&name),
+                    None => self.no_node(cmd.info().label),
+                };
+            }
+            Command::NextPane | Command::LeavePane | Command::ZoomPane => {
+                return self.pane_command(cmd);
+            }
         }
         Vec::new()
     }
