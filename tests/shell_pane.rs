@@ -6,60 +6,19 @@
 
 #[path = "fakes/hetzner.rs"]
 mod hetzner_fake;
+#[path = "common/hetzner_rig.rs"]
+mod hetzner_rig;
 #[path = "common/sshd.rs"]
 mod sshd;
 #[path = "common/tmux.rs"]
 mod tmux;
 
-use std::process::Command;
-use std::time::Duration;
-
-fn run(c: &mut Command) -> (i32, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_shell_in_the_dashboard_runs_commands_and_leaves_the_dashboard_live() {
-    let Some(sshd) = sshd::Sshd::start(sshd::SshdOpts::default()) else {
+    let Some(rig) = hetzner_rig::Rig::start() else {
         return;
     };
-    let fake = hetzner_fake::HetznerFake::start();
-    fake.set_action_duration(Duration::from_millis(30));
-    fake.set_server_ipv4("127.0.0.1");
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "shell pane\n").unwrap();
-    let vars = [
-        ("LEGION_HOME", dir.path().join("home").display().to_string()),
-        ("LEGION_PASSWORD_FILE", pw.display().to_string()),
-        ("LEGION_HETZNER_API_URL", fake.base_url()),
-        ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
-        ("HCLOUD_TOKEN", fake.token()),
-        ("LEGION_SSH_PORT", sshd.port().to_string()),
-        ("LEGION_SSH_USER", sshd::current_user()),
-        (
-            "LEGION_SSH_SANDBOX_ROOT",
-            dir.path().join("node-root").display().to_string(),
-        ),
-    ];
-    let ok = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
-        c.envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .env_remove("LEGION_DAEMON_TOKEN")
-            .env_remove("LEGION_MOCK_NETWORK");
-        let (code, out, err) = run(c.args(args));
-        assert_eq!(code, 0, "legion {args:?}: {err}\n{out}");
-        out
-    };
-    ok(&["config", "init"]);
-    sshd.authorize(ok(&["ssh-key", "show"]).trim());
-    ok(&["provider", "configure", "hetzner"]);
-    ok(&[
+    rig.ok(&[
         "nodes",
         "add",
         "hz-1",
@@ -68,10 +27,9 @@ fn a_shell_in_the_dashboard_runs_commands_and_leaves_the_dashboard_live() {
         "--apply",
         "--wait",
     ]);
-
-    let env: String = vars.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     let cmd = format!(
-        "env {env} TERM=xterm-256color {}; echo LEGION-EXITED $?; sleep 60",
+        "env {} TERM=xterm-256color {}; echo LEGION-EXITED $?; sleep 60",
+        rig.env_line(),
         env!("CARGO_BIN_EXE_legion")
     );
     let Some(t) = tmux::Tmux::start(&cmd, 160, 40) else {
