@@ -409,8 +409,23 @@ impl Engine {
         &self,
         name: String,
     ) -> Result<super::ssh_agent::SshAccess, EngineError> {
-        self.with_session(move |s| async move { s.ssh.access(&name).map_err(EngineError::Invalid) })
-            .await
+        self.with_session(move |s| async move {
+            // A provider with its own node agent (the simulated cloud) has no SSH server
+            // behind its addresses.
+            let provider = s
+                .cell
+                .read(|st| st.tracked.nodes.get(&name).map(|t| t.provider.clone()));
+            if let Some(p) = provider.and_then(|p| s.supervisor.env().providers.get(&p))
+                && p.api.node_agent().is_some()
+            {
+                return Err(EngineError::Refused(format!(
+                    "{name} is a simulated node ({}): there is no SSH server to log in to",
+                    p.lane.display()
+                )));
+            }
+            s.ssh.access(&name).map_err(EngineError::Invalid)
+        })
+        .await
     }
 
     /// Pin a node's host key seen on first contact (no-op when one is pinned already).
