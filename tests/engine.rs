@@ -789,3 +789,43 @@ async fn a_domain_is_delegated_to_its_zone_after_the_zone_exists() {
         .unwrap();
     assert_eq!(d.nameservers, zone.nameservers);
 }
+
+/// When a cluster gains a member, the nodes already in it are reconfigured with the new
+/// peer list during the apply (and only then): configure and readiness, no new server.
+#[tokio::test(start_paused = true)]
+async fn a_new_member_reconfigures_the_cluster_peers() {
+    use legion::engine::state::model::ExecutionKind;
+    let h = Harness::new().await;
+    for n in ["a", "b"] {
+        h.add_node(n, "sim-east").await;
+    }
+    assert!(apply_ok(&*h.apply().await));
+    let a = h.node("a", ready).await;
+    assert_eq!(a.execution.unwrap().kind, ExecutionKind::Add);
+    // A second apply with nothing changed reconfigures nothing.
+    assert!(apply_ok(&*h.apply().await));
+    assert_eq!(
+        h.node("a", ready).await.execution.unwrap().kind,
+        ExecutionKind::Add
+    );
+
+    h.add_node("c", "sim-west").await;
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    for n in ["a", "b"] {
+        let row = h.node(n, ready).await;
+        let e = row.execution.unwrap();
+        assert_eq!(e.kind, ExecutionKind::Reconfigure, "{n}");
+        assert_eq!(e.status, ExecStatus::Succeeded, "{n}");
+        assert!(e.phases.iter().any(|p| p.phase == Phase::Configure));
+    }
+    let c = h.node("c", ready).await;
+    assert_eq!(c.execution.unwrap().kind, ExecutionKind::Add);
+    assert_eq!(h.cloud.servers().len(), 3, "no server re-created");
+    let log = h.engine.oplog().recent(1000, Some("node/a"));
+    assert!(
+        log.iter()
+            .any(|e| e.message.contains("cluster membership changed")),
+        "the reason is logged"
+    );
+}

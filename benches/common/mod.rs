@@ -63,6 +63,7 @@ pub fn state_with_nodes(n: usize) -> State {
                 offer: "sim-small".into(),
                 image: "debian-12".into(),
                 host_key: Some(format!("SHA256:{uid}{uid}")),
+                configured_peers: None,
                 execution: Some(exec),
             },
         );

@@ -1082,6 +1082,7 @@ impl Session {
         self.supervisor
             .broadcast_nodes(|| super::actors::node::NodeMsg::Sync { apply: id });
         self.wait_settled(id, "nodes", &nodes).await;
+        self.reconcile_clusters(id).await;
         let derived = self.supervisor.sync_derived(Some(id));
         self.wait_settled(id, "zones, firewalls and domains", &derived)
             .await;
@@ -1118,6 +1119,47 @@ impl Session {
             failed,
             waiting,
         });
+    }
+
+    /// Nodes whose cluster gained or lost members since they were configured write the
+    /// new peer list (a reconfigure: configure and readiness); wait for them.
+    async fn reconcile_clusters(&self, id: u64) {
+        let env = self.supervisor.env().clone();
+        let mut started = Vec::new();
+        for name in self.supervisor.node_names() {
+            let Some(handle) = self.supervisor.node(&name) else {
+                continue;
+            };
+            let (reply, rx) = oneshot::channel();
+            if !handle.send(super::actors::node::NodeMsg::Reconcile { reply }) {
+                continue;
+            }
+            if let Ok(Some(op)) = rx.await {
+                started.push((name, op));
+            }
+        }
+        if started.is_empty() {
+            return;
+        }
+        let total = started.len();
+        let mut changes = env.board.subscribe();
+        loop {
+            let done = started
+                .iter()
+                .filter(|(n, op)| env.board.node(n).is_none_or(|s| s.ops_finished >= *op))
+                .count();
+            self.set_apply(ApplyView::Running {
+                id,
+                stage: "cluster peer lists".to_string(),
+                total,
+                settled: done,
+                failed: 0,
+            });
+            changes.borrow_and_update();
+            if done == total || changes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     async fn wait_settled(&self, id: u64, stage: &str, keys: &[ResourceKey]) {

@@ -362,6 +362,7 @@ mod tests {
             offer: "o".into(),
             image: "i".into(),
             host_key: None,
+            configured_peers: None,
             execution: None,
         };
         assert_eq!(

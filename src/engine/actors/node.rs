@@ -34,6 +34,10 @@ pub enum NodeMsg {
         /// The operation's number (see `NodeSnap::ops_started`), or why it was refused.
         reply: oneshot::Sender<Result<u64, String>>,
     },
+    /// Cluster membership may have changed: reconfigure if this node's peers differ
+    /// from those it was configured with. Replies with the operation's number when it
+    /// started one.
+    Reconcile { reply: oneshot::Sender<Option<u64>> },
 }
 
 /// Cheap to clone; the task ends when every handle is dropped.
@@ -191,6 +195,11 @@ impl NodeActor {
         match msg {
             NodeMsg::Sync { apply } => self.on_sync(apply),
             NodeMsg::Observed => self.on_observed(),
+            NodeMsg::Reconcile { reply } => {
+                let op = self.on_reconcile();
+                self.publish();
+                let _ = reply.send(op);
+            }
             NodeMsg::Action { action, reply } => {
                 let result = self.on_action(action);
                 // Publish first: whoever waits on the reply sees the operation at once.
@@ -233,6 +242,35 @@ impl NodeActor {
         };
         self.sync_for = Some(apply);
         self.start(op);
+    }
+
+    fn on_reconcile(&mut self) -> Option<u64> {
+        if self.busy() || self.snap.machine != Machine::Running {
+            return None;
+        }
+        let stale = self.env.cell.read(|s| {
+            let plan = s.plan.nodes.get(&self.name)?;
+            let t = s.tracked.nodes.get(&self.name)?;
+            let done = t
+                .execution
+                .as_ref()
+                .is_some_and(|e| e.status == crate::engine::state::model::ExecStatus::Succeeded);
+            let configured = t.configured_peers.as_ref()?;
+            (done && *configured != cluster_peers(s, &self.name, &plan.cluster)).then_some(())
+        });
+        stale?;
+        self.env.oplog.info(
+            Some(self.key.to_string()),
+            format!(
+                "{}: cluster membership changed; writing the new peer list",
+                self.name
+            ),
+        );
+        self.start(Op::Execute {
+            fresh: Some(ExecutionKind::Reconfigure),
+            forget_server: false,
+        });
+        Some(self.snap.ops_started)
     }
 
     fn on_observed(&mut self) {
@@ -598,6 +636,7 @@ async fn run_execution(
                 offer: plan.offer.clone(),
                 image: plan.image.clone(),
                 host_key: None,
+                configured_peers: None,
                 execution: None,
             });
         if forget_server {
@@ -688,20 +727,19 @@ async fn run_phase(
         Phase::Configure => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            let peers = env.cell.read(|s| {
-                s.plan
-                    .nodes
-                    .iter()
-                    .filter(|(n, p)| p.cluster == plan.cluster && n.as_str() != name)
-                    .filter_map(|(n, _)| s.tracked.nodes.get(n)?.address().map(String::from))
-                    .collect()
-            });
+            let peers = env.cell.read(|s| cluster_peers(s, name, &plan.cluster));
             let config = NodeConfig {
                 cluster: plan.cluster.clone(),
                 role: plan.role.clone(),
-                peers,
+                peers: peers.clone(),
             };
-            agent.configure(&target, &config).await
+            agent.configure(&target, &config).await?;
+            persist(env, |s| {
+                if let Some(t) = s.tracked.nodes.get_mut(name) {
+                    t.configured_peers = Some(peers);
+                }
+            })
+            .await
         }
         Phase::Install => {
             let (agent, target) =
@@ -714,6 +752,19 @@ async fn run_phase(
             agent.readiness(&target).await
         }
     }
+}
+
+/// The addresses of the other planned nodes of `cluster`, sorted.
+fn cluster_peers(s: &State, name: &str, cluster: &str) -> Vec<String> {
+    let mut peers: Vec<String> = s
+        .plan
+        .nodes
+        .iter()
+        .filter(|(n, p)| p.cluster == cluster && n.as_str() != name)
+        .filter_map(|(n, _)| s.tracked.nodes.get(n)?.address().map(String::from))
+        .collect();
+    peers.sort();
+    peers
 }
 
 fn no_agent(provider: &Connected, name: &str) -> String {

@@ -161,6 +161,10 @@ pub struct TrackedNode {
     pub image: String,
     /// SHA-256 fingerprint pinned on first contact.
     pub host_key: Option<String>,
+    /// The cluster peers (addresses) the node was last configured with; an apply
+    /// reconfigures nodes whose cluster membership changed since.
+    #[serde(default)]
+    pub configured_peers: Option<Vec<String>>,
     pub execution: Option<Execution>,
 }
 
