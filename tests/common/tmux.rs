@@ -65,6 +65,16 @@ impl Tmux {
         self.keys(&["-l", text]);
     }
 
+    /// Type `text` without the pause `keys` takes afterwards (for timing).
+    pub fn type_now(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t", "-l", text])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
     pub fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
