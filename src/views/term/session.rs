@@ -370,7 +370,8 @@ impl Session {
                 Err(e) => return Turn::Closed(e.to_string()),
             }
         }
-        let _ = channel.flush();
+        // No `channel.flush()`: for an ssh2 channel that is libssh2_channel_flush_ex, which
+        // *discards* unread incoming data (it lost echoes and output here).
         let mut read = 0;
         while read < READ_PER_TURN {
             match channel.read(buf) {
