@@ -861,7 +861,7 @@ fn parse_file(label: &str, text: &str) -> Result<RawTheme, ThemeError> {
 
 /// The 16 ANSI colours in index order, as ratatui names them (ratatui's `Gray` is ANSI
 /// white, its `DarkGray` bright black and its `White` bright white).
-const ANSI16: [Color; 16] = [
+pub(crate) const ANSI16: [Color; 16] = [
     Color::Black,
     Color::Red,
     Color::Green,

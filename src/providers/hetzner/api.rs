@@ -356,10 +356,26 @@ impl HetznerApi {
         apply: bool,
         res: &str,
     ) -> ProviderResult<()> {
+        let body = json!({ key: schema::server_resources(server_ids) });
+        self.firewall_action(id, action, &body, res, |f| {
+            server_ids.iter().all(|s| f.applied_to.contains(s) == apply)
+        })
+        .await
+    }
+
+    /// `POST /firewalls/{id}/actions/{action}` through the write wrapper, verified by
+    /// `done` on the firewall read back, then wait on the actions it started.
+    async fn firewall_action(
+        &self,
+        id: &str,
+        action: &str,
+        body: &Value,
+        res: &str,
+        done: impl Fn(&ObservedFirewall) -> bool + Send + Sync,
+    ) -> ProviderResult<()> {
         let client = &self.client;
         let path = format!("/firewalls/{id}/actions/{action}");
-        let body = json!({ key: schema::server_resources(server_ids) });
-        let (path, body) = (&path, &body);
+        let (path, done) = (&path, &done);
         let actions = self
             .unless_locked(|| {
                 client.lane().write(
@@ -371,11 +387,7 @@ impl HetznerApi {
                     },
                     Some(move || async move {
                         let fw = self.get_firewall_direct(id).await?;
-                        Ok(fw
-                            .filter(|f| {
-                                server_ids.iter().all(|s| f.applied_to.contains(s) == apply)
-                            })
-                            .map(|_| Vec::new()))
+                        Ok(fw.filter(|f| done(f)).map(|_| Vec::new()))
                     }),
                 )
             })
@@ -740,31 +752,13 @@ impl FirewallApi for HetznerApi {
     }
 
     async fn set_rules(&self, id: &str, rules: &[FirewallRule], res: &str) -> ProviderResult<()> {
-        let client = &self.client;
-        let path = format!("/firewalls/{id}/actions/set_rules");
         let wire: Vec<schema::RuleJson> = rules.iter().map(schema::rule_to_hetzner).collect();
         let body = json!({ "rules": wire });
         let want = schema::rule_set(rules);
-        let (path, body, want) = (&path, &body, &want);
-        let actions = self
-            .unless_locked(|| {
-                client.lane().write(
-                    Self::op("POST", path.clone(), res),
-                    move || async move {
-                        let env: ActionsEnvelope =
-                            client.send(Method::POST, path, Some(body)).await?;
-                        Ok(env.actions)
-                    },
-                    Some(move || async move {
-                        let fw = self.get_firewall_direct(id).await?;
-                        Ok(fw
-                            .filter(|f| &schema::rule_set(&f.rules) == want)
-                            .map(|_| Vec::new()))
-                    }),
-                )
-            })
-            .await?;
-        client.wait_all(&actions).await
+        self.firewall_action(id, "set_rules", &body, res, |f| {
+            schema::rule_set(&f.rules) == want
+        })
+        .await
     }
 
     async fn attach(&self, id: &str, server_ids: &[String], res: &str) -> ProviderResult<()> {

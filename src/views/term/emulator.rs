@@ -440,27 +440,9 @@ impl TermFrame {
 /// vt100's colour as ratatui's: the 16 ANSI colours by name (so a 16-colour terminal gets
 /// SGR 30-37/90-97), the rest of the 256 by index, RGB as RGB, default as `Reset`.
 pub fn map_color(color: vt100::Color) -> Color {
-    const ANSI: [Color; 16] = [
-        Color::Black,
-        Color::Red,
-        Color::Green,
-        Color::Yellow,
-        Color::Blue,
-        Color::Magenta,
-        Color::Cyan,
-        Color::Gray,
-        Color::DarkGray,
-        Color::LightRed,
-        Color::LightGreen,
-        Color::LightYellow,
-        Color::LightBlue,
-        Color::LightMagenta,
-        Color::LightCyan,
-        Color::White,
-    ];
     match color {
         vt100::Color::Default => Color::Reset,
-        vt100::Color::Idx(i) if i < 16 => ANSI[usize::from(i)],
+        vt100::Color::Idx(i) if i < 16 => crate::views::theme::ANSI16[usize::from(i)],
         vt100::Color::Idx(i) => Color::Indexed(i),
         vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
     }
