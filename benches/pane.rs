@@ -8,10 +8,10 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+#[path = "../tests/common/cloud_rig.rs"]
+mod cloud_rig;
 #[path = "../tests/fakes/hetzner.rs"]
 mod hetzner_fake;
-#[path = "../tests/common/hetzner_rig.rs"]
-mod hetzner_rig;
 #[path = "../tests/common/sshd.rs"]
 mod sshd;
 #[path = "../tests/common/tmux.rs"]
@@ -90,7 +90,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let Some(rig) = hetzner_rig::Rig::start() else {
+    let Some(rig) = cloud_rig::Rig::hetzner() else {
         return;
     };
     rig.ok(&[

@@ -4,23 +4,24 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/cloud_rig.rs"]
+mod cloud_rig;
 #[path = "fakes/hetzner.rs"]
 mod hetzner_fake;
-#[path = "common/hetzner_rig.rs"]
-mod hetzner_rig;
 #[path = "common/sshd.rs"]
 mod sshd;
 #[path = "common/tmux.rs"]
 mod tmux;
 
-use hetzner_rig::Rig;
+use cloud_rig::Rig;
+type HetznerRig = Rig<hetzner_fake::HetznerFake>;
 use serde_json::Value;
 
 #[test]
 fn a_hetzner_node_from_the_command_line() {
     // A real sshd on loopback plays the servers: the fake hands out 127.0.0.1, so the
     // deployment phases run over SSH for real (in a sandbox directory, hostname untouched).
-    let Some(rig) = Rig::start() else {
+    let Some(rig) = HetznerRig::hetzner() else {
         return;
     };
     let (fake, sandbox, dir) = (&rig.fake, rig.sandbox(), rig.dir.path());
@@ -155,7 +156,7 @@ fn a_hetzner_node_from_the_command_line() {
 /// converged node, and a Hetzner error in words in a failed node's row.
 #[test]
 fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
-    let Some(rig) = Rig::start() else {
+    let Some(rig) = HetznerRig::hetzner() else {
         return;
     };
     let ok = |args: &[&str]| rig.ok(args);
@@ -200,7 +201,7 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
 /// operator re-trusts the node.
 #[test]
 fn a_changed_host_key_is_refused_until_retrusted() {
-    let Some(mut rig) = Rig::start() else {
+    let Some(mut rig) = HetznerRig::hetzner() else {
         return;
     };
     rig.ok(&[
@@ -227,7 +228,7 @@ fn a_changed_host_key_is_refused_until_retrusted() {
         serde_json::from_slice(&std::fs::read(rig.home().join("daemon/daemon.json")).unwrap())
             .unwrap();
     let _stop = StopOnDrop(meta["pid"].as_u64().unwrap());
-    let via = |rig: &Rig, args: &[&str]| {
+    let via = |rig: &HetznerRig, args: &[&str]| {
         let out = rig
             .cmd()
             .env("LEGION_DAEMON_TOKEN", &rig.vars.last().unwrap().1)
@@ -240,11 +241,11 @@ fn a_changed_host_key_is_refused_until_retrusted() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let health_of = |rig: &Rig| {
+    let health_of = |rig: &HetznerRig| {
         let (_, out, _) = via(rig, &["nodes", "show", "hz-1", "--json"]);
         serde_json::from_str::<Value>(&out).unwrap()["health"].to_string()
     };
-    let wait_health = |rig: &Rig, what: &str, pred: &dyn Fn(&str) -> bool| {
+    let wait_health = |rig: &HetznerRig, what: &str, pred: &dyn Fn(&str) -> bool| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let h = health_of(rig);
@@ -301,7 +302,7 @@ impl Drop for StopOnDrop {
 /// script is fixed, retry resumes from the install phase (no second server).
 #[test]
 fn a_failed_install_is_retried_from_its_phase() {
-    let Some(rig) = Rig::start() else {
+    let Some(rig) = HetznerRig::hetzner() else {
         return;
     };
     std::fs::create_dir_all(rig.home().join("roles")).unwrap();

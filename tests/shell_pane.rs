@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/cloud_rig.rs"]
+mod cloud_rig;
 #[path = "fakes/hetzner.rs"]
 mod hetzner_fake;
-#[path = "common/hetzner_rig.rs"]
-mod hetzner_rig;
 #[path = "common/sshd.rs"]
 mod sshd;
 #[path = "common/tmux.rs"]
@@ -15,7 +15,7 @@ mod tmux;
 
 #[test]
 fn a_shell_in_the_dashboard_runs_commands_and_leaves_the_dashboard_live() {
-    let Some(rig) = hetzner_rig::Rig::start() else {
+    let Some(rig) = cloud_rig::Rig::hetzner() else {
         return;
     };
     rig.ok(&[

@@ -1,20 +1,21 @@
-//! A Hetzner home for end-to-end tests: the fake API, a real sshd on loopback playing the
-//! servers (the fake hands out 127.0.0.1), and a temporary Legion home initialized,
-//! configured for Hetzner and with its managed key authorized on the sshd.
+//! A cloud home for end-to-end tests: a provider's fake API, a real sshd on loopback
+//! playing the servers (the fake hands out 127.0.0.1), and a temporary Legion home
+//! initialized, configured for the provider from its default variables, and with its
+//! managed key authorized on the sshd.
 //!
-//! Include with `#[path = "common/hetzner_rig.rs"] mod hetzner_rig;` next to
-//! `#[path = "fakes/hetzner.rs"] mod hetzner_fake;` and `#[path = "common/sshd.rs"] mod sshd;`.
+//! Include with `#[path = "common/cloud_rig.rs"] mod cloud_rig;` next to
+//! `#[path = "common/sshd.rs"] mod sshd;` and the fake. The Hetzner rig is
+//! [`Rig::hetzner`] (it needs `#[path = "fakes/hetzner.rs"] mod hetzner_fake;`).
 
 #![allow(dead_code)]
 
 use std::process::Command;
 use std::time::Duration;
 
-use super::hetzner_fake::HetznerFake;
 use super::sshd::{self, Sshd, SshdOpts};
 
-pub struct Rig {
-    pub fake: HetznerFake,
+pub struct Rig<F> {
+    pub fake: F,
     pub sshd: Sshd,
     pub dir: tempfile::TempDir,
     /// The node's filesystem root for Legion's files, writable by the login user.
@@ -24,13 +25,33 @@ pub struct Rig {
     pub vars: Vec<(&'static str, String)>,
 }
 
-impl Rig {
-    /// `None` (after a SKIPPED line) when sshd is not installed.
-    pub fn start() -> Option<Rig> {
+impl Rig<super::hetzner_fake::HetznerFake> {
+    /// The Hetzner fake with short actions; the token comes from `HCLOUD_TOKEN`.
+    pub fn hetzner() -> Option<Self> {
+        Rig::start("hetzner", || {
+            let fake = super::hetzner_fake::HetznerFake::start();
+            fake.set_action_duration(Duration::from_millis(30));
+            fake.set_server_ipv4("127.0.0.1");
+            let vars = vec![
+                ("LEGION_HETZNER_API_URL", fake.base_url()),
+                ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
+                ("HCLOUD_TOKEN", fake.token()),
+            ];
+            (fake, vars)
+        })
+    }
+}
+
+impl<F> Rig<F> {
+    /// `None` (after a SKIPPED line) when sshd is not installed. `make` starts the fake
+    /// (handing out 127.0.0.1) and returns it with the provider's variables: its API URL
+    /// and its default credential variables, so `provider configure KIND` needs no flags.
+    pub fn start(
+        kind: &str,
+        make: impl FnOnce() -> (F, Vec<(&'static str, String)>),
+    ) -> Option<Rig<F>> {
         let sshd = Sshd::start(SshdOpts::default())?;
-        let fake = HetznerFake::start();
-        fake.set_action_duration(Duration::from_millis(30));
-        fake.set_server_ipv4("127.0.0.1");
+        let (fake, provider_vars) = make();
         let dir = tempfile::tempdir().unwrap();
         // As root, log in as the dedicated test user (plain /bin/sh, no dotfiles): root's
         // own shell startup on a developer machine can be slow or take locks.
@@ -58,20 +79,18 @@ impl Rig {
             }
         }
         let pw = dir.path().join("pw");
-        std::fs::write(&pw, "hetzner end to end\n").unwrap();
-        let vars = vec![
+        std::fs::write(&pw, format!("{kind} end to end\n")).unwrap();
+        let mut vars = provider_vars;
+        vars.extend([
             ("LEGION_HOME", dir.path().join("home").display().to_string()),
             ("LEGION_PASSWORD_FILE", pw.display().to_string()),
-            ("LEGION_HETZNER_API_URL", fake.base_url()),
-            ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
-            ("HCLOUD_TOKEN", fake.token()),
             ("LEGION_SSH_PORT", sshd.port().to_string()),
             ("LEGION_SSH_USER", user.clone()),
             (
                 "LEGION_SSH_SANDBOX_ROOT",
                 node_root.path().display().to_string(),
             ),
-        ];
+        ]);
         let rig = Rig {
             fake,
             sshd,
@@ -86,8 +105,8 @@ impl Rig {
         let public = rig.ok(&["ssh-key", "show"]);
         assert!(public.starts_with("ssh-ed25519 "), "{public}");
         rig.sshd.authorize_user(&rig.user, public.trim());
-        // The token comes from HCLOUD_TOKEN, the descriptor's default variable.
-        rig.ok(&["provider", "configure", "hetzner"]);
+        // The credentials come from the descriptor's default variables.
+        rig.ok(&["provider", "configure", kind]);
         Some(rig)
     }
 
