@@ -104,6 +104,13 @@ impl Link {
         either!(self, e => e.upsert_node(request).await)
     }
 
+    pub async fn import_node(
+        &self,
+        request: crate::engine::import::ImportRequest,
+    ) -> Result<crate::engine::import::ImportReport, EngineError> {
+        either!(self, e => e.import_node(request).await)
+    }
+
     pub async fn plan(&self) -> Result<Plan, EngineError> {
         either!(self, e => e.plan().await)
     }

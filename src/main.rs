@@ -352,6 +352,36 @@ enum NodesCommand {
         #[arg(long, requires = "apply")]
         wait: bool,
     },
+    /// Import an existing host (the manual provider): log in once with a password to
+    /// install Legion's managed key (the password is never stored), check the user is
+    /// root or has passwordless sudo, pin its host key, and plan it. `--apply` deploys it.
+    Import {
+        name: String,
+        /// Host name or address.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// root, or a user with passwordless sudo.
+        #[arg(long, default_value = "root")]
+        user: String,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        /// Read the one-time password from this environment variable (never pass it as
+        /// an argument). Without it, a terminal is asked.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// Legion's key is already in the user's authorized_keys: no password.
+        #[arg(long, conflicts_with = "password_env")]
+        key_only: bool,
+        /// Apply the plan after importing (runs the SSH phases); exit 1 if it failed.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a node.
     Start(NodeActionArgs),
     /// Stop a node (graceful shutdown).
@@ -1100,13 +1130,79 @@ async fn nodes_with(engine: &Link, command: &NodesCommand) -> Result<()> {
                 .await?;
             outln!("{name} is in the plan");
             if *apply {
-                let id = engine.apply().await?;
-                let snap = engine.wait_apply(id).await?;
-                let row = snap.node(name).cloned();
-                outln!("{}", plain::apply_line(&snap.apply));
-                if let Some(e) = row.and_then(|r| r.last_error) {
-                    return Err(eyre!("{name}: {e}"));
+                apply_and_report(engine, name).await?;
+            }
+            return Ok(());
+        }
+        NodesCommand::Import {
+            name,
+            host,
+            port,
+            user,
+            cluster,
+            role,
+            password_env,
+            key_only,
+            apply,
+            json,
+        } => {
+            let password = if *key_only {
+                None
+            } else if let Some(var) = password_env {
+                let value = std::env::var(var)
+                    .map_err(|_| eyre!("{var} is not set (--password-env names a variable)"))?;
+                Some(Secret::new(value))
+            } else if std::io::stdin().is_terminal() {
+                Some(ask(&format!(
+                    "Password for {user}@{host} (used once to install Legion's key; never stored): "
+                ))?)
+            } else {
+                return Err(eyre!(
+                    "no terminal to ask for {user}@{host}'s password: give --password-env VAR, \
+                     or --key-only when Legion's key is already authorized"
+                ));
+            };
+            let report = engine
+                .import_node(legion::engine::import::ImportRequest {
+                    name: name.clone(),
+                    host: host.clone(),
+                    port: *port,
+                    user: user.clone(),
+                    password,
+                    cluster: cluster.clone(),
+                    role: role.clone(),
+                })
+                .await?;
+            if *json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                outln!("{name} imported: {}", report.server_id);
+                outln!("  host key  {} (pinned)", report.host_key);
+                outln!(
+                    "  sudo      {}",
+                    match report.sudo {
+                        legion::ssh::SudoStatus::Root => "root (no sudo needed)",
+                        legion::ssh::SudoStatus::Passwordless => "passwordless sudo",
+                        legion::ssh::SudoStatus::NeedsPassword => "sudo needs a password",
+                        legion::ssh::SudoStatus::Missing => "no sudo",
+                    }
+                );
+                outln!(
+                    "  key       {}",
+                    if report.key_added {
+                        "Legion's key added to authorized_keys"
+                    } else {
+                        "Legion's key already authorized"
+                    }
+                );
+                if let Some(n) = &report.note {
+                    outln!("  note      {n}");
                 }
+            }
+            if *apply {
+                apply_and_report(engine, name).await?;
+            } else if !*json {
+                outln!("run `legion apply` to deploy it");
             }
             return Ok(());
         }
@@ -1165,6 +1261,18 @@ async fn nodes_with(engine: &Link, command: &NodesCommand) -> Result<()> {
             outln!("{action} {name}: done ({}, {})", row.machine, row.system);
             Ok(())
         }
+    }
+}
+
+/// Apply, wait for it, and fail with the node's error when it has one.
+async fn apply_and_report(engine: &Link, name: &str) -> Result<()> {
+    let id = engine.apply().await?;
+    let snap = engine.wait_apply(id).await?;
+    let row = snap.node(name).cloned();
+    outln!("{}", plain::apply_line(&snap.apply));
+    match row.and_then(|r| r.last_error) {
+        Some(e) => Err(eyre!("{name}: {e}")),
+        None => Ok(()),
     }
 }
 
@@ -1253,6 +1361,9 @@ fn print_rows(rows: &[legion::engine::snapshot::SyncRow], json: bool) -> Result<
                 r.summary,
                 note
             );
+            for task in &r.tasks {
+                outln!("  operator task: {task}");
+            }
         }
     }
     Ok(())

@@ -64,6 +64,7 @@ pub fn state_with_nodes(n: usize) -> State {
                 image: "debian-12".into(),
                 host_key: Some(format!("SHA256:{uid}{uid}")),
                 configured_peers: None,
+                login: None,
                 execution: Some(exec),
             },
         );

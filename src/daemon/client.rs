@@ -236,6 +236,13 @@ impl Remote {
         self.done(Call::UpsertNode { request }).await
     }
 
+    pub async fn import_node(
+        &self,
+        request: crate::engine::import::ImportRequest,
+    ) -> Result<crate::engine::import::ImportReport, EngineError> {
+        self.call(Call::ImportNode { request }).await
+    }
+
     pub async fn plan(&self) -> Result<Plan, EngineError> {
         self.call(Call::Plan).await
     }

@@ -61,6 +61,9 @@ pub enum Call {
     UpsertNode {
         request: NodeRequest,
     },
+    ImportNode {
+        request: crate::engine::import::ImportRequest,
+    },
     Plan,
     Providers,
     Catalog {
@@ -113,6 +116,7 @@ impl Call {
             Call::VerifyProvider { .. } => "verify_provider",
             Call::EditPlan { .. } => "edit_plan",
             Call::UpsertNode { .. } => "upsert_node",
+            Call::ImportNode { .. } => "import_node",
             Call::Plan => "plan",
             Call::Providers => "providers",
             Call::Catalog { .. } => "catalog",

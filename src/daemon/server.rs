@@ -240,6 +240,10 @@ impl Daemon {
             Call::VerifyProvider { kind } => done(e.verify_provider(kind).await),
             Call::EditPlan { edit } => done(e.edit_plan(edit).await),
             Call::UpsertNode { request } => done(e.upsert_node(request).await),
+            Call::ImportNode { request } => match e.import_node(request).await {
+                Ok(report) => json(serde_json::to_value(report)),
+                Err(err) => Err(WireError::from(&err)),
+            },
             Call::Refresh => done(e.refresh().await),
             Call::Plan => match e.plan().await {
                 Ok(plan) => json(serde_json::to_value(plan)),

@@ -190,6 +190,43 @@ pub fn desired_firewalls(
     Some((specs, waiting))
 }
 
+/// Firewall changes Legion cannot make itself: for each node of `cluster` on a provider
+/// whose firewalls Legion does not manage (`unmanaged(provider)`), one line per rule of the
+/// cluster's set, for the operator to carry out on the host.
+pub fn operator_tasks(
+    plan: &Plan,
+    tracked: &Tracked,
+    cluster: &str,
+    unmanaged: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let Some((specs, _)) = desired_firewalls(plan, tracked, cluster) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for spec in specs.iter().filter(|s| unmanaged(&s.provider)) {
+        let nodes = plan
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.cluster == cluster && n.provider == spec.provider);
+        for (node, _) in nodes {
+            let Some(addr) = tracked.nodes.get(node).and_then(|t| t.address()) else {
+                continue;
+            };
+            for rule in &spec.rules {
+                let what = match &rule.port {
+                    Some(p) => format!("{} {p}", rule.protocol),
+                    None => rule.protocol.to_string(),
+                };
+                out.push(format!(
+                    "open {what} from {} on {node} ({addr})",
+                    rule.sources.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +285,7 @@ mod tests {
                 image: "i".into(),
                 host_key: None,
                 configured_peers: None,
+                login: None,
                 execution: None,
             },
         );
@@ -276,6 +314,23 @@ mod tests {
         let (spec2, _) = desired_zone(&s.plan, &s.tracked, "example.test").unwrap();
         assert_ne!(signature(&spec1), signature(&spec2));
         assert_eq!(spec2.rrsets[1].values, vec!["192.0.2.9"]);
+    }
+
+    #[test]
+    fn unmanaged_firewalls_become_operator_tasks() {
+        let mut s = state();
+        assert!(operator_tasks(&s.plan, &s.tracked, "prod", |_| false).is_empty());
+        let tasks = operator_tasks(&s.plan, &s.tracked, "prod", |p| p == "mock");
+        assert!(!tasks.is_empty());
+        assert!(
+            tasks.iter().all(|t| t.starts_with("open tcp 4413 from ")),
+            "{tasks:?}"
+        );
+        // A node without an address has no task yet; nothing is invented.
+        for t in s.tracked.nodes.values_mut() {
+            t.ipv4 = None;
+        }
+        assert!(operator_tasks(&s.plan, &s.tracked, "prod", |p| p == "mock").is_empty());
     }
 
     #[test]

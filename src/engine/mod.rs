@@ -8,6 +8,7 @@ pub mod demo;
 pub mod derive;
 pub mod execution;
 pub mod home;
+pub mod import;
 pub mod observe;
 pub mod oplog;
 pub mod plan;

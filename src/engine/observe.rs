@@ -25,8 +25,16 @@ pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<
     let Some(compute) = provider.api.compute() else {
         return Ok(());
     };
+    let tracked: Vec<String> = env.cell.read(|s| {
+        s.tracked
+            .nodes
+            .values()
+            .filter(|t| t.provider == provider.id)
+            .filter_map(|t| t.server_id.clone())
+            .collect()
+    });
     let servers = compute
-        .list_servers(&env.install_id)
+        .observe(&env.install_id, &tracked)
         .await
         .map_err(|e| e.to_string())?;
     let now = now_ms();

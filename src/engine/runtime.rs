@@ -344,6 +344,18 @@ impl Engine {
         .await
     }
 
+    /// Import an existing host as a node of the manual provider (see
+    /// [`super::import`]): one login with the password (or the key already in place),
+    /// sudo checked, the managed key installed and key-only login proven, then the node
+    /// planned and tracked with its host key pinned. An apply deploys it.
+    pub async fn import_node(
+        &self,
+        req: super::import::ImportRequest,
+    ) -> Result<super::import::ImportReport, EngineError> {
+        self.with_session(move |s| async move { s.import_node(req).await })
+            .await
+    }
+
     /// A copy of the operator's plan (for listings such as planned DNS records).
     pub async fn plan(&self) -> Result<super::state::model::Plan, EngineError> {
         self.with_session(|s| async move { Ok(s.cell.read(|st| st.plan.clone())) })
@@ -976,6 +988,91 @@ impl Session {
                 .boot_mode
                 .unwrap_or(module.deployment_profile().default_boot_mode),
         })
+    }
+
+    async fn import_node(
+        &self,
+        req: super::import::ImportRequest,
+    ) -> Result<super::import::ImportReport, EngineError> {
+        use super::import;
+        use crate::providers::manual;
+        import::validate(&req)?;
+        if self.cell.read(|s| s.plan.nodes.contains_key(&req.name)) {
+            return Err(EngineError::Invalid(format!(
+                "{} is already in the plan; pick another name or remove it first",
+                req.name
+            )));
+        }
+        if self.supervisor.env().providers.get(manual::KIND).is_none() {
+            self.configure_provider(manual::KIND, Credentials::new())
+                .await?;
+        }
+        let node = self.resolve_node(&NodeRequest {
+            name: req.name.clone(),
+            provider: manual::KIND.into(),
+            cluster: req.cluster.clone(),
+            role: req.role.clone(),
+            ..NodeRequest::default()
+        })?;
+        let key = self
+            .cell
+            .read(|s| s.managed_key.clone())
+            .ok_or_else(|| EngineError::Invalid("this state has no managed SSH key".into()))?;
+        let target = crate::ssh::Target::new(req.host.trim(), req.port, req.user.clone());
+        let sandboxed = self.ssh.settings().sandbox_root.is_some();
+        let (seen, sudo, added, note) = {
+            let target = target.clone();
+            let password = req.password.clone();
+            tokio::task::spawn_blocking(move || {
+                import::bootstrap(&target, password.as_ref(), &key, sandboxed)
+            })
+            .await
+            .map_err(|e| EngineError::Invalid(format!("the SSH task stopped: {e}")))?
+            .map_err(|e| EngineError::Refused(format!("importing {}: {e}", req.name)))?
+        };
+        let tracked = import::tracked(&node, &target, seen.as_str(), sudo);
+        let name = req.name.clone();
+        let v = self
+            .cell
+            .try_mutate(|s| {
+                let mut draft = s.clone();
+                apply_edit(
+                    &mut draft,
+                    PlanEdit::UpsertNode {
+                        name: name.clone(),
+                        node,
+                    },
+                )?;
+                draft.tracked.nodes.insert(name.clone(), tracked);
+                *s = draft;
+                Ok::<(), String>(())
+            })
+            .map_err(EngineError::Invalid)?
+            .1;
+        self.cell
+            .persist(v)
+            .await
+            .map_err(|e| EngineError::Persist(e.to_string()))?;
+        let report = import::ImportReport {
+            name: req.name.clone(),
+            server_id: manual::server_id(&target),
+            host_key: seen.to_string(),
+            sudo,
+            key_added: added,
+            note,
+        };
+        self.supervisor.env().oplog.info(
+            Some(format!("node/{}", req.name)),
+            format!(
+                "imported {} as {} (host key {}, sudo {:?}, managed key {})",
+                report.server_id,
+                req.name,
+                report.host_key,
+                sudo,
+                if added { "added" } else { "already present" }
+            ),
+        );
+        Ok(report)
     }
 
     async fn edit(&self, edit: PlanEdit) -> Result<(), EngineError> {

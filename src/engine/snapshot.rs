@@ -88,6 +88,10 @@ pub struct SyncRow {
     pub operation: Option<String>,
     pub planned: bool,
     pub live: bool,
+    /// Changes the operator has to make by hand ("open tcp 4413 from 10.0.0.2/32 on
+    /// web-1 (203.0.113.5)"): firewall rules on providers Legion cannot manage them on.
+    #[serde(default)]
+    pub tasks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,5 +332,6 @@ fn sync_row(name: &str, provider: String, planned: bool, snap: Option<&Snap>) ->
         operation: snap.and_then(|s| s.operation.clone()),
         planned,
         live: snap.is_some(),
+        tasks: snap.map(|s| s.tasks.clone()).unwrap_or_default(),
     }
 }

@@ -110,6 +110,9 @@ pub struct SshAccess {
     pub target: Target,
     pub key: ManagedKey,
     pub pinned: Option<HostKeyFingerprint>,
+    /// Commands that write system files run under `sudo -n` (a non-root login).
+    #[serde(default)]
+    pub sudo: bool,
 }
 
 impl std::fmt::Debug for SshAccess {
@@ -135,6 +138,15 @@ impl SshAgent {
     /// The node's address, the managed key and its pinned host key.
     pub fn access(&self, name: &str) -> Result<SshAccess, String> {
         access(&self.cell, &self.settings, name)
+    }
+
+    pub fn settings(&self) -> &SshSettings {
+        &self.settings
+    }
+
+    /// Does `name`'s login user need `sudo -n` for system files?
+    fn sudo(&self, name: &str) -> Result<bool, String> {
+        Ok(self.access(name)?.sudo)
     }
 
     /// Connect (pinning on first use) and run `f` on the session, off the async workers.
@@ -204,10 +216,16 @@ fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAcc
             Some(fp) => Some(HostKeyFingerprint::parse(fp).map_err(|e| e.to_string())?),
             None => None,
         };
+        let mut target = settings.target(host);
+        if let Some(login) = &t.login {
+            target.user = login.user.clone();
+            target.port = login.port;
+        }
         Ok(SshAccess {
-            target: settings.target(host),
+            target,
             key,
             pinned,
+            sudo: t.login.as_ref().is_some_and(|l| l.sudo),
         })
     })
 }
@@ -266,8 +284,13 @@ impl NodeAgent for SshAgent {
 
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
         let script = self.identity_script(node, config);
+        let shell = if self.sudo(&node.name)? {
+            "sudo -n sh -s"
+        } else {
+            "sh -s"
+        };
         self.with_session(&node.name, move |s| {
-            s.exec_with_input("sh -s", script.as_bytes(), COMMAND_TIMEOUT)
+            s.exec_with_input(shell, script.as_bytes(), COMMAND_TIMEOUT)
                 .and_then(|out| {
                     if out.success() {
                         Ok(())
@@ -288,19 +311,28 @@ impl NodeAgent for SshAgent {
     async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
         let script = self.settings.install_script(role)?;
         let root = self.settings.root().to_string();
-        let remote = format!("{root}/var/lib/legion/install.sh");
+        let sudo = self.sudo(&node.name)?;
+        // A sudo user uploads into its login directory and runs the script as root.
+        let remote = if sudo {
+            ".legion-install.sh".to_string()
+        } else {
+            format!("{root}/var/lib/legion/install.sh")
+        };
         let run = format!(
-            "LEGION_ROOT={} LEGION_NODE={} LEGION_ROLE={} sh {}",
+            "{}LEGION_ROOT={} LEGION_NODE={} LEGION_ROLE={} sh {}",
+            if sudo { "sudo -n env " } else { "" },
             quote(&root),
             quote(&node.name),
             quote(role),
             quote(&remote)
         );
         self.with_session(&node.name, move |s| {
-            s.exec_checked(
-                &format!("mkdir -p {}", quote(&format!("{root}/var/lib/legion"))),
-                COMMAND_TIMEOUT,
-            )?;
+            if !sudo {
+                s.exec_checked(
+                    &format!("mkdir -p {}", quote(&format!("{root}/var/lib/legion"))),
+                    COMMAND_TIMEOUT,
+                )?;
+            }
             s.upload(&remote, script.as_bytes(), 0o700)?;
             s.exec_checked(&run, INSTALL_TIMEOUT)
         })

@@ -54,11 +54,13 @@ fn reconcile_set<R: Reconciler>(
 impl Supervisor {
     pub fn new(env: Arc<ActorEnv>) -> Supervisor {
         Supervisor {
-            env,
             actors: Mutex::new(Actors::default()),
             zone: Arc::new(ZoneReconciler),
-            firewall: Arc::new(FirewallReconciler),
+            firewall: Arc::new(FirewallReconciler {
+                providers: env.providers.clone(),
+            }),
             domain: Arc::new(DomainReconciler),
+            env,
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod error;
 pub mod hetzner;
+pub mod manual;
 pub mod mock;
 pub mod types;
 
@@ -186,6 +187,16 @@ pub trait ComputeApi: Send + Sync {
     async fn catalog(&self) -> ProviderResult<Catalog>;
     /// Servers carrying this Legion install's label.
     async fn list_servers(&self, install: &str) -> ProviderResult<Vec<ObservedServer>>;
+    /// What observation reads: the servers carrying this install's label. `tracked` are
+    /// the server ids Legion tracks on this provider, for providers that cannot list
+    /// (manual hosts read each one).
+    async fn observe(
+        &self,
+        install: &str,
+        _tracked: &[String],
+    ) -> ProviderResult<Vec<ObservedServer>> {
+        self.list_servers(install).await
+    }
     async fn get_server(&self, id: &str) -> ProviderResult<Option<ObservedServer>>;
     async fn create_server(&self, spec: &ServerSpec, res: &str) -> ProviderResult<ObservedServer>;
     async fn start_server(&self, id: &str, res: &str) -> ProviderResult<()>;
@@ -296,6 +307,7 @@ impl Registry {
         Registry::new(vec![
             Arc::new(mock::MockModule::default()),
             Arc::new(hetzner::HetznerModule),
+            Arc::new(manual::ManualModule),
         ])
     }
 

@@ -363,6 +363,7 @@ mod tests {
             image: "i".into(),
             host_key: None,
             configured_peers: None,
+            login: None,
             execution: None,
         };
         assert_eq!(

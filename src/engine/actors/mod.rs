@@ -225,6 +225,9 @@ pub struct SyncSnap {
     pub synced_apply: u64,
     /// How many times the actor called the provider to converge (no-ops do not count).
     pub applied_count: u64,
+    /// Changes the operator has to make by hand.
+    #[serde(default)]
+    pub tasks: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

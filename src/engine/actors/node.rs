@@ -637,6 +637,7 @@ async fn run_execution(
                 image: plan.image.clone(),
                 host_key: None,
                 configured_peers: None,
+                login: None,
                 execution: None,
             });
         if forget_server {

@@ -5,13 +5,16 @@
 //! removes only what Legion made.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 use super::sync::{Desired, Reconciler};
 use super::{ActorEnv, Connected, ResourceKey};
-use crate::engine::derive::{FirewallSpec, ZoneSpec, desired_firewalls, desired_zone};
+use crate::engine::derive::{
+    FirewallSpec, ZoneSpec, desired_firewalls, desired_zone, operator_tasks,
+};
 use crate::engine::state::model::{State, TrackedDomain, TrackedZone};
 use crate::providers::{LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, RrSet};
 
@@ -180,7 +183,10 @@ fn same_rrset(a: &RrSet, b: &RrSet) -> bool {
     a.ttl == b.ttl && av == bv
 }
 
-pub struct FirewallReconciler;
+pub struct FirewallReconciler {
+    /// To tell which providers have no managed firewalls (their rules become tasks).
+    pub providers: Arc<super::ProviderSet>,
+}
 
 #[derive(Clone, Serialize)]
 pub struct FirewallSetSpec(pub Vec<FirewallSpec>);
@@ -220,6 +226,18 @@ impl Reconciler for FirewallReconciler {
 
     fn applied_signature(&self, name: &str, state: &State) -> Option<String> {
         state.tracked.firewalls.get(name)?.applied_signature.clone()
+    }
+
+    /// Rules for nodes on providers without managed firewalls, as of the last apply.
+    fn tasks(&self, name: &str, state: &State) -> Vec<String> {
+        let Some(plan) = &state.tracked.applied_plan else {
+            return Vec::new();
+        };
+        operator_tasks(plan, &state.tracked, name, |p| {
+            self.providers
+                .get(p)
+                .is_some_and(|c| c.api.firewall().is_none())
+        })
     }
 
     async fn converge(

@@ -42,6 +42,11 @@ pub trait Reconciler: Send + Sync + 'static {
     ) -> Result<(), String>;
     /// Planned absence: remove what Legion made, forget the resource.
     async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), String>;
+    /// Changes the operator has to make by hand (what the provider cannot be asked to
+    /// do); shown with the resource, never pretended applied.
+    fn tasks(&self, _name: &str, _state: &State) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub enum SyncMsg {
@@ -76,6 +81,7 @@ impl SyncHandle {
                 operation: None,
                 synced_apply: 0,
                 applied_count: 0,
+                tasks: Vec::new(),
             },
             published: None,
             inbox: rx,
@@ -165,13 +171,15 @@ impl<R: Reconciler> SyncActor<R> {
     }
 
     fn evaluate(&mut self, apply: Option<u64>) {
-        let (desired, applied) = self.env.cell.read(|s| {
+        let (desired, applied, tasks) = self.env.cell.read(|s| {
             (
                 self.reconciler.desired(&self.name, s),
                 self.reconciler.applied_signature(&self.name, s),
+                self.reconciler.tasks(&self.name, s),
             )
         });
         self.snap.summary = desired.summary.clone();
+        self.snap.tasks = tasks;
         let settle = |snap: &mut SyncSnap| {
             if let Some(a) = apply {
                 snap.synced_apply = snap.synced_apply.max(a);

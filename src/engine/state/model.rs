@@ -165,7 +165,21 @@ pub struct TrackedNode {
     /// reconfigures nodes whose cluster membership changed since.
     #[serde(default)]
     pub configured_peers: Option<Vec<String>>,
+    /// How to log in when it is not the engine's default (root on port 22): imported
+    /// hosts keep the user and port they were imported with.
+    #[serde(default)]
+    pub login: Option<Login>,
     pub execution: Option<Execution>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub user: String,
+    pub port: u16,
+    /// The user is not root and has passwordless sudo (detected at import): commands
+    /// that write system files run under `sudo -n`.
+    #[serde(default)]
+    pub sudo: bool,
 }
 
 impl TrackedNode {

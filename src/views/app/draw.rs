@@ -32,6 +32,33 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
+/// Changes the operator has to make by hand, one per line (only the lines that fit).
+fn render_tasks(
+    tasks: &[String],
+    theme: &crate::views::theme::Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.style("border"))
+        .title(Span::styled(
+            format!(
+                " operator tasks {}: Legion does not manage this provider's firewall; do these on the hosts ",
+                tasks.len()
+            ),
+            theme.style("status.warn"),
+        ));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let lines: Vec<Line> = tasks
+        .iter()
+        .take(inner.height as usize)
+        .map(|t| Line::from(format!("• {}", clean(t))))
+        .collect();
+    Paragraph::new(lines).render(inner, buf);
+}
+
 impl App {
     /// Draw everything; returns where the terminal cursor goes (an input field), if any.
     pub fn render(&mut self, area: Rect, buf: &mut Buffer) -> Option<Position> {
@@ -83,15 +110,34 @@ impl App {
                 main,
                 buf,
             ),
-            Tab::Firewalls => render_sync(
-                Tab::Firewalls,
-                &mut self.lists[2],
-                &snap.firewalls,
-                theme,
-                focused,
-                main,
-                buf,
-            ),
+            Tab::Firewalls => {
+                // Operator tasks of the selected set, under the table.
+                let tasks = self.lists[2]
+                    .selected()
+                    .and_then(|i| snap.firewalls.get(i))
+                    .map(|r| r.tasks.as_slice())
+                    .unwrap_or_default();
+                let tasks_h = if tasks.is_empty() {
+                    0
+                } else {
+                    (tasks.len() as u16 + 2).min(main.height / 2)
+                };
+                let [table, below] =
+                    Layout::vertical([Constraint::Fill(1), Constraint::Length(tasks_h)])
+                        .areas(main);
+                render_sync(
+                    Tab::Firewalls,
+                    &mut self.lists[2],
+                    &snap.firewalls,
+                    theme,
+                    focused,
+                    table,
+                    buf,
+                );
+                if tasks_h > 0 {
+                    render_tasks(tasks, theme, below, buf);
+                }
+            }
             Tab::Domains => render_sync(
                 Tab::Domains,
                 &mut self.lists[3],
@@ -581,6 +627,9 @@ impl App {
                 }
                 if let Some(e) = &r.last_error {
                     lines.push(kv("last error", e.clone()));
+                }
+                for task in &r.tasks {
+                    lines.push(kv("operator task", task.clone()));
                 }
                 let kind = match tab {
                     Tab::Zones => "zone",

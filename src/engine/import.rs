@@ -1,0 +1,198 @@
+//! Importing an existing host (the manual provider): log in once with a password or with
+//! the managed key already in place, check the user can act as root, install the managed
+//! public key, prove key-only login, then plan and track the node in one commit.
+//!
+//! The password is used for that one login and dropped; it is never stored or logged.
+//! The host key seen on that first login is pinned like any other first contact.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::runtime::EngineError;
+use super::state::model::{Login, NodePlan, TrackedNode};
+use crate::engine::secret::Secret;
+use crate::providers::manual;
+use crate::ssh::{self, Auth, KeyInstall, ManagedKey, SshError, SudoStatus, Target};
+
+/// What `legion nodes import` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// One-time password for installing the managed key; `None`: the key is already
+    /// authorized on the host.
+    pub password: Option<Secret>,
+    pub cluster: Option<String>,
+    pub role: Option<String>,
+}
+
+/// What the import found and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub name: String,
+    /// `user@host:port`, the node's server id.
+    pub server_id: String,
+    pub host_key: String,
+    pub sudo: SudoStatus,
+    /// The managed key was added to `authorized_keys` (false: it was there already).
+    pub key_added: bool,
+    /// Set when the user is not root and has no passwordless sudo, but Legion writes
+    /// into a sandbox and does not need it.
+    pub note: Option<String>,
+}
+
+/// Why a user who is not root cannot be managed, in words with the fix.
+pub fn sudo_refusal(target: &Target, sudo: SudoStatus) -> Option<String> {
+    let why = match sudo {
+        SudoStatus::Root | SudoStatus::Passwordless => return None,
+        SudoStatus::NeedsPassword => "sudo asks for a password (or the user may not use it)",
+        SudoStatus::Missing => "sudo is not installed",
+    };
+    Some(format!(
+        "{target}: {why}. Legion needs root or passwordless sudo: log in as root, or add \
+         `{user} ALL=(ALL) NOPASSWD:ALL` to /etc/sudoers.d/legion on the host",
+        user = target.user
+    ))
+}
+
+/// The blocking half: log in, check sudo, install the key, prove key-only login.
+/// `allow_no_sudo`: Legion writes into a sandbox, so a plain user is enough.
+pub fn bootstrap(
+    target: &Target,
+    password: Option<&Secret>,
+    key: &ManagedKey,
+    allow_no_sudo: bool,
+) -> Result<(ssh::HostKeyFingerprint, SudoStatus, bool, Option<String>), String> {
+    let auth = match password {
+        Some(p) => Auth::Password(p),
+        None => Auth::Key(key),
+    };
+    let (mut first, seen) = ssh::connect(target, auth, None).map_err(|e| e.to_string())?;
+    let sudo = first.sudo_check().map_err(|e| e.to_string())?;
+    let mut note = None;
+    if let Some(refusal) = sudo_refusal(target, sudo) {
+        if !allow_no_sudo {
+            return Err(refusal);
+        }
+        note = Some(format!(
+            "{refusal} (not needed here: Legion writes into a sandbox)"
+        ));
+    }
+    let added = match password {
+        Some(_) => {
+            first
+                .install_public_key(key.public_openssh())
+                .map_err(|e| e.to_string())?
+                == KeyInstall::Added
+        }
+        None => false,
+    };
+    drop(first);
+    // Key-only, and the host must present the key just seen.
+    let (mut again, _) =
+        ssh::connect(target, Auth::Key(key), Some(&seen)).map_err(|e| match e {
+            SshError::AuthFailed { .. } => format!(
+                "{target}: the managed key was installed but key login is refused ({e}); check \
+             the server's AuthorizedKeysFile and PubkeyAuthentication settings"
+            ),
+            e => e.to_string(),
+        })?;
+    again
+        .exec_checked("true", Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    Ok((seen, sudo, added, note))
+}
+
+/// The tracked side of an imported host: its server is the host itself.
+pub fn tracked(plan: &NodePlan, target: &Target, host_key: &str, sudo: SudoStatus) -> TrackedNode {
+    let v6 = target.host.contains(':');
+    TrackedNode {
+        uid: plan.uid.clone(),
+        provider: plan.provider.clone(),
+        server_id: Some(manual::server_id(target)),
+        ipv4: (!v6).then(|| target.host.clone()),
+        ipv6: v6.then(|| target.host.clone()),
+        region: plan.region.clone(),
+        offer: plan.offer.clone(),
+        image: plan.image.clone(),
+        host_key: Some(host_key.to_string()),
+        configured_peers: None,
+        login: Some(Login {
+            user: target.user.clone(),
+            port: target.port,
+            sudo: sudo == SudoStatus::Passwordless,
+        }),
+        execution: None,
+    }
+}
+
+/// Checks before any connection is made.
+pub fn validate(req: &ImportRequest) -> Result<(), EngineError> {
+    let bad = |m: String| Err(EngineError::Invalid(m));
+    let host = req.host.trim();
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@' || c == '/') {
+        return bad(format!("{:?} is not a host name or address", req.host));
+    }
+    if req.port == 0 {
+        return bad("the SSH port must be 1 to 65535".into());
+    }
+    if req.user.is_empty() || req.user.contains(|c: char| c.is_whitespace() || c == '@') {
+        return bad(format!("{:?} is not a user name", req.user));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_refusal_names_the_fix() {
+        let t = Target::new("h", 22, "ops");
+        assert!(sudo_refusal(&t, SudoStatus::Root).is_none());
+        assert!(sudo_refusal(&t, SudoStatus::Passwordless).is_none());
+        let m = sudo_refusal(&t, SudoStatus::NeedsPassword).unwrap();
+        assert!(m.contains("ops ALL=(ALL) NOPASSWD:ALL"), "{m}");
+        assert!(
+            sudo_refusal(&t, SudoStatus::Missing)
+                .unwrap()
+                .contains("not installed")
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_connecting() {
+        let req = |host: &str, port: u16, user: &str| ImportRequest {
+            name: "n".into(),
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: None,
+            cluster: None,
+            role: None,
+        };
+        assert!(validate(&req("h.example", 22, "root")).is_ok());
+        assert!(validate(&req("", 22, "root")).is_err());
+        assert!(validate(&req("a b", 22, "root")).is_err());
+        assert!(validate(&req("root@h", 22, "root")).is_err());
+        assert!(validate(&req("h", 0, "root")).is_err());
+        assert!(validate(&req("h", 22, "")).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let r = ImportRequest {
+            name: "n".into(),
+            host: "h".into(),
+            port: 22,
+            user: "root".into(),
+            password: Some(Secret::new("hunter2-secret")),
+            cluster: None,
+            role: None,
+        };
+        assert!(!format!("{r:?}").contains("hunter2"));
+    }
+}
