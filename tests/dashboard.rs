@@ -75,6 +75,7 @@ fn snapshot(n: usize) -> Arc<AppSnapshot> {
         operation: None,
         planned: true,
         live: true,
+        tasks: vec![],
     }];
     Arc::new(s)
 }
@@ -420,6 +421,40 @@ fn remove_and_other_views_render() {
     let s = screen(&mut app, 120, 30);
     assert!(s.contains("planned vs observed"), "{s}");
     insta::assert_snapshot!("node_details", s);
+}
+
+#[test]
+fn firewall_rules_on_unmanaged_hosts_are_listed_as_operator_tasks() {
+    let mut snap = (*with_provider(3)).clone();
+    snap.firewalls = vec![SyncRow {
+        name: "edge".into(),
+        provider: "manual".into(),
+        state: SyncState::Converged,
+        summary: "1 rules on 2 nodes".into(),
+        waiting: None,
+        last_error: None,
+        operation: None,
+        planned: true,
+        live: true,
+        tasks: vec![
+            "open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m1 (10.0.0.2)".into(),
+            "open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m2 (10.0.0.3)".into(),
+        ],
+    }];
+    let mut app = app_with(Arc::new(snap), false);
+    key(&mut app, KeyCode::Char('3'));
+    let s = screen(&mut app, 120, 16);
+    assert!(s.contains("operator tasks 2"), "{s}");
+    assert!(
+        s.contains("• open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m2 (10.0.0.3)"),
+        "{s}"
+    );
+    // Details list them too.
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("operator task"), "{s}");
+    // A tiny terminal keeps only what fits and never panics.
+    let _ = screen(&mut app, 80, 24);
 }
 
 #[test]
