@@ -36,6 +36,10 @@ cp "$LEGION_ROOT/etc/legion/node.json" "$LEGION_ROOT/var/lib/legion/identity.jso
 date -u +%Y-%m-%dT%H:%M:%SZ > "$LEGION_ROOT/var/lib/legion/installed"
 echo "legion: $LEGION_NODE installed as $LEGION_ROLE"
 "#;
+/// The log files followed when the role names none.
+const DEFAULT_LOG_FILES: [&str; 2] = ["/var/log/syslog", "/var/log/messages"];
+/// Lines of history the log tail starts with.
+const LOG_BACKLOG: u32 = 200;
 /// Between attempts while a new server boots.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -72,14 +76,10 @@ impl SshSettings {
     /// The install script for `role`: `roles/<role>.sh` in the home when present, else
     /// [`DEFAULT_INSTALL`].
     pub fn install_script(&self, role: &str) -> Result<String, String> {
-        let safe = !role.is_empty()
-            && role
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         let Some(path) = self
             .roles_dir
             .as_ref()
-            .filter(|_| safe)
+            .filter(|_| safe_role(role))
             .map(|d| d.join(format!("{role}.sh")))
         else {
             return Ok(DEFAULT_INSTALL.to_string());
@@ -92,6 +92,49 @@ impl SshSettings {
                 path.display()
             )),
         }
+    }
+
+    /// The files a role's logs are in: `roles/<role>.logs` in the home (one path per
+    /// line, `#` comments), else the system log files. Under a sandbox root they are
+    /// relative to it.
+    pub fn log_files(&self, role: &str) -> Vec<String> {
+        let listed = self
+            .roles_dir
+            .as_ref()
+            .filter(|_| safe_role(role))
+            .and_then(|d| std::fs::read_to_string(d.join(format!("{role}.logs"))).ok());
+        let files: Vec<String> = match listed {
+            Some(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect(),
+            None => DEFAULT_LOG_FILES.iter().map(|f| f.to_string()).collect(),
+        };
+        files
+            .into_iter()
+            .map(|f| format!("{}{f}", self.root()))
+            .collect()
+    }
+
+    /// What the log tail runs: `journalctl -f` when the node has a journal (not in a
+    /// sandbox, where the journal is the host's), else `tail -F` of the role's files.
+    /// Under `sudo -n` for a non-root login, so the system logs are readable.
+    pub fn log_command(&self, role: &str, sudo: bool) -> String {
+        let files: Vec<String> = self.log_files(role).iter().map(|f| quote(f)).collect();
+        let sudo = if sudo { "sudo -n " } else { "" };
+        let tail = format!(
+            "exec {sudo}tail -n {LOG_BACKLOG} -s 0.25 -F -- {} 2>&1",
+            files.join(" ")
+        );
+        if self.sandbox_root.is_some() {
+            return tail;
+        }
+        format!(
+            "if command -v journalctl >/dev/null 2>&1 && {sudo}journalctl -q -n 1 >/dev/null 2>&1; \
+             then exec {sudo}journalctl -f -n {LOG_BACKLOG} --no-pager -o short-iso 2>&1; else {tail}; fi"
+        )
     }
 
     pub fn target(&self, host: &str) -> Target {
@@ -113,6 +156,9 @@ pub struct SshAccess {
     /// Commands that write system files run under `sudo -n` (a non-root login).
     #[serde(default)]
     pub sudo: bool,
+    /// The command that follows the node's logs ([`SshSettings::log_command`]).
+    #[serde(default)]
+    pub log_command: String,
 }
 
 impl std::fmt::Debug for SshAccess {
@@ -221,11 +267,14 @@ fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAcc
             target.user = login.user.clone();
             target.port = login.port;
         }
+        let sudo = t.login.as_ref().is_some_and(|l| l.sudo);
+        let role = s.plan.nodes.get(name).map_or("node", |p| p.role.as_str());
         Ok(SshAccess {
             target,
             key,
             pinned,
-            sudo: t.login.as_ref().is_some_and(|l| l.sudo),
+            sudo,
+            log_command: settings.log_command(role, sudo),
         })
     })
 }
@@ -241,6 +290,14 @@ async fn pin(cell: &StateCell, name: &str, seen: &HostKeyFingerprint) {
             }
         })
         .await;
+}
+
+/// A role name that can be part of a file name.
+fn safe_role(role: &str) -> bool {
+    !role.is_empty()
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Single-quote for `sh`.

@@ -62,6 +62,7 @@ pub enum Command {
     LogShrink,
     LogFollow,
     LogNodeOnly,
+    LogTail,
     Shell,
     NextPane,
     LeavePane,
@@ -196,6 +197,7 @@ impl Command {
         Command::LogShrink,
         Command::LogFollow,
         Command::LogNodeOnly,
+        Command::LogTail,
         Command::Shell,
         Command::NextPane,
         Command::LeavePane,
@@ -427,6 +429,13 @@ impl Command {
                 "Show only the selected node's lines in the log panel (toggle)",
                 Log,
                 &const { [ch('L')] },
+            ),
+            Command::LogTail => row(
+                "log_tail",
+                "tail",
+                "Follow the selected node's logs over SSH in the log panel (toggle)",
+                Log,
+                &const { [ch('T')] },
             ),
             Command::Shell => row(
                 "shell",
@@ -1211,12 +1220,13 @@ mod tests {
             NextPane => 33,
             LeavePane => 34,
             ZoomPane => 35,
+            LogTail => 36,
         }
     }
 
     #[test]
     fn all_lists_every_command_once() {
-        let mut seen = [false; 36];
+        let mut seen = [false; 37];
         for &c in Command::ALL {
             assert!(!seen[ordinal(c)], "{c} listed twice");
             seen[ordinal(c)] = true;

@@ -10,6 +10,7 @@ pub mod lists;
 pub mod plain;
 pub mod run;
 pub mod table;
+pub mod tail;
 pub mod term;
 pub mod terminal;
 pub mod theme;

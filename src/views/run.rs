@@ -307,6 +307,20 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 let _ = tx.send(UiEvent::Shell(id, started));
                 return;
             }
+            Effect::TailNode { id, node } => {
+                let started = match engine.ssh_access(node.clone()).await {
+                    Ok(access) => {
+                        let wake = tx.clone();
+                        super::tail::spawn(&node, access, move || {
+                            wake.send(UiEvent::TailWoke(id)).is_ok()
+                        })
+                        .map_err(|e| format!("logs of {node}: cannot start the thread: {e}"))
+                    }
+                    Err(e) => Err(format!("logs of {node}: {e}")),
+                };
+                let _ = tx.send(UiEvent::Tail(id, started));
+                return;
+            }
             Effect::PinHostKey(node, fingerprint) => engine
                 .pin_host_key(node.clone(), fingerprint.clone())
                 .await

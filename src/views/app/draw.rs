@@ -404,6 +404,9 @@ impl App {
     }
 
     fn render_log(&mut self, area: Rect, buf: &mut Buffer) {
+        if self.log.tail.is_some() {
+            return self.render_tail(area, buf);
+        }
         let t = &self.opts.theme;
         let mut title = String::from(" Operation log ");
         if self.log.scroll > 0 {
@@ -449,6 +452,35 @@ impl App {
                 Span::styled(clean(&e.message), t.style(key)),
             ]);
             line.render(
+                Rect::new(inner.x, inner.y + row as u16, inner.width, 1),
+                buf,
+            );
+        }
+    }
+
+    /// The log panel following a node: only the rows that fit are laid out.
+    fn render_tail(&self, area: Rect, buf: &mut Buffer) {
+        let t = &self.opts.theme;
+        let mut title = self.tail_title().unwrap_or_default();
+        if !self.log.filter.is_empty() {
+            title.push_str(&format!("· /{} ", self.log.filter));
+        }
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(t.style(if self.focus == Focus::Log {
+                "border.focused"
+            } else {
+                "border"
+            }))
+            .title(Span::styled(clean(&title), t.style("title")));
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let lines = self.tail_visible().unwrap_or_default();
+        let h = inner.height as usize;
+        let end = lines.len().saturating_sub(self.log.scroll.min(lines.len()));
+        let start = end.saturating_sub(h);
+        for (row, line) in lines[start..end].iter().enumerate() {
+            Line::from(Span::styled(*line, t.style("log.info"))).render(
                 Rect::new(inner.x, inner.y + row as u16, inner.width, 1),
                 buf,
             );

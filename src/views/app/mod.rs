@@ -11,6 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod draw;
 mod shell;
+mod tail;
 
 use super::fields::{FieldsForm, FieldsOutcome, Submitted};
 use super::form::{FormOutcome, NodeForm};
@@ -52,6 +53,10 @@ pub enum UiEvent {
     Term(u64),
     /// A shell session's thread started, or why it could not.
     Shell(u64, Result<super::term::ShellHandle, String>),
+    /// A node log tail has lines in its mailbox.
+    TailWoke(u64),
+    /// A node log tail's thread started, or why it could not.
+    Tail(u64, Result<super::tail::TailHandle, String>),
 }
 
 /// An engine command for the runner to send.
@@ -82,6 +87,12 @@ pub enum Effect {
     },
     /// Record the host key a node showed on its first shell connection.
     PinHostKey(String, String),
+    /// Fetch a node's SSH access and start following its logs as tail `id`; the handle
+    /// comes back as `UiEvent::Tail`.
+    TailNode {
+        id: u64,
+        node: String,
+    },
     Quit,
 }
 
@@ -127,6 +138,9 @@ struct LogUi {
     filter: String,
     node_only: bool,
     height: u16,
+    /// Following a node's logs over SSH instead of the operation log.
+    tail: Option<tail::NodeTail>,
+    tail_seq: u64,
 }
 
 pub struct Options {
@@ -207,6 +221,8 @@ impl App {
                 filter: String::new(),
                 node_only: false,
                 height: 10,
+                tail: None,
+                tail_seq: 0,
             },
             status,
             password: Secret::default(),
@@ -312,6 +328,11 @@ impl App {
             }
             UiEvent::Term(id) => self.shell_woke(id),
             UiEvent::Shell(id, started) => self.shell_started(id, started),
+            UiEvent::TailWoke(id) => self.tail_woke(id),
+            UiEvent::Tail(id, started) => {
+                self.tail_started(id, started);
+                Vec::new()
+            }
             UiEvent::Resize => Vec::new(),
             UiEvent::Paste(text) => {
                 self.paste(&text);
@@ -603,6 +624,7 @@ impl App {
             "domains" => Command::ViewDomains,
             "logs" => Command::ToggleLog,
             "shell" => Command::Shell,
+            "tail" => Command::LogTail,
             "q" | "quit" => Command::Quit,
             "record" | "provider" if self.opts.readonly => {
                 self.say(false, format!("{word}: not available in --readonly"));
@@ -693,7 +715,7 @@ impl App {
             Command::Top | Command::Bottom => {
                 if self.focus == Focus::Log && self.log.open {
                     self.log.scroll = if cmd == Command::Top {
-                        self.log.lines.len()
+                        self.log_len()
                     } else {
                         0
                     };
@@ -784,6 +806,7 @@ impl App {
             Command::LogFollow if self.focus == Focus::Log && self.log.open => self.log.scroll = 0,
             Command::LogFollow => self.jump(true, &snap),
             Command::LogNodeOnly => self.log.node_only = !self.log.node_only,
+            Command::LogTail => return self.toggle_tail(),
             Command::Shell => {
                 return match self.selected_node().map(|n| n.name.clone()) {
                     Some(name) => self.open_shell(&name),
@@ -892,8 +915,16 @@ impl App {
         }
     }
 
+    /// Lines in the log panel's current source.
+    fn log_len(&self) -> usize {
+        match &self.log.tail {
+            Some(t) => t.lines.len(),
+            None => self.log.lines.len(),
+        }
+    }
+
     fn scroll_log(&mut self, delta: isize) {
-        let max = self.log.lines.len();
+        let max = self.log_len();
         self.log.scroll = (self.log.scroll as isize + delta).clamp(0, max as isize) as usize;
     }
 }

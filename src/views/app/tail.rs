@@ -1,0 +1,121 @@
+//! The log panel following a node's logs over SSH (`T` on a node, `:tail`): the panel
+//! shows that node's lines instead of the operation log, with the same pause (scroll up),
+//! follow (End/F) and `/` filter, in a bounded buffer. `T` again goes back to the
+//! operation log and closes the connection.
+
+use std::collections::VecDeque;
+
+use super::{App, Effect, Focus};
+use crate::views::tail::{TailHandle, TailState};
+
+/// Lines of a node's log kept in the panel.
+pub const TAIL_CAPACITY: usize = 10_000;
+
+pub(super) struct NodeTail {
+    pub node: String,
+    pub id: u64,
+    pub handle: Option<TailHandle>,
+    pub lines: VecDeque<String>,
+    pub state: TailState,
+    /// Lines lost because the mailbox or the panel's buffer overflowed.
+    pub dropped: u64,
+}
+
+impl App {
+    /// Follow the selected node's logs, or stop following.
+    pub(super) fn toggle_tail(&mut self) -> Vec<Effect> {
+        if let Some(t) = self.log.tail.take() {
+            self.log.scroll = 0;
+            self.say(true, format!("stopped following {}'s logs", t.node));
+            return Vec::new();
+        }
+        let Some(node) = self.selected_node().map(|n| n.name.clone()) else {
+            self.say(false, "select a node to follow its logs".to_string());
+            return Vec::new();
+        };
+        self.log.tail_seq += 1;
+        let id = self.log.tail_seq;
+        self.log.tail = Some(NodeTail {
+            node: node.clone(),
+            id,
+            handle: None,
+            lines: VecDeque::new(),
+            state: TailState::Connecting,
+            dropped: 0,
+        });
+        self.log.open = true;
+        self.log.scroll = 0;
+        self.focus = Focus::Log;
+        vec![Effect::TailNode { id, node }]
+    }
+
+    pub(super) fn tail_started(&mut self, id: u64, started: Result<TailHandle, String>) {
+        let Some(t) = self.log.tail.as_mut().filter(|t| t.id == id) else {
+            return;
+        };
+        match started {
+            Ok(h) => t.handle = Some(h),
+            Err(e) => t.state = TailState::Closed(e),
+        }
+    }
+
+    /// The tail thread has lines (or news) in its mailbox.
+    pub(super) fn tail_woke(&mut self, id: u64) -> Vec<Effect> {
+        let Some(t) = self.log.tail.as_mut().filter(|t| t.id == id) else {
+            return Vec::new();
+        };
+        let Some(batch) = t.handle.as_ref().map(TailHandle::take) else {
+            return Vec::new();
+        };
+        t.dropped += batch.dropped;
+        let added = batch.lines.len();
+        for line in batch.lines {
+            if t.lines.len() == TAIL_CAPACITY {
+                t.lines.pop_front();
+            }
+            t.lines.push_back(line);
+        }
+        if let Some(s) = batch.state {
+            t.state = s;
+        }
+        if self.log.scroll > 0 {
+            // Paused: keep the view still while new lines arrive.
+            self.log.scroll = (self.log.scroll + added).min(t.lines.len());
+        }
+        match batch.first_seen_host_key {
+            Some(fp) => vec![Effect::PinHostKey(t.node.clone(), fp)],
+            None => Vec::new(),
+        }
+    }
+
+    /// The followed node's lines that pass the `/` filter.
+    pub(super) fn tail_visible(&self) -> Option<Vec<&str>> {
+        let t = self.log.tail.as_ref()?;
+        let needle = self.log.filter.to_lowercase();
+        Some(
+            t.lines
+                .iter()
+                .map(String::as_str)
+                .filter(|l| needle.is_empty() || l.to_lowercase().contains(&needle))
+                .collect(),
+        )
+    }
+
+    /// The panel's title while following a node.
+    pub(super) fn tail_title(&self) -> Option<String> {
+        let t = self.log.tail.as_ref()?;
+        let state = match &t.state {
+            TailState::Connecting => "connecting…".to_string(),
+            TailState::Following if self.log.scroll > 0 => {
+                format!("paused ({} newer) — End/F follows", self.log.scroll)
+            }
+            TailState::Following => "following".to_string(),
+            TailState::Closed(why) => format!("closed: {why} — T twice reconnects"),
+        };
+        let mut title = format!(" Logs of {} · {state} ", t.node);
+        if t.dropped > 0 {
+            title.push_str(&format!("· {} lines dropped ", t.dropped));
+        }
+        Some(title)
+    }
+}
