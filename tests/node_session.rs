@@ -257,7 +257,7 @@ fn the_log_tail_sees_remote_appends_within_a_second_and_reports_a_drop() {
             &mut lines,
             &mut state,
             &mut take,
-            &|l, _| l.iter().any(|x| *x == want),
+            &|l, _| l.contains(&want),
         );
         assert!(seen - appended <= Duration::from_secs(1));
     }
