@@ -115,6 +115,7 @@ async fn bench(nodes: usize) {
             t_cost: 1,
             p_cost: 1,
         },
+        sandboxes: None,
     });
     engine.init(Secret::new("bench")).await.unwrap();
     let mut creds = Credentials::new();

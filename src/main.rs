@@ -915,6 +915,10 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
     let fresh = !legion::engine::state::store::StateFile::in_home(&home).exists();
     let mut config = EngineConfig::new(home.clone());
     config.env = Env::from_process().with("LEGION_MOCK_NETWORK", "1");
+    // With an OpenSSH server installed, every simulated node gets a local sandbox sshd:
+    // real shells, deployment phases and log tails.
+    config.sandboxes = legion::engine::sandbox::SandboxFleet::new(home.join("sandboxes"));
+    let sandboxed = config.sandboxes.is_some();
     let engine = Engine::start(config);
     if fresh {
         let mut bytes = [0u8; 16];
@@ -931,7 +935,12 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
     let tty = stdout.is_terminal();
     if tty && !once {
         let note = format!(
-            "demo: simulated cloud · password kept in {}",
+            "demo: simulated cloud{} · password kept in {}",
+            if sandboxed {
+                ", a local sshd per node"
+            } else {
+                " (no sshd: no shells)"
+            },
             pw_path.display()
         );
         let shown = dashboard(

@@ -829,3 +829,17 @@ async fn a_new_member_reconfigures_the_cluster_peers() {
         "the reason is logged"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_simulated_node_without_a_sandbox_says_what_is_missing_for_a_shell() {
+    let h = Harness::new().await;
+    h.add_node("a", "sim-east").await;
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap));
+    h.node("a", ready).await;
+    let err = h.engine.ssh_access("a".into()).await.unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.code(), "refused", "{msg}");
+    assert!(msg.contains("a is a simulated node"), "{msg}");
+    assert!(msg.contains("install openssh-server"), "{msg}");
+}

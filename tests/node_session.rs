@@ -35,6 +35,7 @@ fn node() -> Option<(Sshd, SshAccess, String)> {
         key,
         pinned: None,
         sudo: false,
+        root: String::new(),
         log_command: String::new(),
     };
     Some((sshd, access, user))
@@ -196,9 +197,13 @@ fn the_log_tail_sees_remote_appends_within_a_second_and_reports_a_drop() {
         roles_dir: Some(roles.path().to_path_buf()),
     };
     let log = sandbox.path().join("app.log");
-    assert_eq!(settings.log_files("web"), [log.display().to_string()]);
+    let root = settings.root().to_string();
+    assert_eq!(
+        settings.log_files("web", &root),
+        [log.display().to_string()]
+    );
     std::fs::write(&log, "an old line\n").unwrap();
-    access.log_command = settings.log_command("web", false);
+    access.log_command = settings.log_command("web", false, &root);
     assert!(
         access.log_command.contains("tail"),
         "{}",

@@ -109,3 +109,68 @@ fn demo_dashboard_end_to_end() {
         "the alternate screen was left:\n{s}"
     );
 }
+
+#[test]
+fn demo_nodes_have_real_shells_and_logs_in_local_sandboxes() {
+    if legion::engine::sandbox::find_sshd().is_none() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: no OpenSSH server installed; the demo has no sandboxes (see TESTING.md)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(t) = Tmux::start(&demo_command(dir.path()), 160, 45) else {
+        return;
+    };
+    // Deployed over SSH into each node's sandbox.
+    let s = t.wait("the first apply to converge", |s| {
+        s.contains("apply #1: converged") && s.matches(" ready ").count() >= 6
+    });
+    assert!(s.contains("a local sshd per node"), "{s}");
+    let identity = dir
+        .path()
+        .join("demo/sandboxes/east-1/root/etc/legion/node.json");
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(identity).unwrap()).unwrap();
+    assert_eq!(identity["name"], "east-1");
+
+    // A shell on east-1: type a command, read its output.
+    t.text("s");
+    t.wait("the shell open", |s| {
+        s.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with(" ssh  1 east-1") && !l.contains('…'))
+    });
+    t.text("echo demo-$((6*7)) in $LEGION_ROOT");
+    t.keys(&["Enter"]);
+    t.wait("the command's output", |s| {
+        s.lines()
+            .any(|l| l.starts_with("demo-42 in ") && l.contains("sandboxes/east-1/root"))
+    });
+
+    // Leave the pane: the dashboard is live (an action goes through and shows).
+    t.keys(&["C-\\"]);
+    t.wait("the node table", |s| {
+        s.contains("Nodes 6/6") && s.contains("ssh: east-1")
+    });
+    t.text("j");
+    t.text("j");
+    t.text("o");
+    t.wait_for("stop east-3?");
+    t.keys(&["Tab"]);
+    t.keys(&["Enter"]);
+    t.wait("east-3 stopped", |s| row(s, "east-3").contains("stopped"));
+
+    // The log panel follows a node's log over SSH.
+    t.text("k");
+    t.text("T");
+    t.wait("east-2's log", |s| {
+        s.contains("Logs of east-2 · following") && s.contains("east-2 legion-demo[")
+    });
+    t.text("T");
+    t.wait_for("Operation log");
+    t.text("q");
+    t.wait_for("LEGION-EXITED 0");
+}

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod oplog;
 pub mod plan;
 pub mod runtime;
+pub mod sandbox;
 pub mod secret;
 pub mod snapshot;
 pub mod ssh_agent;

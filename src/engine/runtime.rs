@@ -147,6 +147,8 @@ pub struct EngineConfig {
     pub env: Env,
     pub timings: Timings,
     pub kdf: KdfParams,
+    /// The demo's local sandboxes: simulated nodes get a real sshd each.
+    pub sandboxes: Option<Arc<super::sandbox::SandboxFleet>>,
 }
 
 impl EngineConfig {
@@ -157,6 +159,7 @@ impl EngineConfig {
             env: Env::from_process(),
             timings: Timings::default(),
             kdf: KdfParams::DEFAULT,
+            sandboxes: None,
         }
     }
 }
@@ -429,13 +432,35 @@ impl Engine {
                 .read(|st| st.tracked.nodes.get(&name).map(|t| t.provider.clone()));
             if let Some(p) = provider.and_then(|p| s.supervisor.env().providers.get(&p))
                 && p.api.node_agent().is_some()
+                && !s.ssh.sandboxed()
             {
                 return Err(EngineError::Refused(format!(
-                    "{name} is a simulated node ({}): there is no SSH server to log in to",
-                    p.lane.display()
+                    "{name} is a simulated node ({}): {}",
+                    p.lane.display(),
+                    super::sandbox::NO_SSHD
                 )));
             }
-            s.ssh.access(&name).map_err(EngineError::Invalid)
+            if s.ssh.sandboxed() {
+                // A simulated server that is off has no running sandbox to log in to.
+                let status = s.cell.read(|st| {
+                    st.observed
+                        .servers
+                        .get(&name)
+                        .and_then(|r| r.server.as_ref())
+                        .map(|sv| sv.status)
+                });
+                if let Some(st) = status
+                    && st != crate::providers::ServerStatus::Running
+                {
+                    return Err(EngineError::Refused(format!(
+                        "{name} is {st}: start it first"
+                    )));
+                }
+            }
+            s.ssh
+                .access_async(&name)
+                .await
+                .map_err(EngineError::Invalid)
         })
         .await
     }
@@ -747,6 +772,7 @@ impl Core {
                 roles_dir: Some(cfg.home.join("roles")),
                 ..super::ssh_agent::SshSettings::from_env(&cfg.env)
             },
+            cfg.sandboxes.clone(),
         ));
         let env = Arc::new(ActorEnv {
             cell: cell.clone(),
@@ -756,6 +782,7 @@ impl Core {
             timings: cfg.timings.clone(),
             install_id,
             ssh: Some(ssh.clone()),
+            sandboxed: cfg.sandboxes.is_some(),
         });
         let supervisor = Arc::new(Supervisor::new(env.clone()));
         let apply = Arc::new(Mutex::new(ApplyView::Idle));

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::sandbox::SandboxFleet;
 use super::state::cell::StateCell;
 use crate::providers::{Env, HealthReading, NodeAgent, NodeConfig, NodeTarget};
 use crate::ssh::{self, Auth, HostKeyFingerprint, ManagedKey, SshError, SshSession, Target};
@@ -97,7 +98,7 @@ impl SshSettings {
     /// The files a role's logs are in: `roles/<role>.logs` in the home (one path per
     /// line, `#` comments), else the system log files. Under a sandbox root they are
     /// relative to it.
-    pub fn log_files(&self, role: &str) -> Vec<String> {
+    pub fn log_files(&self, role: &str, root: &str) -> Vec<String> {
         let listed = self
             .roles_dir
             .as_ref()
@@ -110,25 +111,28 @@ impl SshSettings {
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(String::from)
                 .collect(),
+            // A sandbox has one system log (the demo's heartbeat writes it).
+            None if !root.is_empty() => vec![DEFAULT_LOG_FILES[0].to_string()],
             None => DEFAULT_LOG_FILES.iter().map(|f| f.to_string()).collect(),
         };
-        files
-            .into_iter()
-            .map(|f| format!("{}{f}", self.root()))
-            .collect()
+        files.into_iter().map(|f| format!("{root}{f}")).collect()
     }
 
     /// What the log tail runs: `journalctl -f` when the node has a journal (not in a
     /// sandbox, where the journal is the host's), else `tail -F` of the role's files.
     /// Under `sudo -n` for a non-root login, so the system logs are readable.
-    pub fn log_command(&self, role: &str, sudo: bool) -> String {
-        let files: Vec<String> = self.log_files(role).iter().map(|f| quote(f)).collect();
+    pub fn log_command(&self, role: &str, sudo: bool, root: &str) -> String {
+        let files: Vec<String> = self
+            .log_files(role, root)
+            .iter()
+            .map(|f| quote(f))
+            .collect();
         let sudo = if sudo { "sudo -n " } else { "" };
         let tail = format!(
             "exec {sudo}tail -n {LOG_BACKLOG} -s 0.25 -F -- {} 2>&1",
             files.join(" ")
         );
-        if self.sandbox_root.is_some() {
+        if !root.is_empty() {
             return tail;
         }
         format!(
@@ -141,7 +145,8 @@ impl SshSettings {
         Target::new(host, self.port, self.user.clone())
     }
 
-    fn root(&self) -> &str {
+    /// Where Legion's files go on nodes: `""` (the node's `/`) unless sandboxed.
+    pub fn root(&self) -> &str {
         self.sandbox_root.as_deref().unwrap_or("")
     }
 }
@@ -156,6 +161,10 @@ pub struct SshAccess {
     /// Commands that write system files run under `sudo -n` (a non-root login).
     #[serde(default)]
     pub sudo: bool,
+    /// The node's filesystem root for Legion's files: `""` for `/`; a directory in a
+    /// sandbox (tests, the demo), where the hostname is also left alone.
+    #[serde(default)]
+    pub root: String,
     /// The command that follows the node's logs ([`SshSettings::log_command`]).
     #[serde(default)]
     pub log_command: String,
@@ -171,28 +180,64 @@ impl std::fmt::Debug for SshAccess {
     }
 }
 
+#[derive(Clone)]
 pub struct SshAgent {
     cell: Arc<StateCell>,
     settings: SshSettings,
+    /// The demo's local sandboxes: every node is reached there instead.
+    sandboxes: Option<Arc<SandboxFleet>>,
 }
 
 impl SshAgent {
-    pub fn new(cell: Arc<StateCell>, settings: SshSettings) -> SshAgent {
-        SshAgent { cell, settings }
+    pub fn new(
+        cell: Arc<StateCell>,
+        settings: SshSettings,
+        sandboxes: Option<Arc<SandboxFleet>>,
+    ) -> SshAgent {
+        SshAgent {
+            cell,
+            settings,
+            sandboxes,
+        }
     }
 
-    /// The node's address, the managed key and its pinned host key.
+    pub fn sandboxed(&self) -> bool {
+        self.sandboxes.is_some()
+    }
+
+    /// The node's address, the managed key and its pinned host key. With sandboxes,
+    /// this may start the node's sandbox (blocking): async callers use
+    /// [`SshAgent::access_async`].
     pub fn access(&self, name: &str) -> Result<SshAccess, String> {
-        access(&self.cell, &self.settings, name)
+        let mut a = access(&self.cell, &self.settings, name)?;
+        if let Some(fleet) = &self.sandboxes {
+            let ep = fleet.endpoint(name, &a.key)?;
+            a.target = Target::new("127.0.0.1", ep.port, ep.user);
+            a.sudo = false;
+            let role = self
+                .cell
+                .read(|s| s.plan.nodes.get(name).map(|p| p.role.clone()))
+                .unwrap_or_else(|| "node".into());
+            a.log_command = self.settings.log_command(&role, false, &ep.root);
+            a.root = ep.root;
+        }
+        Ok(a)
+    }
+
+    /// [`SshAgent::access`] off the async workers when it may start a sandbox.
+    pub async fn access_async(&self, name: &str) -> Result<SshAccess, String> {
+        if self.sandboxes.is_none() {
+            return self.access(name);
+        }
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || me.access(&name))
+            .await
+            .map_err(|e| format!("the SSH task stopped: {e}"))?
     }
 
     pub fn settings(&self) -> &SshSettings {
         &self.settings
-    }
-
-    /// Does `name`'s login user need `sudo -n` for system files?
-    fn sudo(&self, name: &str) -> Result<bool, String> {
-        Ok(self.access(name)?.sudo)
     }
 
     /// Connect (pinning on first use) and run `f` on the session, off the async workers.
@@ -201,7 +246,16 @@ impl SshAgent {
         name: &str,
         f: impl FnOnce(&mut SshSession) -> Result<T, SshError> + Send + 'static,
     ) -> Result<T, SshError> {
-        let access = self.access(name).map_err(SshError::Invalid)?;
+        let access = self.access_async(name).await.map_err(SshError::Invalid)?;
+        self.with_access(name, access, f).await
+    }
+
+    async fn with_access<T: Send + 'static>(
+        &self,
+        name: &str,
+        access: SshAccess,
+        f: impl FnOnce(&mut SshSession) -> Result<T, SshError> + Send + 'static,
+    ) -> Result<T, SshError> {
         let pinned_before = access.pinned.clone();
         let (out, seen) = tokio::task::spawn_blocking(move || {
             let (mut session, seen) = ssh::connect(
@@ -219,8 +273,7 @@ impl SshAgent {
         Ok(out)
     }
 
-    fn identity_script(&self, node: &NodeTarget, config: &NodeConfig) -> String {
-        let root = self.settings.root();
+    fn identity_script(node: &NodeTarget, config: &NodeConfig, root: &str) -> String {
         let identity = serde_json::json!({
             "name": node.name,
             "uid": node.uid,
@@ -234,7 +287,7 @@ impl SshAgent {
             identity = quote(&identity.to_string()),
             peers = quote(&peers),
         );
-        if self.settings.sandbox_root.is_none() {
+        if root.is_empty() {
             script.push_str(&format!(
                 "if command -v hostnamectl >/dev/null 2>&1; then hostnamectl set-hostname {n}; else hostname {n}; fi\n",
                 n = quote(&node.name)
@@ -274,7 +327,8 @@ fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAcc
             key,
             pinned,
             sudo,
-            log_command: settings.log_command(role, sudo),
+            root: settings.root().to_string(),
+            log_command: settings.log_command(role, sudo, settings.root()),
         })
     })
 }
@@ -340,13 +394,14 @@ impl NodeAgent for SshAgent {
     }
 
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
-        let script = self.identity_script(node, config);
-        let shell = if self.sudo(&node.name)? {
+        let access = self.access_async(&node.name).await?;
+        let script = Self::identity_script(node, config, &access.root);
+        let shell = if access.sudo {
             "sudo -n sh -s"
         } else {
             "sh -s"
         };
-        self.with_session(&node.name, move |s| {
+        self.with_access(&node.name, access, move |s| {
             s.exec_with_input(shell, script.as_bytes(), COMMAND_TIMEOUT)
                 .and_then(|out| {
                     if out.success() {
@@ -367,8 +422,9 @@ impl NodeAgent for SshAgent {
 
     async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
         let script = self.settings.install_script(role)?;
-        let root = self.settings.root().to_string();
-        let sudo = self.sudo(&node.name)?;
+        let access = self.access_async(&node.name).await?;
+        let root = access.root.clone();
+        let sudo = access.sudo;
         // A sudo user uploads into its login directory and runs the script as root.
         let remote = if sudo {
             ".legion-install.sh".to_string()
@@ -383,7 +439,7 @@ impl NodeAgent for SshAgent {
             quote(role),
             quote(&remote)
         );
-        self.with_session(&node.name, move |s| {
+        self.with_access(&node.name, access, move |s| {
             if !sudo {
                 s.exec_checked(
                     &format!("mkdir -p {}", quote(&format!("{root}/var/lib/legion"))),
@@ -399,14 +455,17 @@ impl NodeAgent for SshAgent {
     }
 
     async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+        let access = self.access_async(&node.name).await?;
         let check = format!(
             "test -s {0}/etc/legion/node.json && test -s {0}/var/lib/legion/installed && uptime",
-            quote(self.settings.root())
+            quote(&access.root)
         );
-        self.with_session(&node.name, move |s| s.exec_checked(&check, COMMAND_TIMEOUT))
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.with_access(&node.name, access, move |s| {
+            s.exec_checked(&check, COMMAND_TIMEOUT)
+        })
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
     }
 
     async fn health(&self, node: &NodeTarget) -> HealthReading {

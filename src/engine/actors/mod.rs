@@ -319,4 +319,7 @@ pub struct ActorEnv {
     pub install_id: String,
     /// The node agent for providers without one of their own: SSH.
     pub ssh: Option<Arc<dyn crate::providers::NodeAgent>>,
+    /// The demo's sandboxes are on: providers with their own (simulated) agent are
+    /// reached over SSH too, after their own agent ([`crate::engine::sandbox::LayeredAgent`]).
+    pub sandboxed: bool,
 }

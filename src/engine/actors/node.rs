@@ -535,12 +535,14 @@ fn agent_target(env: &ActorEnv, name: &str) -> Option<(Arc<dyn NodeAgent>, NodeT
             },
         ))
     })?;
-    let agent = env
-        .providers
-        .get(&provider)?
-        .api
-        .node_agent()
-        .or_else(|| env.ssh.clone())?;
+    let own = env.providers.get(&provider)?.api.node_agent();
+    let agent: Arc<dyn NodeAgent> = match (own, env.ssh.clone()) {
+        (Some(own), Some(ssh)) if env.sandboxed => {
+            Arc::new(crate::engine::sandbox::LayeredAgent { own, ssh })
+        }
+        (Some(own), _) => own,
+        (None, ssh) => ssh?,
+    };
     Some((agent, target))
 }
 

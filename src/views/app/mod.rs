@@ -329,10 +329,7 @@ impl App {
             UiEvent::Term(id) => self.shell_woke(id),
             UiEvent::Shell(id, started) => self.shell_started(id, started),
             UiEvent::TailWoke(id) => self.tail_woke(id),
-            UiEvent::Tail(id, started) => {
-                self.tail_started(id, started);
-                Vec::new()
-            }
+            UiEvent::Tail(id, started) => self.tail_started(id, started),
             UiEvent::Resize => Vec::new(),
             UiEvent::Paste(text) => {
                 self.paste(&text);

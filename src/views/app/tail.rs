@@ -49,13 +49,25 @@ impl App {
         vec![Effect::TailNode { id, node }]
     }
 
-    pub(super) fn tail_started(&mut self, id: u64, started: Result<TailHandle, String>) {
+    pub(super) fn tail_started(
+        &mut self,
+        id: u64,
+        started: Result<TailHandle, String>,
+    ) -> Vec<Effect> {
         let Some(t) = self.log.tail.as_mut().filter(|t| t.id == id) else {
-            return;
+            return Vec::new();
         };
         match started {
-            Ok(h) => t.handle = Some(h),
-            Err(e) => t.state = TailState::Closed(e),
+            Ok(h) => {
+                t.handle = Some(h);
+                // The thread may have filled the mailbox (and woken us for nothing)
+                // before the handle got here: take what is there now.
+                self.tail_woke(id)
+            }
+            Err(e) => {
+                t.state = TailState::Closed(e);
+                Vec::new()
+            }
         }
     }
 

@@ -1,0 +1,354 @@
+//! Local sandboxes for the demo's simulated nodes: one OpenSSH `sshd` per node on a
+//! loopback port, running as the current user with its own host key and directory, so
+//! the shell pane, the deployment phases and the log tail are real in `legion demo`.
+//!
+//! A sandbox starts the first time a node is reached ([`SandboxFleet::endpoint`]) and
+//! lives until the fleet is dropped. Its directory (`<home>/sandboxes/<node>/`) keeps the
+//! host key across runs, so the pinned host key stays valid; `root/` is the node's
+//! filesystem root for Legion's files (identity, install script, logs). A heartbeat
+//! thread appends a line to each running node's `var/log/syslog`, standing in for the
+//! node's services, so the log tail has something to follow.
+//!
+//! [`LayeredAgent`] puts the simulated cloud's own agent in front of the SSH agent: a
+//! simulated server that is off or has an injected fault fails as before, a running one
+//! is then reached over SSH for real.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::providers::{HealthReading, NodeAgent, NodeConfig, NodeTarget};
+use crate::ssh::ManagedKey;
+
+/// How long a new sandbox's sshd may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between heartbeat lines.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// Where to reach a sandboxed node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub port: u16,
+    pub user: String,
+    /// The node's filesystem root for Legion's files.
+    pub root: String,
+}
+
+struct Sandbox {
+    child: Child,
+    endpoint: Endpoint,
+}
+
+pub struct SandboxFleet {
+    base: PathBuf,
+    sshd: PathBuf,
+    user: String,
+    nodes: Mutex<HashMap<String, Sandbox>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for SandboxFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxFleet")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenSSH server binary, if one is installed.
+pub fn find_sshd() -> Option<PathBuf> {
+    let fixed = ["/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"];
+    fixed
+        .iter()
+        .map(PathBuf::from)
+        .chain(
+            std::env::var_os("PATH")
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("sshd"))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+        .find(|p| p.is_file())
+}
+
+/// Why there is no real shell on simulated nodes here, and the fix.
+pub const NO_SSHD: &str = "no OpenSSH server is installed, so the demo's simulated nodes have \
+     no SSH sandbox; install openssh-server (apt-get install openssh-server) and restart \
+     `legion demo` to get a real shell, deployment and log tail on each node";
+
+impl SandboxFleet {
+    /// `None` when no sshd is installed.
+    pub fn new(base: PathBuf) -> Option<Arc<SandboxFleet>> {
+        let sshd = find_sshd()?;
+        let user = rustix::process::getuid();
+        let user = user_name(user.as_raw()).unwrap_or_else(|| "root".into());
+        let fleet = Arc::new(SandboxFleet {
+            base,
+            sshd,
+            user,
+            nodes: Mutex::new(HashMap::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+        let weak = Arc::downgrade(&fleet);
+        let stop = fleet.stop.clone();
+        let _ = std::thread::Builder::new()
+            .name("legion-sandbox-heartbeat".into())
+            .spawn(move || {
+                let mut beat = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(HEARTBEAT);
+                    let Some(fleet) = weak.upgrade() else { return };
+                    beat += 1;
+                    fleet.heartbeat(beat);
+                }
+            });
+        Some(fleet)
+    }
+
+    /// The node's sandbox, started if it is not running. Authorizes `key` for the login.
+    pub fn endpoint(&self, node: &str, key: &ManagedKey) -> Result<Endpoint, String> {
+        if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("{node:?} cannot name a sandbox"));
+        }
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = nodes.get_mut(node) {
+            if matches!(s.child.try_wait(), Ok(None)) {
+                return Ok(s.endpoint.clone());
+            }
+            nodes.remove(node);
+        }
+        let sandbox = self.start(node, key)?;
+        let endpoint = sandbox.endpoint.clone();
+        nodes.insert(node.to_string(), sandbox);
+        Ok(endpoint)
+    }
+
+    fn start(&self, node: &str, key: &ManagedKey) -> Result<Sandbox, String> {
+        let dir = self.base.join(node);
+        let root = dir.join("root");
+        let io = |what: &str, e: std::io::Error| format!("sandbox for {node}: {what}: {e}");
+        std::fs::create_dir_all(root.join("var/log")).map_err(|e| io("creating it", e))?;
+        let host_key = dir.join("host_ed25519");
+        if !host_key.exists() {
+            let k = ManagedKey::generate_with_comment(&format!("legion-sandbox-{node}"))
+                .map_err(|e| format!("sandbox for {node}: {e}"))?;
+            write_private(&host_key, k.private_openssh().expose())
+                .map_err(|e| io("writing its host key", e))?;
+        }
+        write_private(
+            &dir.join("authorized_keys"),
+            &format!("{}\n", key.public_openssh()),
+        )
+        .map_err(|e| io("writing authorized_keys", e))?;
+        if rustix::process::getuid().is_root() {
+            // sshd as root wants its privilege separation directory.
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let port = free_port().map_err(|e| io("finding a free port", e))?;
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile none\nUsePAM no\n\
+                 StrictModes no\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                 PubkeyAuthentication yes\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                 AllowUsers {user}\nX11Forwarding no\nPrintMotd no\nLogLevel INFO\n\
+                 SetEnv LEGION_ROOT={root}\n",
+                key = host_key.display(),
+                dir = dir.display(),
+                user = self.user,
+                root = root.display(),
+            ),
+        )
+        .map_err(|e| io("writing sshd_config", e))?;
+        let log = std::fs::File::create(dir.join("sshd.log")).map_err(|e| io("its log", e))?;
+        let mut child = Command::new(&self.sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| io(&format!("starting {}", self.sshd.display()), e))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
+                return Err(format!(
+                    "sandbox for {node}: sshd exited ({status}): {}",
+                    log.lines().last().unwrap_or("no output")
+                ));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "sandbox for {node}: sshd did not listen within {START_TIMEOUT:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Sandbox {
+            child,
+            endpoint: Endpoint {
+                port,
+                user: self.user.clone(),
+                root: root.display().to_string(),
+            },
+        })
+    }
+
+    /// One line in each running sandbox's `var/log/syslog`.
+    fn heartbeat(&self, beat: u64) {
+        let roots: Vec<(String, String)> = self
+            .nodes
+            .lock()
+            .map(|n| {
+                n.iter()
+                    .map(|(name, s)| (name.clone(), s.endpoint.root.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?");
+        for (name, root) in roots {
+            let path = Path::new(&root).join("var/log/syslog");
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(
+                    f,
+                    "{} {name} legion-demo[{}]: heartbeat {beat}, load {load}",
+                    utc(crate::engine::oplog::now_ms() / 1000),
+                    std::process::id()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for SandboxFleet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let nodes = self.nodes.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (_, mut s) in nodes.drain() {
+            // SIGTERM: sshd closes its sessions.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&s.child),
+                rustix::process::Signal::TERM,
+            );
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// `2026-11-23T14:05:09Z` from Unix seconds (days to civil date: Howard Hinnant's
+/// algorithm).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+/// The simulated cloud's own agent first (power state, injected faults), then SSH to the
+/// node's sandbox.
+pub struct LayeredAgent {
+    pub own: Arc<dyn NodeAgent>,
+    pub ssh: Arc<dyn NodeAgent>,
+}
+
+#[async_trait]
+impl NodeAgent for LayeredAgent {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+        self.own.wait_reachable(node).await?;
+        self.ssh.wait_reachable(node).await
+    }
+
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
+        self.own.configure(node, config).await?;
+        self.ssh.configure(node, config).await
+    }
+
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
+        self.own.install(node, role).await?;
+        self.ssh.install(node, role).await
+    }
+
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+        self.own.readiness(node).await?;
+        self.ssh.readiness(node).await
+    }
+
+    async fn health(&self, node: &NodeTarget) -> HealthReading {
+        match self.own.health(node).await {
+            HealthReading::Healthy => self.ssh.health(node).await,
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_civil_time() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_445_453), "2026-11-23T14:50:53Z");
+    }
+}
