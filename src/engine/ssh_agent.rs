@@ -95,6 +95,41 @@ impl SshSettings {
         }
     }
 
+    /// The role's HTTP readiness probe: the URL in `roles/<role>.probe` (one line, as
+    /// reached from the node itself, e.g. `http://127.0.0.1:8080/healthz`), if any.
+    pub fn http_probe(&self, role: &str) -> Result<Option<String>, String> {
+        let Some(path) = self
+            .roles_dir
+            .as_ref()
+            .filter(|_| safe_role(role))
+            .map(|d| d.join(format!("{role}.probe")))
+        else {
+            return Ok(None);
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        let url = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
+        match url {
+            None => Ok(None),
+            Some(u)
+                if (u.starts_with("http://") || u.starts_with("https://"))
+                    && !u.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') =>
+            {
+                Ok(Some(u.to_string()))
+            }
+            Some(u) => Err(format!(
+                "{}: {u:?} is not an http:// or https:// URL",
+                path.display()
+            )),
+        }
+    }
+
     /// The files a role's logs are in: `roles/<role>.logs` in the home (one path per
     /// line, `#` comments), else the system log files. Under a sandbox root they are
     /// relative to it.
@@ -240,6 +275,15 @@ impl SshAgent {
         &self.settings
     }
 
+    /// The HTTP probe of `name`'s role, if it has one.
+    fn probe_of(&self, name: &str) -> Result<Option<String>, String> {
+        let role = self
+            .cell
+            .read(|s| s.plan.nodes.get(name).map(|p| p.role.clone()))
+            .unwrap_or_else(|| "node".into());
+        self.settings.http_probe(&role)
+    }
+
     /// Connect (pinning on first use) and run `f` on the session, off the async workers.
     async fn with_session<T: Send + 'static>(
         &self,
@@ -344,6 +388,29 @@ async fn pin(cell: &StateCell, name: &str, seen: &HostKeyFingerprint) {
             }
         })
         .await;
+}
+
+/// Seconds the HTTP probe may take.
+const PROBE_SECONDS: u32 = 10;
+
+/// GET `url` from the node itself with curl (or wget); a non-2xx answer fails.
+fn run_probe(s: &mut SshSession, url: &str) -> Result<crate::ssh::ExecOutput, SshError> {
+    let u = quote(url);
+    let cmd = format!(
+        "if command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null --max-time {PROBE_SECONDS} {u}; \
+         elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {PROBE_SECONDS} {u}; \
+         else echo 'neither curl nor wget on the node for the HTTP probe' >&2; exit 127; fi"
+    );
+    let out = s.exec(&cmd, Duration::from_secs(u64::from(PROBE_SECONDS) + 5))?;
+    if out.success() {
+        return Ok(out);
+    }
+    Err(SshError::CommandFailed {
+        target: s.target().to_string(),
+        command: format!("HTTP probe {url}"),
+        status: out.status,
+        output_tail: out.tail(1024),
+    })
 }
 
 /// A role name that can be part of a file name.
@@ -456,27 +523,38 @@ impl NodeAgent for SshAgent {
 
     async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
         let access = self.access_async(&node.name).await?;
+        let probe = self.probe_of(&node.name)?;
         let check = format!(
             "test -s {0}/etc/legion/node.json && test -s {0}/var/lib/legion/installed && uptime",
             quote(&access.root)
         );
         self.with_access(&node.name, access, move |s| {
-            s.exec_checked(&check, COMMAND_TIMEOUT)
+            s.exec_checked(&check, COMMAND_TIMEOUT)?;
+            match &probe {
+                Some(url) => run_probe(s, url).map(drop),
+                None => Ok(()),
+            }
         })
         .await
-        .map(drop)
         .map_err(|e| e.to_string())
     }
 
+    /// Reachable over SSH and, when the role has an HTTP probe, answering it; a node
+    /// whose probe fails is degraded, not unreachable.
     async fn health(&self, node: &NodeTarget) -> HealthReading {
-        match self
-            .with_session(&node.name, |s| {
-                s.exec_checked("cat /proc/loadavg", Duration::from_secs(15))
+        let probe = match self.probe_of(&node.name) {
+            Ok(p) => p,
+            Err(e) => return HealthReading::Degraded(e),
+        };
+        let checked = self
+            .with_session(&node.name, move |s| {
+                s.exec_checked("cat /proc/loadavg", Duration::from_secs(15))?;
+                Ok(probe.as_ref().map(|url| run_probe(s, url)))
             })
-            .await
-        {
-            Ok(_) => HealthReading::Healthy,
-            Err(e @ SshError::HostKeyChanged { .. }) => HealthReading::Unreachable(e.to_string()),
+            .await;
+        match checked {
+            Ok(None | Some(Ok(_))) => HealthReading::Healthy,
+            Ok(Some(Err(e))) => HealthReading::Degraded(e.to_string()),
             Err(e) => HealthReading::Unreachable(e.to_string()),
         }
     }
