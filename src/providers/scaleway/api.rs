@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ClientConfig, Paging, Via};
 use super::schema::{
-    self, Availability, DnsZone, MarketImage, Record, SecurityGroup, SecurityGroupEnvelope,
-    Server, ServerEnvelope, ServerType, SgRule, SshKey, ZoneProducts,
+    self, Availability, DnsZone, MarketImage, Record, SecurityGroup, SecurityGroupEnvelope, Server,
+    ServerEnvelope, ServerType, SgRule, SshKey, ZoneProducts,
 };
 use super::{DISPLAY, ZONES};
 use crate::providers::{
@@ -212,17 +212,40 @@ impl ScalewayApi {
     ) -> ProviderResult<()> {
         let started = tokio::time::Instant::now();
         let mut interval = self.client.action_poll();
+        let mut moving = false;
         loop {
             let Some(s) = self.server_read(zone, uuid).await? else {
                 return Err(ProviderError::new(
                     DISPLAY,
                     ErrorKind::NotFound,
-                    format!("server {zone}/{uuid} disappeared while Legion waited for it to be {want}"),
+                    format!(
+                        "server {zone}/{uuid} disappeared while Legion waited for it to be {want}"
+                    ),
                 ));
             };
-            if schema::server_status(&s.state) == want {
+            let now = schema::server_status(&s.state);
+            if now == want {
                 return Ok(());
             }
+            // Back at rest in another state after a transition: the action failed.
+            let transitional = matches!(now, ServerStatus::Starting | ServerStatus::Stopping)
+                || s.state_detail == "rebooting";
+            if moving && !transitional {
+                let detail = if s.state_detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", s.state_detail)
+                };
+                return Err(ProviderError::new(
+                    DISPLAY,
+                    ErrorKind::Other,
+                    format!(
+                        "server {zone}/{uuid} went back to {} instead of becoming {want}{detail}",
+                        s.state
+                    ),
+                ));
+            }
+            moving |= transitional;
             if started.elapsed() >= limit {
                 return Err(ProviderError::new(
                     DISPLAY,
@@ -250,8 +273,13 @@ impl ScalewayApi {
                 .await?
             }
         }
-        self.wait_for(zone, uuid, ServerStatus::Running, self.client.action_timeout())
-            .await
+        self.wait_for(
+            zone,
+            uuid,
+            ServerStatus::Running,
+            self.client.action_timeout(),
+        )
+        .await
     }
 
     /// Power off (unless stopped) and wait for `stopped`.
@@ -267,8 +295,13 @@ impl ScalewayApi {
                 .await?
             }
         }
-        self.wait_for(zone, uuid, ServerStatus::Off, self.client.shutdown_timeout())
-            .await
+        self.wait_for(
+            zone,
+            uuid,
+            ServerStatus::Off,
+            self.client.shutdown_timeout(),
+        )
+        .await
     }
 
     /// DELETE `path` through [`Lane::delete`]: 404 is success, an ambiguous failure is
@@ -310,16 +343,28 @@ impl ScalewayApi {
             .await
     }
 
-    async fn firewall_direct(&self, zone: &str, uuid: &str) -> ProviderResult<Option<ObservedFirewall>> {
+    async fn firewall_direct(
+        &self,
+        zone: &str,
+        uuid: &str,
+    ) -> ProviderResult<Option<ObservedFirewall>> {
         let path = format!("{}/security_groups/{uuid}", instance(zone));
         let Some(env) = self.client.get_opt::<SecurityGroupEnvelope>(&path).await? else {
             return Ok(None);
         };
         let rules = self.sg_rules(zone, uuid, Via::Direct).await?;
-        Ok(Some(schema::observed_firewall(&env.security_group, &rules, zone)))
+        Ok(Some(schema::observed_firewall(
+            &env.security_group,
+            &rules,
+            zone,
+        )))
     }
 
-    async fn firewall_read(&self, zone: &str, uuid: &str) -> ProviderResult<Option<(SecurityGroup, Vec<SgRule>)>> {
+    async fn firewall_read(
+        &self,
+        zone: &str,
+        uuid: &str,
+    ) -> ProviderResult<Option<(SecurityGroup, Vec<SgRule>)>> {
         let path = format!("{}/security_groups/{uuid}", instance(zone));
         let Some(env) = self.client.read_opt::<SecurityGroupEnvelope>(&path).await? else {
             return Ok(None);
@@ -428,13 +473,16 @@ impl ScalewayApi {
             .write(
                 Self::op("PATCH", path.clone(), res),
                 move || async move {
-                    let _: ServerEnvelope = client.send(Method::PATCH, path, &[], Some(body)).await?;
+                    let _: ServerEnvelope =
+                        client.send(Method::PATCH, path, &[], Some(body)).await?;
                     Ok(())
                 },
                 Some(move || async move {
                     let s = self.server_direct(zone, server).await?;
-                    Ok(s.filter(|s| s.security_group.as_ref().is_some_and(|g| g.id == sg))
-                        .map(|_| ()))
+                    Ok(
+                        s.filter(|s| s.security_group.as_ref().is_some_and(|g| g.id == sg))
+                            .map(|_| ()),
+                    )
                 }),
             )
             .await
@@ -570,7 +618,11 @@ impl ComputeApi for ScalewayApi {
             let base = instance(zone);
             let types: Vec<(String, ServerType)> = self
                 .client
-                .list_map(&format!("{base}/products/servers"), "servers", Paging::Instance)
+                .list_map(
+                    &format!("{base}/products/servers"),
+                    "servers",
+                    Paging::Instance,
+                )
                 .await?;
             let availability: AvailabilityResponse = self
                 .client
@@ -656,7 +708,8 @@ impl ComputeApi for ScalewayApi {
             .write(
                 Self::op("POST", path.clone(), res),
                 move || async move {
-                    let env: ServerEnvelope = client.send(Method::POST, path, &[], Some(body)).await?;
+                    let env: ServerEnvelope =
+                        client.send(Method::POST, path, &[], Some(body)).await?;
                     Ok(schema::observed_server(env.server, zone))
                 },
                 // Identity, not a blind repeat: the server with this name carrying every
@@ -687,8 +740,13 @@ impl ComputeApi for ScalewayApi {
             s.status == ServerStatus::Running
         })
         .await?;
-        self.wait_for(zone, uuid, ServerStatus::Running, self.client.action_timeout())
-            .await
+        self.wait_for(
+            zone,
+            uuid,
+            ServerStatus::Running,
+            self.client.action_timeout(),
+        )
+        .await
     }
 
     async fn reset_image(&self, _id: &str, _image: &str, _res: &str) -> ProviderResult<()> {
@@ -707,8 +765,12 @@ impl ComputeApi for ScalewayApi {
         };
         // Scaleway deletes only stopped servers.
         self.power_off(zone, uuid, res).await?;
-        self.delete_at(format!("{}/servers/{uuid}", instance(zone)), Vec::new(), res)
-            .await?;
+        self.delete_at(
+            format!("{}/servers/{uuid}", instance(zone)),
+            Vec::new(),
+            res,
+        )
+        .await?;
         for volume in server.volumes.values() {
             let path = match volume.volume_type.as_str() {
                 "sbs_volume" => format!("/block/v1/zones/{zone}/volumes/{}", volume.id),
@@ -773,7 +835,13 @@ impl SshKeyApi for ScalewayApi {
             Err(e) if e.kind == ErrorKind::Conflict => {
                 // Scaleway holds each public key once per project: say which key has it.
                 let all: Vec<SshKey> = client
-                    .list_all(SSH_KEYS, "ssh_keys", &[project], Paging::Standard, Via::Lane)
+                    .list_all(
+                        SSH_KEYS,
+                        "ssh_keys",
+                        &[project],
+                        Paging::Standard,
+                        Via::Lane,
+                    )
                     .await?;
                 match all
                     .iter()
@@ -810,7 +878,9 @@ impl FirewallApi for ScalewayApi {
         let tags = ("tags", schema::tags_from_labels(&labels).join(","));
         let mut out = Vec::new();
         for zone in ZONES {
-            let groups = self.groups_in(zone, std::slice::from_ref(&tags), Via::Lane).await?;
+            let groups = self
+                .groups_in(zone, std::slice::from_ref(&tags), Via::Lane)
+                .await?;
             for g in groups {
                 if !schema::has_labels(&schema::labels_from_tags(&g.tags), &labels) {
                     continue;
@@ -899,7 +969,11 @@ impl FirewallApi for ScalewayApi {
                 ));
             }
             let now = self.server_read(zone, suuid).await?;
-            if now.as_ref().and_then(|s| s.security_group.as_ref()).is_some_and(|g| g.id == uuid) {
+            if now
+                .as_ref()
+                .and_then(|s| s.security_group.as_ref())
+                .is_some_and(|g| g.id == uuid)
+            {
                 continue;
             }
             self.set_server_group(zone, suuid, uuid, res).await?;
@@ -1063,7 +1137,11 @@ impl DnsApi for ScalewayApi {
         rtype: RecordType,
         res: &str,
     ) -> ProviderResult<()> {
-        if self.rrset_now(zone_id, name, rtype, Via::Lane).await?.is_none() {
+        if self
+            .rrset_now(zone_id, name, rtype, Via::Lane)
+            .await?
+            .is_none()
+        {
             return Ok(());
         }
         let change = json!({ "delete": {

@@ -231,7 +231,9 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> ProviderResult<T> {
-        let (v, _) = self.request(method.clone(), path, query, body, true).await?;
+        let (v, _) = self
+            .request(method.clone(), path, query, body, true)
+            .await?;
         decode(v, &method, path, true)
     }
 
@@ -431,13 +433,9 @@ fn kind_for_type(kind: &str) -> Option<ErrorKind> {
         "denied_authentication" | "authentication_error" | "unauthorized" => {
             ErrorKind::Unauthorized
         }
-        "permissions_denied" | "forbidden" | "locked" | "resource_expired" => {
-            ErrorKind::Forbidden
-        }
+        "permissions_denied" | "forbidden" | "locked" | "resource_expired" => ErrorKind::Forbidden,
         "not_found" | "unknown_resource" | "resource_not_found" => ErrorKind::NotFound,
-        "invalid_arguments" | "invalid_request_error" | "out_of_stock" => {
-            ErrorKind::InvalidInput
-        }
+        "invalid_arguments" | "invalid_request_error" | "out_of_stock" => ErrorKind::InvalidInput,
         "quotas_exceeded" => ErrorKind::ResourceLimit,
         "precondition_failed" => ErrorKind::InvalidInput,
         "conflict" | "already_exists" => ErrorKind::Conflict,
@@ -580,8 +578,7 @@ pub(super) fn normalize_error(
     let mut err = match parsed {
         Some(v) => {
             let kind_name = text(&v, "type");
-            let mut kind =
-                kind_for_type(&kind_name).unwrap_or_else(|| kind_for_status(status));
+            let mut kind = kind_for_type(&kind_name).unwrap_or_else(|| kind_for_status(status));
             let message = text(&v, "message");
             // The older form says "quota exceeded" inside an invalid_request_error.
             if message.to_ascii_lowercase().contains("quota exceeded") {
@@ -688,7 +685,10 @@ mod tests {
         );
         let body = br#"{"message": "Quota exceeded for this resource.",
             "type": "invalid_request_error", "resource": "compute_instances"}"#;
-        assert_eq!(normalize_error(400, body, None).kind, ErrorKind::ResourceLimit);
+        assert_eq!(
+            normalize_error(400, body, None).kind,
+            ErrorKind::ResourceLimit
+        );
         let body = br#"{"message": "\"4f1b\" not found", "type": "unknown_resource"}"#;
         assert!(normalize_error(404, body, None).is_not_found());
     }
@@ -742,7 +742,10 @@ mod tests {
         let e = normalize_error(504, b"<html/>", None);
         assert_eq!(e.kind, ErrorKind::Timeout);
         let body = br#"{"type": "brand_new", "message": "m"}"#;
-        assert_eq!(normalize_error(502, body, None).kind, ErrorKind::Unavailable);
+        assert_eq!(
+            normalize_error(502, body, None).kind,
+            ErrorKind::Unavailable
+        );
     }
 
     #[test]

@@ -56,8 +56,8 @@ pub const ZONE_FIELD: &str = "zone";
 pub const DEFAULT_ZONE: &str = "fr-par-1";
 /// The zones of Scaleway Instances: Legion's regions.
 pub const ZONES: &[&str] = &[
-    "fr-par-1", "fr-par-2", "fr-par-3", "nl-ams-1", "nl-ams-2", "nl-ams-3", "pl-waw-1",
-    "pl-waw-2", "pl-waw-3",
+    "fr-par-1", "fr-par-2", "fr-par-3", "nl-ams-1", "nl-ams-2", "nl-ams-3", "pl-waw-1", "pl-waw-2",
+    "pl-waw-3",
 ];
 
 /// The `scaleway` provider module.
@@ -288,7 +288,11 @@ mod tests {
             .collect();
         assert_eq!(
             vars,
-            ["SCW_SECRET_KEY", "SCW_DEFAULT_PROJECT_ID", "SCW_DEFAULT_ZONE"]
+            [
+                "SCW_SECRET_KEY",
+                "SCW_DEFAULT_PROJECT_ID",
+                "SCW_DEFAULT_ZONE"
+            ]
         );
         assert!(d.credential_fields[0].secret && d.credential_fields[0].required);
         assert!(!d.credential_fields[2].required);

@@ -230,6 +230,8 @@ pub(super) struct Server {
     #[serde(default)]
     pub state: String,
     #[serde(default)]
+    pub state_detail: String,
+    #[serde(default)]
     pub commercial_type: String,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -489,7 +491,11 @@ fn regroup(single: Vec<FirewallRule>) -> Vec<FirewallRule> {
     out
 }
 
-pub(super) fn observed_firewall(sg: &SecurityGroup, rules: &[SgRule], zone: &str) -> ObservedFirewall {
+pub(super) fn observed_firewall(
+    sg: &SecurityGroup,
+    rules: &[SgRule],
+    zone: &str,
+) -> ObservedFirewall {
     let zone = if sg.zone.is_empty() { zone } else { &sg.zone };
     ObservedFirewall {
         id: qualified(zone, &sg.id),
