@@ -101,6 +101,25 @@ async fn servers_live_in_any_zone_and_are_listed_from_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_still_detaching_are_deleted_once_free() {
+    let s = Subject::new().await;
+    s.fake.set_volume_detach_delay(Duration::from_millis(150));
+    let compute = s.api.compute().unwrap();
+    let mut sbs = spec("sbs", "fr-par-1", "i");
+    sbs.offer = "PLAY2-NANO".into();
+    let server = compute.create_server(&sbs, "t").await.unwrap();
+    assert_eq!(s.fake.volumes()[0].volume_type, "sbs_volume");
+    compute.destroy_server(&server.id, "t").await.unwrap();
+    assert!(s.fake.volumes().is_empty(), "{:?}", s.fake.volumes());
+    assert!(
+        s.fake
+            .request_count_prefix("DELETE", "/block/v1/zones/fr-par-1/volumes/")
+            > 1,
+        "refused while detaching, then deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_past_one_page_and_ignore_foreign_tags() {
     let s = Subject::new().await;
     for i in 0..130 {

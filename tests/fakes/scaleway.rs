@@ -147,6 +147,8 @@ pub struct FakeVolume {
     pub volume_type: String,
     pub size: u64,
     pub server: Option<String>,
+    /// Still detaching from a deleted server until then (deletion refused).
+    pub busy_until: Option<Instant>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,6 +277,12 @@ impl ScalewayFake {
     /// How long servers stay `starting` or `stopping` (default 200 ms).
     pub fn set_action_duration(&self, duration: Duration) {
         self.world().action_duration = duration;
+    }
+
+    /// Volumes of a deleted server stay busy (detaching) this long: deleting them is
+    /// refused with `precondition_failed` meanwhile.
+    pub fn set_volume_detach_delay(&self, delay: Duration) {
+        self.world().detach_delay = delay;
     }
 
     /// Finish every transition now.
@@ -984,7 +992,7 @@ fn instance_page(key: &str, items: Vec<Value>, query: &Query) -> ApiResult {
     let end = (page * per_page).min(total);
     Ok(Answer {
         status: 200,
-        body: Some(json!({ key: items[start..end].to_vec(), "total_count": total })),
+        body: Some(json!({ key: items[start..end].to_vec() })),
         total: Some(total),
     })
 }
@@ -1177,6 +1185,7 @@ struct World {
     forced_locks: BTreeSet<String>,
     action_failures: Vec<(String, String)>,
     action_duration: Duration,
+    detach_delay: Duration,
     fixed_ipv4: Option<String>,
 }
 
@@ -1193,6 +1202,7 @@ impl World {
             forced_locks: BTreeSet::new(),
             action_failures: Vec::new(),
             action_duration: DEFAULT_ACTION_DURATION,
+            detach_delay: Duration::ZERO,
             fixed_ipv4: None,
         }
     }
@@ -1264,6 +1274,9 @@ impl World {
                 self.volumes.remove(&vid);
             } else if let Some(v) = self.volumes.get_mut(&vid) {
                 v.server = None;
+                if !self.detach_delay.is_zero() {
+                    v.busy_until = Some(Instant::now() + self.detach_delay);
+                }
             }
         }
     }
@@ -1315,6 +1328,7 @@ impl World {
                 volume_type: volume_type.to_string(),
                 size: 20_000_000_000,
                 server: Some(id.clone()),
+                busy_until: None,
             },
         );
         let group = self.default_group(zone, project);
@@ -1829,7 +1843,7 @@ impl World {
             };
             return Err(ApiError::not_found(resource, id));
         };
-        if v.server.is_some() {
+        if v.server.is_some() || v.busy_until.is_some_and(|t| t > Instant::now()) {
             return Err(ApiError {
                 status: 412,
                 body: json!({ "type": "precondition_failed", "precondition": "resource_still_in_use",

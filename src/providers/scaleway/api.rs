@@ -329,6 +329,26 @@ impl ScalewayApi {
             .await
     }
 
+    /// Delete a volume of a deleted server. Scaleway detaches it asynchronously and
+    /// refuses the deletion (`precondition_failed`, still in use) meanwhile: repeat,
+    /// backing off, within the shutdown timeout. A refused request was not applied.
+    async fn delete_volume(&self, path: String, res: &str) -> ProviderResult<()> {
+        let started = tokio::time::Instant::now();
+        let mut interval = self.client.action_poll();
+        loop {
+            match self.delete_at(path.clone(), Vec::new(), res).await {
+                Err(e)
+                    if e.code.as_deref() == Some("precondition_failed")
+                        && started.elapsed() < self.client.shutdown_timeout() =>
+                {
+                    tokio::time::sleep(interval).await;
+                    interval = (interval * 2).min(self.client.action_poll() * 10);
+                }
+                other => return other,
+            }
+        }
+    }
+
     // ---- security groups ----
 
     async fn sg_rules(&self, zone: &str, uuid: &str, via: Via) -> ProviderResult<Vec<SgRule>> {
@@ -776,7 +796,7 @@ impl ComputeApi for ScalewayApi {
                 "sbs_volume" => format!("/block/v1/zones/{zone}/volumes/{}", volume.id),
                 _ => format!("{}/volumes/{}", instance(zone), volume.id),
             };
-            self.delete_at(path, Vec::new(), res).await?;
+            self.delete_volume(path, res).await?;
         }
         Ok(())
     }

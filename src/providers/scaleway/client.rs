@@ -281,9 +281,11 @@ impl Client {
                 Via::Lane => self.lane.read(&format!("GET {path}"), fetch).await?,
                 Via::Direct => fetch().await?,
             };
+            let body_total = value.get("total_count").and_then(Value::as_u64);
             let total = match paging {
-                Paging::Instance => header_total,
-                Paging::Standard => value.get("total_count").and_then(Value::as_u64),
+                // The header, else the body's count when a response leaves it out.
+                Paging::Instance => header_total.or(body_total),
+                Paging::Standard => body_total,
             };
             let items = value.get_mut(key).map(Value::take).unwrap_or(Value::Null);
             let count = match &items {
