@@ -9,6 +9,8 @@
 
 #[path = "fakes/hetzner.rs"]
 mod hetzner_fake;
+#[path = "fakes/scaleway.rs"]
+mod scaleway_fake;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use legion::engine::oplog::OpLog;
 use legion::engine::secret::Secret;
 use legion::providers::hetzner::{ACTION_POLL_VAR, API_URL_VAR, HetznerModule};
 use legion::providers::mock::{MockCloud, MockModule};
+use legion::providers::scaleway::{self as scw, ScalewayModule};
 use legion::providers::{
     ConnectCtx, Env, ErrorKind, FirewallRule, LABEL_INSTALL, LABEL_NODE, Lane, Protocol,
     ProviderApi, ProviderModule, RecordType, RrSet, ServerSpec, ServerStatus, StopMode,
@@ -62,6 +65,11 @@ trait Subject: Send + Sync {
     fn stop_out_of_band(&self, id: &str);
     /// The next write (on `server`, for `Locked`) is refused with `refusal`.
     fn refuse_next(&self, refusal: Refusal, server: &str);
+    /// Whether reinstall resets the image in place; a provider that cannot
+    /// (`image_reset: false`) must refuse `reset_image` as `Unsupported` with a sentence.
+    fn resets_images(&self) -> bool {
+        true
+    }
 }
 
 struct Mock {
@@ -228,6 +236,109 @@ impl Subject for Hetzner {
     }
 }
 
+struct Scaleway {
+    fake: scaleway_fake::ScalewayFake,
+    module: ScalewayModule,
+    api: Arc<dyn ProviderApi>,
+    _home: tempfile::TempDir,
+}
+
+impl Scaleway {
+    fn new() -> Scaleway {
+        let home = tempfile::tempdir().unwrap();
+        let fake = scaleway_fake::ScalewayFake::start();
+        fake.set_action_duration(Duration::from_millis(30));
+        let module = ScalewayModule;
+        let credentials = [
+            (
+                scw::SECRET_KEY_FIELD.to_string(),
+                Secret::new(fake.secret_key()),
+            ),
+            (scw::PROJECT_FIELD.to_string(), Secret::new(fake.project())),
+        ]
+        .into();
+        let api = module
+            .connect(ConnectCtx {
+                id: "scaleway".into(),
+                credentials,
+                lane: lane("scaleway"),
+                home: home.path().to_path_buf(),
+                env: Env::default()
+                    .with(scw::API_URL_VAR, &fake.base_url())
+                    .with(scw::ACTION_POLL_VAR, "10"),
+            })
+            .unwrap();
+        Scaleway {
+            fake,
+            module,
+            api,
+            _home: home,
+        }
+    }
+
+    /// The fake's id of a Legion server id (`zone/uuid`).
+    fn uuid(id: &str) -> &str {
+        id.rsplit('/').next().unwrap()
+    }
+}
+
+impl Subject for Scaleway {
+    fn name(&self) -> &'static str {
+        "scaleway"
+    }
+    fn module(&self) -> &dyn ProviderModule {
+        &self.module
+    }
+    fn api(&self) -> &Arc<dyn ProviderApi> {
+        &self.api
+    }
+    fn lose_next(&self, write: Write) {
+        let zone = "/instance/v1/zones/fr-par-1";
+        let (method, prefix) = match write {
+            Write::CreateServer => ("POST", format!("{zone}/servers")),
+            Write::DeleteServer => ("DELETE", format!("{zone}/servers/")),
+            Write::CreateKey => ("POST", "/iam/v1alpha1/ssh-keys".to_string()),
+            Write::UpdateFirewall => ("PUT", format!("{zone}/security_groups/")),
+        };
+        self.fake.drop_response_next(method, &prefix, 1);
+    }
+    fn servers_named(&self, name: &str) -> usize {
+        self.fake
+            .servers()
+            .iter()
+            .filter(|s| s.name == name)
+            .count()
+    }
+    fn keys(&self) -> usize {
+        self.fake.ssh_keys().len()
+    }
+    fn firewalls_named(&self, name: &str) -> usize {
+        self.fake
+            .security_groups()
+            .iter()
+            .filter(|g| g.name == name)
+            .count()
+    }
+    fn stop_out_of_band(&self, id: &str) {
+        assert!(self.fake.set_server_state(Self::uuid(id), "stopped"));
+    }
+    fn refuse_next(&self, refusal: Refusal, server: &str) {
+        match refusal {
+            Refusal::ServerError => self.fake.fail_next(1),
+            Refusal::RateLimited => self.fake.rate_limit_next(1, Duration::from_secs(1)),
+            Refusal::Locked => {
+                // Busy for a moment, as while another action runs on it
+                // (`transient_state`).
+                self.fake
+                    .lock_server_for(Self::uuid(server), Duration::from_millis(600));
+            }
+        }
+    }
+    fn resets_images(&self) -> bool {
+        false
+    }
+}
+
 /// A server spec from the catalog policy's defaults, owned by `install`.
 async fn spec(s: &dyn Subject, name: &str, install: &str) -> ServerSpec {
     let catalog = s.api().compute().unwrap().catalog().await.unwrap();
@@ -354,10 +465,20 @@ async fn create_observe_act_destroy(s: &dyn Subject) {
     assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
     compute.reboot_server(&id, "node/web-1").await.unwrap();
     assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
-    compute
-        .reset_image(&id, &spec.image, "node/web-1")
-        .await
-        .unwrap();
+    if s.resets_images() {
+        compute
+            .reset_image(&id, &spec.image, "node/web-1")
+            .await
+            .unwrap();
+    } else {
+        assert!(!s.module().descriptor().capabilities.image_reset);
+        let err = compute
+            .reset_image(&id, &spec.image, "node/web-1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unsupported, "{}: {err:?}", s.name());
+        assert!(err.message.split_whitespace().count() > 4, "{err}");
+    }
     let after = compute.get_server(&id).await.unwrap().unwrap();
     assert_eq!(after.status, ServerStatus::Running);
     assert_eq!(after.id, id, "reinstall keeps the server");
@@ -653,6 +774,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(&super::Hetzner::new()).await;
+                }
+            )*
+        }
+        mod scaleway {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::Scaleway::new()).await;
                 }
             )*
         }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod hetzner;
 pub mod manual;
 pub mod mock;
+pub mod scaleway;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -308,6 +309,7 @@ impl Registry {
             Arc::new(mock::MockModule::default()),
             Arc::new(hetzner::HetznerModule),
             Arc::new(manual::ManualModule),
+            Arc::new(scaleway::ScalewayModule),
         ])
     }
 

@@ -1,0 +1,722 @@
+//! Scaleway's JSON shapes (only the fields Legion reads) and their mapping into Legion's
+//! types. Nothing here does I/O.
+//!
+//! - Labels are `key=value` tags: [`tags_from_labels`] and [`labels_from_tags`].
+//! - A server's Legion id is `zone/uuid` ([`qualified`], [`split_id`]).
+//! - A firewall is a security group. Scaleway rules hold one IP range and no description,
+//!   so one Legion rule becomes one Scaleway rule per source, in order, and the
+//!   descriptions with each rule's count of Scaleway rules are kept in the group's
+//!   `description` ([`rules_note`]); reading back regroups them ([`rules_from`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ZONES;
+use crate::providers::{
+    FirewallRule, Image, ObservedFirewall, ObservedServer, ObservedZone, Offer, Protocol,
+    RecordType, Region, RrSet, ServerStatus,
+};
+
+// ---- ids and tags ---------------------------------------------------------------------
+
+/// `fr-par-1/uuid`: Legion's id of a zonal resource.
+pub(super) fn qualified(zone: &str, id: &str) -> String {
+    format!("{zone}/{id}")
+}
+
+/// The zone and the Scaleway id of a Legion id; an id without a zone is in `default`.
+pub(super) fn split_id<'a>(id: &'a str, default: &'a str) -> (&'a str, &'a str) {
+    match id.split_once('/') {
+        Some((zone, uuid)) => (zone, uuid),
+        None => (default, id),
+    }
+}
+
+pub(super) fn tags_from_labels(labels: &BTreeMap<String, String>) -> Vec<String> {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// `key=value` tags back into labels; other tags are not Legion's and are left out.
+pub(super) fn labels_from_tags(tags: &[String]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub(super) fn has_labels(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+// ---- catalog --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ServerType {
+    #[serde(default)]
+    pub hourly_price: f64,
+    #[serde(default)]
+    pub ncpus: u32,
+    /// Bytes.
+    #[serde(default)]
+    pub ram: u64,
+    #[serde(default)]
+    pub arch: String,
+    #[serde(default)]
+    pub end_of_service: bool,
+    #[serde(default)]
+    pub volumes_constraint: Option<SizeRange>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct SizeRange {
+    #[serde(default)]
+    pub min_size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Availability {
+    #[serde(default)]
+    pub availability: String,
+}
+
+/// A Marketplace image; Legion's image id is its `label`.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct MarketImage {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub valid_until: Option<String>,
+}
+
+/// One zone's product catalog.
+pub(super) struct ZoneProducts {
+    pub zone: String,
+    pub types: Vec<(String, ServerType)>,
+    pub availability: BTreeMap<String, Availability>,
+}
+
+/// Offers across zones: orderable where the type is not at end of service and not in
+/// shortage. Arm types are left out (Legion's nodes are x86-64).
+pub(super) fn offers(zones: &[ZoneProducts]) -> Vec<Offer> {
+    let mut by_id: BTreeMap<String, Offer> = BTreeMap::new();
+    for z in zones {
+        for (name, t) in &z.types {
+            if t.arch != "x86_64" || t.ncpus == 0 {
+                continue;
+            }
+            let offer = by_id.entry(name.clone()).or_insert_with(|| Offer {
+                id: name.clone(),
+                name: name.clone(),
+                cores: t.ncpus,
+                memory_mb: u32::try_from(t.ram / (1024 * 1024)).unwrap_or(u32::MAX),
+                disk_gb: t
+                    .volumes_constraint
+                    .as_ref()
+                    .map(|c| u32::try_from(c.min_size / 1_000_000_000).unwrap_or(0))
+                    .filter(|gb| *gb > 0)
+                    .unwrap_or(10),
+                hourly_price: BTreeMap::new(),
+                regions: Vec::new(),
+                deprecated: t.end_of_service,
+                variables: Vec::new(),
+            });
+            offer.hourly_price.insert(z.zone.clone(), t.hourly_price);
+            let shortage = z
+                .availability
+                .get(name)
+                .is_some_and(|a| a.availability == "shortage");
+            if !t.end_of_service && !shortage {
+                offer.regions.push(z.zone.clone());
+            }
+        }
+    }
+    by_id.into_values().collect()
+}
+
+fn zone_city(zone: &str) -> &'static str {
+    match zone.split('-').nth(1) {
+        Some("par") => "Paris",
+        Some("ams") => "Amsterdam",
+        Some("waw") => "Warsaw",
+        _ => "Scaleway",
+    }
+}
+
+/// Every Instances zone, available when some offer can be ordered there.
+pub(super) fn regions(offers: &[Offer]) -> Vec<Region> {
+    ZONES
+        .iter()
+        .map(|z| Region {
+            id: (*z).to_string(),
+            name: format!(
+                "{} {} ({z})",
+                zone_city(z),
+                z.rsplit('-').next().unwrap_or("")
+            ),
+            available: offers.iter().any(|o| o.regions.iter().any(|r| r == z)),
+        })
+        .collect()
+}
+
+/// Marketplace images, deprecated once their `valid_until` has passed.
+pub(super) fn images(images: Vec<MarketImage>, now_rfc3339: &str) -> Vec<Image> {
+    images
+        .into_iter()
+        .filter(|i| !i.label.is_empty())
+        .map(|i| Image {
+            deprecated: i
+                .valid_until
+                .as_deref()
+                .is_some_and(|until| until.get(..19).unwrap_or(until) < now_rfc3339),
+            id: i.label,
+            name: i.name,
+            architecture: "x86_64".into(),
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC), for comparing with Scaleway's dates.
+pub(super) fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+// ---- servers --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct IpJson {
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub family: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct VolumeJson {
+    pub id: String,
+    #[serde(default)]
+    pub volume_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Summary {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Server {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub state_detail: String,
+    #[serde(default)]
+    pub commercial_type: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub public_ip: Option<IpJson>,
+    #[serde(default)]
+    pub public_ips: Vec<IpJson>,
+    #[serde(default)]
+    pub ipv6: Option<IpJson>,
+    #[serde(default)]
+    pub zone: String,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeJson>,
+    #[serde(default)]
+    pub security_group: Option<Summary>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ServerEnvelope {
+    pub server: Server,
+}
+
+pub(super) fn server_status(state: &str) -> ServerStatus {
+    match state {
+        "running" => ServerStatus::Running,
+        "starting" => ServerStatus::Starting,
+        "stopping" => ServerStatus::Stopping,
+        "stopped" | "stopped in place" => ServerStatus::Off,
+        _ => ServerStatus::Unknown,
+    }
+}
+
+/// A server as Legion sees it. Scaleway reports the image's id and name, not the
+/// Marketplace label it was created from, so `image` stays unknown.
+pub(super) fn observed_server(s: Server, zone: &str) -> ObservedServer {
+    let zone = if s.zone.is_empty() { zone } else { &s.zone };
+    let family = |f: &str| {
+        s.public_ips
+            .iter()
+            .find(|ip| ip.family.as_deref() == Some(f))
+            .and_then(|ip| ip.address.clone())
+    };
+    let ipv4 = s
+        .public_ip
+        .as_ref()
+        .and_then(|ip| ip.address.clone())
+        .or_else(|| family("inet"));
+    let ipv6 = family("inet6").or_else(|| s.ipv6.as_ref().and_then(|ip| ip.address.clone()));
+    ObservedServer {
+        id: qualified(zone, &s.id),
+        name: s.name,
+        status: server_status(&s.state),
+        ipv4,
+        ipv6,
+        region: zone.to_string(),
+        offer: s.commercial_type,
+        image: None,
+        labels: labels_from_tags(&s.tags),
+    }
+}
+
+// ---- SSH keys -------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct SshKey {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub public_key: String,
+}
+
+/// Same key type and key material; the comment does not matter.
+pub(super) fn same_public_key(a: &str, b: &str) -> bool {
+    let fields = |k: &str| k.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    fields(a) == fields(b)
+}
+
+// ---- security groups ------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub servers: Vec<Summary>,
+    #[serde(default)]
+    pub project_default: bool,
+    #[serde(default)]
+    pub zone: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SecurityGroupEnvelope {
+    pub security_group: SecurityGroup,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct SgRule {
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub direction: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub ip_range: String,
+    #[serde(default)]
+    pub dest_port_from: Option<u32>,
+    #[serde(default)]
+    pub dest_port_to: Option<u32>,
+    #[serde(default)]
+    pub position: u32,
+    #[serde(default = "yes")]
+    pub editable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn port_range(port: Option<&str>) -> (Option<u32>, Option<u32>) {
+    let Some(p) = port else { return (None, None) };
+    match p.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok(), b.trim().parse().ok()),
+        None => (p.trim().parse().ok(), None),
+    }
+}
+
+/// Legion's rules as Scaleway's inbound accept rules: one per source, positions from 1.
+pub(super) fn rules_to_scaleway(rules: &[FirewallRule]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in rules {
+        let (from, to) = port_range(r.port.as_deref());
+        let protocol = match r.protocol {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Icmp => "ICMP",
+        };
+        for source in &r.sources {
+            let (from, to) = if r.protocol == Protocol::Icmp {
+                (None, None)
+            } else {
+                (from, to)
+            };
+            out.push(json!({
+                "action": "accept",
+                "direction": "inbound",
+                "protocol": protocol,
+                "ip_range": source,
+                "dest_port_from": from,
+                "dest_port_to": to,
+                "position": out.len() + 1,
+                "editable": true,
+            }));
+        }
+    }
+    out
+}
+
+/// What the group's description keeps: each rule's description and its count of
+/// Scaleway rules.
+pub(super) fn rules_note(rules: &[FirewallRule]) -> String {
+    let entries: Vec<Value> = rules
+        .iter()
+        .map(|r| json!([r.description, r.sources.len()]))
+        .collect();
+    json!({ "legion_rules": entries }).to_string()
+}
+
+fn parse_note(description: &str) -> Option<Vec<(String, usize)>> {
+    let v: Value = serde_json::from_str(description).ok()?;
+    v.get("legion_rules")?
+        .as_array()?
+        .iter()
+        .map(|e| {
+            let d = e.get(0)?.as_str()?.to_string();
+            let n = usize::try_from(e.get(1)?.as_u64()?).ok()?;
+            Some((d, n))
+        })
+        .collect()
+}
+
+fn rule_of(r: &SgRule) -> Option<FirewallRule> {
+    let protocol = match r.protocol.as_str() {
+        "TCP" => Protocol::Tcp,
+        "UDP" => Protocol::Udp,
+        "ICMP" => Protocol::Icmp,
+        _ => return None,
+    };
+    let port = match (protocol, r.dest_port_from, r.dest_port_to) {
+        (Protocol::Icmp, _, _) | (_, None, _) => None,
+        (_, Some(a), Some(b)) if b != a => Some(format!("{a}-{b}")),
+        (_, Some(a), _) => Some(a.to_string()),
+    };
+    Some(FirewallRule {
+        protocol,
+        port,
+        sources: vec![r.ip_range.clone()],
+        description: String::new(),
+    })
+}
+
+/// Scaleway's rules (editable inbound accepts, by position) as Legion's rules, regrouped
+/// by the note in the description; without a usable note, neighbouring rules of the same
+/// protocol and port become one rule.
+pub(super) fn rules_from(rules: &[SgRule], description: &str) -> Vec<FirewallRule> {
+    let mut ours: Vec<&SgRule> = rules
+        .iter()
+        .filter(|r| r.editable && r.direction == "inbound" && r.action == "accept")
+        .collect();
+    ours.sort_by_key(|r| r.position);
+    let single: Vec<FirewallRule> = ours.iter().filter_map(|r| rule_of(r)).collect();
+    if let Some(note) = parse_note(description)
+        && note.iter().map(|(_, n)| n).sum::<usize>() == single.len()
+    {
+        let mut out = Vec::new();
+        let mut it = single.into_iter();
+        for (desc, n) in note {
+            let group: Vec<FirewallRule> = it.by_ref().take(n).collect();
+            let Some(first) = group.first() else { continue };
+            if group
+                .iter()
+                .any(|g| g.protocol != first.protocol || g.port != first.port)
+            {
+                return regroup(rules_from_singles(&ours));
+            }
+            out.push(FirewallRule {
+                protocol: first.protocol,
+                port: first.port.clone(),
+                sources: group.iter().flat_map(|g| g.sources.clone()).collect(),
+                description: desc,
+            });
+        }
+        return out;
+    }
+    regroup(single)
+}
+
+fn rules_from_singles(rules: &[&SgRule]) -> Vec<FirewallRule> {
+    rules.iter().filter_map(|r| rule_of(r)).collect()
+}
+
+fn regroup(single: Vec<FirewallRule>) -> Vec<FirewallRule> {
+    let mut out: Vec<FirewallRule> = Vec::new();
+    for r in single {
+        match out.last_mut() {
+            Some(last) if last.protocol == r.protocol && last.port == r.port => {
+                last.sources.extend(r.sources)
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+pub(super) fn observed_firewall(
+    sg: &SecurityGroup,
+    rules: &[SgRule],
+    zone: &str,
+) -> ObservedFirewall {
+    let zone = if sg.zone.is_empty() { zone } else { &sg.zone };
+    ObservedFirewall {
+        id: qualified(zone, &sg.id),
+        name: sg.name.clone(),
+        rules: rules_from(rules, &sg.description),
+        applied_to: sg.servers.iter().map(|s| qualified(zone, &s.id)).collect(),
+        labels: labels_from_tags(&sg.tags),
+    }
+}
+
+/// Rules compared as a set, sources sorted.
+pub(super) fn rule_set(rules: &[FirewallRule]) -> BTreeSet<FirewallRule> {
+    rules
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.sources.sort();
+            r.sources.dedup();
+            r
+        })
+        .collect()
+}
+
+// ---- DNS ------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct DnsZone {
+    pub domain: String,
+    #[serde(default)]
+    pub subdomain: String,
+    #[serde(default)]
+    pub ns: Vec<String>,
+}
+
+impl DnsZone {
+    /// The zone's full name, its id in the Domains API.
+    pub fn full_name(&self) -> String {
+        if self.subdomain.is_empty() {
+            self.domain.clone()
+        } else {
+            format!("{}.{}", self.subdomain, self.domain)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Record {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    #[serde(default)]
+    pub data: String,
+    #[serde(default)]
+    pub ttl: u32,
+}
+
+/// Legion's `@` is Scaleway's empty name.
+pub(super) fn record_name(name: &str) -> String {
+    if name == "@" {
+        String::new()
+    } else {
+        name.to_string()
+    }
+}
+
+fn txt_unquote(data: &str) -> String {
+    data.strip_prefix('"')
+        .and_then(|d| d.strip_suffix('"'))
+        .unwrap_or(data)
+        .to_string()
+}
+
+/// A record's value as Legion writes it (TXT without quotes).
+pub(super) fn record_value(r: &Record) -> String {
+    if r.rtype == "TXT" {
+        txt_unquote(&r.data)
+    } else {
+        r.data.clone()
+    }
+}
+
+/// Records grouped into RRsets, in the order first seen.
+pub(super) fn rrsets_from(records: &[Record]) -> Vec<RrSet> {
+    let mut out: Vec<RrSet> = Vec::new();
+    for r in records {
+        let Ok(rtype) = r.rtype.parse::<RecordType>() else {
+            continue;
+        };
+        let name = if r.name.is_empty() {
+            "@".to_string()
+        } else {
+            r.name.clone()
+        };
+        match out.iter_mut().find(|s| s.name == name && s.rtype == rtype) {
+            Some(set) => set.values.push(record_value(r)),
+            None => out.push(RrSet {
+                name,
+                rtype,
+                ttl: r.ttl,
+                values: vec![record_value(r)],
+            }),
+        }
+    }
+    out
+}
+
+/// The records of one RRset, as the Domains API takes them.
+pub(super) fn records_for(rrset: &RrSet) -> Vec<Value> {
+    rrset
+        .values
+        .iter()
+        .map(|v| {
+            let data = if rrset.rtype == RecordType::TXT && !v.starts_with('"') {
+                format!("\"{v}\"")
+            } else {
+                v.clone()
+            };
+            json!({
+                "name": record_name(&rrset.name),
+                "type": rrset.rtype.to_string(),
+                "data": data,
+                "ttl": rrset.ttl,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn observed_zone(z: &DnsZone, records: &[Record]) -> ObservedZone {
+    ObservedZone {
+        id: z.full_name(),
+        name: z.full_name(),
+        nameservers: z.ns.clone(),
+        rrsets: rrsets_from(records),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(port: &str, sources: &[&str], d: &str) -> FirewallRule {
+        FirewallRule {
+            protocol: Protocol::Tcp,
+            port: Some(port.into()),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            description: d.into(),
+        }
+    }
+
+    #[test]
+    fn labels_round_trip_through_tags() {
+        let labels: BTreeMap<String, String> = [
+            ("legion-install".to_string(), "i1".to_string()),
+            ("legion-node".to_string(), "uid=1".to_string()),
+        ]
+        .into();
+        let tags = tags_from_labels(&labels);
+        assert_eq!(tags, ["legion-install=i1", "legion-node=uid=1"]);
+        let mut with_foreign = tags.clone();
+        with_foreign.push("web".into());
+        assert_eq!(labels_from_tags(&with_foreign), labels);
+        assert_eq!(split_id("nl-ams-1/abc", "fr-par-1"), ("nl-ams-1", "abc"));
+        assert_eq!(split_id("abc", "fr-par-1"), ("fr-par-1", "abc"));
+    }
+
+    #[test]
+    fn rules_keep_order_sources_and_descriptions() {
+        let rules = vec![
+            rule("22", &["10.0.0.0/8", "192.0.2.0/24"], "ssh"),
+            rule("8000-8100", &["0.0.0.0/0"], "apps"),
+            rule("22", &["172.16.0.0/12"], "ssh again"),
+        ];
+        let wire = rules_to_scaleway(&rules);
+        assert_eq!(wire.len(), 4);
+        assert_eq!(wire[2]["dest_port_to"], 8100);
+        assert_eq!(wire[3]["position"], 4);
+        let back: Vec<SgRule> = serde_json::from_value(Value::Array(wire)).unwrap();
+        assert_eq!(rules_from(&back, &rules_note(&rules)), rules);
+        // Without the note, neighbours of the same port are merged.
+        let plain = rules_from(&back, "");
+        assert_eq!(plain.len(), 3);
+        assert_eq!(plain[0].sources.len(), 2);
+    }
+
+    #[test]
+    fn records_group_into_rrsets_and_txt_is_unquoted() {
+        let records: Vec<Record> = serde_json::from_value(json!([
+            {"name": "", "type": "TXT", "data": "\"v=spf1 -all\"", "ttl": 300},
+            {"name": "web", "type": "A", "data": "192.0.2.1", "ttl": 600},
+            {"name": "web", "type": "A", "data": "192.0.2.2", "ttl": 600},
+        ]))
+        .unwrap();
+        let sets = rrsets_from(&records);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].name, "@");
+        assert_eq!(sets[0].values, ["v=spf1 -all"]);
+        assert_eq!(sets[1].values.len(), 2);
+        assert_eq!(records_for(&sets[0])[0]["data"], "\"v=spf1 -all\"");
+        assert_eq!(records_for(&sets[0])[0]["name"], "");
+    }
+
+    #[test]
+    fn images_past_their_validity_are_deprecated() {
+        let imgs = images(
+            vec![
+                MarketImage {
+                    name: "Ubuntu 24.04".into(),
+                    label: "ubuntu_noble".into(),
+                    valid_until: None,
+                },
+                MarketImage {
+                    name: "Ubuntu 20.04".into(),
+                    label: "ubuntu_focal".into(),
+                    valid_until: Some("2025-05-31T00:00:00Z".into()),
+                },
+            ],
+            &rfc3339(1_767_225_600),
+        );
+        assert!(!imgs[0].deprecated && imgs[1].deprecated);
+        assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00");
+        assert_eq!(server_status("stopped in place"), ServerStatus::Off);
+    }
+}
