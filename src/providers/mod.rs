@@ -10,6 +10,7 @@ pub mod broker;
 pub mod error;
 pub mod hetzner;
 pub mod mock;
+pub mod ovh;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -296,6 +297,7 @@ impl Registry {
         Registry::new(vec![
             Arc::new(mock::MockModule::default()),
             Arc::new(hetzner::HetznerModule),
+            Arc::new(ovh::OvhModule),
         ])
     }
 
