@@ -465,6 +465,7 @@ fn kind_for_code(code: &str, message: &str) -> Option<ErrorKind> {
         "Client::Conflict" => ErrorKind::Conflict,
         "Client::Forbidden::QuotaExceeded" | "Client::QuotaExceeded" => ErrorKind::ResourceLimit,
         "Client::TooManyRequests" => ErrorKind::RateLimited,
+        "Server::GatewayTimeout" | "Server::Timeout" => ErrorKind::Timeout,
         c if c.starts_with("Server::") => ErrorKind::Unavailable,
         c if c.starts_with("Client::NotFound") => ErrorKind::NotFound,
         c if c.starts_with("Client::BadRequest") => ErrorKind::InvalidInput,
