@@ -1185,7 +1185,15 @@ impl World {
                 Ok((200, self.instance_json(i, true)))
             }
             ("DELETE", ["instance", id]) => {
-                self.instance_busy(id, "delete", false)?;
+                // Nova deletes an instance whatever task it is busy with; only a forced
+                // lock refuses it.
+                if let Some(state) = self.locks.get(*id) {
+                    return Err(ApiError::class(
+                        409,
+                        "Client::Conflict",
+                        format!("Cannot 'delete' instance {id} while it is in task_state {state}"),
+                    ));
+                }
                 let i = self
                     .instances
                     .get_mut(*id)
@@ -1298,7 +1306,7 @@ impl World {
     }
 
     /// Nova's refusal of an action on an instance busy with another task.
-    fn instance_busy(&self, id: &str, action: &str, _need: bool) -> Result<(), ApiError> {
+    fn instance_busy(&self, id: &str, action: &str) -> Result<(), ApiError> {
         let state = self
             .locks
             .get(id)
@@ -1318,7 +1326,7 @@ impl World {
         if !self.instances.contains_key(id) {
             return Err(ApiError::not_found(&format!("instanceId = {id}")));
         }
-        self.instance_busy(id, action, true)?;
+        self.instance_busy(id, action)?;
         let status = self.instances[id].status.clone();
         let region = self.instances[id].region.clone();
         let vm_state = |s: &str| match s {

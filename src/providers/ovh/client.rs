@@ -218,7 +218,7 @@ impl Client {
 
     /// The server's clock as OVHcloud sees it: local time plus the offset learned once
     /// from the unauthenticated `GET /auth/time`.
-    async fn timestamp(&self, write: bool) -> ProviderResult<i64> {
+    async fn timestamp(&self) -> ProviderResult<i64> {
         let known = *self.clock_offset.lock().unwrap_or_else(|e| e.into_inner());
         let offset = match known {
             Some(o) => o,
@@ -247,7 +247,6 @@ impl Client {
                 o
             }
         };
-        let _ = write;
         Ok(unix_now() + offset)
     }
 
@@ -282,7 +281,7 @@ impl Client {
         };
         let mut relearned = false;
         loop {
-            let ts = self.timestamp(write).await?;
+            let ts = self.timestamp().await?;
             let sig = signature(
                 self.application_secret.expose(),
                 self.consumer_key.expose(),
@@ -321,10 +320,8 @@ impl Client {
                     self.forget_clock();
                     continue;
                 }
-                if err.kind == ErrorKind::RateLimited {
-                    let wait = err.retry_after.unwrap_or(Duration::from_secs(1));
-                    self.lane.note_rate_limit(0, 0, wait);
-                }
+                // OVHcloud sends no rate-limit headers; a 429 (with its `Retry-After`)
+                // is waited out by the lane.
                 return Err(err);
             }
             if bytes.iter().all(u8::is_ascii_whitespace) {
