@@ -183,11 +183,11 @@ fn an_ovh_node_from_the_command_line() {
         2,
         "ovh-1 once, ovh-2 once (refused)"
     );
-    // Every request but the clock was signed correctly.
+    // Every request but the clock and the public price list was signed correctly.
     assert!(
-        fake.requests()
-            .iter()
-            .all(|r| r.signed || r.path == "/auth/time"),
+        fake.requests().iter().all(|r| r.signed
+            || r.path == "/auth/time"
+            || r.path.starts_with("/order/catalog/public/")),
         "an unsigned or wrongly signed request"
     );
     // No secret reaches the logs.
@@ -238,4 +238,82 @@ fn the_dashboard_shows_ovh_nodes_and_their_errors() {
     assert!(!bad.contains("HTTP"), "{bad}");
     t.text("q");
     t.wait_for("LEGION-EXITED 0");
+}
+
+/// `provider configure ovh` takes each descriptor field as `--FIELD VALUE` or
+/// `--FIELD-env VAR`, checks the endpoint by name, and keeps secrets out of its output.
+#[test]
+fn provider_configure_takes_the_descriptors_flags() {
+    let fake = OvhFake::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "flags test\n").unwrap();
+    let legion = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_legion"))
+            .env("LEGION_HOME", dir.path().join("home"))
+            .env("LEGION_PASSWORD_FILE", dir.path().join("pw"))
+            .env("LEGION_OVH_API_URL", fake.base_url())
+            .env("MY_OVH_SECRET", ovh_fake::APPLICATION_SECRET)
+            .env("MY_OVH_CONSUMER", ovh_fake::CONSUMER_KEY)
+            .env_remove("LEGION_DAEMON_TOKEN")
+            .env_remove("LEGION_MOCK_NETWORK")
+            .env_remove("OVH_ENDPOINT")
+            .env_remove("OVH_APPLICATION_KEY")
+            .env_remove("OVH_APPLICATION_SECRET")
+            .env_remove("OVH_CONSUMER_KEY")
+            .env_remove("OVH_CLOUD_PROJECT_SERVICE")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(legion(&["config", "init"]).0, 0);
+    let (code, _, err) = legion(&[
+        "provider",
+        "configure",
+        "ovh",
+        "--endpoint",
+        "ovh-mars",
+        "--application-key",
+        ovh_fake::APPLICATION_KEY,
+        "--application-secret-env",
+        "MY_OVH_SECRET",
+        "--consumer-key-env",
+        "MY_OVH_CONSUMER",
+        "--project",
+        ovh_fake::PROJECT,
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("API endpoint") && err.contains("ovh-eu"),
+        "{err}"
+    );
+    let (code, out, err) = legion(&[
+        "provider",
+        "configure",
+        "ovh",
+        "--endpoint",
+        "ovh-ca",
+        "--application-key",
+        ovh_fake::APPLICATION_KEY,
+        "--application-secret-env",
+        "MY_OVH_SECRET",
+        "--consumer-key-env",
+        "MY_OVH_CONSUMER",
+        "--project",
+        ovh_fake::PROJECT,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for text in [&out, &err] {
+        assert!(!text.contains(ovh_fake::APPLICATION_SECRET), "{text}");
+        assert!(!text.contains(ovh_fake::CONSUMER_KEY), "{text}");
+    }
+    let (code, _, err) = legion(&["provider", "verify", "ovh"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = legion(&["provider", "configure", "ovh", "--token", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--application-secret-env"), "{err}");
 }

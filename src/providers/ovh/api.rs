@@ -362,12 +362,12 @@ impl ComputeApi for OvhApi {
             .await?;
         let flavors = self.flavors(None, Via::Lane).await?;
         let images = self.images(None, Via::Lane).await?;
+        // The public price list, read unsigned: a consumer key need not be granted it.
         let prices: PriceCatalog = self
             .client
-            .read(
+            .read_public(
                 "/order/catalog/public/cloud",
                 &[("ovhSubsidiary", self.client.subsidiary().to_string())],
-                Via::Lane,
             )
             .await?;
         let offers = schema::offers(&flavors, &schema::hourly_prices(&prices));

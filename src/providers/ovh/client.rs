@@ -254,10 +254,12 @@ impl Client {
         *self.clock_offset.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// One signed request. `write` says whether the request may change provider state:
-    /// an unreadable answer to a write is ambiguous (it may have been applied), to a read
-    /// it is just malformed. A rejected timestamp (OVHcloud's `QUERY_TIME_OUT`) was not
-    /// applied: the clock offset is learned again and the request sent once more.
+    /// One request, signed unless it is to a public route (`signed: false`, the price
+    /// list: a consumer key need not be granted it). `write` says whether the request may
+    /// change provider state: an unreadable answer to a write is ambiguous (it may have
+    /// been applied), to a read it is just malformed. A rejected timestamp (OVHcloud's
+    /// `QUERY_TIME_OUT`) was not applied: the clock offset is learned again and the
+    /// request sent once more.
     async fn request(
         &self,
         method: Method,
@@ -265,6 +267,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
         write: bool,
+        signed: bool,
     ) -> ProviderResult<Value> {
         let url = self.url(path, query)?;
         // OVHcloud signs the exact bytes sent; calls without parameters send no body at
@@ -281,23 +284,26 @@ impl Client {
         };
         let mut relearned = false;
         loop {
-            let ts = self.timestamp().await?;
-            let sig = signature(
-                self.application_secret.expose(),
-                self.consumer_key.expose(),
-                method.as_str(),
-                url.as_str(),
-                &body_text,
-                ts,
-            );
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
                 .header("Accept", "application/json")
-                .header("X-Ovh-Application", &self.application_key)
-                .header("X-Ovh-Consumer", self.consumer_key.expose())
-                .header("X-Ovh-Timestamp", ts.to_string())
-                .header("X-Ovh-Signature", sig);
+                .header("X-Ovh-Application", &self.application_key);
+            if signed {
+                let ts = self.timestamp().await?;
+                let sig = signature(
+                    self.application_secret.expose(),
+                    self.consumer_key.expose(),
+                    method.as_str(),
+                    url.as_str(),
+                    &body_text,
+                    ts,
+                );
+                req = req
+                    .header("X-Ovh-Consumer", self.consumer_key.expose())
+                    .header("X-Ovh-Timestamp", ts.to_string())
+                    .header("X-Ovh-Signature", sig);
+            }
             if body.is_some() {
                 req = req
                     .header("Content-Type", "application/json;charset=utf-8")
@@ -340,7 +346,9 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> ProviderResult<T> {
-        let value = self.request(method.clone(), path, &[], body, true).await?;
+        let value = self
+            .request(method.clone(), path, &[], body, true, true)
+            .await?;
         decode(value, &method, path, true)
     }
 
@@ -350,8 +358,27 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> ProviderResult<T> {
-        let value = self.request(Method::GET, path, query, None, false).await?;
+        let value = self
+            .request(Method::GET, path, query, None, false, true)
+            .await?;
         decode(value, &Method::GET, path, false)
+    }
+
+    /// An unsigned GET of a public route, through the lane.
+    pub async fn read_public<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> ProviderResult<T> {
+        let what = format!("GET {path}");
+        self.lane
+            .read(&what, || async {
+                let value = self
+                    .request(Method::GET, path, query, None, false, false)
+                    .await?;
+                decode(value, &Method::GET, path, false)
+            })
+            .await
     }
 
     /// A GET whose 404 means "absent", without the lane (verifiers).
