@@ -713,3 +713,66 @@ async fn adapter_relearns_the_clock_and_survives_latency() {
     );
     assert!(!e.to_string().contains(APPLICATION_SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_power_actions_in_the_wanted_state_send_nothing() {
+    let a = Adapter::new();
+    let compute = a.api.compute().unwrap();
+    let s = compute.create_server(&a.spec("p1"), "t").await.unwrap();
+    let actions = format!("{}/instance/{}/", a.fake.project_path(), s.id);
+    compute.start_server(&s.id, "t").await.unwrap();
+    assert_eq!(a.fake.request_count_prefix("POST", &actions), 0);
+    compute
+        .stop_server(&s.id, StopMode::Hard, "t")
+        .await
+        .unwrap();
+    compute
+        .stop_server(&s.id, StopMode::Graceful, "t")
+        .await
+        .unwrap();
+    assert_eq!(a.fake.request_count_prefix("POST", &actions), 1, "one stop");
+    assert_eq!(a.fake.server(&s.id).unwrap().status, "SHUTOFF");
+    // A reinstall keeps the instance and changes its image.
+    compute.start_server(&s.id, "t").await.unwrap();
+    compute.reset_image(&s.id, "Debian 12", "t").await.unwrap();
+    let after = compute.get_server(&s.id).await.unwrap().unwrap();
+    assert_eq!(after.image.as_deref(), Some("Debian 12"));
+    assert_eq!(after.status, ServerStatus::Running);
+    assert_eq!(after.name, "p1");
+    assert_eq!(after.offer, "d2-4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_dns_changes_are_refreshed_and_zones_are_not_invented() {
+    use legion::providers::{RecordType, RrSet};
+    let a = Adapter::new();
+    let dns = a.api.dns().unwrap();
+    let e = dns.create_zone("nowhere.example", "z").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(e.to_string().contains("Control Panel"), "{e}");
+    a.fake.seed_zone("example.org");
+    let zone = dns.get_zone("example.org").await.unwrap().unwrap();
+    let txt = RrSet {
+        name: "@".into(),
+        rtype: RecordType::TXT,
+        ttl: 3600,
+        values: vec!["v=spf1 -all".into()],
+    };
+    dns.set_rrset(&zone.id, &txt, "z").await.unwrap();
+    let z = a.fake.zone("example.org").unwrap();
+    assert_eq!((z.pending_changes, z.refreshes), (0, 1));
+    let rec = z.records.iter().find(|r| r.field_type == "TXT").unwrap();
+    assert_eq!(rec.target, "\"v=spf1 -all\"");
+    assert_eq!(rec.sub_domain, "");
+    // The same set again changes nothing and refreshes nothing.
+    dns.set_rrset(&zone.id, &txt, "z").await.unwrap();
+    assert_eq!(a.fake.zone("example.org").unwrap().refreshes, 1);
+    let read = dns.get_zone("example.org").await.unwrap().unwrap();
+    assert!(read.rrsets.contains(&txt), "{:?}", read.rrsets);
+    dns.delete_rrset(&zone.id, "@", RecordType::TXT, "z")
+        .await
+        .unwrap();
+    let z = a.fake.zone("example.org").unwrap();
+    assert_eq!(z.refreshes, 2);
+    assert!(!z.records.iter().any(|r| r.field_type == "TXT"));
+}

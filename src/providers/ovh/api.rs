@@ -437,6 +437,14 @@ impl ComputeApi for OvhApi {
 
     async fn start_server(&self, id: &str, res: &str) -> ProviderResult<()> {
         let running = |s: &ObservedServer| s.status == ServerStatus::Running;
+        // OVHcloud refuses to start a running instance (409 vm_state active).
+        if self
+            .server(id, Via::Lane)
+            .await?
+            .is_some_and(|s| running(&s))
+        {
+            return Ok(());
+        }
         self.instance_action(id, "start", None, res, running)
             .await?;
         self.wait_until(id, "starting", self.client.action_timeout(), false, running)
