@@ -776,3 +776,28 @@ async fn adapter_dns_changes_are_refreshed_and_zones_are_not_invented() {
     assert_eq!(z.refreshes, 2);
     assert!(!z.records.iter().any(|r| r.field_type == "TXT"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_sees_out_of_band_changes_and_ignores_foreign_instances() {
+    let a = Adapter::new();
+    let compute = a.api.compute().unwrap();
+    let foreign = a.fake.seed_server("hand-made", "b2-7", "SBG5");
+    let s = compute.create_server(&a.spec("o1"), "t").await.unwrap();
+    let listed = compute.list_servers("i1").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0].labels.get(LABEL_NODE).map(String::as_str),
+        Some("uid-o1")
+    );
+    // Made outside Legion: seen as it is, with no labels.
+    let theirs = compute.get_server(&foreign).await.unwrap().unwrap();
+    assert_eq!(theirs.name, "hand-made");
+    assert!(theirs.labels.is_empty());
+    assert_eq!(theirs.offer, "b2-7");
+    // Renamed in the Control Panel: its labels are gone, so it is no longer ours.
+    assert!(a.fake.set_server_name(&s.id, "renamed"));
+    assert!(compute.list_servers("i1").await.unwrap().is_empty());
+    assert!(a.fake.delete_server_out_of_band(&s.id));
+    assert_eq!(compute.get_server(&s.id).await.unwrap(), None);
+    compute.destroy_server(&s.id, "t").await.unwrap();
+}

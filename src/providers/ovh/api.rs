@@ -7,6 +7,19 @@
 //! ([`Via::Direct`]), because the lane already runs them as reads. Deletes accept 404.
 //! The instance endpoints return no operation to wait on: the adapter polls the
 //! instance's status after the write returns, outside the lane's permit.
+//!
+//! | write | the verifier accepts only |
+//! |---|---|
+//! | `POST /instance` | an instance with the spec's name carrying every label of the spec |
+//! | `POST /instance/{id}/start`, `/reboot` | the instance `ACTIVE` |
+//! | `POST /instance/{id}/stop` | the instance `SHUTOFF` |
+//! | `POST /instance/{id}/reinstall` | the instance `ACTIVE` with the requested image |
+//! | `DELETE /instance/{id}` | the instance gone or `DELETING` (a 404 is success) |
+//! | `POST /sshkey` | a key with this name and this public key |
+//! | `DELETE /sshkey/{id}`, `/domain/zone/{z}/record/{id}` | gone (a 404 is success) |
+//! | `POST /domain/zone/{z}/record` | a record of this subdomain, type, target and TTL |
+//! | `PUT /domain/zone/{z}/record/{id}` | the record with the wanted TTL |
+//! | `POST /domain/zone/{z}/refresh` | none: a refresh leaves nothing to read back |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
