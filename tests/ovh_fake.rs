@@ -801,3 +801,19 @@ async fn adapter_sees_out_of_band_changes_and_ignores_foreign_instances() {
     assert_eq!(compute.get_server(&s.id).await.unwrap(), None);
     compute.destroy_server(&s.id, "t").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_looks_an_unknown_image_up_once() {
+    let a = Adapter::new();
+    let compute = a.api.compute().unwrap();
+    let s = compute.create_server(&a.spec("snap"), "t").await.unwrap();
+    assert!(a.fake.set_server_image(&s.id, "private-snapshot-1"));
+    let flavors = format!("{}/flavor", a.fake.project_path());
+    let before = a.fake.request_count("GET", &flavors);
+    for _ in 0..3 {
+        let listed = compute.list_servers("i1").await.unwrap();
+        assert_eq!(listed[0].image.as_deref(), Some("private-snapshot-1"));
+        assert_eq!(listed[0].offer, "d2-4");
+    }
+    assert_eq!(a.fake.request_count("GET", &flavors), before + 1);
+}

@@ -334,6 +334,18 @@ impl OvhFake {
         }
     }
 
+    /// Point an instance at another image id (e.g. a private snapshot the image list
+    /// does not show).
+    pub fn set_server_image(&self, id: &str, image_id: &str) -> bool {
+        match self.world().instances.get_mut(id) {
+            Some(i) => {
+                i.image_id = image_id.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// An `ACTIVE` instance made outside Legion, with this full name.
     pub fn seed_server(&self, name: &str, flavor: &str, region: &str) -> String {
         let mut w = self.world();

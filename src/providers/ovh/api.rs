@@ -121,6 +121,10 @@ impl OvhApi {
         if !list.iter().all(|i| self.names().knows(i)) {
             self.flavors(None, via).await?;
             self.images(None, via).await?;
+            self.names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .settle(&list);
         }
         let names = self.names();
         Ok(list

@@ -2,7 +2,7 @@
 //! types, plus the encoding of Legion's identity labels into an instance name (the
 //! Public Cloud instance API has no labels or tags).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -231,19 +231,42 @@ pub(super) fn status(s: &str) -> ServerStatus {
 pub(super) struct Names {
     pub flavors: BTreeMap<String, String>,
     pub images: BTreeMap<String, String>,
+    /// Ids still unknown after the lists were read again (a private image, a retired
+    /// flavor): shown as ids, not looked up on every observation.
+    pub unresolved: BTreeSet<String>,
 }
 
 impl Names {
+    fn known(&self, id: &str, names: &BTreeMap<String, String>) -> bool {
+        names.contains_key(id) || self.unresolved.contains(id)
+    }
+
     pub fn knows(&self, i: &Instance) -> bool {
         let flavor_known = i.flavor.is_some()
             || i.flavor_id
                 .as_ref()
-                .is_none_or(|f| self.flavors.contains_key(f));
+                .is_none_or(|f| self.known(f, &self.flavors));
         let image_known = i.image.is_some()
             || i.image_id
                 .as_ref()
-                .is_none_or(|m| self.images.contains_key(m));
+                .is_none_or(|m| self.known(m, &self.images));
         flavor_known && image_known
+    }
+
+    /// After the lists were read again: give up on the ids they did not name.
+    pub fn settle(&mut self, instances: &[Instance]) {
+        for i in instances {
+            if let Some(f) = &i.flavor_id
+                && !self.flavors.contains_key(f)
+            {
+                self.unresolved.insert(f.clone());
+            }
+            if let Some(m) = &i.image_id
+                && !self.images.contains_key(m)
+            {
+                self.unresolved.insert(m.clone());
+            }
+        }
     }
 }
 
