@@ -1,7 +1,8 @@
 //! The HTTP side of the OVHcloud adapter: one `reqwest` client that signs every request
 //! with the application key, application secret and consumer key, keeps the clock offset
-//! learned from `GET /auth/time`, normalizes OVHcloud's two error body forms into
-//! [`ProviderError`], and feeds 429s to the broker lane.
+//! learned from `GET /auth/time`, and normalizes OVHcloud's two error body forms into
+//! [`ProviderError`]. OVHcloud publishes no rate-limit headers: a 429 becomes
+//! `RateLimited` with its `Retry-After`, which the broker lane waits out.
 //!
 //! This file knows OVHcloud's envelope (signature headers, `{"message", "errorCode",
 //! "httpCode", "class"}`) and nothing about instances or zones. It never logs or formats
