@@ -12,6 +12,7 @@ pub mod hetzner;
 pub mod manual;
 pub mod mock;
 pub mod scaleway;
+pub mod ovh;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -310,6 +311,7 @@ impl Registry {
             Arc::new(hetzner::HetznerModule),
             Arc::new(manual::ManualModule),
             Arc::new(scaleway::ScalewayModule),
+            Arc::new(ovh::OvhModule),
         ])
     }
 
