@@ -361,3 +361,80 @@ fn a_failed_install_is_retried_from_its_phase() {
         "resumed, not re-created"
     );
 }
+
+/// A role's HTTP probe (`roles/ROLE.probe`) gates readiness: run from the node, a 503
+/// fails the readiness phase in words; once the service answers, retry resumes there.
+#[test]
+fn an_http_probe_gates_readiness() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let has_client = ["curl", "wget"].iter().any(|c| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
+    if !has_client {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: neither curl nor wget is installed for the node's HTTP probe"
+        );
+        return;
+    }
+    let Some(rig) = HetznerRig::hetzner() else {
+        return;
+    };
+    // The "service" on the node: answers the probe with whatever status is set.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let status = Arc::new(AtomicU16::new(503));
+    let answer = status.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = conn.read(&mut buf);
+            let code = answer.load(Ordering::Relaxed);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    std::fs::create_dir_all(rig.home().join("roles")).unwrap();
+    std::fs::write(
+        rig.home().join("roles/web.probe"),
+        format!("http://127.0.0.1:{port}/healthz\n"),
+    )
+    .unwrap();
+    let (code, out, err) = rig.run(&[
+        "nodes",
+        "add",
+        "hz-probe",
+        "--provider",
+        "hetzner",
+        "--role",
+        "web",
+        "--apply",
+        "--wait",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("readiness failed"), "{err}");
+    assert!(
+        err.contains(&format!("HTTP probe http://127.0.0.1:{port}/healthz")),
+        "{err}"
+    );
+    let row: Value =
+        serde_json::from_str(&rig.ok(&["nodes", "show", "hz-probe", "--json"])).unwrap();
+    assert_eq!(row["system"]["detail"], "readiness", "{row}");
+
+    status.store(200, Ordering::Relaxed);
+    let out = rig.ok(&["nodes", "retry", "hz-probe", "--wait"]);
+    assert!(out.contains("done (running"), "{out}");
+    let row: Value =
+        serde_json::from_str(&rig.ok(&["nodes", "show", "hz-probe", "--json"])).unwrap();
+    assert_eq!(row["execution"]["status"], "succeeded", "{row}");
+}

@@ -191,7 +191,8 @@ fn the_log_tail_sees_remote_appends_within_a_second_and_reports_a_drop() {
     let roles = tempfile::tempdir().unwrap();
     std::fs::write(roles.path().join("web.logs"), "# the app's log\n/app.log\n").unwrap();
     let settings = SshSettings {
-        user: user.clone(),
+        user: Some(user.clone()),
+        provider_users: Default::default(),
         port: sshd.port(),
         sandbox_root: Some(sandbox.path().display().to_string()),
         roles_dir: Some(roles.path().to_path_buf()),

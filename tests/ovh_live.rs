@@ -9,7 +9,7 @@
 //!   keeps the instance and prints how to reach and delete it.
 //!
 //! OVHcloud's Linux images log in as the image's user (`ubuntu` on Ubuntu), not `root`:
-//! the billed test sets `LEGION_SSH_USER=ubuntu` unless it is set already.
+//! the provider's login user is `ubuntu`, and Legion runs system commands under sudo.
 
 #![allow(clippy::unwrap_used)]
 
@@ -68,9 +68,6 @@ impl Live {
             .env_remove("LEGION_OVH_API_URL")
             .env_remove("LEGION_DAEMON_TOKEN")
             .env_remove("LEGION_MOCK_NETWORK");
-        if std::env::var("LEGION_SSH_USER").is_err() {
-            c.env("LEGION_SSH_USER", "ubuntu");
-        }
         c
     }
 

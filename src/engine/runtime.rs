@@ -770,6 +770,15 @@ impl Core {
             cell.clone(),
             super::ssh_agent::SshSettings {
                 roles_dir: Some(cfg.home.join("roles")),
+                provider_users: cfg
+                    .registry
+                    .kinds()
+                    .into_iter()
+                    .filter_map(|k| {
+                        let m = cfg.registry.get(k)?;
+                        Some((k.to_string(), m.ssh_user().to_string()))
+                    })
+                    .collect(),
                 ..super::ssh_agent::SshSettings::from_env(&cfg.env)
             },
             cfg.sandboxes.clone(),

@@ -46,7 +46,11 @@ const RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSettings {
-    pub user: String,
+    /// `LEGION_SSH_USER` when set: every node logs in as this user (without sudo).
+    pub user: Option<String>,
+    /// Each provider's login user ([`crate::providers::ProviderModule::ssh_user`]), used
+    /// when `user` is not set; a user other than root runs system commands under sudo.
+    pub provider_users: std::collections::BTreeMap<String, String>,
     pub port: u16,
     /// `Some(dir)`: write under `dir` on the node and leave its hostname alone.
     pub sandbox_root: Option<String>,
@@ -60,8 +64,8 @@ impl SshSettings {
             user: env
                 .get("LEGION_SSH_USER")
                 .filter(|u| !u.is_empty())
-                .unwrap_or("root")
-                .to_string(),
+                .map(String::from),
+            provider_users: Default::default(),
             port: env
                 .get("LEGION_SSH_PORT")
                 .and_then(|p| p.parse().ok())
@@ -176,8 +180,15 @@ impl SshSettings {
         )
     }
 
-    pub fn target(&self, host: &str) -> Target {
-        Target::new(host, self.port, self.user.clone())
+    /// Who logs in on a node of `provider`, and whether system commands need sudo.
+    pub fn login_user(&self, provider: &str) -> (String, bool) {
+        if let Some(u) = &self.user {
+            return (u.clone(), false);
+        }
+        match self.provider_users.get(provider) {
+            Some(u) if u != "root" => (u.clone(), true),
+            _ => ("root".to_string(), false),
+        }
     }
 
     /// Where Legion's files go on nodes: `""` (the node's `/`) unless sandboxed.
@@ -359,12 +370,16 @@ fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAcc
             Some(fp) => Some(HostKeyFingerprint::parse(fp).map_err(|e| e.to_string())?),
             None => None,
         };
-        let mut target = settings.target(host);
-        if let Some(login) = &t.login {
-            target.user = login.user.clone();
-            target.port = login.port;
-        }
-        let sudo = t.login.as_ref().is_some_and(|l| l.sudo);
+        let (target, sudo) = match &t.login {
+            Some(login) => (
+                Target::new(host, login.port, login.user.clone()),
+                login.sudo,
+            ),
+            None => {
+                let (user, sudo) = settings.login_user(&t.provider);
+                (Target::new(host, settings.port, user), sudo)
+            }
+        };
         let role = s.plan.nodes.get(name).map_or("node", |p| p.role.as_str());
         Ok(SshAccess {
             target,
@@ -557,5 +572,72 @@ impl NodeAgent for SshAgent {
             Ok(Some(Err(e))) => HealthReading::Degraded(e.to_string()),
             Err(e) => HealthReading::Unreachable(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(user: Option<&str>, root: Option<&str>) -> SshSettings {
+        SshSettings {
+            user: user.map(String::from),
+            provider_users: [
+                ("hetzner".to_string(), "root".to_string()),
+                ("ovh".to_string(), "ubuntu".to_string()),
+            ]
+            .into(),
+            port: 22,
+            sandbox_root: root.map(String::from),
+            roles_dir: None,
+        }
+    }
+
+    #[test]
+    fn the_login_user_comes_from_the_provider_unless_overridden() {
+        let s = settings(None, None);
+        assert_eq!(s.login_user("hetzner"), ("root".into(), false));
+        assert_eq!(s.login_user("ovh"), ("ubuntu".into(), true));
+        assert_eq!(s.login_user("unknown"), ("root".into(), false));
+        let s = settings(Some("ops"), None);
+        assert_eq!(s.login_user("ovh"), ("ops".into(), false));
+    }
+
+    #[test]
+    fn the_log_command_prefers_the_journal_on_real_hosts_only() {
+        let s = settings(None, None);
+        let real = s.log_command("web", true, "");
+        assert!(real.contains("sudo -n journalctl -f"), "{real}");
+        assert!(
+            real.contains("'/var/log/syslog' '/var/log/messages'"),
+            "{real}"
+        );
+        let boxed = s.log_command("web", false, "/sb");
+        assert!(!boxed.contains("journalctl"), "{boxed}");
+        assert!(
+            boxed.contains("tail -n 200 -s 0.25 -F -- '/sb/var/log/syslog'"),
+            "{boxed}"
+        );
+    }
+
+    #[test]
+    fn probes_must_be_http_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(None, None);
+        s.roles_dir = Some(dir.path().to_path_buf());
+        assert_eq!(s.http_probe("web"), Ok(None));
+        std::fs::write(
+            dir.path().join("web.probe"),
+            "# health\nhttp://127.0.0.1:8080/healthz\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.http_probe("web"),
+            Ok(Some("http://127.0.0.1:8080/healthz".into()))
+        );
+        std::fs::write(dir.path().join("web.probe"), "ftp://x'; rm -rf /\n").unwrap();
+        assert!(s.http_probe("web").unwrap_err().contains("not an http"));
+        // A role that cannot name a file has no probe.
+        assert_eq!(s.http_probe("../etc"), Ok(None));
     }
 }

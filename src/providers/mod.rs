@@ -11,8 +11,8 @@ pub mod error;
 pub mod hetzner;
 pub mod manual;
 pub mod mock;
-pub mod scaleway;
 pub mod ovh;
+pub mod scaleway;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -152,6 +152,12 @@ pub trait ProviderModule: Send + Sync {
     }
     fn catalog_policy(&self) -> CatalogPolicy;
     fn deployment_profile(&self) -> DeploymentProfile;
+    /// Who Legion logs in as on this provider's new servers: `root`, or the images'
+    /// default user, who has passwordless sudo (cloud images such as OVHcloud's log in as
+    /// `ubuntu`). `LEGION_SSH_USER` overrides it for every provider.
+    fn ssh_user(&self) -> &'static str {
+        "root"
+    }
     fn connect(&self, ctx: ConnectCtx) -> ProviderResult<Arc<dyn ProviderApi>>;
 }
 

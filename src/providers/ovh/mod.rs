@@ -296,6 +296,12 @@ impl ProviderModule for OvhModule {
         }
     }
 
+    /// OVHcloud's Linux images log in as their distribution's user (the default image,
+    /// Ubuntu, as `ubuntu`), with passwordless sudo.
+    fn ssh_user(&self) -> &'static str {
+        "ubuntu"
+    }
+
     fn connect(&self, ctx: ConnectCtx) -> ProviderResult<Arc<dyn ProviderApi>> {
         let config = self.client_config(&ctx.credentials, &ctx.env)?;
         Ok(Arc::new(OvhApi::new(config, ctx.lane)?))
