@@ -795,8 +795,8 @@ fn a_closed_shell_says_why_and_enter_reconnects() {
         "{s}"
     );
     assert!(s.contains(" 1 node-00 ✕"), "{s}");
-    // Keys other than Enter do nothing on a closed session.
-    key(&mut app, KeyCode::Char('x'));
+    // Keys other than Enter and x do nothing on a closed session.
+    key(&mut app, KeyCode::Char('y'));
     assert!(sent(&ends).is_empty());
     assert_eq!(
         key(&mut app, KeyCode::Enter),
@@ -820,7 +820,16 @@ fn a_closed_shell_says_why_and_enter_reconnects() {
         Err("ssh node-00: node node-00 has no address yet".into()),
     ));
     let s = screen(&mut app, 120, 30);
-    assert!(s.contains("has no address yet — Enter reconnects"), "{s}");
+    assert!(
+        s.contains("has no address yet — Enter reconnects · x closes the tab"),
+        "{s}"
+    );
+    // x closes the tab: back to the dashboard, no session listed.
+    assert!(key(&mut app, KeyCode::Char('x')).is_empty());
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("closed the shell tab of node-00"), "{s}");
+    assert!(!s.contains("ssh: node-00"), "{s}");
+    assert!(s.contains("Nodes "), "{s}");
 }
 
 #[test]
@@ -873,4 +882,55 @@ fn shell_pane() {
     assert_eq!(fg(16, 3), ratatui::style::Color::Red);
     assert_eq!(cursor, Some(ratatui::layout::Position::new(14, 4)));
     insta::assert_snapshot!(screen(&mut app, 80, 14));
+}
+
+#[test]
+fn the_log_panel_follows_a_node_pauses_filters_and_goes_back() {
+    use legion::views::tail::{self, TailState};
+    let mut app = app_with(snapshot(6), false);
+    screen(&mut app, 120, 30);
+    let effects = key(&mut app, KeyCode::Char('T'));
+    assert_eq!(
+        effects,
+        vec![Effect::TailNode {
+            id: 1,
+            node: "node-00".into()
+        }]
+    );
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("Logs of node-00 · connecting…"), "{s}");
+    // The thread filled its mailbox before the handle reached the UI: nothing is lost.
+    let (handle, mut feed) = tail::pair(|| true);
+    feed.state(TailState::Following);
+    feed.bytes(b"boot ok\nsshd[12]: accepted key\n");
+    app.handle(UiEvent::Tail(1, Ok(handle)));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("Logs of node-00 · following"), "{s}");
+    assert!(s.contains("sshd[12]: accepted key"), "{s}");
+    // Scrolling up pauses: new lines are counted, the view holds still.
+    key(&mut app, KeyCode::Up);
+    feed.bytes(b"app: request 1\napp: request 2\n");
+    app.handle(UiEvent::TailWoke(1));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("paused (3 newer)"), "{s}");
+    assert!(!s.contains("app: request 2"), "{s}");
+    key(&mut app, KeyCode::Char('F'));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("app: request 2"), "{s}");
+    // `/` filters the node's lines.
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "sshd");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("sshd[12]") && !s.contains("app: request"), "{s}");
+    // A dropped connection is said in the title.
+    feed.state(TailState::Closed("connection to root@h lost: EOF".into()));
+    app.handle(UiEvent::TailWoke(1));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("closed: connection to root@h lost: EOF"), "{s}");
+    // T again: back to the operation log, and the thread is told to stop.
+    key(&mut app, KeyCode::Char('T'));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("Operation log"), "{s}");
+    assert!(s.contains("stopped following node-00's logs"), "{s}");
 }

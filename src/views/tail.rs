@@ -88,8 +88,8 @@ impl Drop for TailHandle {
     }
 }
 
-/// The thread's end: appends and wakes.
-struct Feed {
+/// The thread's end: appends and wakes (tests drive a panel through it with [`pair`]).
+pub struct Feed {
     mailbox: Arc<Mutex<Mailbox>>,
     stop: Arc<AtomicBool>,
     wake: Box<dyn Fn() -> bool + Send>,
@@ -110,12 +110,12 @@ impl Feed {
         }
     }
 
-    fn state(&self, s: TailState) {
+    pub fn state(&self, s: TailState) {
         self.put(|m| m.state = Some(s));
     }
 
     /// Split `bytes` into lines; complete ones go to the mailbox.
-    fn bytes(&mut self, bytes: &[u8]) {
+    pub fn bytes(&mut self, bytes: &[u8]) {
         let mut done = Vec::new();
         for &b in bytes {
             if b == b'\n' {
@@ -161,20 +161,26 @@ pub fn clean_line(raw: &[u8]) -> String {
         .collect()
 }
 
+/// A handle and the feed that fills it, no thread.
+pub fn pair(wake: impl Fn() -> bool + Send + 'static) -> (TailHandle, Feed) {
+    let mailbox = Arc::new(Mutex::new(Mailbox::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let feed = Feed {
+        mailbox: mailbox.clone(),
+        stop: stop.clone(),
+        wake: Box::new(wake),
+        partial: Vec::new(),
+    };
+    (TailHandle { mailbox, stop }, feed)
+}
+
 /// Start following `node`'s logs with `access.log_command`.
 pub fn spawn(
     node: &str,
     access: SshAccess,
     wake: impl Fn() -> bool + Send + 'static,
 ) -> io::Result<TailHandle> {
-    let mailbox = Arc::new(Mutex::new(Mailbox::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut feed = Feed {
-        mailbox: mailbox.clone(),
-        stop: stop.clone(),
-        wake: Box::new(wake),
-        partial: Vec::new(),
-    };
+    let (handle, mut feed) = pair(wake);
     std::thread::Builder::new()
         .name(format!("legion-tail-{node}"))
         .spawn(move || {
@@ -186,7 +192,7 @@ pub fn spawn(
             feed.flush_partial();
             feed.state(TailState::Closed(why));
         })?;
-    Ok(TailHandle { mailbox, stop })
+    Ok(handle)
 }
 
 /// `Ok(None)`: stopped by the UI. Otherwise why it ended.
@@ -261,18 +267,11 @@ mod tests {
     fn feed() -> (Feed, TailHandle, Arc<std::sync::atomic::AtomicUsize>) {
         let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let w = wakes.clone();
-        let mailbox = Arc::new(Mutex::new(Mailbox::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let feed = Feed {
-            mailbox: mailbox.clone(),
-            stop: stop.clone(),
-            wake: Box::new(move || {
-                w.fetch_add(1, Ordering::Relaxed);
-                true
-            }),
-            partial: Vec::new(),
-        };
-        (feed, TailHandle { mailbox, stop }, wakes)
+        let (handle, feed) = pair(move || {
+            w.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        (feed, handle, wakes)
     }
 
     #[test]

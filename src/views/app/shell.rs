@@ -182,8 +182,10 @@ impl App {
             }
         }
         if let ShellState::Closed(_) = pane.state {
-            if k.code == KeyCode::Enter && k.modifiers.is_empty() {
-                return self.reconnect(i);
+            match k.code {
+                KeyCode::Enter if k.modifiers.is_empty() => return self.reconnect(i),
+                KeyCode::Char('x') if k.modifiers.is_empty() => self.close_pane(i),
+                _ => {}
             }
             return Vec::new();
         }
@@ -191,6 +193,17 @@ impl App {
             pane.send(ShellInput::Bytes(bytes));
         }
         Vec::new()
+    }
+
+    /// Drop a closed session's tab; the next tab takes the focus, or the dashboard.
+    fn close_pane(&mut self, i: usize) {
+        let pane = self.shells.panes.remove(i);
+        self.shells.active = if self.shells.panes.is_empty() {
+            None
+        } else {
+            Some(i.min(self.shells.panes.len() - 1))
+        };
+        self.say(true, format!("closed the shell tab of {}", pane.node));
     }
 
     fn reconnect(&mut self, i: usize) -> Vec<Effect> {
@@ -317,7 +330,10 @@ impl App {
                     1,
                 );
                 Line::from(Span::styled(
-                    format!(" {} — Enter reconnects{leave} ", clean(why)),
+                    format!(
+                        " {} — Enter reconnects · x closes the tab{leave} ",
+                        clean(why)
+                    ),
                     t.style("status.error"),
                 ))
                 .render(row, buf);
