@@ -540,6 +540,45 @@ fn plan_entry_and_provider_forms() {
 }
 
 #[test]
+fn import_form_masks_the_password_and_submits_an_import() {
+    let mut app = app_with(snapshot(6), false);
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "import");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&mut app, 110, 30);
+    assert!(s.contains("import an existing host over SSH"), "{s}");
+    // Host is required; port and user have defaults.
+    chars(&mut app, "db-1");
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    assert!(screen(&mut app, 110, 30).contains("required"));
+    chars(&mut app, "203.0.113.7");
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    chars(&mut app, "hunter2-secret");
+    let s = screen(&mut app, 110, 30);
+    assert!(!s.contains("hunter2"), "the password is masked:\n{s}");
+    let fx = key(&mut app, KeyCode::Enter);
+    let [Effect::ImportNode(req)] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        (
+            req.name.as_str(),
+            req.host.as_str(),
+            req.port,
+            req.user.as_str()
+        ),
+        ("db-1", "203.0.113.7", 22, "root")
+    );
+    assert_eq!(
+        req.password.as_ref().map(|p| p.expose()),
+        Some("hunter2-secret")
+    );
+    assert!(!format!("{fx:?}").contains("hunter2"));
+}
+
+#[test]
 fn command_line_actions_take_a_node_name() {
     let mut app = app_with(snapshot(6), false);
     key(&mut app, KeyCode::Char(':'));

@@ -16,7 +16,7 @@ use crate::providers::manual;
 use crate::ssh::{self, Auth, KeyInstall, ManagedKey, SshError, SudoStatus, Target};
 
 /// What `legion nodes import` asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportRequest {
     pub name: String,
     pub host: String,

@@ -24,6 +24,8 @@ pub enum FieldsKind {
     Zone,
     Record,
     FirewallRule,
+    /// Import an existing host (the manual provider).
+    Import,
 }
 
 /// The form's result.
@@ -31,6 +33,7 @@ pub enum FieldsKind {
 pub enum Submitted {
     Provider(String, Credentials),
     Plan(PlanEdit),
+    Import(Box<crate::engine::import::ImportRequest>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +167,40 @@ impl FieldsForm {
         }
     }
 
+    /// Import an existing host: the node's name, the manual catalog's offer variables
+    /// (host, port, user, the one-time password, masked and never stored), cluster, role.
+    pub fn import() -> FieldsForm {
+        let catalog = crate::providers::manual::catalog();
+        let mut fields = vec![field("name", "node", "", "the node's name in Legion")];
+        for v in catalog.offers.iter().flat_map(|o| &o.variables) {
+            fields.push(Field {
+                id: v.id.clone(),
+                label: v.id.clone(),
+                required: !v.secret && v.default.is_none(),
+                help: if v.secret {
+                    format!("{} (empty: Legion's key is already authorized)", v.label)
+                } else {
+                    v.label.clone()
+                },
+                input: input(v.default.as_deref().unwrap_or(""), v.secret),
+            });
+        }
+        fields.push(field("cluster", "cluster", "default", "the node's cluster"));
+        fields.push(field(
+            "role",
+            "role",
+            "node",
+            "roles/ROLE.sh is its install script",
+        ));
+        FieldsForm {
+            title: " import an existing host over SSH ".into(),
+            kind: FieldsKind::Import,
+            fields,
+            focus: 0,
+            errors: Vec::new(),
+        }
+    }
+
     pub fn kind(&self) -> &FieldsKind {
         &self.kind
     }
@@ -243,6 +280,27 @@ impl FieldsForm {
                     })
                     .collect();
                 Some(Submitted::Provider(kind, creds))
+            }
+            FieldsKind::Import => {
+                let port = match self.value("port").parse::<u16>() {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => {
+                        self.error("port", "a port from 1 to 65535");
+                        None
+                    }
+                };
+                let password = self.value("password");
+                Some(Submitted::Import(Box::new(
+                    crate::engine::import::ImportRequest {
+                        name: self.value("name"),
+                        host: self.value("host"),
+                        port: port?,
+                        user: self.value("user"),
+                        password: (!password.is_empty()).then(|| Secret::new(password)),
+                        cluster: Some(self.value("cluster")),
+                        role: Some(self.value("role")),
+                    },
+                )))
             }
             FieldsKind::Zone => Some(Submitted::Plan(PlanEdit::UpsertZone {
                 name: self.value("name"),

@@ -307,6 +307,19 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 let _ = tx.send(UiEvent::Shell(id, started));
                 return;
             }
+            Effect::ImportNode(req) => {
+                let name = req.name.clone();
+                engine
+                    .import_node(*req)
+                    .await
+                    .map(|r| {
+                        format!(
+                            "{name} imported ({}, host key {} pinned, sudo {:?}); apply to deploy it",
+                            r.server_id, r.host_key, r.sudo
+                        )
+                    })
+                    .map_err(|e| format!("import {name}: {e}"))
+            }
             Effect::TailNode { id, node } => {
                 let started = match engine.ssh_access(node.clone()).await {
                     Ok(access) => {

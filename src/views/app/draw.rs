@@ -523,7 +523,7 @@ impl App {
         }
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
-            ":start :stop :reboot :retry :reinstall :apply :nodes :zones :firewalls :domains :logs :shell NAME :theme NAME :quit",
+            ":start :stop :reboot :retry :reinstall :apply :nodes :zones :firewalls :domains :logs :tail :shell NAME :import :theme NAME :quit",
             t.style("text.dim"),
         )));
         // Rows after wrapping (word wrap can take a row more than the width says).

@@ -87,6 +87,8 @@ pub enum Effect {
     },
     /// Record the host key a node showed on its first shell connection.
     PinHostKey(String, String),
+    /// Import an existing host (manual provider); the report comes back in the status.
+    ImportNode(Box<crate::engine::import::ImportRequest>),
     /// Fetch a node's SSH access and start following its logs as tail `id`; the handle
     /// comes back as `UiEvent::Tail`.
     TailNode {
@@ -403,6 +405,7 @@ impl App {
                     vec![match s {
                         Submitted::Provider(kind, creds) => Effect::ConfigureProvider(kind, creds),
                         Submitted::Plan(edit) => Effect::EditPlan(edit),
+                        Submitted::Import(req) => Effect::ImportNode(req),
                     }]
                 }
             };
@@ -623,8 +626,12 @@ impl App {
             "shell" => Command::Shell,
             "tail" => Command::LogTail,
             "q" | "quit" => Command::Quit,
-            "record" | "provider" if self.opts.readonly => {
+            "record" | "provider" | "import" if self.opts.readonly => {
                 self.say(false, format!("{word}: not available in --readonly"));
+                return Vec::new();
+            }
+            "import" => {
+                self.fields = Some(Box::new(FieldsForm::import()));
                 return Vec::new();
             }
             "record" => {
