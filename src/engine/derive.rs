@@ -319,12 +319,16 @@ mod tests {
     #[test]
     fn unmanaged_firewalls_become_operator_tasks() {
         let mut s = state();
+        track(&mut s, "a", Some("10.0.0.1"));
+        track(&mut s, "b", Some("10.0.0.2"));
         assert!(operator_tasks(&s.plan, &s.tracked, "prod", |_| false).is_empty());
         let tasks = operator_tasks(&s.plan, &s.tracked, "prod", |p| p == "mock");
-        assert!(!tasks.is_empty());
-        assert!(
-            tasks.iter().all(|t| t.starts_with("open tcp 4413 from ")),
-            "{tasks:?}"
+        assert_eq!(
+            tasks,
+            [
+                "open tcp 4413 from 10.0.0.1/32, 10.0.0.2/32 on a (10.0.0.1)",
+                "open tcp 4413 from 10.0.0.1/32, 10.0.0.2/32 on b (10.0.0.2)",
+            ]
         );
         // A node without an address has no task yet; nothing is invented.
         for t in s.tracked.nodes.values_mut() {
