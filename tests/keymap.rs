@@ -69,6 +69,8 @@ fn realistic_events() -> Vec<(KeyEvent, Command)> {
         (press(KeyCode::End, NONE), LogFollow),
         (ch('L'), LogNodeOnly),
         (press(KeyCode::Char('L'), SHIFT), LogNodeOnly),
+        (ch('T'), LogTail),
+        (press(KeyCode::Char('T'), SHIFT), LogTail),
         (ch('s'), Shell),
         (ch(']'), NextPane),
         // Ctrl-\ and Ctrl-] are 0x1c and 0x1d, which crossterm reads as Ctrl-4 and Ctrl-5;
