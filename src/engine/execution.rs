@@ -12,6 +12,7 @@ pub fn phases_for(kind: ExecutionKind) -> &'static [Phase] {
         ExecutionKind::Add => &[
             Phase::Provision,
             Phase::WaitReachable,
+            Phase::Bootstrap,
             Phase::Configure,
             Phase::Install,
             Phase::Readiness,
@@ -19,6 +20,7 @@ pub fn phases_for(kind: ExecutionKind) -> &'static [Phase] {
         ExecutionKind::Reinstall => &[
             Phase::ImageReset,
             Phase::WaitReachable,
+            Phase::Bootstrap,
             Phase::Configure,
             Phase::Install,
             Phase::Readiness,

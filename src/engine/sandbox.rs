@@ -318,6 +318,11 @@ impl NodeAgent for LayeredAgent {
         self.ssh.wait_reachable(node).await
     }
 
+    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
+        self.own.bootstrap(node).await?;
+        self.ssh.bootstrap(node).await
+    }
+
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
         self.own.configure(node, config).await?;
         self.ssh.configure(node, config).await

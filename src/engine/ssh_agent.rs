@@ -475,6 +475,32 @@ impl NodeAgent for SshAgent {
         }
     }
 
+    /// The login can act as root (root, or passwordless sudo: otherwise refused with the
+    /// fix), and the managed key is in its `authorized_keys` (added if a provider's
+    /// first-boot setup put it elsewhere). In a sandbox neither is needed: the check is
+    /// reported, nothing is written.
+    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
+        let access = self.access_async(&node.name).await?;
+        let sandboxed = !access.root.is_empty();
+        let key = access.key.public_openssh().to_string();
+        let target = access.target.clone();
+        let sudo = self
+            .with_access(&node.name, access, move |s| {
+                let sudo = s.sudo_check()?;
+                if !sandboxed && crate::engine::import::sudo_refusal(&target, sudo).is_none() {
+                    s.install_public_key(&key)?;
+                }
+                Ok(sudo)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let access = self.access_async(&node.name).await?;
+        match crate::engine::import::sudo_refusal(&access.target, sudo) {
+            Some(refusal) if !sandboxed => Err(refusal),
+            _ => Ok(()),
+        }
+    }
+
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
         let access = self.access_async(&node.name).await?;
         let script = Self::identity_script(node, config, &access.root);

@@ -292,6 +292,10 @@ pub enum HealthReading {
 #[async_trait]
 pub trait NodeAgent: Send + Sync {
     async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String>;
+    /// Check the login can act as root and make sure the managed key stays authorized.
+    async fn bootstrap(&self, _node: &NodeTarget) -> Result<(), String> {
+        Ok(())
+    }
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String>;
     /// Upload and run the install script of the node's role.
     async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String>;

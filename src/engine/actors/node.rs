@@ -727,6 +727,11 @@ async fn run_phase(
                     )
                 })?
         }
+        Phase::Bootstrap => {
+            let (agent, target) =
+                agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
+            agent.bootstrap(&target).await
+        }
         Phase::Configure => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;

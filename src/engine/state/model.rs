@@ -263,6 +263,9 @@ pub enum Phase {
     Provision,
     ImageReset,
     WaitReachable,
+    /// The login can act as root (root, or passwordless sudo) and the managed key is in
+    /// its `authorized_keys`.
+    Bootstrap,
     Configure,
     /// The role's install script, uploaded and run.
     Install,
@@ -275,6 +278,7 @@ impl std::fmt::Display for Phase {
             Phase::Provision => "provision",
             Phase::ImageReset => "image reset",
             Phase::WaitReachable => "wait for reachability",
+            Phase::Bootstrap => "bootstrap",
             Phase::Configure => "configure",
             Phase::Install => "install",
             Phase::Readiness => "readiness",
