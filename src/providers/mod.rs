@@ -11,8 +11,8 @@ pub mod error;
 pub mod hetzner;
 pub mod manual;
 pub mod mock;
-pub mod scaleway;
 pub mod ovh;
+pub mod scaleway;
 pub mod types;
 
 use std::collections::BTreeMap;

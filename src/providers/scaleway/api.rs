@@ -515,13 +515,7 @@ impl ScalewayApi {
                 ];
                 let volumes: Vec<BlockVolume> = self
                     .client
-                    .list_all(
-                        &block(zone),
-                        "volumes",
-                        &query,
-                        Paging::Standard,
-                        via,
-                    )
+                    .list_all(&block(zone), "volumes", &query, Paging::Standard, via)
                     .await?;
                 volumes
                     .into_iter()
@@ -1162,10 +1156,7 @@ impl ComputeApi for ScalewayApi {
                 format!("server {zone}/{uuid} not found"),
             )
         };
-        let server = self
-            .server_read(zone, uuid)
-            .await?
-            .ok_or_else(not_found)?;
+        let server = self.server_read(zone, uuid).await?.ok_or_else(not_found)?;
         let old = server.volumes.get("0").cloned().ok_or_else(|| {
             ProviderError::new(
                 DISPLAY,
@@ -1193,13 +1184,11 @@ impl ComputeApi for ScalewayApi {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        self.delete_roots(zone, uuid, store, &leftovers, res).await?;
+        self.delete_roots(zone, uuid, store, &leftovers, res)
+            .await?;
         // Scaleway changes the volumes of stopped servers only.
         self.power_off(zone, uuid, res).await?;
-        let server = self
-            .server_read(zone, uuid)
-            .await?
-            .ok_or_else(not_found)?;
+        let server = self.server_read(zone, uuid).await?.ok_or_else(not_found)?;
         let old = match server.volumes.get("0") {
             Some(v) => v.clone(),
             None => old,
