@@ -90,6 +90,8 @@ pub struct FaultRule {
     pub method: Option<String>,
     pub path_prefix: Option<String>,
     pub times: u32,
+    /// Matching requests let through before the fault applies.
+    pub skip: u32,
 }
 
 impl FaultRule {
@@ -99,7 +101,14 @@ impl FaultRule {
             method: None,
             path_prefix: None,
             times,
+            skip: 0,
         }
+    }
+
+    /// Let the first `n` matching requests through untouched.
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
+        self
     }
 
     pub fn matching(mut self, method: &str, path_prefix: &str) -> Self {
@@ -350,6 +359,11 @@ impl ScalewayFake {
     /// The next `n` requests matching are dropped without being applied.
     pub fn drop_request_next(&self, method: &str, path_prefix: &str, n: u32) {
         self.inject(FaultRule::new(FaultKind::DropBeforeApply, n).matching(method, path_prefix));
+    }
+
+    /// Injected faults not used up yet.
+    pub fn pending_faults(&self) -> usize {
+        self.faults().rules.len()
     }
 
     pub fn clear_faults(&self) {
@@ -736,8 +750,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 && r.method.as_deref().is_none_or(|m| m == method)
                 && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         }) {
-            rule.times -= 1;
-            fault = Some(rule.kind.clone());
+            if rule.skip > 0 {
+                rule.skip -= 1;
+            } else {
+                rule.times -= 1;
+                fault = Some(rule.kind.clone());
+            }
         }
         faults.rules.retain(|r| r.times > 0);
         if let Some(FaultKind::RateLimited { reset_in }) = &fault {
