@@ -1,6 +1,7 @@
 //! Tests of the fake Scaleway API itself, over raw HTTP: the secret key, the product
 //! catalog, both pagination styles, tag filters, the server state machine and
-//! `transient_state`, volumes, security groups, IAM keys, DNS records, rate-limit headers
+//! `transient_state`, volumes (from snapshots, the root swap), images and local images,
+//! security groups, IAM keys, DNS records, rate-limit headers
 //! and each injected fault. Kept quick: transitions take 50 ms here.
 
 #![allow(clippy::unwrap_used)]

@@ -21,6 +21,21 @@
 //! Instance API's older `{"message", "type": "invalid_request_error", "fields"}` and
 //! `unknown_resource`, and the newer `{"type", "message", "details"}` ones.
 //!
+//! Images and volumes, for reinstall (a root volume swap): the Marketplace's local images
+//! (`GET /marketplace/v2/local-images?image_label&zone&type`, one per label, zone, type
+//! `instance_local`/`instance_sbs` and architecture, with compatible commercial types)
+//! name Instance images (`GET …/images/{id}`) whose `root_volume` is the snapshot root
+//! volumes are made from (`l_ssd` of 10 GB, or `sbs_snapshot`), as in the SDK's
+//! cassettes. Instance `POST …/volumes` takes precisely one of `size` and
+//! `base_snapshot` (the volume then has the snapshot's size and is `fetching` for the
+//! action duration); Block Storage `POST /block/v1/zones/{zone}/volumes` takes precisely
+//! one of `from_empty` and `from_snapshot` (a size no smaller than the snapshot's) and is
+//! `creating` meanwhile. `PATCH …/servers/{id}` with `volumes` replaces the server's
+//! volume list (templates by `id`) only while the server is `stopped`, with available
+//! volumes attached to no other server and a root at index `0`; otherwise it answers in
+//! the older form (`invalid_request_error`; the messages are the fake's words). Volumes
+//! left out are detached (Block Storage ones stay busy for the detach delay).
+//!
 //! Fault injection and inspection helpers live on the [`ScalewayFake`] handle and may be
 //! used while the server is running, from any thread.
 
