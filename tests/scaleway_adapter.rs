@@ -422,3 +422,42 @@ async fn an_interrupted_reinstall_leaves_the_old_root_and_the_next_one_cleans_up
     assert_reinstalled(&s.fake, &id, "ubuntu_jammy", "l_ssd");
     assert!(s.fake.volumes().iter().all(|v| v.id != leftover[0].id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_root_that_cannot_be_deleted_is_named_and_the_server_still_runs() {
+    let s = Subject::new().await;
+    let zone = "/instance/v1/zones/fr-par-1";
+    let compute = s.api.compute().unwrap();
+    let server = compute
+        .create_server(&spec("web", "fr-par-1", "i"), "t")
+        .await
+        .unwrap();
+    let id = uuid(&server.id).to_string();
+    let old_root = s.fake.root_volume(&id).unwrap();
+    s.fake.inject(
+        FaultRule::new(FaultKind::DropBeforeApply, 1)
+            .matching("DELETE", &format!("{zone}/volumes/{}", old_root.id)),
+    );
+    let err = compute
+        .reset_image(&server.id, "ubuntu_jammy", "t")
+        .await
+        .unwrap_err();
+    assert_eq!(s.fake.pending_faults(), 0);
+    assert!(
+        err.message.contains(&old_root.id) && err.message.contains("Scaleway console"),
+        "{err}"
+    );
+    let after = s.fake.server(&id).unwrap();
+    assert_eq!(after.state, "running", "the new root boots anyway");
+    let root = s.fake.root_volume(&id).unwrap();
+    assert_ne!(root.id, old_root.id);
+    assert_eq!(
+        root.base_snapshot.as_deref(),
+        Some(image_root_snapshot("ubuntu_jammy", "fr-par-1", "l_ssd").as_str())
+    );
+    let old_now = s.fake.volumes().into_iter().find(|v| v.id == old_root.id);
+    assert!(
+        old_now.is_some_and(|v| v.server.is_none()),
+        "detached, left"
+    );
+}

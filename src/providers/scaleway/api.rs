@@ -710,8 +710,8 @@ impl ScalewayApi {
                 .await
                 .map_err(|mut e| {
                     e.message = format!(
-                        "{} (the replaced root volume {zone}/{id} of server {zone}/{uuid} is \
-                         left; delete it in the Scaleway console)",
+                        "{} (root volume {zone}/{id}, no longer used by server \
+                         {zone}/{uuid}, is left; delete it in the Scaleway console)",
                         e.message
                     );
                     e
@@ -1227,9 +1227,13 @@ impl ComputeApi for ScalewayApi {
             }
             return Err(e);
         }
-        self.delete_roots(zone, uuid, store, std::slice::from_ref(&old.id), res)
-            .await?;
-        self.power_on(zone, uuid, res).await
+        // The server has its new root: it is powered on even when the old root cannot
+        // be deleted, and that failure is reported after.
+        let cleaned = self
+            .delete_roots(zone, uuid, store, std::slice::from_ref(&old.id), res)
+            .await;
+        self.power_on(zone, uuid, res).await?;
+        cleaned
     }
 
     async fn destroy_server(&self, id: &str, res: &str) -> ProviderResult<()> {
