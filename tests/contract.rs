@@ -69,11 +69,6 @@ trait Subject: Send + Sync {
     fn stop_out_of_band(&self, id: &str);
     /// The next write (on `server`, for `Locked`) is refused with `refusal`.
     fn refuse_next(&self, refusal: Refusal, server: &str);
-    /// Whether reinstall resets the image in place; a provider that cannot
-    /// (`image_reset: false`) must refuse `reset_image` as `Unsupported` with a sentence.
-    fn resets_images(&self) -> bool {
-        true
-    }
     /// For providers whose zones cannot be created or deleted through the API (they come
     /// with a domain or an order): put the zone in the account beforehand and return
     /// true. The DNS test then adopts it and expects deleting it to be refused.
@@ -357,9 +352,6 @@ impl Subject for Scaleway {
             }
         }
     }
-    fn resets_images(&self) -> bool {
-        false
-    }
 }
 
 struct Ovh {
@@ -585,20 +577,11 @@ async fn create_observe_act_destroy(s: &dyn Subject) {
     assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
     compute.reboot_server(&id, "node/web-1").await.unwrap();
     assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
-    if s.resets_images() {
-        compute
-            .reset_image(&id, &spec.image, "node/web-1")
-            .await
-            .unwrap();
-    } else {
-        assert!(!s.module().descriptor().capabilities.image_reset);
-        let err = compute
-            .reset_image(&id, &spec.image, "node/web-1")
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Unsupported, "{}: {err:?}", s.name());
-        assert!(err.message.split_whitespace().count() > 4, "{err}");
-    }
+    assert!(s.module().descriptor().capabilities.image_reset);
+    compute
+        .reset_image(&id, &spec.image, "node/web-1")
+        .await
+        .unwrap();
     let after = compute.get_server(&id).await.unwrap().unwrap();
     assert_eq!(after.status, ServerStatus::Running);
     assert_eq!(after.id, id, "reinstall keeps the server");

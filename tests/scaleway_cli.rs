@@ -1,7 +1,7 @@
 //! Scaleway end to end through the real binary, against the local fake: configure from
 //! the default variables (`SCW_SECRET_KEY`, `SCW_DEFAULT_PROJECT_ID`), add a node with
-//! `--apply --wait` (a loopback sshd plays the server), list it as JSON, act on it,
-//! destroy it.
+//! `--apply --wait` (a loopback sshd plays the server), list it as JSON, act on it
+//! (reinstall included: a new root volume, the same server), destroy it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -40,12 +40,11 @@ fn scaleway_rig() -> Option<Rig<ScalewayFake>> {
 
 #[test]
 fn a_scaleway_node_from_the_command_line() {
-    let Some(rig) = scaleway_rig() else {
+    let Some(mut rig) = scaleway_rig() else {
         return;
     };
     let (fake, sandbox, dir) = (&rig.fake, rig.sandbox(), rig.dir.path());
     let ok = |args: &[&str]| rig.ok(args);
-    let run = |args: &[&str]| rig.run(args);
     ok(&["provider", "verify", "scaleway"]);
     std::fs::create_dir_all(rig.home().join("roles")).unwrap();
     std::fs::write(
@@ -103,14 +102,39 @@ fn a_scaleway_node_from_the_command_line() {
         let out = ok(&["nodes", action, "scw-1", "--wait"]);
         assert!(out.contains(&format!("done ({machine}")), "{action}: {out}");
     }
-    // No in-place reinstall on Scaleway: refused in words, the server untouched.
-    let (code, out, err) = run(&["nodes", "reinstall", "scw-1", "--wait"]);
-    assert_ne!(code, 0, "{out}");
-    assert!(
-        err.contains("Scaleway Instances cannot reinstall") && !err.contains("HTTP"),
-        "{err}"
+    // Reinstall: the same server gets a new root volume from the image, so the machine
+    // comes back with a new host key (the engine drops the pinned one) and the SSH
+    // phases run again.
+    let old_root = fake.root_volume(&server.id).unwrap();
+    std::fs::remove_file(sandbox.join("role-marker")).unwrap();
+    rig.sshd.restart_with_new_host_key();
+    let (fake, ok) = (&rig.fake, |args: &[&str]| rig.ok(args));
+    let run = |args: &[&str]| rig.run(args);
+    let out = ok(&["nodes", "reinstall", "scw-1", "--wait"]);
+    assert!(out.contains("done (running"), "reinstall: {out}");
+    let after = fake.server_by_name("scw-1").unwrap();
+    assert_eq!(after.id, server.id, "the server is kept");
+    assert_eq!(after.ipv4, server.ipv4);
+    assert_eq!(after.state, "running");
+    let new_root = fake.root_volume(&server.id).unwrap();
+    assert_ne!(new_root.id, old_root.id);
+    assert_eq!(
+        new_root.base_snapshot.as_deref(),
+        Some(scaleway_fake::image_root_snapshot("ubuntu_noble", "fr-par-1", "l_ssd").as_str())
     );
-    assert_eq!(fake.server_by_name("scw-1").unwrap().id, server.id);
+    let volumes = fake.volumes();
+    assert_eq!(volumes.len(), 1, "the old root is gone: {volumes:?}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("role-marker"))
+            .unwrap()
+            .trim(),
+        "scw-1",
+        "the role ran again"
+    );
+    let rows: Value = serde_json::from_str(&ok(&["nodes", "list", "--json"])).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["server_id"], format!("{}/{}", server.zone, server.id));
+    assert_eq!(row["execution"]["status"], "succeeded", "{row}");
     let servers = "/instance/v1/zones/fr-par-1/servers";
     assert_eq!(fake.request_count("POST", servers), 1, "exactly one create");
 

@@ -1,6 +1,7 @@
 //! Tests of the fake Scaleway API itself, over raw HTTP: the secret key, the product
 //! catalog, both pagination styles, tag filters, the server state machine and
-//! `transient_state`, volumes, security groups, IAM keys, DNS records, rate-limit headers
+//! `transient_state`, volumes (from snapshots, the root swap), images and local images,
+//! security groups, IAM keys, DNS records, rate-limit headers
 //! and each injected fault. Kept quick: transitions take 50 ms here.
 
 #![allow(clippy::unwrap_used)]
@@ -740,4 +741,292 @@ async fn out_of_band_changes_and_request_counts() {
     );
     api.fake.clear_requests();
     assert!(api.fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn local_images_resolve_a_label_to_the_root_snapshot() {
+    let api = Api::new().await;
+    let r = api
+        .get("/marketplace/v2/local-images?image_label=ubuntu_noble&zone=fr-par-1&type=instance_local")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["total_count"], 1);
+    let local = &r.body["local_images"][0];
+    assert_eq!(local["type"], "instance_local");
+    assert_eq!(local["label"], "ubuntu_noble");
+    assert_eq!(local["arch"], "x86_64");
+    let types: Vec<&str> = local["compatible_commercial_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"DEV1-S") && !types.contains(&"PLAY2-NANO"),
+        "{types:?}"
+    );
+    // Block Storage images: one per architecture.
+    let sbs = api
+        .get(
+            "/marketplace/v2/local-images?image_label=ubuntu_noble&zone=fr-par-1&type=instance_sbs",
+        )
+        .await;
+    assert_eq!(sbs.body["total_count"], 2);
+    let id = local["id"].as_str().unwrap();
+    let one = api.get(&format!("/marketplace/v2/local-images/{id}")).await;
+    assert_eq!(one.body["zone"], "fr-par-1");
+    // The Instance image behind it names its root snapshot.
+    let image = api.get(&format!("{PAR1}/images/{id}")).await;
+    assert_eq!(image.status, 200, "{}", image.body);
+    let root = &image.body["image"]["root_volume"];
+    assert_eq!(root["volume_type"], "l_ssd");
+    assert_eq!(root["size"], scaleway_fake::IMAGE_ROOT_SIZE);
+    assert_eq!(
+        root["id"],
+        scaleway_fake::image_root_snapshot("ubuntu_noble", "fr-par-1", "l_ssd")
+    );
+    let sbs_id = sbs.body["local_images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["arch"] == "x86_64")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = api.get(&format!("{PAR1}/images/{sbs_id}")).await;
+    assert_eq!(
+        image.body["image"]["root_volume"]["volume_type"],
+        "sbs_snapshot"
+    );
+    let missing = api.get(&format!("{PAR1}/images/{}", "0".repeat(36))).await;
+    assert_eq!((missing.status, missing.kind()), (404, "unknown_resource"));
+    // A server's root volume is made from its image's root snapshot.
+    let server = api.create_server("img", &[]).await;
+    let root = api.fake.root_volume(&server).unwrap();
+    assert_eq!(
+        root.base_snapshot.as_deref(),
+        Some(scaleway_fake::image_root_snapshot("ubuntu_noble", "fr-par-1", "l_ssd").as_str())
+    );
+    let s = api.get(&format!("{PAR1}/servers/{server}")).await;
+    assert_eq!(s.body["server"]["image"]["id"], id);
+}
+
+#[tokio::test]
+async fn instance_volumes_come_from_a_snapshot_or_a_size_and_list_by_tag() {
+    let api = Api::new().await;
+    let snap = scaleway_fake::image_root_snapshot("ubuntu_noble", "fr-par-1", "l_ssd");
+    let path = format!("{PAR1}/volumes");
+    let both = api
+        .call(
+            "POST",
+            &path,
+            Some(
+                json!({ "name": "x", "project": PROJECT, "volume_type": "l_ssd",
+                         "size": 20_000_000_000u64, "base_snapshot": snap }),
+            ),
+        )
+        .await;
+    assert_eq!((both.status, both.kind()), (400, "invalid_arguments"));
+    let unknown = api
+        .call(
+            "POST",
+            &path,
+            Some(json!({ "name": "x", "project": PROJECT, "base_snapshot": "nope" })),
+        )
+        .await;
+    assert_eq!((unknown.status, unknown.kind()), (404, "unknown_resource"));
+    let sbs = api
+        .call(
+            "POST",
+            &path,
+            Some(json!({ "project": PROJECT, "volume_type": "sbs_volume", "size": 512 })),
+        )
+        .await;
+    assert_eq!(sbs.status, 400, "Block Storage volumes are not made here");
+    let made = api
+        .call(
+            "POST",
+            &path,
+            Some(
+                json!({ "name": "fresh", "project": PROJECT, "volume_type": "l_ssd",
+                         "base_snapshot": snap, "tags": ["legion-root-of=s1"] }),
+            ),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let v = &made.body["volume"];
+    assert_eq!(
+        v["size"],
+        scaleway_fake::IMAGE_ROOT_SIZE,
+        "the snapshot's size"
+    );
+    assert_eq!(v["state"], "fetching");
+    assert!(v["server"].is_null());
+    let id = v["id"].as_str().unwrap().to_string();
+    let listed = api
+        .get(&format!(
+            "{path}?project={PROJECT}&tags=legion-root-of%3Ds1"
+        ))
+        .await;
+    assert_eq!(listed.header("x-total-count"), 1);
+    assert_eq!(listed.body["volumes"][0]["id"], id.as_str());
+    let other = api.get(&format!("{path}?tags=legion-root-of%3Ds2")).await;
+    assert_eq!(other.header("x-total-count"), 0);
+    let started = Instant::now();
+    while api.get(&format!("{path}/{id}")).await.body["volume"]["state"] != "available" {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "never available"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(api.fake.volumes().len(), 1);
+    assert_eq!(
+        api.call("DELETE", &format!("{path}/{id}"), None)
+            .await
+            .status,
+        204
+    );
+}
+
+#[tokio::test]
+async fn block_volumes_come_from_a_snapshot_at_a_size_and_show_their_server() {
+    let api = Api::new().await;
+    let snap = scaleway_fake::image_root_snapshot("ubuntu_noble", "fr-par-1", "sbs_volume");
+    let path = "/block/v1/zones/fr-par-1/volumes";
+    let smaller = api
+        .call(
+            "POST",
+            path,
+            Some(json!({ "name": "x", "project_id": PROJECT,
+                         "from_snapshot": { "snapshot_id": snap, "size": 1_000_000_000u64 } })),
+        )
+        .await;
+    assert_eq!((smaller.status, smaller.kind()), (400, "invalid_arguments"));
+    let neither = api
+        .call(
+            "POST",
+            path,
+            Some(json!({ "name": "x", "project_id": PROJECT })),
+        )
+        .await;
+    assert_eq!(neither.status, 400);
+    let made = api
+        .call(
+            "POST",
+            path,
+            Some(
+                json!({ "name": "fresh", "project_id": PROJECT, "perf_iops": 15000,
+                         "from_snapshot": { "snapshot_id": snap, "size": 20_000_000_000u64 },
+                         "tags": ["legion-root-of=s1"] }),
+            ),
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.body["status"], "creating");
+    assert_eq!(made.body["size"], 20_000_000_000u64);
+    assert_eq!(made.body["type"], "sbs_15k");
+    assert_eq!(made.body["parent_snapshot_id"], snap.as_str());
+    assert_eq!(made.body["references"], json!([]));
+    let listed = api
+        .get(&format!(
+            "{path}?project_id={PROJECT}&tags=legion-root-of%3Ds1"
+        ))
+        .await;
+    assert_eq!(listed.body["total_count"], 1);
+    // A server's Block Storage root is referenced by the server.
+    let r = api
+        .call(
+            "POST",
+            &format!("{PAR1}/servers"),
+            Some(json!({ "name": "b", "commercial_type": "PLAY2-NANO",
+                         "image": "ubuntu_noble", "project": PROJECT })),
+        )
+        .await;
+    let server = r.body["server"]["id"].as_str().unwrap();
+    let root = api.fake.root_volume(server).unwrap();
+    let v = api.get(&format!("{path}/{}", root.id)).await;
+    assert_eq!(v.body["status"], "in_use");
+    assert_eq!(
+        v.body["references"][0]["product_resource_type"],
+        "instance_server"
+    );
+    assert_eq!(v.body["references"][0]["product_resource_id"], server);
+}
+
+#[tokio::test]
+async fn a_root_swap_needs_a_stopped_server_and_an_available_volume() {
+    let api = Api::new().await;
+    let server = api.create_server("swap", &["keep=me"]).await;
+    let old = api.fake.root_volume(&server).unwrap();
+    let snap = scaleway_fake::image_root_snapshot("ubuntu_jammy", "fr-par-1", "l_ssd");
+    let made = api
+        .call(
+            "POST",
+            &format!("{PAR1}/volumes"),
+            Some(json!({ "name": "new-root", "project": PROJECT, "base_snapshot": snap })),
+        )
+        .await;
+    let new = made.body["volume"]["id"].as_str().unwrap().to_string();
+    let server_path = format!("{PAR1}/servers/{server}");
+    let patch =
+        |volumes: Value| api.call("PATCH", &server_path, Some(json!({ "volumes": volumes })));
+    // Still being filled from the snapshot.
+    let early = patch(json!({ "0": { "id": new, "name": "new-root" } })).await;
+    assert_eq!((early.status, early.kind()), (400, "invalid_request_error"));
+    api.fake.finish_all_actions();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Refused on a running server, in the Instance API's older form.
+    assert_eq!(api.action(&server, "poweron").await.status, 202);
+    api.wait_state(&server, "running").await;
+    let running = patch(json!({ "0": { "id": new, "name": "new-root" } })).await;
+    assert_eq!(running.status, 400);
+    assert_eq!(running.kind(), "invalid_request_error");
+    assert!(
+        running.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped")
+    );
+    assert_eq!(
+        api.fake.root_volume(&server).unwrap().id,
+        old.id,
+        "nothing changed"
+    );
+    assert_eq!(api.action(&server, "poweroff").await.status, 202);
+    api.wait_state(&server, "stopped").await;
+    let no_root = patch(json!({ "1": { "id": new } })).await;
+    assert_eq!(no_root.status, 400);
+    let unknown = patch(json!({ "0": { "id": "nope" } })).await;
+    assert_eq!(unknown.status, 404);
+    let ok = patch(json!({ "0": { "id": new, "name": "new-root" } })).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let volumes = ok.body["server"]["volumes"].as_object().unwrap();
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes["0"]["id"], new.as_str());
+    assert_eq!(ok.body["server"]["tags"], json!(["keep=me"]));
+    let root = api.fake.root_volume(&server).unwrap();
+    assert_eq!(root.base_snapshot.as_deref(), Some(snap.as_str()));
+    // The old root is detached, and can now be deleted; the new one cannot.
+    let old_now = api.get(&format!("{PAR1}/volumes/{}", old.id)).await;
+    assert!(old_now.body["volume"]["server"].is_null());
+    let in_use = api
+        .call("DELETE", &format!("{PAR1}/volumes/{new}"), None)
+        .await;
+    assert_eq!((in_use.status, in_use.kind()), (412, "precondition_failed"));
+    let gone = api
+        .call("DELETE", &format!("{PAR1}/volumes/{}", old.id), None)
+        .await;
+    assert_eq!(gone.status, 204);
+    // A volume attached elsewhere is refused.
+    let other = api.create_server("other", &[]).await;
+    let taken = patch(json!({ "0": { "id": api.fake.root_volume(&other).unwrap().id } })).await;
+    assert_eq!(taken.status, 400);
+    assert!(
+        taken.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("another server")
+    );
 }

@@ -127,6 +127,22 @@ fn live_node_end_to_end() {
         .unwrap()
         .clone();
     assert_eq!(row["machine"], "running", "{row}");
+    // Reinstall: a new root volume from the image, the same server.
+    let (code, _, err) = live.run(&["nodes", "reinstall", &name, "--wait"]);
+    assert_eq!(code, 0, "reinstall failed: {err}");
+    let rows: Value = serde_json::from_str(&live.ok(&["nodes", "list", "--json"])).unwrap();
+    let again = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        again["server_id"], row["server_id"],
+        "reinstall keeps the server"
+    );
+    assert_eq!(again["machine"], "running", "{again}");
     let address = row["address"].as_str().unwrap_or("-").to_string();
     if std::env::var("LEGION_E2E_KEEP_INSTANCE").is_ok_and(|v| v == "1") {
         println!(

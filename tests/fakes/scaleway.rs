@@ -21,6 +21,21 @@
 //! Instance API's older `{"message", "type": "invalid_request_error", "fields"}` and
 //! `unknown_resource`, and the newer `{"type", "message", "details"}` ones.
 //!
+//! Images and volumes, for reinstall (a root volume swap): the Marketplace's local images
+//! (`GET /marketplace/v2/local-images?image_label&zone&type`, one per label, zone, type
+//! `instance_local`/`instance_sbs` and architecture, with compatible commercial types)
+//! name Instance images (`GET …/images/{id}`) whose `root_volume` is the snapshot root
+//! volumes are made from (`l_ssd` of 10 GB, or `sbs_snapshot`), as in the SDK's
+//! cassettes. Instance `POST …/volumes` takes precisely one of `size` and
+//! `base_snapshot` (the volume then has the snapshot's size and is `fetching` for the
+//! action duration); Block Storage `POST /block/v1/zones/{zone}/volumes` takes precisely
+//! one of `from_empty` and `from_snapshot` (a size no smaller than the snapshot's) and is
+//! `creating` meanwhile. `PATCH …/servers/{id}` with `volumes` replaces the server's
+//! volume list (templates by `id`) only while the server is `stopped`, with available
+//! volumes attached to no other server and a root at index `0`; otherwise it answers in
+//! the older form (`invalid_request_error`; the messages are the fake's words). Volumes
+//! left out are detached (Block Storage ones stay busy for the detach delay).
+//!
 //! Fault injection and inspection helpers live on the [`ScalewayFake`] handle and may be
 //! used while the server is running, from any thread.
 
@@ -90,6 +105,8 @@ pub struct FaultRule {
     pub method: Option<String>,
     pub path_prefix: Option<String>,
     pub times: u32,
+    /// Matching requests let through before the fault applies.
+    pub skip: u32,
 }
 
 impl FaultRule {
@@ -99,7 +116,14 @@ impl FaultRule {
             method: None,
             path_prefix: None,
             times,
+            skip: 0,
         }
+    }
+
+    /// Let the first `n` matching requests through untouched.
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
+        self
     }
 
     pub fn matching(mut self, method: &str, path_prefix: &str) -> Self {
@@ -143,12 +167,28 @@ pub struct FakeServer {
 pub struct FakeVolume {
     pub id: String,
     pub zone: String,
+    pub name: String,
+    pub project: String,
     /// `l_ssd` (Instance API) or `sbs_volume` (Block Storage API).
     pub volume_type: String,
     pub size: u64,
+    pub tags: Vec<String>,
+    /// The snapshot it was made from (an image's root snapshot for a root volume).
+    pub base_snapshot: Option<String>,
+    /// Block Storage only: 5000 or 15000.
+    pub perf_iops: Option<u64>,
     pub server: Option<String>,
-    /// Still detaching from a deleted server until then (deletion refused).
+    /// Still detaching from a server until then (deletion refused).
     pub busy_until: Option<Instant>,
+    /// Still being filled from its snapshot until then (`fetching` in the Instance API,
+    /// `creating` in Block Storage): it cannot be attached yet.
+    pub ready_at: Option<Instant>,
+}
+
+impl FakeVolume {
+    fn ready(&self, now: Instant) -> bool {
+        self.ready_at.is_none_or(|t| t <= now)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,6 +376,11 @@ impl ScalewayFake {
         self.inject(FaultRule::new(FaultKind::DropBeforeApply, n).matching(method, path_prefix));
     }
 
+    /// Injected faults not used up yet.
+    pub fn pending_faults(&self) -> usize {
+        self.faults().rules.len()
+    }
+
     pub fn clear_faults(&self) {
         let mut faults = self.faults();
         faults.rules.clear();
@@ -464,6 +509,13 @@ impl ScalewayFake {
 
     pub fn volumes(&self) -> Vec<FakeVolume> {
         self.world().volumes.values().cloned().collect()
+    }
+
+    /// The volume a server boots from (index `0`).
+    pub fn root_volume(&self, server: &str) -> Option<FakeVolume> {
+        let world = self.world();
+        let root = world.servers.get(server)?.volumes.first()?.clone();
+        world.volumes.get(&root).cloned()
     }
 
     pub fn ssh_keys(&self) -> Vec<FakeSshKey> {
@@ -713,8 +765,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 && r.method.as_deref().is_none_or(|m| m == method)
                 && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         }) {
-            rule.times -= 1;
-            fault = Some(rule.kind.clone());
+            if rule.skip > 0 {
+                rule.skip -= 1;
+            } else {
+                rule.times -= 1;
+                fault = Some(rule.kind.clone());
+            }
         }
         faults.rules.retain(|r| r.times > 0);
         if let Some(FaultKind::RateLimited { reset_in }) = &fault {
@@ -1160,6 +1216,123 @@ fn image_uuid(label: &str) -> String {
     format!("6c1d2e3f-0000-4000-8000-{sum:012x}")
 }
 
+/// A stable number for a string (FNV-1a), for the fake's derived ids.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The Marketplace's local image types, the kind of root volume each makes and the
+/// type of its root snapshot.
+const LOCAL_KINDS: &[(&str, &str, &str)] = &[
+    ("instance_local", "l_ssd", "l_ssd"),
+    ("instance_sbs", "sbs_volume", "sbs_snapshot"),
+];
+
+/// The size of every image's root snapshot (10 GB, as Scaleway's Ubuntu images).
+pub const IMAGE_ROOT_SIZE: u64 = 10_000_000_000;
+
+/// The Instance image id of a Marketplace label in a zone, for one local image type
+/// (`instance_local`, `instance_sbs`) and architecture.
+pub fn local_image_id(label: &str, zone: &str, kind: &str, arch: &str) -> String {
+    let h = fnv(&format!("image/{label}/{zone}/{kind}/{arch}"));
+    format!(
+        "{:08x}-1a6e-4000-8000-{:012x}",
+        h >> 32,
+        h & 0xffff_ffff_ffff
+    )
+}
+
+/// The root snapshot of a label's x86-64 image in a zone for a root volume type
+/// (`l_ssd` or `sbs_volume`).
+pub fn image_root_snapshot(label: &str, zone: &str, volume_type: &str) -> String {
+    let kind = LOCAL_KINDS
+        .iter()
+        .find(|(_, v, _)| *v == volume_type)
+        .map_or("instance_sbs", |(k, _, _)| k);
+    let h = fnv(&format!(
+        "snapshot/{}",
+        local_image_id(label, zone, kind, "x86_64")
+    ));
+    format!(
+        "{:08x}-5a90-4000-8000-{:012x}",
+        h >> 32,
+        h & 0xffff_ffff_ffff
+    )
+}
+
+/// `(local image id, label, zone, kind, arch)` of every local image in `zone`.
+fn local_images(zone: &str) -> Vec<(String, &'static MarketImage, &'static str, &'static str)> {
+    let mut out = Vec::new();
+    for image in IMAGES {
+        for (kind, _, _) in LOCAL_KINDS {
+            out.push((
+                local_image_id(image.label, zone, kind, "x86_64"),
+                image,
+                *kind,
+                "x86_64",
+            ));
+        }
+        out.push((
+            local_image_id(image.label, zone, "instance_sbs", "arm64"),
+            image,
+            "instance_sbs",
+            "arm64",
+        ));
+    }
+    out
+}
+
+/// The commercial types a local image boots: local images only the types with local
+/// storage, Block Storage images every type of their architecture.
+fn compatible_types(kind: &str, arch: &str) -> Vec<&'static str> {
+    TYPES
+        .iter()
+        .filter(|t| t.arch == arch && (kind == "instance_sbs" || t.volume == "l_ssd"))
+        .map(|t| t.name)
+        .collect()
+}
+
+fn local_image_json(id: &str, image: &MarketImage, zone: &str, kind: &str, arch: &str) -> Value {
+    json!({ "id": id, "arch": arch, "zone": zone, "label": image.label, "type": kind,
+            "compatible_commercial_types": compatible_types(kind, arch) })
+}
+
+/// The Instance API's image of a local image id in `zone`, with its root snapshot.
+fn instance_image_json(zone: &str, id: &str) -> Option<Value> {
+    let (_, image, kind, arch) = local_images(zone).into_iter().find(|(i, ..)| i == id)?;
+    let root = if kind == "instance_local" {
+        json!({ "id": image_root_snapshot(image.label, zone, "l_ssd"), "name": image.name,
+                "volume_type": "l_ssd", "size": IMAGE_ROOT_SIZE })
+    } else if arch == "x86_64" {
+        json!({ "id": image_root_snapshot(image.label, zone, "sbs_volume"), "name": "",
+                "volume_type": "sbs_snapshot", "size": 0 })
+    } else {
+        let h = fnv(&format!("snapshot/{id}"));
+        json!({ "id": format!("{:08x}-5a90-4000-8000-{:012x}", h >> 32, h & 0xffff_ffff_ffff),
+                "name": "", "volume_type": "sbs_snapshot", "size": 0 })
+    };
+    Some(json!({
+        "id": id, "name": image.name, "arch": arch,
+        "organization": "51b656e3-4865-41e8-adbc-0c45bdd780db",
+        "project": "51b656e3-4865-41e8-adbc-0c45bdd780db",
+        "root_volume": root, "extra_volumes": {}, "public": true,
+        "creation_date": "2025-07-22T09:11:39.995342+00:00",
+        "modification_date": "2025-07-22T09:11:39.995342+00:00",
+        "default_bootscript": null, "from_server": "", "state": "available", "tags": [],
+        "zone": zone,
+    }))
+}
+
+/// The snapshot `id` if it is the x86-64 root snapshot of some image in `zone` whose
+/// root volumes are `volume_type`.
+fn known_root_snapshot(zone: &str, volume_type: &str, id: &str) -> bool {
+    IMAGES
+        .iter()
+        .any(|i| image_root_snapshot(i.label, zone, volume_type) == id)
+}
+
 // ---------------------------------------------------------------------------------------
 // The world
 // ---------------------------------------------------------------------------------------
@@ -1320,15 +1493,29 @@ impl World {
         let n = self.next_id;
         let volume_type = server_type(commercial_type, zone).map_or("sbs_volume", |t| t.volume);
         let vid = self.uuid();
+        let image_name = IMAGES
+            .iter()
+            .find(|i| i.label == image || image_uuid(i.label) == image)
+            .map_or("Image", |i| i.name);
         self.volumes.insert(
             vid.clone(),
             FakeVolume {
                 id: vid.clone(),
                 zone: zone.to_string(),
+                name: if volume_type == "l_ssd" {
+                    image_name.to_string()
+                } else {
+                    format!("{image_name}_sbs_volume_0")
+                },
+                project: project.to_string(),
                 volume_type: volume_type.to_string(),
                 size: 20_000_000_000,
+                tags: Vec::new(),
+                base_snapshot: Some(image_root_snapshot(image, zone, volume_type)),
+                perf_iops: (volume_type == "sbs_volume").then_some(5000),
                 server: Some(id.clone()),
                 busy_until: None,
+                ready_at: None,
             },
         );
         let group = self.default_group(zone, project);
@@ -1378,8 +1565,16 @@ impl World {
                 let v = self.volumes.get(vid)?;
                 Some((
                     i.to_string(),
-                    json!({ "id": v.id, "name": format!("{}-vol-{i}", s.name), "volume_type": v.volume_type,
-                            "size": v.size, "state": "available", "boot": i == 0, "zone": v.zone }),
+                    if v.volume_type == "sbs_volume" {
+                        json!({ "id": v.id, "volume_type": v.volume_type, "boot": false,
+                                "zone": v.zone })
+                    } else {
+                        json!({ "id": v.id, "name": v.name, "volume_type": v.volume_type,
+                                "size": v.size, "state": "available", "boot": false,
+                                "export_uri": null, "organization": v.project,
+                                "project": v.project, "tags": v.tags,
+                                "server": { "id": s.id, "name": s.name }, "zone": v.zone })
+                    },
                 ))
             })
             .collect();
@@ -1411,8 +1606,7 @@ impl World {
             "routed_ip_enabled": true,
             "enable_ipv6": false,
             "hostname": s.name,
-            "image": { "id": image_uuid(&s.image), "name": IMAGES.iter().find(|i| i.label == s.image).map_or("", |i| i.name),
-                       "arch": "x86_64", "public": true, "state": "available", "zone": s.zone },
+            "image": self.server_image_json(s),
             "protected": false,
             "private_ip": null,
             "public_ip": ip(&s.ipv4, "inet"),
@@ -1430,6 +1624,74 @@ impl World {
             "private_nics": [],
             "zone": s.zone,
             "end_of_service": false,
+        })
+    }
+
+    /// The image a server was created from: Scaleway keeps reporting it after the root
+    /// volume is replaced.
+    fn server_image_json(&self, s: &FakeServer) -> Value {
+        let kind = if server_type(&s.commercial_type, &s.zone).is_some_and(|t| t.volume == "l_ssd")
+        {
+            "instance_local"
+        } else {
+            "instance_sbs"
+        };
+        let id = local_image_id(&s.image, &s.zone, kind, "x86_64");
+        instance_image_json(&s.zone, &id).unwrap_or_else(|| {
+            json!({ "id": image_uuid(&s.image), "name": "", "arch": "x86_64", "public": true,
+                    "state": "available", "zone": s.zone })
+        })
+    }
+
+    fn instance_volume_json(&self, v: &FakeVolume) -> Value {
+        let server = v.server.as_ref().and_then(|id| self.servers.get(id));
+        let state = if v.ready(Instant::now()) {
+            "available"
+        } else {
+            "fetching"
+        };
+        json!({
+            "id": v.id, "name": v.name, "export_uri": null, "size": v.size,
+            "volume_type": v.volume_type,
+            "creation_date": "2026-01-01T00:00:00.000000+00:00",
+            "modification_date": "2026-01-01T00:00:00.000000+00:00",
+            "organization": v.project, "project": v.project, "tags": v.tags,
+            "server": server.map(|s| json!({ "id": s.id, "name": s.name })),
+            "state": state, "zone": v.zone,
+        })
+    }
+
+    fn block_volume_json(&self, v: &FakeVolume) -> Value {
+        let now = Instant::now();
+        let detaching = v.server.is_none() && v.busy_until.is_some_and(|t| t > now);
+        let references: Vec<Value> = match (&v.server, detaching) {
+            (Some(server), _) => vec![json!({
+                "id": format!("ref-{}", v.id), "product_resource_type": "instance_server",
+                "product_resource_id": server, "created_at": "2026-01-01T00:00:00Z",
+                "type": "exclusive", "status": "attached" })],
+            (None, true) => vec![json!({
+                "id": format!("ref-{}", v.id), "product_resource_type": "instance_server",
+                "product_resource_id": "", "created_at": "2026-01-01T00:00:00Z",
+                "type": "exclusive", "status": "detaching" })],
+            (None, false) => Vec::new(),
+        };
+        let status = if !v.ready(now) {
+            "creating"
+        } else if v.server.is_some() || detaching {
+            "in_use"
+        } else {
+            "available"
+        };
+        let iops = v.perf_iops.unwrap_or(5000);
+        json!({
+            "id": v.id, "name": v.name,
+            "type": if iops >= 15000 { "sbs_15k" } else { "sbs_5k" },
+            "size": v.size, "project_id": v.project,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "references": references, "parent_snapshot_id": v.base_snapshot,
+            "status": status, "tags": v.tags,
+            "specs": { "perf_iops": iops, "class": "sbs" },
+            "last_detached_at": null, "zone": v.zone,
         })
     }
 
@@ -1475,22 +1737,59 @@ impl World {
                 }
                 self.instance(method, zone, rest, q, body)
             }
+            ["block", "v1", "zones", zone, "volumes"] if ZONES.contains(zone) => match method {
+                "GET" => {
+                    let tags = q.tags();
+                    let items: Vec<Value> = self
+                        .volumes
+                        .values()
+                        .filter(|v| v.zone == *zone && v.volume_type == "sbs_volume")
+                        .filter(|v| q.get("project_id").is_none_or(|p| v.project == p))
+                        .filter(|v| q.get("name").is_none_or(|n| v.name.contains(n)))
+                        // Block Storage: volumes with one or more of the tags.
+                        .filter(|v| tags.is_empty() || tags.iter().any(|t| v.tags.contains(t)))
+                        .filter(|v| {
+                            q.get("product_resource_id")
+                                .is_none_or(|r| v.server.as_deref() == Some(r))
+                        })
+                        .map(|v| self.block_volume_json(v))
+                        .collect();
+                    standard_page("volumes", items, q)
+                }
+                "POST" => self.create_block_volume(zone, body),
+                _ => Err(ApiError::method()),
+            },
             ["block", "v1", "zones", zone, "volumes", id] => match method {
                 "GET" => match self
                     .volumes
                     .get(*id)
                     .filter(|v| v.zone == *zone && v.volume_type == "sbs_volume")
                 {
-                    Some(v) => Ok(Answer::json(
-                        200,
-                        json!({ "id": v.id, "zone": v.zone,
-                        "status": if v.server.is_some() { "in_use" } else { "available" } }),
-                    )),
+                    Some(v) => Ok(Answer::json(200, self.block_volume_json(v))),
                     None => Err(ApiError::not_found("volume", id)),
                 },
                 "DELETE" => self.delete_volume(zone, id, "sbs_volume"),
                 _ => Err(ApiError::method()),
             },
+            ["marketplace", "v2", "local-images"] if method == "GET" => {
+                let zone = q.get("zone").unwrap_or("fr-par-1");
+                let kind = q.get("type").filter(|t| *t != "unknown_type");
+                let items: Vec<Value> = local_images(zone)
+                    .into_iter()
+                    .filter(|(_, i, ..)| q.get("image_label").is_none_or(|l| i.label == l))
+                    .filter(|(_, _, k, _)| kind.is_none_or(|t| *k == t))
+                    .map(|(id, i, k, a)| local_image_json(&id, i, zone, k, a))
+                    .collect();
+                standard_page("local_images", items, q)
+            }
+            ["marketplace", "v2", "local-images", id] if method == "GET" => ZONES
+                .iter()
+                .flat_map(|z| local_images(z).into_iter().map(move |l| (*z, l)))
+                .find(|(_, (i, ..))| i == id)
+                .map(|(z, (i, image, k, a))| {
+                    Answer::json(200, local_image_json(&i, image, z, k, a))
+                })
+                .ok_or_else(|| ApiError::not_found("local_image", id)),
             ["marketplace", "v2", "images"] if method == "GET" => {
                 let eol = q.get("include_eol") == Some("true");
                 let now = now_rfc3339();
@@ -1589,6 +1888,25 @@ impl World {
             (_, ["servers", id]) => self.server_item(method, zone, id, body),
             ("POST", ["servers", id, "action"]) => self.server_action(zone, id, body),
             (_, ["servers", _, "action"]) => Err(ApiError::method()),
+            ("GET", ["images", id]) => match instance_image_json(zone, id) {
+                Some(image) => Ok(Answer::json(200, json!({ "image": image }))),
+                None => Err(ApiError::unknown("Image", id)),
+            },
+            ("GET", ["volumes"]) => {
+                let tags = q.tags();
+                let items: Vec<Value> = self
+                    .volumes
+                    .values()
+                    .filter(|v| v.zone == zone && v.volume_type == "l_ssd")
+                    .filter(|v| q.get("project").is_none_or(|p| v.project == p))
+                    .filter(|v| q.get("name").is_none_or(|n| v.name.contains(n)))
+                    .filter(|v| tags.iter().all(|t| v.tags.contains(t)))
+                    .filter(|v| q.get("volume_type").is_none_or(|t| v.volume_type == t))
+                    .map(|v| self.instance_volume_json(v))
+                    .collect();
+                instance_page("volumes", items, q)
+            }
+            ("POST", ["volumes"]) => self.create_instance_volume(zone, body),
             ("GET", ["volumes", id]) => match self
                 .volumes
                 .get(*id)
@@ -1596,7 +1914,7 @@ impl World {
             {
                 Some(v) => Ok(Answer::json(
                     200,
-                    json!({ "volume": { "id": v.id, "volume_type": v.volume_type, "zone": v.zone } }),
+                    json!({ "volume": self.instance_volume_json(v) }),
                 )),
                 None => Err(ApiError::not_found("instance_volume", id)),
             },
@@ -1664,6 +1982,11 @@ impl World {
                               "message": format!("{commercial_type} is out of stock in {zone}") }),
             });
         }
+        let local = local_images(zone).into_iter().find(|(id, ..)| *id == image);
+        let image = match &local {
+            Some((_, i, _, _)) => i.label.to_string(),
+            None => image,
+        };
         let valid_image = IMAGES.iter().any(|i| i.label == image)
             || IMAGES.iter().any(|i| image_uuid(i.label) == image);
         if !valid_image {
@@ -1736,6 +2059,28 @@ impl World {
                     match self.groups.get(sg_id) {
                         Some(g) if g.zone == zone => s.security_group = sg_id.to_string(),
                         _ => return Err(ApiError::unknown("Security group", sg_id)),
+                    }
+                }
+                let detached = match body.get("volumes") {
+                    Some(volumes) => {
+                        let (list, detached) = self.server_volumes(&s, zone, volumes)?;
+                        s.volumes = list;
+                        detached
+                    }
+                    None => Vec::new(),
+                };
+                let now = Instant::now();
+                for vid in &s.volumes {
+                    if let Some(v) = self.volumes.get_mut(vid) {
+                        v.server = Some(id.to_string());
+                    }
+                }
+                for vid in detached {
+                    if let Some(v) = self.volumes.get_mut(&vid) {
+                        v.server = None;
+                        if v.volume_type == "sbs_volume" && !self.detach_delay.is_zero() {
+                            v.busy_until = Some(now + self.detach_delay);
+                        }
                     }
                 }
                 self.servers.insert(id.to_string(), s.clone());
@@ -1828,6 +2173,253 @@ impl World {
                               "started_at": "2026-01-01T00:00:00.000000+00:00",
                               "terminated_at": null, "zone": zone } }),
         ))
+    }
+
+    /// The volume list a `volumes` map of `PATCH …/servers/{id}` gives `s`, and the
+    /// volumes it detaches. Only a stopped server's volumes change; every template names
+    /// an existing volume of the zone (by `id`), available and attached to no other
+    /// server; index `0`, the root, is required.
+    fn server_volumes(
+        &self,
+        s: &FakeServer,
+        zone: &str,
+        volumes: &Value,
+    ) -> Result<(Vec<String>, Vec<String>), ApiError> {
+        if s.state != "stopped" {
+            return Err(ApiError::old(
+                400,
+                "invalid_request_error",
+                "The server must be stopped to change its volumes.",
+            ));
+        }
+        let Some(map) = volumes.as_object() else {
+            return Err(ApiError::field(
+                "volumes",
+                "must be a map of volume templates",
+            ));
+        };
+        let mut indexed: Vec<(usize, String)> = Vec::new();
+        for (key, template) in map {
+            let Ok(index) = key.parse::<usize>() else {
+                return Err(ApiError::field(
+                    "volumes",
+                    &format!("{key:?} is not an index"),
+                ));
+            };
+            let Some(vid) = template.get("id").and_then(Value::as_str) else {
+                return Err(ApiError::argument(
+                    "volumes.id",
+                    "required",
+                    "the fake attaches existing volumes only",
+                ));
+            };
+            let Some(v) = self.volumes.get(vid).filter(|v| v.zone == zone) else {
+                return Err(ApiError::unknown("Volume", vid));
+            };
+            if v.server.as_deref().is_some_and(|other| other != s.id) {
+                return Err(ApiError::old(
+                    400,
+                    "invalid_request_error",
+                    &format!("volume {vid} is already attached to another server"),
+                ));
+            }
+            if !v.ready(Instant::now()) {
+                return Err(ApiError::old(
+                    400,
+                    "invalid_request_error",
+                    &format!("volume {vid} is not available yet"),
+                ));
+            }
+            if indexed.iter().any(|(_, other)| other == vid) {
+                return Err(ApiError::field(
+                    "volumes",
+                    &format!("volume {vid} is listed twice"),
+                ));
+            }
+            indexed.push((index, vid.to_string()));
+        }
+        indexed.sort();
+        if indexed.first().is_none_or(|(i, _)| *i != 0) {
+            return Err(ApiError::field(
+                "volumes",
+                "a root volume (index 0) is required",
+            ));
+        }
+        let list: Vec<String> = indexed.into_iter().map(|(_, v)| v).collect();
+        let detached = s
+            .volumes
+            .iter()
+            .filter(|v| !list.contains(v))
+            .cloned()
+            .collect();
+        Ok((list, detached))
+    }
+
+    fn string_list(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::field(key, "must be a list of strings"))
+                })
+                .collect(),
+            Some(_) => Err(ApiError::field(key, "must be a list of strings")),
+        }
+    }
+
+    /// `POST /instance/v1/zones/{zone}/volumes`: an `l_ssd` volume, empty (`size`) or
+    /// from a snapshot (`base_snapshot`, the size taken from it): precisely one of them.
+    fn create_instance_volume(&mut self, zone: &str, body: &Value) -> ApiResult {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        let Some(project) = text("project").or_else(|| text("organization")) else {
+            return Err(ApiError::argument("project", "required", ""));
+        };
+        let volume_type = text("volume_type").unwrap_or_else(|| "l_ssd".into());
+        if volume_type != "l_ssd" {
+            return Err(ApiError::argument(
+                "volume_type",
+                "constraint",
+                "only l_ssd volumes are made here; Block Storage volumes are made with the \
+                 Block Storage API",
+            ));
+        }
+        let size = body.get("size").and_then(Value::as_u64);
+        let snapshot = text("base_snapshot");
+        let (size, base_snapshot, ready_at) = match (size, snapshot) {
+            (Some(size), None) if size > 0 && size % 512 == 0 => (size, None, None),
+            (Some(_), None) => {
+                return Err(ApiError::argument(
+                    "size",
+                    "constraint",
+                    "a multiple of 512",
+                ));
+            }
+            (None, Some(snap)) => {
+                if !known_root_snapshot(zone, "l_ssd", &snap) {
+                    return Err(ApiError::unknown("Snapshot", &snap));
+                }
+                let ready = Instant::now() + self.action_duration;
+                (IMAGE_ROOT_SIZE, Some(snap), Some(ready))
+            }
+            _ => {
+                return Err(ApiError::argument(
+                    "size",
+                    "constraint",
+                    "precisely one of size, base_snapshot must be set",
+                ));
+            }
+        };
+        let id = self.uuid();
+        let volume = FakeVolume {
+            id: id.clone(),
+            zone: zone.to_string(),
+            name: text("name").unwrap_or_else(|| format!("vol-{}", &id[..8])),
+            project,
+            volume_type,
+            size,
+            tags: Self::string_list(body, "tags")?,
+            base_snapshot,
+            perf_iops: None,
+            server: None,
+            busy_until: None,
+            ready_at,
+        };
+        let json = self.instance_volume_json(&volume);
+        self.volumes.insert(id, volume);
+        Ok(Answer::json(201, json!({ "volume": json })))
+    }
+
+    /// `POST /block/v1/zones/{zone}/volumes`: precisely one of `from_empty` and
+    /// `from_snapshot` (its `size` optional, never below the snapshot's); `perf_iops`
+    /// 5000 or 15000.
+    fn create_block_volume(&mut self, zone: &str, body: &Value) -> ApiResult {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        let Some(project) = text("project_id") else {
+            return Err(ApiError::argument("project_id", "required", ""));
+        };
+        let iops = match body.get("perf_iops") {
+            None | Some(Value::Null) => 5000,
+            Some(v) => match v.as_u64() {
+                Some(n @ (5000 | 15000)) => n,
+                _ => {
+                    return Err(ApiError::argument(
+                        "perf_iops",
+                        "constraint",
+                        "5000 or 15000",
+                    ));
+                }
+            },
+        };
+        let from_empty = body.get("from_empty").filter(|v| !v.is_null());
+        let from_snapshot = body.get("from_snapshot").filter(|v| !v.is_null());
+        let (size, base_snapshot, ready_at) = match (from_empty, from_snapshot) {
+            (Some(e), None) => match e.get("size").and_then(Value::as_u64) {
+                Some(size) if size >= 1_000_000_000 => (size, None, None),
+                _ => {
+                    return Err(ApiError::argument(
+                        "from_empty.size",
+                        "constraint",
+                        "at least 1 GB",
+                    ));
+                }
+            },
+            (None, Some(f)) => {
+                let snap = f
+                    .get("snapshot_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if !known_root_snapshot(zone, "sbs_volume", &snap) {
+                    return Err(ApiError::not_found("snapshot", &snap));
+                }
+                let size = match f.get("size") {
+                    None | Some(Value::Null) => IMAGE_ROOT_SIZE,
+                    Some(v) => match v.as_u64() {
+                        Some(size) if size >= IMAGE_ROOT_SIZE => size,
+                        _ => {
+                            return Err(ApiError::argument(
+                                "from_snapshot.size",
+                                "constraint",
+                                "must not be below the snapshot's size",
+                            ));
+                        }
+                    },
+                };
+                (
+                    size,
+                    Some(snap),
+                    Some(Instant::now() + self.action_duration),
+                )
+            }
+            _ => {
+                return Err(ApiError::argument(
+                    "from_empty",
+                    "constraint",
+                    "precisely one of from_empty, from_snapshot must be set",
+                ));
+            }
+        };
+        let id = self.uuid();
+        let volume = FakeVolume {
+            id: id.clone(),
+            zone: zone.to_string(),
+            name: text("name").unwrap_or_default(),
+            project,
+            volume_type: "sbs_volume".into(),
+            size,
+            tags: Self::string_list(body, "tags")?,
+            base_snapshot,
+            perf_iops: Some(iops),
+            server: None,
+            busy_until: None,
+            ready_at,
+        };
+        let json = self.block_volume_json(&volume);
+        self.volumes.insert(id, volume);
+        Ok(Answer::json(200, json))
     }
 
     fn delete_volume(&mut self, zone: &str, id: &str, volume_type: &str) -> ApiResult {

@@ -26,8 +26,9 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ClientConfig, Paging, Via};
 use super::schema::{
-    self, Availability, DnsZone, MarketImage, Record, SecurityGroup, SecurityGroupEnvelope, Server,
-    ServerEnvelope, ServerType, SgRule, SshKey, ZoneProducts,
+    self, Availability, BlockVolume, DnsZone, ImageEnvelope, ImageRoot, InstanceVolume,
+    InstanceVolumeEnvelope, LocalImage, MarketImage, Record, SecurityGroup, SecurityGroupEnvelope,
+    Server, ServerEnvelope, ServerType, SgRule, SshKey, ZoneProducts,
 };
 use super::{DISPLAY, ZONES};
 use crate::providers::{
@@ -47,6 +48,75 @@ struct AvailabilityResponse {
 
 fn instance(zone: &str) -> String {
     format!("/instance/v1/zones/{zone}")
+}
+
+fn block(zone: &str) -> String {
+    format!("/block/v1/zones/{zone}/volumes")
+}
+
+/// The tag on the root volumes a reinstall makes, naming their server.
+fn root_tag(server: &str) -> String {
+    format!("legion-root-of={server}")
+}
+
+/// The id of the volume a server boots from (index `0`).
+fn root_id(s: &Server) -> Option<&str> {
+    s.volumes.get("0").map(|v| v.id.as_str())
+}
+
+/// Where a server's root volume lives: the Instance API (`l_ssd`, local) or Block
+/// Storage (`sbs_volume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Local,
+    Block,
+}
+
+impl Store {
+    fn of(volume_type: &str) -> Option<Store> {
+        match volume_type {
+            "l_ssd" => Some(Store::Local),
+            "sbs_volume" => Some(Store::Block),
+            _ => None,
+        }
+    }
+
+    fn volume_type(self) -> &'static str {
+        match self {
+            Store::Local => "l_ssd",
+            Store::Block => "sbs_volume",
+        }
+    }
+
+    /// The Marketplace's local image type for this kind of root.
+    fn market_type(self) -> &'static str {
+        match self {
+            Store::Local => "instance_local",
+            Store::Block => "instance_sbs",
+        }
+    }
+
+    /// Whether an image's root snapshot of `volume_type` makes this kind of volume.
+    fn takes_snapshot(self, volume_type: &str) -> bool {
+        match self {
+            Store::Local => matches!(volume_type, "l_ssd" | "unified"),
+            Store::Block => volume_type == "sbs_snapshot",
+        }
+    }
+
+    fn volume_path(self, zone: &str, id: &str) -> String {
+        match self {
+            Store::Local => format!("{}/volumes/{id}", instance(zone)),
+            Store::Block => format!("{}/{id}", block(zone)),
+        }
+    }
+}
+
+fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn unix_now() -> u64 {
@@ -347,6 +417,307 @@ impl ScalewayApi {
                 other => return other,
             }
         }
+    }
+
+    // ---- reinstall: a fresh root volume ----
+
+    /// The snapshot `image` (a Marketplace label) makes root volumes of `store` from, for
+    /// a server of `commercial_type` in `zone`: the Marketplace's local image of that
+    /// label, zone and volume kind, then its Instance image's `root_volume`.
+    async fn image_root(
+        &self,
+        zone: &str,
+        image: &str,
+        commercial_type: &str,
+        store: Store,
+    ) -> ProviderResult<ImageRoot> {
+        let query = [
+            ("image_label", image.to_string()),
+            ("zone", zone.to_string()),
+            ("type", store.market_type().to_string()),
+        ];
+        let local: Vec<LocalImage> = self
+            .client
+            .list_all(
+                "/marketplace/v2/local-images",
+                "local_images",
+                &query,
+                Paging::Standard,
+                Via::Lane,
+            )
+            .await?;
+        let Some(local) = schema::pick_local_image(&local, commercial_type) else {
+            return Err(ProviderError::new(
+                DISPLAY,
+                ErrorKind::InvalidInput,
+                format!(
+                    "the Marketplace has no x86-64 image {image:?} for {commercial_type} \
+                     servers with {} root volumes in {zone}",
+                    store.volume_type()
+                ),
+            ));
+        };
+        let found = self
+            .client
+            .read_opt::<ImageEnvelope>(&format!("{}/images/{}", instance(zone), local.id))
+            .await?;
+        let root = found
+            .and_then(|e| e.image.root_volume)
+            .filter(|r| !r.id.is_empty() && store.takes_snapshot(&r.volume_type));
+        root.ok_or_else(|| {
+            ProviderError::new(
+                DISPLAY,
+                ErrorKind::Malformed,
+                format!(
+                    "image {} ({image} in {zone}) has no {} root snapshot to make a root \
+                     volume from",
+                    local.id,
+                    store.volume_type()
+                ),
+            )
+        })
+    }
+
+    /// Root volumes an earlier reinstall of server `uuid` made that are attached to
+    /// nothing (made but never swapped in, or swapped out but not deleted): the tag
+    /// finds them.
+    async fn leftover_roots(
+        &self,
+        zone: &str,
+        uuid: &str,
+        store: Store,
+        via: Via,
+    ) -> ProviderResult<Vec<(String, String)>> {
+        let tag = root_tag(uuid);
+        Ok(match store {
+            Store::Local => {
+                let query = [self.project_query(), ("tags", tag)];
+                let volumes: Vec<InstanceVolume> = self
+                    .client
+                    .list_all(
+                        &format!("{}/volumes", instance(zone)),
+                        "volumes",
+                        &query,
+                        Paging::Instance,
+                        via,
+                    )
+                    .await?;
+                volumes
+                    .into_iter()
+                    .filter(|v| v.server.is_none())
+                    .map(|v| (v.id, v.name))
+                    .collect()
+            }
+            Store::Block => {
+                let query = [
+                    ("project_id", self.client.project().to_string()),
+                    ("tags", tag),
+                ];
+                let volumes: Vec<BlockVolume> = self
+                    .client
+                    .list_all(&block(zone), "volumes", &query, Paging::Standard, via)
+                    .await?;
+                volumes
+                    .into_iter()
+                    .filter(|v| v.server().is_none())
+                    .map(|v| (v.id, v.name))
+                    .collect()
+            }
+        })
+    }
+
+    /// A new root volume for server `uuid` from `snapshot`, tagged with the server and
+    /// named `name`: an Instance `l_ssd` volume from `base_snapshot` (it takes the
+    /// snapshot's size), or a Block Storage volume `from_snapshot` at `size` with
+    /// `iops`. After an ambiguous failure, the volume with this name and tag is the
+    /// one made.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_root(
+        &self,
+        zone: &str,
+        uuid: &str,
+        store: Store,
+        snapshot: &str,
+        name: &str,
+        size: Option<u64>,
+        iops: Option<u32>,
+        res: &str,
+    ) -> ProviderResult<String> {
+        let client = &self.client;
+        let tags = vec![root_tag(uuid)];
+        let (path, body) = match store {
+            Store::Local => (
+                format!("{}/volumes", instance(zone)),
+                json!({
+                    "name": name,
+                    "project": client.project(),
+                    "volume_type": "l_ssd",
+                    "base_snapshot": snapshot,
+                    "tags": tags,
+                }),
+            ),
+            Store::Block => {
+                let mut body = json!({
+                    "name": name,
+                    "project_id": client.project(),
+                    "from_snapshot": { "snapshot_id": snapshot, "size": size },
+                    "tags": tags,
+                });
+                if let Some(iops) = iops {
+                    body["perf_iops"] = json!(iops);
+                }
+                (block(zone), body)
+            }
+        };
+        let (path, body) = (&path, &body);
+        client
+            .lane()
+            .write(
+                Self::op("POST", path.clone(), res),
+                move || async move {
+                    let v: Value = client.send(Method::POST, path, &[], Some(body)).await?;
+                    let made = match store {
+                        Store::Local => v.get("volume").and_then(|v| v.get("id")),
+                        Store::Block => v.get("id"),
+                    };
+                    made.and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ProviderError::new(
+                                DISPLAY,
+                                ErrorKind::ResponseLost,
+                                format!(
+                                    "POST {path} was accepted but its response names no volume"
+                                ),
+                            )
+                        })
+                },
+                // The volume with this name and this server's tag, attached to nothing.
+                Some(move || async move {
+                    Ok(self
+                        .leftover_roots(zone, uuid, store, Via::Direct)
+                        .await?
+                        .into_iter()
+                        .find(|(_, n)| n == name)
+                        .map(|(id, _)| id))
+                }),
+            )
+            .await
+    }
+
+    /// Poll a new volume until it is `available` (Scaleway fills it from the snapshot
+    /// first), within the action timeout.
+    async fn wait_volume(&self, zone: &str, store: Store, id: &str) -> ProviderResult<()> {
+        let started = tokio::time::Instant::now();
+        let mut interval = self.client.action_poll();
+        let path = store.volume_path(zone, id);
+        loop {
+            let state = match store {
+                Store::Local => self
+                    .client
+                    .read_opt::<InstanceVolumeEnvelope>(&path)
+                    .await?
+                    .map(|e| e.volume.state),
+                Store::Block => self
+                    .client
+                    .read_opt::<BlockVolume>(&path)
+                    .await?
+                    .map(|v| v.status),
+            };
+            let Some(state) = state else {
+                return Err(ProviderError::new(
+                    DISPLAY,
+                    ErrorKind::NotFound,
+                    format!("the new root volume {zone}/{id} disappeared while it was made"),
+                ));
+            };
+            match state.as_str() {
+                "available" => return Ok(()),
+                "error" => {
+                    return Err(ProviderError::new(
+                        DISPLAY,
+                        ErrorKind::Other,
+                        format!("Scaleway could not make the new root volume {zone}/{id}"),
+                    ));
+                }
+                _ => {}
+            }
+            if started.elapsed() >= self.client.action_timeout() {
+                return Err(ProviderError::new(
+                    DISPLAY,
+                    ErrorKind::Timeout,
+                    format!(
+                        "the new root volume {zone}/{id} is still {state} after {:?}",
+                        self.client.action_timeout()
+                    ),
+                ));
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 3 / 2).min(self.client.action_poll() * 5);
+        }
+    }
+
+    /// `PATCH …/servers/{id}` with the server's volumes, `new_root` at index `0` (the
+    /// old root is detached, the others kept), verified by the root read back.
+    async fn swap_root(
+        &self,
+        zone: &str,
+        uuid: &str,
+        volumes: Value,
+        new_root: &str,
+        res: &str,
+    ) -> ProviderResult<()> {
+        let client = &self.client;
+        let path = format!("{}/servers/{uuid}", instance(zone));
+        let body = json!({ "volumes": volumes });
+        let (path, body) = (&path, &body);
+        client
+            .lane()
+            .write(
+                Self::op("PATCH", path.clone(), res),
+                move || async move {
+                    let _: ServerEnvelope =
+                        client.send(Method::PATCH, path, &[], Some(body)).await?;
+                    Ok(())
+                },
+                Some(move || async move {
+                    let s = self.server_direct(zone, uuid).await?;
+                    Ok(s.filter(|s| root_id(s) == Some(new_root)).map(|_| ()))
+                }),
+            )
+            .await
+    }
+
+    /// Delete root volumes of server `uuid` attached to nothing, unless the server has
+    /// them (never the one it boots from).
+    async fn delete_roots(
+        &self,
+        zone: &str,
+        uuid: &str,
+        store: Store,
+        ids: &[String],
+        res: &str,
+    ) -> ProviderResult<()> {
+        let server = self.server_read(zone, uuid).await?;
+        for id in ids {
+            if server
+                .as_ref()
+                .is_some_and(|s| s.volumes.values().any(|v| &v.id == id))
+            {
+                continue;
+            }
+            self.delete_volume(store.volume_path(zone, id), res)
+                .await
+                .map_err(|mut e| {
+                    e.message = format!(
+                        "{} (root volume {zone}/{id}, no longer used by server \
+                         {zone}/{uuid}, is left; delete it in the Scaleway console)",
+                        e.message
+                    );
+                    e
+                })?;
+        }
+        Ok(())
     }
 
     // ---- security groups ----
@@ -769,13 +1140,100 @@ impl ComputeApi for ScalewayApi {
         .await
     }
 
-    async fn reset_image(&self, _id: &str, _image: &str, _res: &str) -> ProviderResult<()> {
-        Err(ProviderError::new(
-            DISPLAY,
-            ErrorKind::Unsupported,
-            "Scaleway Instances cannot reinstall a server in place (there is no rebuild \
-             action); remove the node and add it again to get a fresh server",
-        ))
+    /// Scaleway has no rebuild action; the closest operation replaces the root volume.
+    /// Stopped, the server gets a new root volume made from the image's root snapshot
+    /// (same kind as the old one: `l_ssd` or Block Storage at the old size and IOPS),
+    /// swapped in at index `0` of its volumes; the old root is deleted and the server
+    /// powered on. Id, addresses, security group, tags and other volumes stay. Root
+    /// volumes a failed earlier attempt left (tagged `legion-root-of=<server>`, attached
+    /// to nothing) are deleted first.
+    async fn reset_image(&self, id: &str, image: &str, res: &str) -> ProviderResult<()> {
+        let (zone, uuid) = self.locate(id)?;
+        let not_found = || {
+            ProviderError::new(
+                DISPLAY,
+                ErrorKind::NotFound,
+                format!("server {zone}/{uuid} not found"),
+            )
+        };
+        let server = self.server_read(zone, uuid).await?.ok_or_else(not_found)?;
+        let old = server.volumes.get("0").cloned().ok_or_else(|| {
+            ProviderError::new(
+                DISPLAY,
+                ErrorKind::Unsupported,
+                format!("server {zone}/{uuid} has no root volume to replace"),
+            )
+        })?;
+        let store = Store::of(&old.volume_type).ok_or_else(|| {
+            ProviderError::new(
+                DISPLAY,
+                ErrorKind::Unsupported,
+                format!(
+                    "server {zone}/{uuid} boots from a {} volume; Legion replaces only l_ssd \
+                     and sbs_volume roots",
+                    old.volume_type
+                ),
+            )
+        })?;
+        let snapshot = self
+            .image_root(zone, image, &server.commercial_type, store)
+            .await?;
+        let leftovers: Vec<String> = self
+            .leftover_roots(zone, uuid, store, Via::Lane)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        self.delete_roots(zone, uuid, store, &leftovers, res)
+            .await?;
+        // Scaleway changes the volumes of stopped servers only.
+        self.power_off(zone, uuid, res).await?;
+        let server = self.server_read(zone, uuid).await?.ok_or_else(not_found)?;
+        let old = match server.volumes.get("0") {
+            Some(v) => v.clone(),
+            None => old,
+        };
+        let (size, iops) = match store {
+            Store::Local => (None, None),
+            Store::Block => {
+                let now = self
+                    .client
+                    .read_opt::<BlockVolume>(&store.volume_path(zone, &old.id))
+                    .await?;
+                (
+                    now.as_ref().map(|v| v.size).filter(|s| *s > 0),
+                    now.and_then(|v| v.specs).and_then(|s| s.perf_iops),
+                )
+            }
+        };
+        let name = format!("{}-root-{}", server.name, unix_millis());
+        let new_root = self
+            .create_root(zone, uuid, store, &snapshot.id, &name, size, iops, res)
+            .await?;
+        let swapped = async {
+            self.wait_volume(zone, store, &new_root).await?;
+            let volumes =
+                schema::volumes_with_root(&server.volumes, &new_root, store.volume_type(), &name);
+            self.swap_root(zone, uuid, volumes, &new_root, res).await
+        }
+        .await;
+        if let Err(e) = swapped {
+            // Not swapped in: the new volume goes, the old root stays the server's.
+            let now = self.server_read(zone, uuid).await.ok().flatten();
+            if now.as_ref().and_then(root_id) != Some(new_root.as_str()) {
+                let _ = self
+                    .delete_roots(zone, uuid, store, std::slice::from_ref(&new_root), res)
+                    .await;
+            }
+            return Err(e);
+        }
+        // The server has its new root: it is powered on even when the old root cannot
+        // be deleted, and that failure is reported after.
+        let cleaned = self
+            .delete_roots(zone, uuid, store, std::slice::from_ref(&old.id), res)
+            .await;
+        self.power_on(zone, uuid, res).await?;
+        cleaned
     }
 
     async fn destroy_server(&self, id: &str, res: &str) -> ProviderResult<()> {
@@ -792,10 +1250,9 @@ impl ComputeApi for ScalewayApi {
         )
         .await?;
         for volume in server.volumes.values() {
-            let path = match volume.volume_type.as_str() {
-                "sbs_volume" => format!("/block/v1/zones/{zone}/volumes/{}", volume.id),
-                _ => format!("{}/volumes/{}", instance(zone), volume.id),
-            };
+            let path = Store::of(&volume.volume_type)
+                .unwrap_or(Store::Local)
+                .volume_path(zone, &volume.id);
             self.delete_volume(path, res).await?;
         }
         Ok(())

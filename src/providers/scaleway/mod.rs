@@ -16,10 +16,28 @@
 //! `key=value` tags. Images are Marketplace labels (`ubuntu_noble`), which the create call
 //! accepts in every zone. Arm (`arm64`) commercial types are left out of the catalog.
 //!
-//! Capabilities: compute, DNS, firewalls (security groups) and SSH keys; no registrar
-//! (`domains: false`) and no image reset (`image_reset: false`): Scaleway Instances have
-//! no in-place reinstall, so `reset_image` answers `Unsupported` with a sentence.
-//! Nodes are reached over SSH by the engine, so the adapter has no node agent.
+//! Capabilities: compute, DNS, firewalls (security groups), SSH keys and image reset; no
+//! registrar (`domains: false`). Nodes are reached over SSH by the engine, so the adapter
+//! has no node agent.
+//!
+//! Reinstall (`reset_image`): Scaleway Instances have no rebuild action, so the adapter
+//! does the closest operation, replacing the server's root volume. It resolves the
+//! image (Marketplace `GET /marketplace/v2/local-images?image_label&zone&type`, the type
+//! `instance_local` or `instance_sbs` after the current root, x86-64 and compatible with
+//! the commercial type) to its Instance image's `root_volume` snapshot, powers the
+//! server off, makes a new volume from that snapshot (`l_ssd`: Instance
+//! `POST …/volumes` with `base_snapshot`; `sbs_volume`: Block Storage
+//! `POST /block/v1/zones/{zone}/volumes` with `from_snapshot` at the old size and IOPS),
+//! waits for it to be `available`, swaps it in at index `0` with
+//! `PATCH …/servers/{id}` (`volumes`, the other volumes kept), deletes the old root and
+//! powers the server on. The server keeps its id, addresses, security group, tags and
+//! other volumes. Limits: a new local root has the snapshot's size (the Instance API
+//! takes the size from `base_snapshot`), so a bigger local root comes back at the
+//! image's size; the volumes Legion makes carry the tag `legion-root-of=<server id>`,
+//! and one left attached to nothing by an interrupted reinstall is deleted by the next;
+//! a replaced original root whose deletion fails is named in the error for the operator
+//! to delete. Scaleway keeps reporting the image the server was created from, so the
+//! observed `image` stays unknown.
 
 mod api;
 mod client;
@@ -191,7 +209,7 @@ impl ProviderModule for ScalewayModule {
                 firewall: true,
                 domains: false,
                 ssh_keys: true,
-                image_reset: false,
+                image_reset: true,
             },
             // Scaleway does not publish a request budget for these APIs; a few calls at
             // once keeps the per-zone listings quick without bursts.
@@ -296,7 +314,7 @@ mod tests {
         );
         assert!(d.credential_fields[0].secret && d.credential_fields[0].required);
         assert!(!d.credential_fields[2].required);
-        assert!(!d.capabilities.image_reset && !d.capabilities.domains);
+        assert!(d.capabilities.image_reset && !d.capabilities.domains);
         assert!(d.capabilities.firewall && d.capabilities.dns && d.capabilities.ssh_keys);
         assert!(m.enabled(&Env::default()));
         let n = m.normalize_credentials(creds(" s ", " p ")).unwrap();

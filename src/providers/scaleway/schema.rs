@@ -216,6 +216,145 @@ pub(super) struct VolumeJson {
     pub id: String,
     #[serde(default)]
     pub volume_type: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A Marketplace local image: one image label made concrete for a zone and a kind of
+/// root volume (`instance_local` or `instance_sbs`).
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct LocalImage {
+    pub id: String,
+    #[serde(default)]
+    pub arch: String,
+    #[serde(default)]
+    pub compatible_commercial_types: Vec<String>,
+}
+
+/// The local image for a server of `commercial_type`: x86-64 and compatible with the
+/// type (an image listing no types is taken as compatible with all).
+pub(super) fn pick_local_image<'a>(
+    images: &'a [LocalImage],
+    commercial_type: &str,
+) -> Option<&'a LocalImage> {
+    images.iter().find(|i| {
+        i.arch == "x86_64"
+            && (i.compatible_commercial_types.is_empty()
+                || i.compatible_commercial_types
+                    .iter()
+                    .any(|t| t == commercial_type))
+    })
+}
+
+/// The snapshot an Instance image's root volume is made from (`l_ssd` or
+/// `sbs_snapshot`).
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ImageRoot {
+    pub id: String,
+    #[serde(default)]
+    pub volume_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct InstanceImage {
+    #[serde(default)]
+    pub root_volume: Option<ImageRoot>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ImageEnvelope {
+    pub image: InstanceImage,
+}
+
+/// An Instance API volume (`l_ssd`).
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct InstanceVolume {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub server: Option<Summary>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct InstanceVolumeEnvelope {
+    pub volume: InstanceVolume,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct BlockReference {
+    #[serde(default)]
+    pub product_resource_type: String,
+    #[serde(default)]
+    pub product_resource_id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(super) struct BlockSpecs {
+    #[serde(default)]
+    pub perf_iops: Option<u32>,
+}
+
+/// A Block Storage volume (`sbs_volume` in the Instance API).
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct BlockVolume {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub references: Vec<BlockReference>,
+    #[serde(default)]
+    pub specs: Option<BlockSpecs>,
+}
+
+impl BlockVolume {
+    /// The server it is attached to (or attaching to, or detaching from).
+    pub fn server(&self) -> Option<&str> {
+        self.references
+            .iter()
+            .find(|r| r.product_resource_type == "instance_server")
+            .map(|r| r.product_resource_id.as_str())
+    }
+}
+
+/// The `volumes` map of `PATCH …/servers/{id}` that puts `new_root` at index `0` and
+/// keeps every other volume at its index. Volumes are named by id; a Block Storage
+/// volume also by its type, an Instance volume by its name, as Scaleway's tools send
+/// them.
+pub(super) fn volumes_with_root(
+    current: &BTreeMap<String, VolumeJson>,
+    new_root: &str,
+    new_root_type: &str,
+    new_root_name: &str,
+) -> Value {
+    let template = |id: &str, volume_type: &str, name: Option<&str>| {
+        if volume_type == "sbs_volume" {
+            json!({ "id": id, "volume_type": volume_type })
+        } else {
+            match name {
+                Some(n) => json!({ "id": id, "name": n }),
+                None => json!({ "id": id }),
+            }
+        }
+    };
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "0".into(),
+        template(new_root, new_root_type, Some(new_root_name)),
+    );
+    for (index, v) in current.iter().filter(|(i, _)| i.as_str() != "0") {
+        map.insert(
+            index.clone(),
+            template(&v.id, &v.volume_type, v.name.as_deref()),
+        );
+    }
+    Value::Object(map)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -696,6 +835,35 @@ mod tests {
         assert_eq!(sets[1].values.len(), 2);
         assert_eq!(records_for(&sets[0])[0]["data"], "\"v=spf1 -all\"");
         assert_eq!(records_for(&sets[0])[0]["name"], "");
+    }
+
+    #[test]
+    fn the_local_image_fits_the_type_and_the_root_swap_keeps_other_volumes() {
+        let images: Vec<LocalImage> = serde_json::from_value(json!([
+            {"id": "arm", "arch": "arm64", "compatible_commercial_types": ["COPARM1-2C-8G"]},
+            {"id": "big", "arch": "x86_64", "compatible_commercial_types": ["GP1-XS"]},
+            {"id": "dev", "arch": "x86_64", "compatible_commercial_types": ["DEV1-S", "DEV1-M"]},
+        ]))
+        .unwrap();
+        assert_eq!(pick_local_image(&images, "DEV1-M").unwrap().id, "dev");
+        assert!(pick_local_image(&images, "PLAY2-NANO").is_none());
+        let current: BTreeMap<String, VolumeJson> = serde_json::from_value(json!({
+            "0": {"id": "old", "volume_type": "l_ssd", "name": "root"},
+            "1": {"id": "data", "volume_type": "sbs_volume"},
+            "2": {"id": "scratch", "volume_type": "l_ssd", "name": "extra"},
+        }))
+        .unwrap();
+        let map = volumes_with_root(&current, "new", "l_ssd", "fresh");
+        assert_eq!(
+            map,
+            json!({
+                "0": {"id": "new", "name": "fresh"},
+                "1": {"id": "data", "volume_type": "sbs_volume"},
+                "2": {"id": "scratch", "name": "extra"},
+            })
+        );
+        let map = volumes_with_root(&current, "nb", "sbs_volume", "fresh");
+        assert_eq!(map["0"], json!({"id": "nb", "volume_type": "sbs_volume"}));
     }
 
     #[test]
