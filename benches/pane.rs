@@ -12,6 +12,8 @@
 mod cloud_rig;
 #[path = "../tests/fakes/hetzner.rs"]
 mod hetzner_fake;
+#[path = "../tests/common/hetzner_rig.rs"]
+mod hetzner_rig;
 #[path = "../tests/common/sshd.rs"]
 mod sshd;
 #[path = "../tests/common/tmux.rs"]

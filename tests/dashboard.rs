@@ -94,9 +94,15 @@ fn app_with(snap: Arc<AppSnapshot>, readonly: bool) -> App {
             attached: None,
             theme: Theme::builtin("dark").unwrap(),
             keymap,
-            providers: vec![legion::providers::ProviderModule::descriptor(
-                &legion::providers::mock::MockModule::default(),
-            )],
+            providers: legion::providers::Registry::builtin()
+                .kinds()
+                .into_iter()
+                .filter_map(|k| {
+                    legion::providers::Registry::builtin()
+                        .get(k)
+                        .map(|m| m.descriptor())
+                })
+                .collect(),
         },
     );
     app.handle(UiEvent::Snapshot(snap));
@@ -972,4 +978,47 @@ fn the_log_panel_follows_a_node_pauses_filters_and_goes_back() {
     let s = screen(&mut app, 120, 30);
     assert!(s.contains("Operation log"), "{s}");
     assert!(s.contains("stopped following node-00's logs"), "{s}");
+}
+
+#[test]
+fn every_provider_has_a_settings_form_made_from_its_descriptor() {
+    for desc in legion::providers::Registry::builtin()
+        .kinds()
+        .into_iter()
+        .filter_map(|k| {
+            legion::providers::Registry::builtin()
+                .get(k)
+                .map(|m| m.descriptor())
+        })
+    {
+        let mut app = app_with(snapshot(2), false);
+        key(&mut app, KeyCode::Char(':'));
+        chars(&mut app, &format!("provider {}", desc.kind));
+        key(&mut app, KeyCode::Enter);
+        let s = screen(&mut app, 120, 40);
+        assert!(
+            s.contains(&format!("{} settings", desc.display_name)),
+            "{}:\n{s}",
+            desc.kind
+        );
+        for f in &desc.credential_fields {
+            assert!(s.contains(&f.label), "{}: {}\n{s}", desc.kind, f.label);
+            if let Some(var) = &f.env_var {
+                assert!(
+                    s.contains(&format!("default ${var}")),
+                    "{}: {var}\n{s}",
+                    desc.kind
+                );
+            }
+        }
+        // Typed secrets are masked.
+        if let Some(i) = desc.credential_fields.iter().position(|f| f.secret) {
+            for _ in 0..i {
+                key(&mut app, KeyCode::Tab);
+            }
+            chars(&mut app, "s3cr3t-value");
+            let s = screen(&mut app, 120, 40);
+            assert!(!s.contains("s3cr3t-value"), "{}:\n{s}", desc.kind);
+        }
+    }
 }

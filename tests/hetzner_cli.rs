@@ -8,6 +8,8 @@
 mod cloud_rig;
 #[path = "fakes/hetzner.rs"]
 mod hetzner_fake;
+#[path = "common/hetzner_rig.rs"]
+mod hetzner_rig;
 #[path = "common/sshd.rs"]
 mod sshd;
 #[path = "common/tmux.rs"]

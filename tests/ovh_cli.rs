@@ -6,9 +6,6 @@
 
 #[path = "common/cloud_rig.rs"]
 mod cloud_rig;
-// The rig module names the Hetzner fake for its Hetzner constructor.
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
 #[path = "fakes/ovh.rs"]
 mod ovh_fake;
 #[path = "common/sshd.rs"]

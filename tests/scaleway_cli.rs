@@ -7,9 +7,6 @@
 
 #[path = "common/cloud_rig.rs"]
 mod cloud_rig;
-// The rig's Hetzner constructor names this module.
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
 #[path = "fakes/scaleway.rs"]
 mod scaleway_fake;
 #[path = "common/sshd.rs"]

@@ -48,6 +48,8 @@ struct Field {
     label: String,
     required: bool,
     help: String,
+    /// Beside the input when there is no error (a provider field's default variable).
+    hint: String,
     input: TextArea<'static>,
 }
 
@@ -74,6 +76,7 @@ fn field(id: &str, label: &str, value: &str, help: &str) -> Field {
         label: label.into(),
         required: true,
         help: help.into(),
+        hint: String::new(),
         input: input(value, false),
     }
 }
@@ -89,10 +92,12 @@ impl FieldsForm {
                 id: f.id.clone(),
                 label: f.label.clone(),
                 required: f.required,
-                help: match &f.env_var {
-                    Some(v) => format!("{} (default variable {v})", f.help),
-                    None => f.help.clone(),
-                },
+                help: f.help.clone(),
+                hint: f
+                    .env_var
+                    .as_ref()
+                    .map(|v| format!("default ${v}"))
+                    .unwrap_or_default(),
                 input: input(
                     if f.secret {
                         ""
@@ -182,6 +187,7 @@ impl FieldsForm {
                 } else {
                     v.label.clone()
                 },
+                hint: String::new(),
                 input: input(v.default.as_deref().unwrap_or(""), v.secret),
             });
         }
@@ -397,6 +403,16 @@ impl FieldsForm {
             .title(Span::styled(self.title.clone(), theme.style("title")));
         let inner = block.inner(box_);
         block.render(box_, buf);
+        // Labels get the width of the longest (within reason); the help goes on the row
+        // under the input, where it has the whole width; an error goes beside the input.
+        let label_w = self
+            .fields
+            .iter()
+            .map(|f| f.label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(6, 28) as u16;
+        let input_x = inner.x + label_w + 1;
         for (i, f) in self.fields.iter().enumerate() {
             let y = inner.y + i as u16 * 2;
             if y + 1 >= inner.bottom() {
@@ -408,9 +424,14 @@ impl FieldsForm {
             } else {
                 theme.style("text.dim")
             };
-            Line::from(Span::styled(format!("{:>12} ", f.label), style))
-                .render(Rect::new(inner.x, y, 13, 1), buf);
-            let at = Rect::new(inner.x + 13, y, 36.min(inner.width.saturating_sub(13)), 1);
+            let label: String = f.label.chars().take(label_w as usize).collect();
+            Line::from(Span::styled(
+                format!("{label:>w$} ", w = label_w as usize),
+                style,
+            ))
+            .render(Rect::new(inner.x, y, label_w + 1, 1), buf);
+            let room = inner.right().saturating_sub(input_x);
+            let at = Rect::new(input_x, y, 36.min(room), 1);
             let mut t = f.input.clone();
             t.set_style(theme.style("input"));
             t.set_cursor_line_style(ratatui::style::Style::default());
@@ -422,11 +443,13 @@ impl FieldsForm {
             if x < inner.right() {
                 let (text, style) = match self.errors.iter().find(|(e, _)| *e == i) {
                     Some((_, e)) => (e.clone(), theme.style("input.error")),
-                    None => (f.help.clone(), theme.style("text.dim")),
+                    None => (f.hint.clone(), theme.style("text.dim")),
                 };
                 Line::from(Span::styled(text, style))
                     .render(Rect::new(x, y, inner.right() - x, 1), buf);
             }
+            Line::from(Span::styled(f.help.clone(), theme.style("text.dim")))
+                .render(Rect::new(input_x, y + 1, room, 1), buf);
         }
         if inner.height > 0 {
             Line::from(Span::styled(

@@ -4,13 +4,12 @@
 //! managed key authorized on the sshd.
 //!
 //! Include with `#[path = "common/cloud_rig.rs"] mod cloud_rig;` next to
-//! `#[path = "common/sshd.rs"] mod sshd;` and the fake. The Hetzner rig is
-//! [`Rig::hetzner`] (it needs `#[path = "fakes/hetzner.rs"] mod hetzner_fake;`).
+//! `#[path = "common/sshd.rs"] mod sshd;` and the fake. The Hetzner rig is in
+//! `common/hetzner_rig.rs`.
 
 #![allow(dead_code)]
 
 use std::process::Command;
-use std::time::Duration;
 
 use super::sshd::{self, Sshd, SshdOpts};
 
@@ -23,23 +22,6 @@ pub struct Rig<F> {
     /// Who Legion logs in as on the "servers".
     pub user: String,
     pub vars: Vec<(&'static str, String)>,
-}
-
-impl Rig<super::hetzner_fake::HetznerFake> {
-    /// The Hetzner fake with short actions; the token comes from `HCLOUD_TOKEN`.
-    pub fn hetzner() -> Option<Self> {
-        Rig::start("hetzner", || {
-            let fake = super::hetzner_fake::HetznerFake::start();
-            fake.set_action_duration(Duration::from_millis(30));
-            fake.set_server_ipv4("127.0.0.1");
-            let vars = vec![
-                ("LEGION_HETZNER_API_URL", fake.base_url()),
-                ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
-                ("HCLOUD_TOKEN", fake.token()),
-            ];
-            (fake, vars)
-        })
-    }
 }
 
 impl<F> Rig<F> {
