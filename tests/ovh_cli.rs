@@ -96,6 +96,21 @@ fn an_ovh_node_from_the_command_line() {
         server.name
     );
     assert!(server.ssh_key_id.is_some(), "created with the managed key");
+    // OVHcloud has no managed firewalls: the cluster's peer rule is an operator task.
+    let fw: Value = serde_json::from_str(&ok(&["firewalls", "list", "--json"])).unwrap();
+    let tasks: Vec<&str> = fw
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["tasks"].as_array().unwrap())
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 1, "{fw}");
+    assert!(
+        tasks[0].starts_with("open tcp 4413 from 127.0.0.1/32, ")
+            && tasks[0].ends_with(" on ovh-1 (127.0.0.1)"),
+        "{fw}"
+    );
     assert_eq!(fake.ssh_keys().len(), 1);
     let identity: Value = serde_json::from_str(
         &std::fs::read_to_string(sandbox.join("etc/legion/node.json")).unwrap(),
