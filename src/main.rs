@@ -1702,9 +1702,17 @@ async fn daemon_command(cli: &Cli, command: &DaemonCommand) -> Result<()> {
             let remote = Remote::connect(&endpoint, home, token).await?;
             let pid = remote.status().pid;
             remote.shutdown().await?;
-            // Wait until it has saved, locked and removed its socket.
+            // Wait until it has saved, locked, removed its socket and exited (it stops
+            // answering a moment before its files are gone).
+            let exited = || {
+                rustix::process::Pid::from_raw(pid as i32)
+                    .is_none_or(|p| rustix::process::test_kill_process(p).is_err())
+            };
             for _ in 0..200 {
-                if !matches!(endpoint.probe(), Probe::Running(_)) {
+                if matches!(endpoint.probe(), Probe::Absent) || exited() {
+                    if matches!(endpoint.probe(), Probe::Stale(_)) {
+                        endpoint.remove();
+                    }
                     outln!("daemon pid {pid} stopped; the state is saved and locked");
                     return Ok(());
                 }
