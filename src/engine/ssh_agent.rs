@@ -487,15 +487,14 @@ impl NodeAgent for SshAgent {
         let sudo = self
             .with_access(&node.name, access, move |s| {
                 let sudo = s.sudo_check()?;
-                if !sandboxed && crate::engine::import::sudo_refusal(&target, sudo).is_none() {
+                if !sandboxed && crate::engine::import::sudo_refusal(s.target(), sudo).is_none() {
                     s.install_public_key(&key)?;
                 }
                 Ok(sudo)
             })
             .await
             .map_err(|e| e.to_string())?;
-        let access = self.access_async(&node.name).await?;
-        match crate::engine::import::sudo_refusal(&access.target, sudo) {
+        match crate::engine::import::sudo_refusal(&target, sudo) {
             Some(refusal) if !sandboxed => Err(refusal),
             _ => Ok(()),
         }
