@@ -92,12 +92,7 @@ pub fn catalog() -> Catalog {
                     Some("root"),
                     false,
                 ),
-                var(
-                    "password",
-                    "One-time password (installs Legion's key; never stored)",
-                    None,
-                    true,
-                ),
+                var("password", "One-time password, never stored", None, true),
             ],
         }],
         images: vec![Image {
