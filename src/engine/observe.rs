@@ -38,12 +38,18 @@ pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<
         .await
         .map_err(|e| e.to_string())?;
     let now = now_ms();
-    // Nodes of this provider and what the reading says about each.
+    // Nodes of this provider and what the reading says about each. Only servers known
+    // before the reading began: one created while it was under way (a list of several
+    // zones, each read through a busy lane, can span seconds) may be absent from it
+    // without being gone; the next reading speaks for it.
     let readings: Vec<(String, ServerReading)> = env.cell.read(|s| {
         s.tracked
             .nodes
             .iter()
-            .filter(|(_, t)| t.provider == provider.id && t.server_id.is_some())
+            .filter(|(_, t)| {
+                t.provider == provider.id
+                    && t.server_id.as_ref().is_some_and(|id| tracked.contains(id))
+            })
             .map(|(name, t)| {
                 let server = servers
                     .iter()
