@@ -1431,8 +1431,11 @@ impl FirewallApi for ScalewayApi {
 
     /// A Scaleway server has exactly one security group: attaching moves the server into
     /// this one.
+    /// One `PATCH` per server not yet in the group, side by side (the lane bounds how many
+    /// at once): Scaleway has no bulk attach.
     async fn attach(&self, id: &str, server_ids: &[String], res: &str) -> ProviderResult<()> {
         let (zone, uuid) = self.locate(id)?;
+        let mut servers = Vec::with_capacity(server_ids.len());
         for server in server_ids {
             let (szone, suuid) = self.locate(server)?;
             if szone != zone {
@@ -1445,17 +1448,21 @@ impl FirewallApi for ScalewayApi {
                     ),
                 ));
             }
+            servers.push(suuid);
+        }
+        futures_util::future::try_join_all(servers.into_iter().map(|suuid| async move {
             let now = self.server_read(zone, suuid).await?;
-            if now
+            let inside = now
                 .as_ref()
                 .and_then(|s| s.security_group.as_ref())
-                .is_some_and(|g| g.id == uuid)
-            {
-                continue;
+                .is_some_and(|g| g.id == uuid);
+            if !inside {
+                self.set_server_group(zone, suuid, uuid, res).await?;
             }
-            self.set_server_group(zone, suuid, uuid, res).await?;
-        }
-        Ok(())
+            Ok::<(), ProviderError>(())
+        }))
+        .await
+        .map(drop)
     }
 
     /// Detaching moves the server back to the project's default security group of its
@@ -1480,18 +1487,24 @@ impl FirewallApi for ScalewayApi {
                     ),
                 )
             })?;
-        for server in server_ids {
-            let (_, suuid) = self.locate(server)?;
+        let servers = server_ids
+            .iter()
+            .map(|server| self.locate(server).map(|(_, suuid)| suuid))
+            .collect::<ProviderResult<Vec<_>>>()?;
+        let default = default.id.as_str();
+        futures_util::future::try_join_all(servers.into_iter().map(|suuid| async move {
             let now = self.server_read(zone, suuid).await?;
             let inside = now
                 .as_ref()
                 .and_then(|s| s.security_group.as_ref())
                 .is_some_and(|g| g.id == uuid);
             if inside {
-                self.set_server_group(zone, suuid, &default.id, res).await?;
+                self.set_server_group(zone, suuid, default, res).await?;
             }
-        }
-        Ok(())
+            Ok::<(), ProviderError>(())
+        }))
+        .await
+        .map(drop)
     }
 
     async fn delete_firewall(&self, id: &str, res: &str) -> ProviderResult<()> {
