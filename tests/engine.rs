@@ -843,3 +843,29 @@ async fn a_simulated_node_without_a_sandbox_says_what_is_missing_for_a_shell() {
     assert!(msg.contains("a is a simulated node"), "{msg}");
     assert!(msg.contains("install openssh-server"), "{msg}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_created_during_a_slow_list_is_not_taken_for_gone() {
+    // Lists answer as of when they started, 5 s later: every create of the apply lands
+    // while one is under way.
+    let h = Harness::new().await;
+    h.cloud.set_list_lag(Duration::from_secs(5));
+    for (n, r) in [("a", "sim-east"), ("b", "sim-east"), ("c", "sim-west")] {
+        h.add_node(n, r).await;
+    }
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    // Several readings later, still there and ready, never called missing.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for n in ["a", "b", "c"] {
+        let row = h.node(n, ready).await;
+        assert_ne!(row.machine, Machine::Missing);
+        assert!(row.last_error.is_none(), "{row:?}");
+    }
+    let log = h.engine.oplog().recent(10_000, None);
+    assert!(
+        !log.iter().any(|e| e.message.contains("no longer exists")),
+        "a fresh server was taken for deleted"
+    );
+    assert_eq!(h.cloud.servers().len(), 3);
+}

@@ -77,6 +77,9 @@ struct State {
     phase_faults: BTreeMap<(String, String), u32>,
     create_count: u64,
     dirty: bool,
+    /// Extra time a server list takes after it has read the world (a long, paginated or
+    /// multi-zone list answers as of when it started).
+    list_lag: Duration,
 }
 
 /// The simulated cloud. Cheap to share (`Arc`); see the module docs.
@@ -176,6 +179,7 @@ impl MockCloud {
                 phase_faults: BTreeMap::new(),
                 create_count: 0,
                 dirty: false,
+                list_lag: Duration::ZERO,
             }),
             path,
             save_lock: Mutex::new(()),
@@ -233,6 +237,12 @@ impl MockCloud {
 
     pub fn latency(&self) -> Duration {
         self.lock().latency
+    }
+
+    /// Server lists read the world, then take `lag` more before they answer: servers
+    /// created meanwhile are missing from the answer without being gone.
+    pub fn set_list_lag(&self, lag: Duration) {
+        self.lock().list_lag = lag;
     }
 
     /// How many requests the simulated API serves at once (at least one).
@@ -503,7 +513,12 @@ impl MockCloud {
             Some(i) => format!("/servers?label_selector=legion-install={i}"),
             None => "/servers".into(),
         };
-        self.get(path, |w| w.servers_of(install)).await
+        let servers = self.get(path, |w| w.servers_of(install)).await?;
+        let lag = self.lock().list_lag;
+        if !lag.is_zero() {
+            tokio::time::sleep(lag).await;
+        }
+        Ok(servers)
     }
 
     pub(super) async fn get_server(&self, id: &str) -> ProviderResult<Option<ObservedServer>> {
