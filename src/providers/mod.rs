@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod error;
 pub mod hetzner;
+pub mod http;
 pub mod manual;
 pub mod mock;
 pub mod ovh;

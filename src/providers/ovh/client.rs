@@ -12,7 +12,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +20,7 @@ use sha1::{Digest, Sha1};
 
 use super::DISPLAY;
 use crate::engine::secret::Secret;
+use crate::providers::http::{kind_for_status, retry_after_header, transport_error};
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
 /// Where and how the adapter talks to the API. Tests point `base_url` at a local fake and
@@ -232,11 +232,11 @@ impl Client {
                     .send()
                     .await
                     .map_err(|e| {
-                        transport_error(&e, &Method::GET, "/auth/time", false, &self.base)
+                        transport_error(DISPLAY, &e, &Method::GET, "/auth/time", false, &self.base)
                     })?;
                 let status = resp.status();
                 let bytes = resp.bytes().await.map_err(|e| {
-                    transport_error(&e, &Method::GET, "/auth/time", false, &self.base)
+                    transport_error(DISPLAY, &e, &Method::GET, "/auth/time", false, &self.base)
                 })?;
                 if !status.is_success() {
                     return Err(normalize_error(status.as_u16(), &bytes, None));
@@ -313,15 +313,15 @@ impl Client {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| transport_error(&e, &method, path, write, &self.base))?;
+                .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
             let status = resp.status();
             let headers = resp.headers().clone();
             let bytes = resp
                 .bytes()
                 .await
-                .map_err(|e| transport_error(&e, &method, path, write, &self.base))?;
+                .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
             if !status.is_success() {
-                let err = normalize_error(status.as_u16(), &bytes, retry_after(&headers));
+                let err = normalize_error(status.as_u16(), &bytes, retry_after_header(&headers));
                 if err.code.as_deref() == Some("QUERY_TIME_OUT") && !relearned {
                     relearned = true;
                     self.forget_clock();
@@ -458,15 +458,6 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// `Retry-After` in seconds, when OVHcloud sends one with a 429.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
 /// Whether a 409's message says the instance is busy with another task (Nova's "Cannot
 /// 'stop' instance … while it is in task_state rebooting"), which clears by itself. A
 /// `vm_state` refusal ("… while it is in vm_state stopped") is definite.
@@ -500,20 +491,12 @@ fn kind_for_code(code: &str, message: &str) -> Option<ErrorKind> {
     })
 }
 
-fn kind_for_status(status: u16, message: &str) -> ErrorKind {
-    match status {
-        400 | 422 => ErrorKind::InvalidInput,
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        409 if busy_instance(message) => ErrorKind::Locked,
-        409 => ErrorKind::Conflict,
-        423 => ErrorKind::Locked,
-        429 => ErrorKind::RateLimited,
-        408 | 504 => ErrorKind::Timeout,
-        500..=599 => ErrorKind::Unavailable,
-        _ => ErrorKind::Other,
+/// The status's meaning, with a 409 about a busy instance as `Locked`.
+fn kind_for(status: u16, message: &str) -> ErrorKind {
+    if status == 409 && busy_instance(message) {
+        return ErrorKind::Locked;
     }
+    kind_for_status(status)
 }
 
 /// A non-2xx answer as a provider error: OVHcloud's message and code (the `errorCode`,
@@ -536,7 +519,7 @@ pub(super) fn normalize_error(
             let kind = code
                 .as_deref()
                 .and_then(|c| kind_for_code(c, &b.message))
-                .unwrap_or_else(|| kind_for_status(status, &b.message));
+                .unwrap_or_else(|| kind_for(status, &b.message));
             let message = if b.message.is_empty() {
                 generic_message(status)
             } else {
@@ -548,11 +531,7 @@ pub(super) fn normalize_error(
             }
             err
         }
-        None => ProviderError::new(
-            DISPLAY,
-            kind_for_status(status, ""),
-            generic_message(status),
-        ),
+        None => ProviderError::new(DISPLAY, kind_for(status, ""), generic_message(status)),
     };
     err = err.with_status(status);
     if err.kind == ErrorKind::RateLimited {
@@ -575,49 +554,6 @@ fn generic_message(status: u16) -> String {
         500..=599 => format!("the API is unavailable ({status} {reason})"),
         _ => format!("unexpected answer {status} {reason}"),
     }
-}
-
-/// A request that got no HTTP answer. Whether a write may have been applied decides the
-/// kind: a refused connection never reached OVHcloud, a timeout or a broken response may
-/// have.
-fn transport_error(
-    e: &reqwest::Error,
-    method: &Method,
-    path: &str,
-    write: bool,
-    base: &str,
-) -> ProviderError {
-    // reqwest's messages may contain the URL (never a secret, which are headers); keep
-    // only the kind of failure and Legion's own words.
-    let (kind, what) = if e.is_timeout() {
-        (ErrorKind::Timeout, "timed out")
-    } else if e.is_connect() {
-        (ErrorKind::Connection, "could not connect")
-    } else if e.is_body() || e.is_decode() {
-        (ErrorKind::ResponseLost, "the response was cut off")
-    } else if e.is_request() && write {
-        (
-            ErrorKind::ResponseLost,
-            "the connection broke before the response",
-        )
-    } else if e.is_request() {
-        (
-            ErrorKind::Connection,
-            "the connection broke before the response",
-        )
-    } else {
-        (ErrorKind::Connection, "the request failed")
-    };
-    let host = base
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or(base);
-    let mut message = format!("{method} {path} at {host}: {what}");
-    if write && kind != ErrorKind::Connection {
-        message.push_str(" (it may have been applied)");
-    }
-    ProviderError::new(DISPLAY, kind, message)
 }
 
 #[cfg(test)]

@@ -12,13 +12,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::DISPLAY;
 use crate::engine::secret::Secret;
+use crate::providers::http::{header_u64, kind_for_status, retry_after_header, transport_error};
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
 /// The page size asked for (the Instance API's maximum is 100).
@@ -181,7 +182,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| transport_error(&e, &method, path, write, &self.base))?;
+            .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         if let Some((limit, remaining, reset_in)) = rate_limit(&headers, unix_now()) {
@@ -190,7 +191,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| transport_error(&e, &method, path, write, &self.base))?;
+            .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
         if !status.is_success() {
             let retry_after = retry_after(&headers, unix_now());
             return Err(normalize_error(status.as_u16(), &bytes, retry_after));
@@ -390,10 +391,6 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
 /// A reset header as a wait: a Unix timestamp when it looks like one, else seconds.
 fn reset_wait(value: u64, now_unix: u64) -> Duration {
     if value > 1_000_000_000 {
@@ -418,12 +415,8 @@ pub(super) fn rate_limit(headers: &HeaderMap, now_unix: u64) -> Option<(u32, u32
 /// How long to wait before repeating a rejected request: `Retry-After` (seconds) when
 /// given, else the time until `X-RateLimit-Reset`.
 fn retry_after(headers: &HeaderMap, now_unix: u64) -> Option<Duration> {
-    if let Some(secs) = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Some(Duration::from_secs(secs));
+    if let Some(wait) = retry_after_header(headers) {
+        return Some(wait);
     }
     header_u64(headers, "x-ratelimit-reset")
         .map(|v| reset_wait(v, now_unix).max(Duration::from_secs(1)))
@@ -447,21 +440,6 @@ fn kind_for_type(kind: &str) -> Option<ErrorKind> {
         "internal_error" | "service_unavailable" => ErrorKind::Unavailable,
         _ => return None,
     })
-}
-
-fn kind_for_status(status: u16) -> ErrorKind {
-    match status {
-        400 | 422 => ErrorKind::InvalidInput,
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        423 => ErrorKind::Locked,
-        429 => ErrorKind::RateLimited,
-        408 | 504 => ErrorKind::Timeout,
-        500..=599 => ErrorKind::Unavailable,
-        _ => ErrorKind::Other,
-    }
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -625,53 +603,10 @@ fn generic_message(status: u16) -> String {
     }
 }
 
-/// A request that got no HTTP answer. Whether a write may have been applied decides the
-/// kind: a refused connection never reached Scaleway, a timeout or a broken response may
-/// have.
-fn transport_error(
-    e: &reqwest::Error,
-    method: &Method,
-    path: &str,
-    write: bool,
-    base: &str,
-) -> ProviderError {
-    // reqwest's messages may contain the URL (never the key, which is a header); keep
-    // only the kind of failure and Legion's own words.
-    let (kind, what) = if e.is_timeout() {
-        (ErrorKind::Timeout, "timed out")
-    } else if e.is_connect() {
-        (ErrorKind::Connection, "could not connect")
-    } else if e.is_body() || e.is_decode() {
-        (ErrorKind::ResponseLost, "the response was cut off")
-    } else if e.is_request() && write {
-        (
-            ErrorKind::ResponseLost,
-            "the connection broke before the response",
-        )
-    } else if e.is_request() {
-        (
-            ErrorKind::Connection,
-            "the connection broke before the response",
-        )
-    } else {
-        (ErrorKind::Connection, "the request failed")
-    };
-    let host = base
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or(base);
-    let mut message = format!("{method} {path} at {host}: {what}");
-    if write && kind != ErrorKind::Connection {
-        message.push_str(" (it may have been applied)");
-    }
-    ProviderError::new(DISPLAY, kind, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
 
     #[test]
     fn the_older_instance_form_keeps_message_and_fields() {

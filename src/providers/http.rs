@@ -1,0 +1,75 @@
+//! What the HTTP adapters share: turning a request that got no answer into a
+//! `ProviderError` without leaking the URL, the HTTP status's meaning when the provider's
+//! own code says nothing, and reading numeric and `Retry-After` headers.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::{ErrorKind, ProviderError};
+
+/// A request that got no HTTP answer. Whether a write may have been applied decides the
+/// kind: a refused connection never reached the provider (`display`), a timeout or a
+/// broken response may have.
+pub fn transport_error(
+    display: &str,
+    e: &reqwest::Error,
+    method: &Method,
+    path: &str,
+    write: bool,
+    base: &str,
+) -> ProviderError {
+    // reqwest's messages may contain the URL (never a secret, which are headers); keep
+    // only the kind of failure and Legion's own words.
+    let broke = "the connection broke before the response";
+    let (kind, what) = if e.is_timeout() {
+        (ErrorKind::Timeout, "timed out")
+    } else if e.is_connect() {
+        (ErrorKind::Connection, "could not connect")
+    } else if e.is_body() || e.is_decode() {
+        (ErrorKind::ResponseLost, "the response was cut off")
+    } else if e.is_request() && write {
+        (ErrorKind::ResponseLost, broke)
+    } else if e.is_request() {
+        (ErrorKind::Connection, broke)
+    } else {
+        (ErrorKind::Connection, "the request failed")
+    };
+    let host = base
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(base);
+    let mut message = format!("{method} {path} at {host}: {what}");
+    if write && kind != ErrorKind::Connection {
+        message.push_str(" (it may have been applied)");
+    }
+    ProviderError::new(display, kind, message)
+}
+
+/// What an HTTP status means when the provider's own error code does not say.
+pub fn kind_for_status(status: u16) -> ErrorKind {
+    match status {
+        400 | 422 => ErrorKind::InvalidInput,
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        423 => ErrorKind::Locked,
+        429 => ErrorKind::RateLimited,
+        408 | 504 => ErrorKind::Timeout,
+        500..=599 => ErrorKind::Unavailable,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// A header holding a whole number.
+pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in seconds, when given.
+pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    header_u64(headers, RETRY_AFTER.as_str()).map(Duration::from_secs)
+}
