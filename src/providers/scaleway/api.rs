@@ -333,45 +333,40 @@ impl ScalewayApi {
 
     /// Power on (unless running) and wait for `running`.
     async fn power_on(&self, zone: &str, uuid: &str, res: &str) -> ProviderResult<()> {
-        let state = self.server_read(zone, uuid).await?.map(|s| s.state);
-        match state.as_deref().map(schema::server_status) {
-            Some(ServerStatus::Running | ServerStatus::Starting) => {}
-            _ => {
-                self.server_action(zone, uuid, "poweron", res, |s| {
-                    matches!(s.status, ServerStatus::Running | ServerStatus::Starting)
-                })
-                .await?
-            }
-        }
-        self.wait_for(
-            zone,
-            uuid,
-            ServerStatus::Running,
-            self.client.action_timeout(),
-        )
-        .await
+        self.power_to(zone, uuid, res, ServerStatus::Running).await
     }
 
-    /// Power off (unless stopped) and wait for `stopped`.
+    /// Power off (unless stopped) and wait for `stopped`; a server already gone is off.
     async fn power_off(&self, zone: &str, uuid: &str, res: &str) -> ProviderResult<()> {
+        self.power_to(zone, uuid, res, ServerStatus::Off).await
+    }
+
+    /// `poweron` towards `Running`, `poweroff` towards `Off`, unless the server is there
+    /// or on its way; then wait for it.
+    async fn power_to(
+        &self,
+        zone: &str,
+        uuid: &str,
+        res: &str,
+        want: ServerStatus,
+    ) -> ProviderResult<()> {
+        let (action, on_the_way, timeout) = if want == ServerStatus::Running {
+            ("poweron", ServerStatus::Starting, self.client.action_timeout())
+        } else {
+            ("poweroff", ServerStatus::Stopping, self.client.shutdown_timeout())
+        };
         let state = self.server_read(zone, uuid).await?.map(|s| s.state);
         match state.as_deref().map(schema::server_status) {
-            None => return Ok(()),
-            Some(ServerStatus::Off | ServerStatus::Stopping) => {}
+            None if want == ServerStatus::Off => return Ok(()),
+            Some(s) if s == want || s == on_the_way => {}
             _ => {
-                self.server_action(zone, uuid, "poweroff", res, |s| {
-                    matches!(s.status, ServerStatus::Off | ServerStatus::Stopping)
+                self.server_action(zone, uuid, action, res, move |s| {
+                    s.status == want || s.status == on_the_way
                 })
                 .await?
             }
         }
-        self.wait_for(
-            zone,
-            uuid,
-            ServerStatus::Off,
-            self.client.shutdown_timeout(),
-        )
-        .await
+        self.wait_for(zone, uuid, want, timeout).await
     }
 
     /// DELETE `path` through [`Lane::delete`]: 404 is success, an ambiguous failure is
