@@ -233,8 +233,8 @@ impl SandboxFleet {
             {
                 let _ = writeln!(
                     f,
-                    "{} {name} legion-demo[{}]: heartbeat {beat}, load {load}",
-                    utc(crate::engine::oplog::now_ms() / 1000),
+                    "{}Z {name} legion-demo[{}]: heartbeat {beat}, load {load}",
+                    crate::engine::oplog::utc_datetime(crate::engine::oplog::now_ms() / 1000),
                     std::process::id()
                 );
             }
@@ -255,28 +255,6 @@ impl Drop for SandboxFleet {
             let _ = s.child.wait();
         }
     }
-}
-
-/// `2026-11-23T14:05:09Z` from Unix seconds (days to civil date: Howard Hinnant's
-/// algorithm).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -343,17 +321,5 @@ impl NodeAgent for LayeredAgent {
             HealthReading::Healthy => self.ssh.health(node).await,
             other => other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_civil_time() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_795_445_453), "2026-11-23T14:50:53Z");
     }
 }

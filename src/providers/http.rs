@@ -1,4 +1,4 @@
-//! What the HTTP adapters share: turning a request that got no answer into a
+//! What the HTTP adapters share: building the client, turning a request that got no answer into a
 //! `ProviderError` without leaking the URL, the HTTP status's meaning when the provider's
 //! own code says nothing, and reading numeric and `Retry-After` headers.
 
@@ -8,6 +8,26 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::{ErrorKind, ProviderError};
+
+/// The adapter's one `reqwest` client: the whole-request timeout, a connect timeout of at
+/// most 10 s, and a `legion/<version>` user agent.
+pub fn build_client(
+    display: &str,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("legion/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            ProviderError::new(
+                display,
+                ErrorKind::Other,
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })
+}
 
 /// A request that got no HTTP answer. Whether a write may have been applied decides the
 /// kind: a refused connection never reached the provider (`display`), a timeout or a

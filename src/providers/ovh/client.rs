@@ -20,7 +20,7 @@ use sha1::{Digest, Sha1};
 
 use super::DISPLAY;
 use crate::engine::secret::Secret;
-use crate::providers::http::{kind_for_status, retry_after_header, transport_error};
+use crate::providers::http::{build_client, kind_for_status, retry_after_header, transport_error};
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
 /// Where and how the adapter talks to the API. Tests point `base_url` at a local fake and
@@ -149,18 +149,7 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(config: ClientConfig, lane: Arc<Lane>) -> ProviderResult<Client> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("legion/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ProviderError::new(
-                    DISPLAY,
-                    ErrorKind::Other,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-            })?;
+        let http = build_client(DISPLAY, config.request_timeout)?;
         Ok(Client {
             http,
             base: config.base_url,

@@ -351,9 +351,17 @@ impl ScalewayApi {
         want: ServerStatus,
     ) -> ProviderResult<()> {
         let (action, on_the_way, timeout) = if want == ServerStatus::Running {
-            ("poweron", ServerStatus::Starting, self.client.action_timeout())
+            (
+                "poweron",
+                ServerStatus::Starting,
+                self.client.action_timeout(),
+            )
         } else {
-            ("poweroff", ServerStatus::Stopping, self.client.shutdown_timeout())
+            (
+                "poweroff",
+                ServerStatus::Stopping,
+                self.client.shutdown_timeout(),
+            )
         };
         let state = self.server_read(zone, uuid).await?.map(|s| s.state);
         match state.as_deref().map(schema::server_status) {
