@@ -110,39 +110,10 @@ pub trait ProviderModule: Send + Sync {
     fn enabled(&self, _env: &Env) -> bool {
         true
     }
-    /// Trim, fill defaults, reject what cannot work; errors name the field.
+    /// Trim, fill defaults, reject what cannot work; errors name the field. An override
+    /// that validates values starts from [`normalize_fields`].
     fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
-        let desc = self.descriptor();
-        let mut out = Credentials::new();
-        for field in &desc.credential_fields {
-            let value = values
-                .get(&field.id)
-                .map(|v| v.expose().trim().to_string())
-                .filter(|v| !v.is_empty())
-                .or_else(|| field.default.clone());
-            match value {
-                Some(v) => {
-                    out.insert(field.id.clone(), Secret::new(v));
-                }
-                None if field.required => {
-                    return Err(format!(
-                        "{}: {} is required",
-                        desc.display_name, field.label
-                    ));
-                }
-                None => {}
-            }
-        }
-        if let Some(unknown) = values
-            .keys()
-            .find(|k| !desc.credential_fields.iter().any(|f| &f.id == *k))
-        {
-            return Err(format!(
-                "{}: unknown credential field {unknown:?}",
-                desc.display_name
-            ));
-        }
-        Ok(out)
+        normalize_fields(&self.descriptor(), values)
     }
     fn is_configured(&self, creds: &Credentials) -> bool {
         self.descriptor()
@@ -160,6 +131,41 @@ pub trait ProviderModule: Send + Sync {
         "root"
     }
     fn connect(&self, ctx: ConnectCtx) -> ProviderResult<Arc<dyn ProviderApi>>;
+}
+
+/// The default credential normalization: values trimmed, empty ones dropped, defaults
+/// filled in; a missing required field or an unknown one is refused, naming it.
+pub fn normalize_fields(desc: &Descriptor, values: Credentials) -> Result<Credentials, String> {
+    let mut out = Credentials::new();
+    for field in &desc.credential_fields {
+        let value = values
+            .get(&field.id)
+            .map(|v| v.expose().trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| field.default.clone());
+        match value {
+            Some(v) => {
+                out.insert(field.id.clone(), Secret::new(v));
+            }
+            None if field.required => {
+                return Err(format!(
+                    "{}: {} is required",
+                    desc.display_name, field.label
+                ));
+            }
+            None => {}
+        }
+    }
+    if let Some(unknown) = values
+        .keys()
+        .find(|k| !desc.credential_fields.iter().any(|f| &f.id == *k))
+    {
+        return Err(format!(
+            "{}: unknown credential field {unknown:?}",
+            desc.display_name
+        ));
+    }
+    Ok(out)
 }
 
 /// The adapter surfaces of one connected provider. A surface the provider lacks is

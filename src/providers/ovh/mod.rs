@@ -237,35 +237,7 @@ impl ProviderModule for OvhModule {
     /// The default normalization plus a known endpoint.
     fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
         let desc = self.descriptor();
-        let mut out = Credentials::new();
-        for field in &desc.credential_fields {
-            let value = values
-                .get(&field.id)
-                .map(|v| v.expose().trim().to_string())
-                .filter(|v| !v.is_empty())
-                .or_else(|| field.default.clone());
-            match value {
-                Some(v) => {
-                    out.insert(field.id.clone(), Secret::new(v));
-                }
-                None if field.required => {
-                    return Err(format!(
-                        "{}: {} is required",
-                        desc.display_name, field.label
-                    ));
-                }
-                None => {}
-            }
-        }
-        if let Some(unknown) = values
-            .keys()
-            .find(|k| !desc.credential_fields.iter().any(|f| &f.id == *k))
-        {
-            return Err(format!(
-                "{}: unknown credential field {unknown:?}",
-                desc.display_name
-            ));
-        }
+        let out = super::normalize_fields(&desc, values)?;
         if let Some(e) = out.get(ENDPOINT_FIELD)
             && endpoint(e.expose()).is_none()
         {

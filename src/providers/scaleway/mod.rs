@@ -219,32 +219,7 @@ impl ProviderModule for ScalewayModule {
 
     fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
         let desc = self.descriptor();
-        let mut out = Credentials::new();
-        for f in &desc.credential_fields {
-            let value = values
-                .get(&f.id)
-                .map(|v| v.expose().trim().to_string())
-                .filter(|v| !v.is_empty())
-                .or_else(|| f.default.clone());
-            match value {
-                Some(v) => {
-                    out.insert(f.id.clone(), crate::engine::secret::Secret::new(v));
-                }
-                None if f.required => {
-                    return Err(format!("{}: {} is required", desc.display_name, f.label));
-                }
-                None => {}
-            }
-        }
-        if let Some(unknown) = values
-            .keys()
-            .find(|k| !desc.credential_fields.iter().any(|f| &f.id == *k))
-        {
-            return Err(format!(
-                "{}: unknown credential field {unknown:?}",
-                desc.display_name
-            ));
-        }
+        let out = super::normalize_fields(&desc, values)?;
         if let Some(zone) = out.get(ZONE_FIELD)
             && !valid_zone(zone.expose())
         {
