@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::{ErrorKind, ProviderError};
 
@@ -92,4 +94,40 @@ pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 /// `Retry-After` in seconds, when given.
 pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
     header_u64(headers, RETRY_AFTER.as_str()).map(Duration::from_secs)
+}
+
+/// A 2xx answer whose body is not what was expected: to a write, the write was accepted
+/// and what it did is unknown until the provider is read back (`ResponseLost`, which the
+/// lane verifies); to a read, `Malformed`.
+pub fn unreadable(
+    display: &str,
+    method: &Method,
+    path: &str,
+    write: bool,
+    e: impl std::fmt::Display,
+) -> ProviderError {
+    if write {
+        ProviderError::new(
+            display,
+            ErrorKind::ResponseLost,
+            format!("{method} {path} was accepted but its response could not be read ({e})"),
+        )
+    } else {
+        ProviderError::new(
+            display,
+            ErrorKind::Malformed,
+            format!("unexpected response to {method} {path}: {e}"),
+        )
+    }
+}
+
+/// A JSON value as `T`, or [`unreadable`].
+pub fn decode<T: DeserializeOwned>(
+    display: &str,
+    value: Value,
+    method: &Method,
+    path: &str,
+    write: bool,
+) -> Result<T, ProviderError> {
+    serde_json::from_value(value).map_err(|e| unreadable(display, method, path, write, e))
 }

@@ -18,7 +18,8 @@ use serde_json::Value;
 use super::DISPLAY;
 use crate::engine::secret::Secret;
 use crate::providers::http::{
-    build_client, header_u64, kind_for_status, retry_after_header, transport_error,
+    build_client, decode, header_u64, kind_for_status, retry_after_header, transport_error,
+    unreadable,
 };
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
@@ -200,7 +201,7 @@ impl Client {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| unreadable(&method, path, write, &e))
+        serde_json::from_slice(&bytes).map_err(|e| unreadable(DISPLAY, &method, path, write, e))
     }
 
     /// A GET, decoded into `T`.
@@ -210,7 +211,7 @@ impl Client {
         query: &[(&str, String)],
     ) -> ProviderResult<T> {
         let value = self.request(Method::GET, path, query, None, false).await?;
-        decode(value, &Method::GET, path, false)
+        decode(DISPLAY, value, &Method::GET, path, false)
     }
 
     /// A GET whose 404 means "absent".
@@ -231,7 +232,7 @@ impl Client {
         body: Option<&Value>,
     ) -> ProviderResult<T> {
         let value = self.request(method.clone(), path, &[], body, true).await?;
-        decode(value, &method, path, true)
+        decode(DISPLAY, value, &method, path, true)
     }
 
     /// A GET through the lane (rate limits, `locked` and concurrency handled there).
@@ -407,33 +408,6 @@ pub(super) fn action_error(a: &Action) -> ProviderError {
         err = err.with_code(code);
     }
     err
-}
-
-fn decode<T: DeserializeOwned>(
-    value: Value,
-    method: &Method,
-    path: &str,
-    write: bool,
-) -> ProviderResult<T> {
-    serde_json::from_value(value).map_err(|e| unreadable(method, path, write, &e))
-}
-
-fn unreadable(method: &Method, path: &str, write: bool, e: &serde_json::Error) -> ProviderError {
-    if write {
-        // A 2xx came back, so the write was accepted; what it created is unknown until
-        // the provider is read back.
-        ProviderError::new(
-            DISPLAY,
-            ErrorKind::ResponseLost,
-            format!("{method} {path} was accepted but its response could not be read ({e})"),
-        )
-    } else {
-        ProviderError::new(
-            DISPLAY,
-            ErrorKind::Malformed,
-            format!("unexpected response to {method} {path}: {e}"),
-        )
-    }
 }
 
 /// The items of one page and the next page to ask for. A `next_page` that does not move

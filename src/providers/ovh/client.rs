@@ -20,7 +20,9 @@ use sha1::{Digest, Sha1};
 
 use super::DISPLAY;
 use crate::engine::secret::Secret;
-use crate::providers::http::{build_client, kind_for_status, retry_after_header, transport_error};
+use crate::providers::http::{
+    build_client, decode, kind_for_status, retry_after_header, transport_error, unreadable,
+};
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
 /// Where and how the adapter talks to the API. Tests point `base_url` at a local fake and
@@ -231,7 +233,7 @@ impl Client {
                     return Err(normalize_error(status.as_u16(), &bytes, None));
                 }
                 let server: i64 = serde_json::from_slice(&bytes)
-                    .map_err(|e| unreadable(&Method::GET, "/auth/time", false, &e.to_string()))?;
+                    .map_err(|e| unreadable(DISPLAY, &Method::GET, "/auth/time", false, e))?;
                 let o = server - unix_now();
                 *self.clock_offset.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
                 o
@@ -324,7 +326,7 @@ impl Client {
                 return Ok(Value::Null);
             }
             return serde_json::from_slice(&bytes)
-                .map_err(|e| unreadable(&method, path, write, &e.to_string()));
+                .map_err(|e| unreadable(DISPLAY, &method, path, write, e));
         }
     }
 
@@ -339,7 +341,7 @@ impl Client {
         let value = self
             .request(method.clone(), path, &[], body, true, true)
             .await?;
-        decode(value, &method, path, true)
+        decode(DISPLAY, value, &method, path, true)
     }
 
     /// A GET, decoded into `T`, without the lane (verifiers).
@@ -351,7 +353,7 @@ impl Client {
         let value = self
             .request(Method::GET, path, query, None, false, true)
             .await?;
-        decode(value, &Method::GET, path, false)
+        decode(DISPLAY, value, &Method::GET, path, false)
     }
 
     /// An unsigned GET of a public route, through the lane.
@@ -366,7 +368,7 @@ impl Client {
                 let value = self
                     .request(Method::GET, path, query, None, false, false)
                     .await?;
-                decode(value, &Method::GET, path, false)
+                decode(DISPLAY, value, &Method::GET, path, false)
             })
             .await
     }
@@ -410,33 +412,6 @@ impl Client {
             }
             Via::Direct => self.get_opt(path).await,
         }
-    }
-}
-
-fn decode<T: DeserializeOwned>(
-    value: Value,
-    method: &Method,
-    path: &str,
-    write: bool,
-) -> ProviderResult<T> {
-    serde_json::from_value(value).map_err(|e| unreadable(method, path, write, &e.to_string()))
-}
-
-fn unreadable(method: &Method, path: &str, write: bool, e: &str) -> ProviderError {
-    if write {
-        // A 2xx came back, so the write was accepted; what it did is unknown until the
-        // provider is read back.
-        ProviderError::new(
-            DISPLAY,
-            ErrorKind::ResponseLost,
-            format!("{method} {path} was accepted but its response could not be read ({e})"),
-        )
-    } else {
-        ProviderError::new(
-            DISPLAY,
-            ErrorKind::Malformed,
-            format!("unexpected response to {method} {path}: {e}"),
-        )
     }
 }
 

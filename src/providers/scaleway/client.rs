@@ -20,7 +20,8 @@ use serde_json::Value;
 use super::DISPLAY;
 use crate::engine::secret::Secret;
 use crate::providers::http::{
-    build_client, header_u64, kind_for_status, retry_after_header, transport_error,
+    build_client, decode, header_u64, kind_for_status, retry_after_header, transport_error,
+    unreadable,
 };
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
@@ -192,7 +193,7 @@ impl Client {
             return Ok((Value::Object(Default::default()), total));
         }
         let value = serde_json::from_slice(&bytes)
-            .map_err(|e| unreadable(&method, path, write, &e.to_string()))?;
+            .map_err(|e| unreadable(DISPLAY, &method, path, write, e))?;
         Ok((value, total))
     }
 
@@ -203,7 +204,7 @@ impl Client {
         query: &[(&str, String)],
     ) -> ProviderResult<T> {
         let (v, _) = self.request(Method::GET, path, query, None, false).await?;
-        decode(v, &Method::GET, path, false)
+        decode(DISPLAY, v, &Method::GET, path, false)
     }
 
     /// A GET where 404 means "absent".
@@ -226,7 +227,7 @@ impl Client {
         let (v, _) = self
             .request(method.clone(), path, query, body, true)
             .await?;
-        decode(v, &method, path, true)
+        decode(DISPLAY, v, &method, path, true)
     }
 
     /// [`Client::get`] through the lane.
@@ -346,33 +347,6 @@ fn malformed(path: &str, what: String) -> ProviderError {
         ErrorKind::Malformed,
         format!("unexpected response to GET {path}: {what}"),
     )
-}
-
-fn decode<T: DeserializeOwned>(
-    value: Value,
-    method: &Method,
-    path: &str,
-    write: bool,
-) -> ProviderResult<T> {
-    serde_json::from_value(value).map_err(|e| unreadable(method, path, write, &e.to_string()))
-}
-
-fn unreadable(method: &Method, path: &str, write: bool, e: &str) -> ProviderError {
-    if write {
-        // A 2xx came back, so the write was accepted; what it did is unknown until the
-        // provider is read back.
-        ProviderError::new(
-            DISPLAY,
-            ErrorKind::ResponseLost,
-            format!("{method} {path} was accepted but its response could not be read ({e})"),
-        )
-    } else {
-        ProviderError::new(
-            DISPLAY,
-            ErrorKind::Malformed,
-            format!("unexpected response to {method} {path}: {e}"),
-        )
-    }
 }
 
 fn unix_now() -> u64 {
