@@ -216,6 +216,16 @@ pub struct SshAccess {
     pub log_command: String,
 }
 
+impl SshAccess {
+    /// Log in with the managed key, checking the pinned host key; also returns the key
+    /// seen when nothing was pinned yet (for the caller to pin).
+    pub fn login(&self) -> Result<(SshSession, Option<String>), SshError> {
+        let (session, seen) =
+            ssh::connect(&self.target, Auth::Key(&self.key), self.pinned.as_ref())?;
+        Ok((session, self.pinned.is_none().then(|| seen.to_string())))
+    }
+}
+
 impl std::fmt::Debug for SshAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshAccess")

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::ssh_agent::SshAccess;
-use crate::ssh::{Auth, connect};
 
 /// Lines waiting for the UI at most; older ones are dropped (and counted).
 pub const MAILBOX: usize = 10_000;
@@ -200,14 +199,8 @@ fn follow(access: &SshAccess, feed: &mut Feed) -> Result<Option<String>, String>
     if access.log_command.is_empty() {
         return Err("no log command for this node".into());
     }
-    let (ssh, seen) = connect(
-        &access.target,
-        Auth::Key(&access.key),
-        access.pinned.as_ref(),
-    )
-    .map_err(|e| e.to_string())?;
-    if access.pinned.is_none() {
-        let seen = seen.to_string();
+    let (ssh, first_seen) = access.login().map_err(|e| e.to_string())?;
+    if let Some(seen) = first_seen {
         feed.put(|m| m.first_seen = Some(seen));
     }
     let sess = ssh.ssh2_session();

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use super::{Emulator, TermFrame};
 use crate::engine::ssh_agent::SshAccess;
-use crate::ssh::{Auth, connect};
 
 /// The longest the session thread waits before looking at the socket again when idle.
 pub const IDLE_POLL: Duration = Duration::from_millis(20);
@@ -222,14 +221,9 @@ impl Session {
 
     /// `Ok(None)`: the UI went away. `Ok(Some(why))` / `Err(why)`: the session ended.
     fn connect_and_pump(&mut self, access: &SshAccess) -> Result<Option<String>, String> {
-        let (ssh, seen) = connect(
-            &access.target,
-            Auth::Key(&access.key),
-            access.pinned.as_ref(),
-        )
-        .map_err(|e| e.to_string())?;
-        if access.pinned.is_none() {
-            self.first_seen = Some(seen.to_string());
+        let (ssh, first_seen) = access.login().map_err(|e| e.to_string())?;
+        if first_seen.is_some() {
+            self.first_seen = first_seen;
         }
         let sess = ssh.ssh2_session();
         let failed = |what: &str, e: ssh2::Error| format!("{what} on {}: {e}", access.target);
