@@ -16,6 +16,10 @@ fn row<'a>(screen: &'a str, node: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// The demo tests run one at a time: each starts a fleet (six sandboxed sshds with health
+/// checks), and two at once on a 2-core machine starve each other's logins.
+static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn demo_command(home: &Path) -> String {
     format!(
         "env -u NO_COLOR LEGION_HOME={} TERM=xterm-256color {} demo; echo LEGION-EXITED $?; sleep 60",
@@ -26,6 +30,7 @@ fn demo_command(home: &Path) -> String {
 
 #[test]
 fn demo_dashboard_end_to_end() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let Some(t) = Tmux::start(&demo_command(dir.path()), 160, 45) else {
         return;
@@ -112,6 +117,7 @@ fn demo_dashboard_end_to_end() {
 
 #[test]
 fn demo_nodes_have_real_shells_and_logs_in_local_sandboxes() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|p| p.into_inner());
     if legion::engine::sandbox::find_sshd().is_none() {
         use std::io::Write;
         let _ = writeln!(
