@@ -231,6 +231,15 @@ fn command_line_completes_and_runs() {
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "apply");
     assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Apply]);
+    // A refresh reads every provider now, from ctrl-r or `:refresh`, read-only or not.
+    assert_eq!(ctrl(&mut app, 'r'), vec![Effect::Refresh]);
+    assert!(screen(&mut app, 100, 14).contains("reading every provider"));
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "ref");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Refresh]);
+    let mut readonly = app_with(snapshot(4), true);
+    assert_eq!(ctrl(&mut readonly, 'r'), vec![Effect::Refresh]);
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "frob");
     key(&mut app, KeyCode::Enter);

@@ -48,6 +48,7 @@ pub enum Command {
     ViewZones,
     ViewFirewalls,
     ViewDomains,
+    Refresh,
     Start,
     Stop,
     Reboot,
@@ -183,6 +184,7 @@ impl Command {
         Command::ViewZones,
         Command::ViewFirewalls,
         Command::ViewDomains,
+        Command::Refresh,
         Command::Start,
         Command::Stop,
         Command::Reboot,
@@ -322,6 +324,13 @@ impl Command {
                 "Show the Domains view",
                 Views,
                 &const { [ch('4')] },
+            ),
+            Command::Refresh => row(
+                "refresh",
+                "refresh",
+                "Read every provider's servers and zones now",
+                Views,
+                &const { [ctrl('r')] },
             ),
             Command::Start => mutating_row(
                 "start",
@@ -1221,12 +1230,13 @@ mod tests {
             LeavePane => 34,
             ZoomPane => 35,
             LogTail => 36,
+            Refresh => 37,
         }
     }
 
     #[test]
     fn all_lists_every_command_once() {
-        let mut seen = [false; 37];
+        let mut seen = [false; 38];
         for &c in Command::ALL {
             assert!(!seen[ordinal(c)], "{c} listed twice");
             seen[ordinal(c)] = true;

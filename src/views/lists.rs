@@ -350,6 +350,14 @@ pub fn render_sync(
     block.render(area, buf);
     let height = inner.height.saturating_sub(1) as usize;
     let (rows, sel) = ui.visible(height);
+    // A set spread over several clouds lists them all ("hetzner,ovh,scaleway"): the
+    // column is as wide as the visible rows need, within bounds.
+    let provider_width = rows
+        .iter()
+        .map(|&i| rows_all[i].provider.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(10, 32);
     let name_col = match tab {
         Tab::Zones => "ZONE",
         Tab::Firewalls => "SET",
@@ -383,7 +391,7 @@ pub fn render_sync(
             }
             let row = Row::new(vec![
                 Cell::from(trimmed(&r.name, 40)),
-                Cell::from(trimmed(&r.provider, 12)),
+                Cell::from(trimmed(&r.provider, provider_width)),
                 Cell::from(Span::styled(
                     state,
                     theme.style(&format!("sync.{}", r.state)),
@@ -397,7 +405,8 @@ pub fn render_sync(
     let empty = rows_all
         .is_empty()
         .then(|| format!("No {} planned.", tab.title().to_lowercase()));
-    draw_table(&header, body, &[28, 10, 18, 30], empty, theme, inner, buf);
+    let widths = [28, provider_width as u16, 18, 30];
+    draw_table(&header, body, &widths, empty, theme, inner, buf);
 }
 
 fn select<'a>(row: Row<'a>, selected: bool, theme: &Theme) -> Row<'a> {

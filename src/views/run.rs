@@ -238,6 +238,11 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 .await
                 .map(|id| format!("apply #{id} started"))
                 .map_err(|e| e.to_string()),
+            Effect::Refresh => engine
+                .refresh()
+                .await
+                .map(|()| "every provider read".to_string())
+                .map_err(|e| format!("refresh: {e}")),
             Effect::RemoveNode(name) => engine
                 .edit_plan(PlanEdit::RemoveNode { name: name.clone() })
                 .await

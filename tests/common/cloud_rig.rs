@@ -5,10 +5,12 @@
 //!
 //! Include with `#[path = "common/cloud_rig.rs"] mod cloud_rig;` next to
 //! `#[path = "common/sshd.rs"] mod sshd;` and the fake. The Hetzner rig is in
-//! `common/hetzner_rig.rs`.
+//! `common/hetzner_rig.rs`. One rig can carry several clouds ([`Rig::start_clouds`]):
+//! the fakes together in `F`, one sshd playing every server.
 
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use super::sshd::{self, Sshd, SshdOpts};
@@ -22,6 +24,25 @@ pub struct Rig<F> {
     /// Who Legion logs in as on the "servers".
     pub user: String,
     pub vars: Vec<(&'static str, String)>,
+    /// The `legion` binary the rig runs.
+    pub bin: PathBuf,
+}
+
+/// Where the rig's servers are logged in to, and with which binary.
+pub struct RigOpts {
+    pub bin: PathBuf,
+    /// The login user; `None`: the dedicated test user as root, else the current user.
+    pub user: Option<String>,
+}
+
+impl Default for RigOpts {
+    fn default() -> Self {
+        RigOpts {
+            // Set for integration tests; other targets name the binary themselves.
+            bin: PathBuf::from(option_env!("CARGO_BIN_EXE_legion").unwrap_or("legion")),
+            user: None,
+        }
+    }
 }
 
 impl<F> Rig<F> {
@@ -32,15 +53,32 @@ impl<F> Rig<F> {
         kind: &str,
         make: impl FnOnce() -> (F, Vec<(&'static str, String)>),
     ) -> Option<Rig<F>> {
+        Self::start_clouds(&[kind], make)
+    }
+
+    /// One home configured for several clouds: `make` starts every fake and returns them
+    /// (in `F`) with all their variables.
+    pub fn start_clouds(
+        kinds: &[&str],
+        make: impl FnOnce() -> (F, Vec<(&'static str, String)>),
+    ) -> Option<Rig<F>> {
+        Self::start_with(RigOpts::default(), kinds, make)
+    }
+
+    pub fn start_with(
+        opts: RigOpts,
+        kinds: &[&str],
+        make: impl FnOnce() -> (F, Vec<(&'static str, String)>),
+    ) -> Option<Rig<F>> {
         let sshd = Sshd::start(SshdOpts::default())?;
         let (fake, provider_vars) = make();
         let dir = tempfile::tempdir().unwrap();
         // As root, log in as the dedicated test user (plain /bin/sh, no dotfiles): root's
         // own shell startup on a developer machine can be slow or take locks.
-        let user = if sshd::is_root() {
-            sshd::test_user().unwrap().name.to_string()
-        } else {
-            sshd::current_user()
+        let user = match opts.user {
+            Some(user) => user,
+            None if sshd::is_root() => sshd::test_user().unwrap().name.to_string(),
+            None => sshd::current_user(),
         };
         let node_root = tempfile::Builder::new()
             .prefix("legion-node-")
@@ -61,7 +99,7 @@ impl<F> Rig<F> {
             }
         }
         let pw = dir.path().join("pw");
-        std::fs::write(&pw, format!("{kind} end to end\n")).unwrap();
+        std::fs::write(&pw, format!("{} end to end\n", kinds.join("+"))).unwrap();
         let mut vars = provider_vars;
         vars.extend([
             ("LEGION_HOME", dir.path().join("home").display().to_string()),
@@ -80,6 +118,7 @@ impl<F> Rig<F> {
             node_root,
             user,
             vars,
+            bin: opts.bin,
         };
         rig.ok(&["config", "init"]);
         // The managed key, made at init, is what the servers accept (cloud-init puts
@@ -88,13 +127,15 @@ impl<F> Rig<F> {
         assert!(public.starts_with("ssh-ed25519 "), "{public}");
         rig.sshd.authorize_user(&rig.user, public.trim());
         // The credentials come from the descriptor's default variables.
-        rig.ok(&["provider", "configure", kind]);
+        for kind in kinds {
+            rig.ok(&["provider", "configure", kind]);
+        }
         Some(rig)
     }
 
     /// `legion` with this rig's environment (no daemon, no simulated cloud).
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
+        let mut c = Command::new(&self.bin);
         c.envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("LEGION_DAEMON_TOKEN")
             .env_remove("LEGION_MOCK_NETWORK");

@@ -64,6 +64,8 @@ pub enum UiEvent {
 pub enum Effect {
     Node(String, Action),
     Apply,
+    /// Read every provider now; the outcome comes back in the status line.
+    Refresh,
     RemoveNode(String),
     /// Plan (add or change) a node.
     UpsertNode(crate::engine::plan::NodeRequest),
@@ -191,8 +193,11 @@ const COMMANDS: &[&str] = &[
     "zones",
     "firewalls",
     "domains",
+    "refresh",
     "logs",
+    "tail",
     "shell",
+    "import",
     "theme",
     "record",
     "provider",
@@ -622,6 +627,7 @@ impl App {
             "zones" => Command::ViewZones,
             "firewalls" => Command::ViewFirewalls,
             "domains" => Command::ViewDomains,
+            "refresh" => Command::Refresh,
             "logs" => Command::ToggleLog,
             "shell" => Command::Shell,
             "tail" => Command::LogTail,
@@ -794,6 +800,10 @@ impl App {
                 });
             }
             Command::Apply => return vec![Effect::Apply],
+            Command::Refresh => {
+                self.say(true, "reading every provider…");
+                return vec![Effect::Refresh];
+            }
             Command::Add | Command::Edit => return self.open_form(cmd == Command::Edit),
             Command::ToggleLog => {
                 self.log.open = !self.log.open;

@@ -1,0 +1,66 @@
+//! The three integrated clouds' fakes side by side (Hetzner, Scaleway, OVHcloud), each
+//! handing out 127.0.0.1 with short transitions, and the variables that point Legion at
+//! them with their default credential variables.
+//!
+//! Include next to `#[path = "fakes/hetzner.rs"] mod hetzner_fake;`,
+//! `#[path = "fakes/scaleway.rs"] mod scaleway_fake;` and
+//! `#[path = "fakes/ovh.rs"] mod ovh_fake;` (at the crate root).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use super::hetzner_fake::HetznerFake;
+use super::ovh_fake::{self, OvhFake};
+use super::scaleway_fake::ScalewayFake;
+
+/// The provider kinds, in the order the rig configures them.
+pub const KINDS: [&str; 3] = ["hetzner", "scaleway", "ovh"];
+
+pub struct Clouds {
+    pub hetzner: HetznerFake,
+    pub scaleway: ScalewayFake,
+    pub ovh: OvhFake,
+}
+
+impl Clouds {
+    /// Start the three fakes; `transition` is how long their servers take to change state.
+    pub fn start(transition: Duration) -> (Clouds, Vec<(&'static str, String)>) {
+        let hetzner = HetznerFake::start();
+        hetzner.set_action_duration(transition);
+        hetzner.set_server_ipv4("127.0.0.1");
+        let scaleway = ScalewayFake::start();
+        scaleway.set_action_duration(transition);
+        scaleway.set_server_ipv4("127.0.0.1");
+        let ovh = OvhFake::start();
+        ovh.set_task_duration(transition);
+        ovh.set_server_ipv4("127.0.0.1");
+        let vars = vec![
+            ("LEGION_HETZNER_API_URL", hetzner.base_url()),
+            ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
+            ("HCLOUD_TOKEN", hetzner.token()),
+            ("LEGION_SCALEWAY_API_URL", scaleway.base_url()),
+            ("LEGION_SCALEWAY_ACTION_POLL_MS", "10".into()),
+            ("SCW_SECRET_KEY", scaleway.secret_key()),
+            ("SCW_DEFAULT_PROJECT_ID", scaleway.project().to_string()),
+            ("LEGION_OVH_API_URL", ovh.base_url()),
+            ("LEGION_OVH_POLL_MS", "10".into()),
+            ("OVH_ENDPOINT", "ovh-eu".into()),
+            ("OVH_APPLICATION_KEY", ovh_fake::APPLICATION_KEY.into()),
+            (
+                "OVH_APPLICATION_SECRET",
+                ovh_fake::APPLICATION_SECRET.into(),
+            ),
+            ("OVH_CONSUMER_KEY", ovh_fake::CONSUMER_KEY.into()),
+            ("OVH_CLOUD_PROJECT_SERVICE", ovh_fake::PROJECT.into()),
+        ];
+        (
+            Clouds {
+                hetzner,
+                scaleway,
+                ovh,
+            },
+            vars,
+        )
+    }
+}
