@@ -63,13 +63,16 @@ fn main() -> ExitCode {
         user: Some(sshd::current_user()),
     };
     // Transitions as slow as a small real cloud's, so the dashboard shows them.
-    let Some(rig) = Rig::start_with(opts, &KINDS, || Clouds::start(Duration::from_secs(2))) else {
+    let Some(mut rig) = Rig::start_with(opts, &KINDS, || Clouds::start(Duration::from_secs(2)))
+    else {
         eprintln!(
             "mixed_fleet: OpenSSH's server is needed to play the servers \
              (apt-get install openssh-server)"
         );
         return ExitCode::FAILURE;
     };
+    // Separate servers, separate filesystems: each node writes under its own directory.
+    rig.sandbox_per_node();
     for (name, kind, cluster) in FLEET {
         rig.ok(&[
             "nodes",

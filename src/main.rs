@@ -1048,10 +1048,35 @@ async fn with_link<T>(cli: &Cli, f: impl AsyncFnOnce(&Link) -> Result<T>) -> Res
     result
 }
 
+/// An engine started by this command has not checked any node's health yet: give the
+/// first checks of running, installed nodes a moment (bounded), so `system` says ready,
+/// degraded or unreachable instead of unknown. The daemon's engine has been checking.
+async fn first_health(engine: &Link) {
+    use legion::engine::actors::{Machine, System};
+    if !matches!(engine, Link::Local(_)) {
+        return;
+    }
+    let checked = |s: &legion::engine::snapshot::AppSnapshot| {
+        s.nodes.iter().all(|n| {
+            // Only nodes whose check has started: a running server of a connected provider.
+            let checking = n.machine == Machine::Running
+                && n.server_id.is_some()
+                && s.providers.iter().any(|p| p.id == n.provider);
+            !checking || n.system != System::Unknown
+        })
+    };
+    let _ = tokio::time::timeout(FIRST_HEALTH_WAIT, engine.wait_for(checked)).await;
+}
+
+/// How long `nodes list`/`show` wait for the first health checks (an unreachable node's
+/// check ends at the SSH connect timeout, well within this).
+const FIRST_HEALTH_WAIT: Duration = Duration::from_secs(15);
+
 async fn nodes_with(engine: &Link, command: &NodesCommand) -> Result<()> {
     use legion::engine::actors::Action;
     let (name, action, wait) = match command {
         NodesCommand::List { json } => {
+            first_health(engine).await;
             let snap = engine.snapshot();
             if *json {
                 outln!("{}", serde_json::to_string_pretty(&snap.nodes)?);
@@ -1061,6 +1086,7 @@ async fn nodes_with(engine: &Link, command: &NodesCommand) -> Result<()> {
             return Ok(());
         }
         NodesCommand::Show { name, json } => {
+            first_health(engine).await;
             let snap = engine.snapshot();
             let row = snap
                 .node(name)

@@ -42,14 +42,25 @@ fn row<'a>(screen: &'a str, node: &str) -> &'a str {
 
 #[test]
 fn one_dashboard_lists_a_cluster_spread_over_three_clouds() {
-    let Some(rig) = Rig::start_clouds(&KINDS, || Clouds::start(Duration::from_millis(30))) else {
+    let Some(mut rig) = Rig::start_clouds(&KINDS, || Clouds::start(Duration::from_millis(30)))
+    else {
         return;
     };
+    rig.sandbox_per_node();
     let clouds = &rig.fake;
+    // A slow cloud: `nodes add` with no offer reads the catalog it needs instead of
+    // refusing because the engine it just started has not loaded it yet.
+    clouds.scaleway.set_latency(Duration::from_millis(300));
     for (name, kind) in FLEET {
         rig.ok(&["nodes", "add", name, "--provider", kind, "--cluster", "web"]);
     }
-    rig.ok(&["apply", "--wait"]);
+    clouds.scaleway.set_latency(Duration::ZERO);
+    let (code, out, err) = rig.run(&["apply", "--wait"]);
+    if code != 0 {
+        let nodes = rig.ok(&["nodes", "list", "--json"]);
+        let log = rig.ok(&["logs"]);
+        panic!("apply: {err}\n{out}\n{nodes}\n{log}");
+    }
 
     // The CLI's one table across the three clouds.
     let rows: Value = serde_json::from_str(&rig.ok(&["nodes", "list", "--json"])).unwrap();
@@ -60,6 +71,8 @@ fn one_dashboard_lists_a_cluster_spread_over_three_clouds() {
         assert_eq!(r["provider"], kind, "{r}");
         assert_eq!(r["machine"], "running", "{r}");
         assert_eq!(r["execution"]["status"], "succeeded", "{r}");
+        // A fresh engine checked its health before answering.
+        assert_eq!(r["system"]["state"], "ready", "{r}");
     }
     // Each server is at its own cloud, and only there.
     assert!(clouds.hetzner.server_by_name("web-1").is_some());
@@ -67,14 +80,21 @@ fn one_dashboard_lists_a_cluster_spread_over_three_clouds() {
     let scw = clouds.scaleway.server_by_name("web-2").unwrap();
     assert!(clouds.scaleway.server_by_name("web-3").is_none());
     assert_eq!(clouds.ovh.servers_named("web-3").len(), 1);
-    // A node's peer list holds the two others, whatever their cloud (the one sshd plays
-    // every server, so the file is the last node's and every address is 127.0.0.1).
-    let peers = std::fs::read_to_string(rig.sandbox().join("etc/legion/peers")).unwrap();
-    assert_eq!(
-        peers.lines().collect::<Vec<_>>(),
-        ["127.0.0.1"; 2],
-        "{peers}"
-    );
+    // Each node knows its identity and its two peers, whatever their cloud (one sshd
+    // plays every server, so every address is 127.0.0.1).
+    for (name, _) in FLEET {
+        let dir = rig.sandbox_of(name).join("etc/legion");
+        let identity = std::fs::read_to_string(dir.join("node.json")).unwrap();
+        let identity: Value = serde_json::from_str(&identity).unwrap();
+        assert_eq!(identity["name"], name);
+        assert_eq!(identity["cluster"], "web");
+        let peers = std::fs::read_to_string(dir.join("peers")).unwrap();
+        assert_eq!(
+            peers.lines().collect::<Vec<_>>(),
+            ["127.0.0.1"; 2],
+            "{peers}"
+        );
+    }
     // The cluster's firewall: applied where the cloud has firewalls, tasks where not.
     let fw = rig.ok(&["firewalls", "list"]);
     assert!(

@@ -337,7 +337,7 @@ impl Engine {
     /// Plan a node, filling empty choices from the provider's catalog policy.
     pub async fn upsert_node(&self, req: NodeRequest) -> Result<(), EngineError> {
         self.with_session(move |s| async move {
-            let node = s.resolve_node(&req)?;
+            let node = s.resolve_node(&req).await?;
             s.edit(PlanEdit::UpsertNode {
                 name: req.name.clone(),
                 node,
@@ -964,15 +964,26 @@ impl Session {
         Ok(())
     }
 
-    fn resolve_node(&self, req: &NodeRequest) -> Result<NodePlan, EngineError> {
+    /// Plan choices for a node request; empty ones come from the provider's catalog, read
+    /// now when it is not cached yet (an engine just started is still loading it).
+    async fn resolve_node(&self, req: &NodeRequest) -> Result<NodePlan, EngineError> {
         let module = self.module(&req.provider)?;
         let policy = module.catalog_policy();
-        let catalog = self
-            .supervisor
-            .env()
-            .providers
-            .get(&req.provider)
-            .and_then(|c| c.cached_catalog());
+        let connected = self.supervisor.env().providers.get(&req.provider);
+        let mut unread = None;
+        let catalog = match connected {
+            Some(c) if req.region.is_none() || req.offer.is_none() || req.image.is_none() => {
+                match c.catalog(false).await {
+                    Ok(catalog) => Some(catalog),
+                    Err(e) => {
+                        unread = Some(e.to_string());
+                        None
+                    }
+                }
+            }
+            Some(c) => c.cached_catalog(),
+            None => None,
+        };
         let region = match (&req.region, &catalog) {
             (Some(r), _) => r.clone(),
             (None, Some(c)) => policy.region(c).map(String::from).unwrap_or_default(),
@@ -995,9 +1006,10 @@ impl Session {
             (None, None) => match &policy.default_offer {
                 crate::providers::OfferSelector::Preferred { id, .. } => id.clone(),
                 crate::providers::OfferSelector::Cheapest { .. } => {
-                    return Err(EngineError::Invalid(
-                        "the provider's catalog is not loaded yet; pass an offer".into(),
-                    ));
+                    return Err(EngineError::Invalid(match unread {
+                        Some(e) => format!("the provider's catalog could not be read ({e}); pass an offer"),
+                        None => "the provider is not connected, so its catalog is unknown; pass an offer".into(),
+                    }));
                 }
             },
         };
@@ -1043,13 +1055,15 @@ impl Session {
             self.configure_provider(manual::KIND, Credentials::new())
                 .await?;
         }
-        let node = self.resolve_node(&NodeRequest {
-            name: req.name.clone(),
-            provider: manual::KIND.into(),
-            cluster: req.cluster.clone(),
-            role: req.role.clone(),
-            ..NodeRequest::default()
-        })?;
+        let node = self
+            .resolve_node(&NodeRequest {
+                name: req.name.clone(),
+                provider: manual::KIND.into(),
+                cluster: req.cluster.clone(),
+                role: req.role.clone(),
+                ..NodeRequest::default()
+            })
+            .await?;
         let key = self
             .cell
             .read(|s| s.managed_key.clone())

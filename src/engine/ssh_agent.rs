@@ -195,6 +195,12 @@ impl SshSettings {
     pub fn root(&self) -> &str {
         self.sandbox_root.as_deref().unwrap_or("")
     }
+
+    /// Where Legion's files go on `node`: [`Self::root`] with `{node}` replaced by the
+    /// node's name (one sandbox per node when one machine plays several).
+    pub fn root_for(&self, node: &str) -> String {
+        self.root().replace("{node}", node)
+    }
 }
 
 /// Everything a connection to a node needs: where, as whom, with which key, and the
@@ -391,13 +397,14 @@ fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAcc
             }
         };
         let role = s.plan.nodes.get(name).map_or("node", |p| p.role.as_str());
+        let root = settings.root_for(name);
         Ok(SshAccess {
             target,
             key,
             pinned,
             sudo,
-            root: settings.root().to_string(),
-            log_command: settings.log_command(role, sudo, settings.root()),
+            log_command: settings.log_command(role, sudo, &root),
+            root,
         })
     })
 }
@@ -626,6 +633,15 @@ mod tests {
             sandbox_root: root.map(String::from),
             roles_dir: None,
         }
+    }
+
+    #[test]
+    fn a_sandbox_root_can_name_the_node() {
+        assert_eq!(settings(None, None).root_for("web-1"), "");
+        assert_eq!(settings(None, Some("/t/box")).root_for("web-1"), "/t/box");
+        let per_node = settings(None, Some("/t/box/{node}"));
+        assert_eq!(per_node.root_for("web-1"), "/t/box/web-1");
+        assert_eq!(per_node.root_for("db-2"), "/t/box/db-2");
     }
 
     #[test]

@@ -169,4 +169,20 @@ impl<F> Rig<F> {
     pub fn sandbox(&self) -> std::path::PathBuf {
         self.node_root.path().to_path_buf()
     }
+
+    /// Give every node its own sandbox (`NODE_ROOT/NAME`), as separate servers have
+    /// their own filesystems: nodes deployed side by side no longer share files.
+    pub fn sandbox_per_node(&mut self) {
+        let root = format!("{}/{{node}}", self.node_root.path().display());
+        for (k, v) in &mut self.vars {
+            if *k == "LEGION_SSH_SANDBOX_ROOT" {
+                *v = root.clone();
+            }
+        }
+    }
+
+    /// A node's sandbox after [`Self::sandbox_per_node`].
+    pub fn sandbox_of(&self, node: &str) -> std::path::PathBuf {
+        self.node_root.path().join(node)
+    }
 }
