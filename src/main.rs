@@ -684,11 +684,15 @@ async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
             outln!("images:");
             for i in catalog.images.iter().filter(|i| !i.deprecated) {
                 outln!(
-                    "  {} {:<14} {} ({})",
+                    "  {} {:<14} {} ({}{})",
                     mark(policy.image(&catalog) == Some(i.id.as_str())),
                     i.id,
                     i.name,
-                    i.architecture
+                    i.architecture,
+                    i.login_user
+                        .as_deref()
+                        .map(|u| format!(", logs in as {u}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())

@@ -348,6 +348,7 @@ fn catalog() -> legion::providers::Catalog {
             name: "Debian 12".into(),
             architecture: "x86_64".into(),
             deprecated: false,
+            login_user: None,
         }],
     }
 }

@@ -491,10 +491,18 @@ async fn a_zone_waits_for_endpoints_instead_of_failing() {
     h.node_record("w.example.test", "www", "a").await;
     h.add_node("a", "sim-east").await;
     h.engine.apply().await.unwrap();
-    // While the node provisions, the zone shows why it waits.
+    // While the node provisions, the zone shows why it waits (once the zone has taken
+    // the apply in: before, it waits for the apply itself).
     let snap = h
         .engine
-        .wait_for(|s| s.zones.iter().any(|z| z.state == SyncState::Waiting))
+        .wait_for(|s| {
+            s.zones.iter().any(|z| {
+                z.state == SyncState::Waiting
+                    && z.waiting
+                        .as_deref()
+                        .is_some_and(|w| !w.contains("not applied yet"))
+            })
+        })
         .await
         .unwrap();
     let z = snap

@@ -48,6 +48,7 @@ fn realistic_events() -> Vec<(KeyEvent, Command)> {
         (ch('2'), ViewZones),
         (ch('3'), ViewFirewalls),
         (ch('4'), ViewDomains),
+        (press(KeyCode::Char('r'), CTRL), Refresh),
         (ch('u'), Start),
         (ch('o'), Stop),
         (ch('r'), Reboot),

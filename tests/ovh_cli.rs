@@ -329,3 +329,52 @@ fn provider_configure_takes_the_descriptors_flags() {
     assert_ne!(code, 0);
     assert!(err.contains("--application-secret-env"), "{err}");
 }
+
+/// OVHcloud's images each log in as their distribution's user (the image's `user`):
+/// a Debian node is reached as `debian`, an Ubuntu one as `ubuntu`, unless
+/// `LEGION_SSH_USER` says otherwise (as it does for the deployment here).
+#[test]
+fn each_image_logs_in_as_its_own_user() {
+    let Some(rig) = ovh_rig() else {
+        return;
+    };
+    let ok = |args: &[&str]| rig.ok(args);
+    let catalog: Value = serde_json::from_str(&ok(&["catalog", "ovh", "--json"])).unwrap();
+    let user_of = |name: &str| {
+        catalog["catalog"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == name)
+            .map(|i| i["login_user"].clone())
+    };
+    assert_eq!(user_of("Debian 12"), Some("debian".into()), "{catalog}");
+    assert_eq!(user_of("Ubuntu 24.04"), Some("ubuntu".into()), "{catalog}");
+    ok(&[
+        "nodes",
+        "add",
+        "deb-1",
+        "--provider",
+        "ovh",
+        "--image",
+        "Debian 12",
+    ]);
+    ok(&["nodes", "add", "ub-1", "--provider", "ovh"]);
+    ok(&["apply", "--wait"]);
+    let command_for = |node: &str| {
+        let key = rig.dir.path().join(format!("key-{node}"));
+        let out = rig
+            .cmd()
+            .env_remove("LEGION_SSH_USER")
+            .args(["ssh-key", "export", "--node", node, "--path"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let deb = command_for("deb-1");
+    assert!(deb.contains(" debian@127.0.0.1"), "{deb}");
+    let ub = command_for("ub-1");
+    assert!(ub.contains(" ubuntu@127.0.0.1"), "{ub}");
+}

@@ -65,6 +65,7 @@ pub fn state_with_nodes(n: usize) -> State {
                 host_key: Some(format!("SHA256:{uid}{uid}")),
                 configured_peers: None,
                 login: None,
+                image_user: None,
                 execution: Some(exec),
             },
         );

@@ -286,6 +286,7 @@ mod tests {
                 host_key: None,
                 configured_peers: None,
                 login: None,
+                image_user: None,
                 execution: None,
             },
         );

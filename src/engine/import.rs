@@ -125,6 +125,7 @@ pub fn tracked(plan: &NodePlan, target: &Target, host_key: &str, sudo: SudoStatu
             port: target.port,
             sudo: sudo == SudoStatus::Passwordless,
         }),
+        image_user: None,
         execution: None,
     }
 }

@@ -180,13 +180,15 @@ impl SshSettings {
         )
     }
 
-    /// Who logs in on a node of `provider`, and whether system commands need sudo.
-    pub fn login_user(&self, provider: &str) -> (String, bool) {
+    /// Who logs in on a node of `provider` whose image logs in as `image_user` (when
+    /// the catalog said), and whether system commands need sudo: `LEGION_SSH_USER`, else
+    /// the image's user, else the provider's default, else root.
+    pub fn login_user(&self, provider: &str, image_user: Option<&str>) -> (String, bool) {
         if let Some(u) = &self.user {
             return (u.clone(), false);
         }
-        match self.provider_users.get(provider) {
-            Some(u) if u != "root" => (u.clone(), true),
+        match image_user.or(self.provider_users.get(provider).map(String::as_str)) {
+            Some(u) if u != "root" => (u.to_string(), true),
             _ => ("root".to_string(), false),
         }
     }
@@ -392,7 +394,7 @@ fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAcc
                 login.sudo,
             ),
             None => {
-                let (user, sudo) = settings.login_user(&t.provider);
+                let (user, sudo) = settings.login_user(&t.provider, t.image_user.as_deref());
                 (Target::new(host, settings.port, user), sudo)
             }
         };
@@ -647,11 +649,15 @@ mod tests {
     #[test]
     fn the_login_user_comes_from_the_provider_unless_overridden() {
         let s = settings(None, None);
-        assert_eq!(s.login_user("hetzner"), ("root".into(), false));
-        assert_eq!(s.login_user("ovh"), ("ubuntu".into(), true));
-        assert_eq!(s.login_user("unknown"), ("root".into(), false));
+        assert_eq!(s.login_user("hetzner", None), ("root".into(), false));
+        assert_eq!(s.login_user("ovh", None), ("ubuntu".into(), true));
+        assert_eq!(s.login_user("unknown", None), ("root".into(), false));
+        // The image's own user (OVHcloud's Debian logs in as `debian`) comes first.
+        assert_eq!(s.login_user("ovh", Some("debian")), ("debian".into(), true));
+        assert_eq!(s.login_user("ovh", Some("root")), ("root".into(), false));
         let s = settings(Some("ops"), None);
-        assert_eq!(s.login_user("ovh"), ("ops".into(), false));
+        assert_eq!(s.login_user("ovh", None), ("ops".into(), false));
+        assert_eq!(s.login_user("ovh", Some("debian")), ("ops".into(), false));
     }
 
     #[test]

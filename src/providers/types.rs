@@ -62,6 +62,10 @@ pub struct Image {
     pub name: String,
     pub architecture: String,
     pub deprecated: bool,
+    /// Who the image logs in as, when the provider says (OVHcloud's `user`: `ubuntu`,
+    /// `debian`, ...); `None`: the provider module's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_user: Option<String>,
 }
 
 /// How a provider module picks defaults when the operator does not say.

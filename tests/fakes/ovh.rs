@@ -1039,7 +1039,11 @@ impl World {
             "visibility": "public",
             "minDisk": 0,
             "size": 2.5,
-            "user": if i.1 == "windows" { "Administrator" } else { "ubuntu" },
+            "user": match i.0 {
+                n if n.starts_with("Windows") => "Administrator",
+                n if n.starts_with("Debian") => "debian",
+                _ => "ubuntu",
+            },
             "creationDate": "2024-04-25T09:02:20Z",
             "flavorType": null,
             "planCode": null,

@@ -364,6 +364,7 @@ mod tests {
             host_key: None,
             configured_peers: None,
             login: None,
+            image_user: None,
             execution: None,
         };
         assert_eq!(

@@ -640,6 +640,7 @@ async fn run_execution(
                 host_key: None,
                 configured_peers: None,
                 login: None,
+                image_user: None,
                 execution: None,
             });
         if forget_server {
@@ -846,6 +847,8 @@ async fn provision(
                 .map_err(|e| e.to_string())?
         }
     };
+    let image = server.image.clone().unwrap_or_else(|| plan.image.clone());
+    let image_user = image_login_user(provider, &image).await;
     persist(env, |s| {
         if let Some(t) = s.tracked.nodes.get_mut(name) {
             t.server_id = Some(server.id.clone());
@@ -853,9 +856,8 @@ async fn provision(
             t.ipv6 = server.ipv6.clone();
             t.region = server.region.clone();
             t.offer = server.offer.clone();
-            if let Some(img) = &server.image {
-                t.image = img.clone();
-            }
+            t.image = image.clone();
+            t.image_user = image_user.clone();
         }
         s.observed.servers.insert(
             name.to_string(),
@@ -868,6 +870,21 @@ async fn provision(
     .await?;
     let _ = events.send(Event::Machine(Machine::from_status(server.status)));
     Ok(())
+}
+
+/// Who `image` logs in as, when the provider's catalog says (read from the cache, or
+/// from the provider once; a catalog that cannot be read leaves the provider's default).
+async fn image_login_user(provider: &Connected, image: &str) -> Option<String> {
+    let catalog = provider.catalog(false).await.ok()?;
+    image_user_in(&catalog, image)
+}
+
+fn image_user_in(catalog: &crate::providers::Catalog, image: &str) -> Option<String> {
+    catalog
+        .images
+        .iter()
+        .find(|i| i.id == image)
+        .and_then(|i| i.login_user.clone())
 }
 
 async fn image_reset(
@@ -914,9 +931,11 @@ async fn image_reset(
         .reset_image(&server_id, &image, res)
         .await
         .map_err(|e| e.to_string())?;
+    let image_user = image_user_in(&catalog, &image);
     persist(env, |s| {
         if let Some(t) = s.tracked.nodes.get_mut(name) {
             t.image = image.clone();
+            t.image_user = image_user.clone();
             // A fresh disk has a fresh host key.
             t.host_key = None;
         }

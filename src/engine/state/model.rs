@@ -169,6 +169,10 @@ pub struct TrackedNode {
     /// hosts keep the user and port they were imported with.
     #[serde(default)]
     pub login: Option<Login>,
+    /// Who the node's image logs in as, when the provider's catalog says (OVHcloud:
+    /// `ubuntu`, `debian`, ...); recorded at create and reinstall.
+    #[serde(default)]
+    pub image_user: Option<String>,
     pub execution: Option<Execution>,
 }
 

@@ -147,6 +147,7 @@ pub(super) fn images(images: Vec<ImageJson>) -> Vec<Image> {
                 id,
                 architecture: "x86_64".into(),
                 deprecated: false,
+                login_user: None,
             })
         })
         .collect()

@@ -100,6 +100,7 @@ pub fn catalog() -> Catalog {
             name: "The system already installed".into(),
             architecture: "any".into(),
             deprecated: false,
+            login_user: None,
         }],
     }
 }

@@ -130,6 +130,7 @@ pub fn catalog() -> Catalog {
                 name: name.into(),
                 architecture: "x86_64".into(),
                 deprecated,
+                login_user: None,
             })
             .collect(),
     }

@@ -90,6 +90,9 @@ pub(super) struct ImageJson {
     pub os_type: String,
     #[serde(default)]
     pub status: String,
+    /// Who the image logs in as (`ubuntu`, `debian`, `almalinux`, ...).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,20 +199,24 @@ pub(super) fn regions(names: &[String]) -> Vec<Region> {
 }
 
 /// Images by name (OVHcloud has one image id per region); deprecated when no region
-/// has it `active`.
+/// has it `active`; logging in as the image's `user`.
 pub(super) fn images(images: &[ImageJson]) -> Vec<Image> {
-    let mut by_name: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, (bool, Option<&str>)> = BTreeMap::new();
     for i in images.iter().filter(|i| i.os_type != "windows") {
-        let active = by_name.entry(&i.name).or_insert(false);
+        let (active, user) = by_name.entry(&i.name).or_insert((false, None));
         *active |= i.status.is_empty() || i.status == "active";
+        if user.is_none() {
+            *user = i.user.as_deref().filter(|u| !u.is_empty());
+        }
     }
     by_name
         .into_iter()
-        .map(|(name, active)| Image {
+        .map(|(name, (active, user))| Image {
             id: name.to_string(),
             name: name.to_string(),
             architecture: "x86".into(),
             deprecated: !active,
+            login_user: user.map(String::from),
         })
         .collect()
 }

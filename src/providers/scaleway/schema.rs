@@ -175,6 +175,7 @@ pub(super) fn images(images: Vec<MarketImage>, now_rfc3339: &str) -> Vec<Image> 
             id: i.label,
             name: i.name,
             architecture: "x86_64".into(),
+            login_user: None,
         })
         .collect()
 }
