@@ -30,18 +30,7 @@ fn ovh_rig() -> Option<OvhRig> {
         fake.set_server_ipv4("127.0.0.1");
         // Its clock is off: the binary has to learn the offset from /auth/time.
         fake.set_clock_skew(-600);
-        let vars = vec![
-            ("LEGION_OVH_API_URL", fake.base_url()),
-            ("LEGION_OVH_POLL_MS", "10".into()),
-            ("OVH_ENDPOINT", "ovh-eu".into()),
-            ("OVH_APPLICATION_KEY", ovh_fake::APPLICATION_KEY.into()),
-            (
-                "OVH_APPLICATION_SECRET",
-                ovh_fake::APPLICATION_SECRET.into(),
-            ),
-            ("OVH_CONSUMER_KEY", ovh_fake::CONSUMER_KEY.into()),
-            ("OVH_CLOUD_PROJECT_SERVICE", ovh_fake::PROJECT.into()),
-        ];
+        let vars = fake.legion_vars();
         (fake, vars)
     })
 }

@@ -25,12 +25,7 @@ fn scaleway_rig() -> Option<Rig<ScalewayFake>> {
         let fake = ScalewayFake::start();
         fake.set_action_duration(Duration::from_millis(30));
         fake.set_server_ipv4("127.0.0.1");
-        let vars = vec![
-            ("LEGION_SCALEWAY_API_URL", fake.base_url()),
-            ("LEGION_SCALEWAY_ACTION_POLL_MS", "10".into()),
-            ("SCW_SECRET_KEY", fake.secret_key()),
-            ("SCW_DEFAULT_PROJECT_ID", fake.project().to_string()),
-        ];
+        let vars = fake.legion_vars();
         (fake, vars)
     })
 }

@@ -15,11 +15,7 @@ impl Rig<super::hetzner_fake::HetznerFake> {
             let fake = super::hetzner_fake::HetznerFake::start();
             fake.set_action_duration(Duration::from_millis(30));
             fake.set_server_ipv4("127.0.0.1");
-            let vars = vec![
-                ("LEGION_HETZNER_API_URL", fake.base_url()),
-                ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
-                ("HCLOUD_TOKEN", fake.token()),
-            ];
+            let vars = fake.legion_vars();
             (fake, vars)
         })
     }

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::hetzner_fake::HetznerFake;
-use super::ovh_fake::{self, OvhFake};
+use super::ovh_fake::OvhFake;
 use super::scaleway_fake::ScalewayFake;
 
 /// The provider kinds, in the order the rig configures them.
@@ -35,25 +35,9 @@ impl Clouds {
         let ovh = OvhFake::start();
         ovh.set_task_duration(transition);
         ovh.set_server_ipv4("127.0.0.1");
-        let vars = vec![
-            ("LEGION_HETZNER_API_URL", hetzner.base_url()),
-            ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
-            ("HCLOUD_TOKEN", hetzner.token()),
-            ("LEGION_SCALEWAY_API_URL", scaleway.base_url()),
-            ("LEGION_SCALEWAY_ACTION_POLL_MS", "10".into()),
-            ("SCW_SECRET_KEY", scaleway.secret_key()),
-            ("SCW_DEFAULT_PROJECT_ID", scaleway.project().to_string()),
-            ("LEGION_OVH_API_URL", ovh.base_url()),
-            ("LEGION_OVH_POLL_MS", "10".into()),
-            ("OVH_ENDPOINT", "ovh-eu".into()),
-            ("OVH_APPLICATION_KEY", ovh_fake::APPLICATION_KEY.into()),
-            (
-                "OVH_APPLICATION_SECRET",
-                ovh_fake::APPLICATION_SECRET.into(),
-            ),
-            ("OVH_CONSUMER_KEY", ovh_fake::CONSUMER_KEY.into()),
-            ("OVH_CLOUD_PROJECT_SERVICE", ovh_fake::PROJECT.into()),
-        ];
+        let mut vars = hetzner.legion_vars();
+        vars.extend(scaleway.legion_vars());
+        vars.extend(ovh.legion_vars());
         (
             Clouds {
                 hetzner,

@@ -239,6 +239,16 @@ impl HetznerFake {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The variables that point Legion at this fake (actions polled every 10 ms), with
+    /// the token in Hetzner's default variable.
+    pub fn legion_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LEGION_HETZNER_API_URL", self.base_url()),
+            ("LEGION_HETZNER_ACTION_POLL_MS", "10".into()),
+            ("HCLOUD_TOKEN", self.token()),
+        ]
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -196,6 +196,20 @@ impl OvhFake {
         format!("http://{}/1.0", self.addr)
     }
 
+    /// The variables that point Legion at this fake (statuses polled every 10 ms), with
+    /// every credential in OVHcloud's default variables.
+    pub fn legion_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LEGION_OVH_API_URL", self.base_url()),
+            ("LEGION_OVH_POLL_MS", "10".into()),
+            ("OVH_ENDPOINT", "ovh-eu".into()),
+            ("OVH_APPLICATION_KEY", APPLICATION_KEY.into()),
+            ("OVH_APPLICATION_SECRET", APPLICATION_SECRET.into()),
+            ("OVH_CONSUMER_KEY", CONSUMER_KEY.into()),
+            ("OVH_CLOUD_PROJECT_SERVICE", PROJECT.into()),
+        ]
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

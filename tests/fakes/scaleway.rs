@@ -294,6 +294,17 @@ impl ScalewayFake {
         format!("http://{}", self.addr)
     }
 
+    /// The variables that point Legion at this fake (states polled every 10 ms), with
+    /// the credentials in Scaleway's default variables.
+    pub fn legion_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LEGION_SCALEWAY_API_URL", self.base_url()),
+            ("LEGION_SCALEWAY_ACTION_POLL_MS", "10".into()),
+            ("SCW_SECRET_KEY", self.secret_key()),
+            ("SCW_DEFAULT_PROJECT_ID", self.project().to_string()),
+        ]
+    }
+
     pub fn secret_key(&self) -> String {
         lock(&self.shared.secret).clone()
     }
