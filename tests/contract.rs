@@ -75,6 +75,15 @@ trait Subject: Send + Sync {
     fn preseed_zone(&self, _name: &str) -> bool {
         false
     }
+    /// Add a rule Legion does not model (outbound) to a firewall behind its back and
+    /// return true; false when the provider's firewalls have no such rules.
+    fn add_foreign_rule(&self, _firewall: &str) -> bool {
+        false
+    }
+    /// How many rules Legion does not model the firewall carries.
+    fn foreign_rules(&self, _firewall: &str) -> usize {
+        0
+    }
 }
 
 /// Whether the subject manages firewalls; says SKIPPED on stderr when not.
@@ -241,6 +250,20 @@ impl Subject for Hetzner {
     fn stop_out_of_band(&self, id: &str) {
         assert!(self.fake.set_server_status(id.parse().unwrap(), "off"));
     }
+    fn add_foreign_rule(&self, firewall: &str) -> bool {
+        let rule = serde_json::json!({
+            "direction": "out", "protocol": "tcp", "port": "443", "source_ips": [],
+            "destination_ips": ["203.0.113.7/32"], "description": "backups",
+        });
+        assert!(self.fake.add_firewall_rule(firewall.parse().unwrap(), rule));
+        true
+    }
+    fn foreign_rules(&self, firewall: &str) -> usize {
+        let id: u64 = firewall.parse().unwrap();
+        let fws = self.fake.firewalls();
+        let fw = fws.iter().find(|f| f.id == id).unwrap();
+        fw.rules.iter().filter(|r| r["direction"] == "out").count()
+    }
     fn refuse_next(&self, refusal: Refusal, server: &str) {
         match refusal {
             Refusal::ServerError => self.fake.fail_next(1),
@@ -339,6 +362,25 @@ impl Subject for Scaleway {
     }
     fn stop_out_of_band(&self, id: &str) {
         assert!(self.fake.set_server_state(Self::uuid(id), "stopped"));
+    }
+    fn add_foreign_rule(&self, firewall: &str) -> bool {
+        let rule = serde_json::json!({
+            "action": "drop", "direction": "outbound", "protocol": "TCP",
+            "ip_range": "203.0.113.7/32", "dest_port_from": 25,
+        });
+        assert!(self.fake.add_group_rule(Self::uuid(firewall), rule));
+        true
+    }
+    fn foreign_rules(&self, firewall: &str) -> usize {
+        let groups = self.fake.security_groups();
+        let g = groups
+            .iter()
+            .find(|g| g.id == Self::uuid(firewall))
+            .unwrap();
+        g.rules
+            .iter()
+            .filter(|r| r["direction"] == "outbound" && r["action"] == "drop")
+            .count()
     }
     fn refuse_next(&self, refusal: Refusal, server: &str) {
         match refusal {
@@ -695,6 +737,47 @@ async fn firewall_ensure_is_idempotent(s: &dyn Subject) {
     assert_eq!(s.firewalls_named("legion-prod"), 0);
 }
 
+/// Rules Legion does not model (outbound ones, someone else's) are neither shown as
+/// Legion's nor lost when Legion rewrites its own.
+async fn rules_legion_does_not_model_survive_a_rewrite(s: &dyn Subject) {
+    if !has_firewalls(s, "rules_legion_does_not_model_survive_a_rewrite") {
+        return;
+    }
+    let fw_api = s.api().firewall().unwrap();
+    let labels = BTreeMap::from([(LABEL_INSTALL.to_string(), INSTALL.to_string())]);
+    let fw = fw_api
+        .create_firewall("legion-keep", &labels, &[rule("22")], "firewall/keep")
+        .await
+        .unwrap();
+    if !s.add_foreign_rule(&fw.id) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: foreign firewall rules for {}: its firewalls have only Legion's kind",
+            s.name()
+        );
+        return;
+    }
+    let listed = fw_api.list_firewalls(INSTALL).await.unwrap();
+    assert_eq!(listed[0].rules, vec![rule("22")], "{}", s.name());
+    let rules = vec![rule("22"), rule("443")];
+    fw_api
+        .set_rules(&fw.id, &rules, "firewall/keep")
+        .await
+        .unwrap();
+    let listed = fw_api.list_firewalls(INSTALL).await.unwrap();
+    assert_eq!(listed[0].rules, rules, "{}", s.name());
+    assert_eq!(
+        s.foreign_rules(&fw.id),
+        1,
+        "{}: the outbound rule was lost",
+        s.name()
+    );
+    fw_api
+        .delete_firewall(&fw.id, "firewall/keep")
+        .await
+        .unwrap();
+}
+
 async fn lost_create_server_response_leaves_exactly_one(s: &dyn Subject) {
     let compute = s.api().compute().unwrap();
     let spec = spec(s, "web-2", INSTALL).await;
@@ -939,6 +1022,7 @@ contract!(
     absence_driven_cleanup_touches_only_our_servers,
     ensure_key_is_idempotent,
     firewall_ensure_is_idempotent,
+    rules_legion_does_not_model_survive_a_rewrite,
     lost_create_server_response_leaves_exactly_one,
     lost_delete_server_response_leaves_it_gone,
     lost_create_key_response_leaves_one_key,

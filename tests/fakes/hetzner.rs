@@ -397,6 +397,18 @@ impl HetznerFake {
         self.world().remove_server(id)
     }
 
+    /// Add a rule to a firewall behind the client's back (as given: the API's rule
+    /// object, e.g. an outbound one). False when there is no such firewall.
+    pub fn add_firewall_rule(&self, id: u64, rule: Value) -> bool {
+        match self.world().firewalls.get_mut(&id) {
+            Some(fw) => {
+                fw.rules.push(rule);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Replace a server's labels behind the client's back.
     pub fn set_server_labels(&self, id: u64, labels: &[(&str, &str)]) -> bool {
         let mut world = self.world();

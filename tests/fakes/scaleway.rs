@@ -457,6 +457,24 @@ impl ScalewayFake {
         world.servers.remove(id).is_some()
     }
 
+    /// Add a rule to a security group behind the client's back, after its others (the
+    /// rule object as `PUT …/rules` takes it, e.g. an outbound drop). False when there is
+    /// no such group.
+    pub fn add_group_rule(&self, id: &str, rule: Value) -> bool {
+        let mut world = self.world();
+        let Some(group) = world.groups.get(id).cloned() else {
+            return false;
+        };
+        let Ok(mut rule) = world.normalize_rule(&group.zone, &rule, group.rules.len()) else {
+            return false;
+        };
+        rule["position"] = json!(group.rules.len() + 1);
+        if let Some(g) = world.groups.get_mut(id) {
+            g.rules.push(rule);
+        }
+        true
+    }
+
     /// Replace a server's tags behind the client's back.
     pub fn set_server_tags(&self, id: &str, tags: &[&str]) -> bool {
         match self.world().servers.get_mut(id) {

@@ -751,8 +751,17 @@ impl FirewallApi for HetznerApi {
         Ok(fw)
     }
 
+    /// Hetzner replaces the whole list; rules Legion does not model (outbound, ESP, GRE)
+    /// were put there by someone else and are sent back as they are.
     async fn set_rules(&self, id: &str, rules: &[FirewallRule], res: &str) -> ProviderResult<()> {
-        let wire: Vec<schema::RuleJson> = rules.iter().map(schema::rule_to_hetzner).collect();
+        let current = self
+            .client
+            .read_opt::<FirewallEnvelope>(&format!("/firewalls/{id}"))
+            .await?;
+        let mut wire: Vec<schema::RuleJson> = current
+            .map(|e| schema::foreign_rules(e.firewall.rules))
+            .unwrap_or_default();
+        wire.extend(rules.iter().map(schema::rule_to_hetzner));
         let body = json!({ "rules": wire });
         let want = schema::rule_set(rules);
         self.firewall_action(id, "set_rules", &body, res, |f| {

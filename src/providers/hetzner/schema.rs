@@ -379,8 +379,8 @@ pub(super) fn rule_to_hetzner(rule: &FirewallRule) -> RuleJson {
 }
 
 /// Hetzner's rule as Legion's, when Legion can express it: inbound TCP, UDP or ICMP.
-/// Outbound and ESP/GRE rules are not part of Legion's model; a firewall Legion owns
-/// that carries them differs from its plan and is rewritten by `set_rules`.
+/// Outbound and ESP/GRE rules are not part of Legion's model: they are left out of what
+/// Legion compares and kept as they are when it writes the list ([`foreign_rules`]).
 pub(super) fn rule_from_hetzner(rule: &RuleJson) -> Option<FirewallRule> {
     if rule.direction != "in" {
         return None;
@@ -400,6 +400,14 @@ pub(super) fn rule_from_hetzner(rule: &RuleJson) -> Option<FirewallRule> {
         sources: rule.source_ips.clone(),
         description: rule.description.clone().unwrap_or_default(),
     })
+}
+
+/// The rules of a firewall that Legion does not model, which a rewrite keeps.
+pub(super) fn foreign_rules(rules: Vec<RuleJson>) -> Vec<RuleJson> {
+    rules
+        .into_iter()
+        .filter(|r| rule_from_hetzner(r).is_none())
+        .collect()
 }
 
 pub(super) fn observed_firewall(f: Firewall) -> ObservedFirewall {

@@ -828,7 +828,7 @@ impl ScalewayApi {
             return Ok(());
         }
         let path = format!("{sg_path}/rules");
-        let body = json!({ "rules": schema::rules_to_scaleway(rules) });
+        let body = json!({ "rules": schema::rules_keeping_foreign(&have, rules) });
         let want = schema::rule_set(rules);
         let (path, body, want) = (&path, &body, &want);
         client

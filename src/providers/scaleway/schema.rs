@@ -487,9 +487,38 @@ fn port_range(port: Option<&str>) -> (Option<u32>, Option<u32>) {
     }
 }
 
-/// Legion's rules as Scaleway's inbound accept rules: one per source, positions from 1.
-pub(super) fn rules_to_scaleway(rules: &[FirewallRule]) -> Vec<Value> {
-    let mut out = Vec::new();
+/// The group's rules Legion does not model (outbound, drop; editable ones: the rest are
+/// Scaleway's own), in their order, then Legion's: what a rewrite of the group sends, so
+/// that someone else's rules survive it. Theirs come first, so a drop still applies
+/// before Legion's accepts, as it did.
+pub(super) fn rules_keeping_foreign(have: &[SgRule], rules: &[FirewallRule]) -> Vec<Value> {
+    let mut foreign: Vec<&SgRule> = have
+        .iter()
+        .filter(|r| r.editable && !(r.direction == "inbound" && r.action == "accept"))
+        .collect();
+    foreign.sort_by_key(|r| r.position);
+    let kept = foreign
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "action": r.action,
+                "direction": r.direction,
+                "protocol": r.protocol,
+                "ip_range": r.ip_range,
+                "dest_port_from": r.dest_port_from,
+                "dest_port_to": r.dest_port_to,
+                "position": i + 1,
+                "editable": true,
+            })
+        })
+        .collect();
+    rules_after(kept, rules)
+}
+
+/// Legion's rules as Scaleway's inbound accept rules, one per source, after `out`
+/// (positions continue from it).
+fn rules_after(mut out: Vec<Value>, rules: &[FirewallRule]) -> Vec<Value> {
     for r in rules {
         let (from, to) = port_range(r.port.as_deref());
         let protocol = match r.protocol {
@@ -792,7 +821,7 @@ mod tests {
             rule("8000-8100", &["0.0.0.0/0"], "apps"),
             rule("22", &["172.16.0.0/12"], "ssh again"),
         ];
-        let wire = rules_to_scaleway(&rules);
+        let wire = rules_keeping_foreign(&[], &rules);
         assert_eq!(wire.len(), 4);
         assert_eq!(wire[2]["dest_port_to"], 8100);
         assert_eq!(wire[3]["position"], 4);
