@@ -324,9 +324,11 @@ fn provider_configure_takes_the_descriptors_flags() {
 /// `LEGION_SSH_USER` says otherwise (as it does for the deployment here).
 #[test]
 fn each_image_logs_in_as_its_own_user() {
-    let Some(rig) = ovh_rig() else {
+    let Some(mut rig) = ovh_rig() else {
         return;
     };
+    // Two nodes deploy side by side: each writes in its own directory.
+    rig.sandbox_per_node();
     let ok = |args: &[&str]| rig.ok(args);
     let catalog: Value = serde_json::from_str(&ok(&["catalog", "ovh", "--json"])).unwrap();
     let user_of = |name: &str| {
