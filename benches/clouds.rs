@@ -279,6 +279,27 @@ async fn bench(cloud: Cloud, nodes: usize) {
         requests.len(),
         wall.as_secs_f64() / ideal.as_secs_f64(),
     );
+    // One observation round (what `ctrl-r` and `legion refresh` run; the engine runs one
+    // every 30 s when idle), the fleet in place: median of 5.
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        cloud.fake.clear_requests();
+        let start = Instant::now();
+        engine.refresh().await.unwrap();
+        rounds.push((start.elapsed(), cloud.fake.recorded().len()));
+    }
+    rounds.sort();
+    let (round, round_requests) = rounds[rounds.len() / 2];
+    println!(
+        "refresh of {nodes} {display} nodes (one observation round), median of 5: {:.2} s, {round_requests} {} (one after another: {:.2} s)",
+        round.as_secs_f64(),
+        if round_requests == 1 {
+            "request"
+        } else {
+            "requests"
+        },
+        (LATENCY * round_requests as u32).as_secs_f64(),
+    );
     if std::env::var("LEGION_BENCH_TRACE").is_ok() {
         let log = engine.oplog().recent(10_000, None);
         let t0 = log.first().map_or(0, |e| e.ts_ms);
