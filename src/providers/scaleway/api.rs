@@ -1007,8 +1007,8 @@ impl ProviderApi for ScalewayApi {
 #[async_trait]
 impl ComputeApi for ScalewayApi {
     async fn catalog(&self) -> ProviderResult<Catalog> {
-        let mut zones = Vec::new();
-        for zone in ZONES {
+        // The zones side by side, as for servers.
+        let zones = futures_util::future::try_join_all(ZONES.iter().map(|zone| async move {
             let base = instance(zone);
             let types: Vec<(String, ServerType)> = self
                 .client
@@ -1025,12 +1025,13 @@ impl ComputeApi for ScalewayApi {
                     &[("per_page", "100".to_string())],
                 )
                 .await?;
-            zones.push(ZoneProducts {
+            Ok::<_, ProviderError>(ZoneProducts {
                 zone: (*zone).to_string(),
                 types,
                 availability: availability.servers,
-            });
-        }
+            })
+        }))
+        .await?;
         let images: Vec<MarketImage> = self
             .client
             .list_all(
