@@ -697,6 +697,37 @@ fn with_shell() -> (App, ShellEnds) {
     (app, ends)
 }
 
+/// The session thread publishes "connecting" (and wakes the UI) at once, often before
+/// the handle reaches the UI; that wake finds no handle. The frame must still be taken
+/// when the handle arrives: a full slot wakes no one again, and the pane would stay at
+/// "connecting" for good (it did, now and then, in the tmux tests).
+#[test]
+fn a_frame_published_before_the_handle_arrived_is_shown() {
+    let mut app = app_with(snapshot(6), false);
+    screen(&mut app, 120, 30);
+    assert!(matches!(
+        key(&mut app, KeyCode::Char('s')).as_slice(),
+        [Effect::OpenShell { id: 1, .. }]
+    ));
+    let (handle, ends) = ShellHandle::pair();
+    let mut emu = Emulator::new(26, 120, 100);
+    emu.feed(b"$ ready-prompt");
+    assert!(ends.slot.publish(ShellUpdate {
+        frame: emu.snapshot(),
+        state: ShellState::Open,
+        first_seen_host_key: None,
+    }));
+    // The wake-up comes first and finds no handle.
+    app.handle(UiEvent::Term(1));
+    app.handle(UiEvent::Shell(1, Ok(handle)));
+    let s = screen(&mut app, 120, 30);
+    assert!(s.contains("$ ready-prompt"), "{s}");
+    assert!(
+        !s.contains("1 node-00 …"),
+        "still shown as connecting:\n{s}"
+    );
+}
+
 #[test]
 fn shell_pane_takes_every_key_but_the_leave_key() {
     let mut app = app_with(snapshot(6), false);

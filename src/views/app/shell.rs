@@ -249,6 +249,10 @@ impl App {
                     handle.send(input);
                 }
                 pane.handle = Some(handle);
+                // The session thread may have published (and woken us for nothing)
+                // before its handle got here; a full slot wakes no one again, so take
+                // what is there now.
+                return self.shell_woke(id);
             }
             Err(e) => {
                 pane.state = ShellState::Closed(e.clone());
