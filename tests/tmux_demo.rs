@@ -17,7 +17,8 @@ fn row<'a>(screen: &'a str, node: &str) -> &'a str {
 }
 
 /// The demo tests run one at a time: each starts a fleet (six sandboxed sshds with health
-/// checks), and two at once on a 2-core machine starve each other's logins.
+/// checks), heavy on a 2-core machine. (A shell that stayed "connecting" here was once
+/// blamed on that load; it was the pane's lost wake-up, fixed in `shell_started`.)
 static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn demo_command(home: &Path) -> String {
