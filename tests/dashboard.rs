@@ -94,19 +94,21 @@ fn app_with(snap: Arc<AppSnapshot>, readonly: bool) -> App {
             attached: None,
             theme: Theme::builtin("dark").unwrap(),
             keymap,
-            providers: legion::providers::Registry::builtin()
-                .kinds()
-                .into_iter()
-                .filter_map(|k| {
-                    legion::providers::Registry::builtin()
-                        .get(k)
-                        .map(|m| m.descriptor())
-                })
-                .collect(),
+            providers: builtin_descriptors(),
         },
     );
     app.handle(UiEvent::Snapshot(snap));
     app
+}
+
+/// Every built-in provider's descriptor.
+fn builtin_descriptors() -> Vec<legion::providers::Descriptor> {
+    let registry = legion::providers::Registry::builtin();
+    registry
+        .kinds()
+        .into_iter()
+        .filter_map(|k| registry.get(k).map(|m| m.descriptor()))
+        .collect()
 }
 
 fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
@@ -667,22 +669,34 @@ fn remote_writes(
     bytes: &[u8],
     state: ShellState,
 ) -> Vec<Effect> {
-    let mut emu = Emulator::new(rows, cols, 100);
-    emu.feed(bytes);
-    let woke = ends.slot.publish(ShellUpdate {
-        frame: emu.snapshot(),
-        state,
-        first_seen_host_key: None,
-    });
+    let woke = publish_frame(ends, rows, cols, bytes, state);
     assert!(woke, "an empty slot wakes the UI");
     app.handle(UiEvent::Term(id))
 }
 
-/// The app with a shell open on node-00 (120x30 terminal: the pane is 26x120).
-fn with_shell() -> (App, ShellEnds) {
+/// Publish the screen a session thread would have after the remote wrote `bytes`;
+/// true when that should wake the UI (the slot was empty).
+fn publish_frame(ends: &ShellEnds, rows: u16, cols: u16, bytes: &[u8], state: ShellState) -> bool {
+    let mut emu = Emulator::new(rows, cols, 100);
+    emu.feed(bytes);
+    ends.slot.publish(ShellUpdate {
+        frame: emu.snapshot(),
+        state,
+        first_seen_host_key: None,
+    })
+}
+
+/// The app on a 120x30 terminal after `s` on node-00, and what `s` asked the engine for.
+fn pressing_s() -> (App, Vec<Effect>) {
     let mut app = app_with(snapshot(6), false);
     screen(&mut app, 120, 30);
     let effects = key(&mut app, KeyCode::Char('s'));
+    (app, effects)
+}
+
+/// The app with a shell open on node-00 (120x30 terminal: the pane is 26x120).
+fn with_shell() -> (App, ShellEnds) {
+    let (mut app, effects) = pressing_s();
     assert_eq!(
         effects,
         vec![Effect::OpenShell {
@@ -703,20 +717,19 @@ fn with_shell() -> (App, ShellEnds) {
 /// "connecting" for good (it did, now and then, in the tmux tests).
 #[test]
 fn a_frame_published_before_the_handle_arrived_is_shown() {
-    let mut app = app_with(snapshot(6), false);
-    screen(&mut app, 120, 30);
+    let (mut app, effects) = pressing_s();
     assert!(matches!(
-        key(&mut app, KeyCode::Char('s')).as_slice(),
+        effects.as_slice(),
         [Effect::OpenShell { id: 1, .. }]
     ));
     let (handle, ends) = ShellHandle::pair();
-    let mut emu = Emulator::new(26, 120, 100);
-    emu.feed(b"$ ready-prompt");
-    assert!(ends.slot.publish(ShellUpdate {
-        frame: emu.snapshot(),
-        state: ShellState::Open,
-        first_seen_host_key: None,
-    }));
+    assert!(publish_frame(
+        &ends,
+        26,
+        120,
+        b"$ ready-prompt",
+        ShellState::Open
+    ));
     // The wake-up comes first and finds no handle.
     app.handle(UiEvent::Term(1));
     app.handle(UiEvent::Shell(1, Ok(handle)));
@@ -730,10 +743,9 @@ fn a_frame_published_before_the_handle_arrived_is_shown() {
 
 #[test]
 fn shell_pane_takes_every_key_but_the_leave_key() {
-    let mut app = app_with(snapshot(6), false);
-    screen(&mut app, 120, 30);
+    let (mut app, effects) = pressing_s();
     assert!(matches!(
-        key(&mut app, KeyCode::Char('s')).as_slice(),
+        effects.as_slice(),
         [Effect::OpenShell { id: 1, .. }]
     ));
     // Typed while connecting: kept and sent once the session thread is there.
@@ -1023,15 +1035,7 @@ fn the_log_panel_follows_a_node_pauses_filters_and_goes_back() {
 
 #[test]
 fn every_provider_has_a_settings_form_made_from_its_descriptor() {
-    for desc in legion::providers::Registry::builtin()
-        .kinds()
-        .into_iter()
-        .filter_map(|k| {
-            legion::providers::Registry::builtin()
-                .get(k)
-                .map(|m| m.descriptor())
-        })
-    {
+    for desc in builtin_descriptors() {
         let mut app = app_with(snapshot(2), false);
         key(&mut app, KeyCode::Char(':'));
         chars(&mut app, &format!("provider {}", desc.kind));
