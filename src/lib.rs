@@ -3,6 +3,7 @@
 //! The library holds the engine (`engine`), the provider modules (`providers`) and the
 //! faces' rendering helpers (`views`). The binary in `main.rs` only wires them together.
 
+pub mod core;
 pub mod daemon;
 pub mod engine;
 pub mod link;

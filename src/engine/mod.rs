@@ -10,11 +10,9 @@ pub mod execution;
 pub mod home;
 pub mod import;
 pub mod observe;
-pub mod oplog;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;
-pub mod secret;
 pub mod snapshot;
 pub mod ssh_agent;
 pub mod state;
@@ -22,3 +20,7 @@ pub mod supervisor;
 pub mod wait;
 
 pub use runtime::{Engine, EngineConfig, EngineError};
+
+// Transitional: `secret` and `oplog` live in `crate::core` (providers need them and must
+// not import the engine); these keep `engine::secret` / `engine::oplog` paths working.
+pub use crate::core::{oplog, secret};

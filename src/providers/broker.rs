@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::error::{ErrorKind, ProviderError, ProviderResult};
-use crate::engine::oplog::{OpKind, OpLog, WriteOutcome};
+use crate::core::oplog::{OpKind, OpLog, WriteOutcome};
 
 /// How many times a read is repeated on `429`/`locked`, and a write on `429` (a rejected
 /// write was not applied, so repeating it is safe).

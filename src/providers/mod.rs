@@ -27,7 +27,7 @@ pub use broker::{Lane, ProviderHealth, ProviderStatus, WriteOp};
 pub use error::{ErrorKind, ProviderError, ProviderResult};
 pub use types::*;
 
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 
 /// Credential values by descriptor field id.
 pub type Credentials = BTreeMap<String, Secret>;

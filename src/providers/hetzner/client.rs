@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::DISPLAY;
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::providers::http::{
     build_client, decode, header_u64, kind_for_status, retry_after_header, transport_error,
     unreadable,

@@ -149,7 +149,7 @@ impl ProviderModule for HetznerModule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::secret::Secret;
+    use crate::core::secret::Secret;
     use crate::providers::{Catalog, Credentials, Offer, Region};
 
     fn creds(token: &str) -> Credentials {

@@ -30,7 +30,7 @@ use super::{
     DeploymentProfile, Descriptor, ErrorKind, OfferSelector, ProviderApi, ProviderError,
     ProviderModule, ProviderResult,
 };
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use world::DISPLAY_NAME;
 
 /// The environment variable that enables the simulated cloud (`legion demo` sets it).

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha1::{Digest, Sha1};
 
 use super::DISPLAY;
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::providers::http::{
     build_client, decode, kind_for_status, retry_after_header, transport_error, unreadable,
 };

@@ -50,7 +50,7 @@ use super::{
     DeploymentProfile, Descriptor, Env, ErrorKind, OfferSelector, ProviderApi, ProviderError,
     ProviderModule, ProviderResult,
 };
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 
 /// The provider's name in error messages ("OVHcloud: Invalid signature").
 const DISPLAY: &str = "OVHcloud";

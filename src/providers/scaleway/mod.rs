@@ -259,7 +259,7 @@ impl ProviderModule for ScalewayModule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::secret::Secret;
+    use crate::core::secret::Secret;
 
     fn creds(secret: &str, project: &str) -> Credentials {
         [

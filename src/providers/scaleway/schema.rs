@@ -182,7 +182,7 @@ pub(super) fn images(images: Vec<MarketImage>, now_rfc3339: &str) -> Vec<Image> 
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC), for comparing with Scaleway's dates.
 pub(super) fn rfc3339(unix: u64) -> String {
-    crate::engine::oplog::utc_datetime(unix)
+    crate::core::time::utc_datetime(unix)
 }
 
 // ---- servers --------------------------------------------------------------------------
