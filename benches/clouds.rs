@@ -34,9 +34,9 @@ use legion::providers::hetzner::{self, HetznerModule};
 use legion::providers::ovh::{self, OvhModule};
 use legion::providers::scaleway::{self, ScalewayModule};
 use legion::providers::{
-    CatalogPolicy, ComputeApi, ConnectCtx, Credentials, DeploymentProfile, Descriptor, DnsApi,
-    DomainApi, Env, FirewallApi, HealthReading, NodeAgent, NodeConfig, NodeTarget, ProviderApi,
-    ProviderModule, ProviderResult, Registry, SshKeyApi,
+    AgentError, CatalogPolicy, ComputeApi, ConnectCtx, Credentials, DeploymentProfile, Descriptor,
+    DnsApi, DomainApi, Env, FirewallApi, HealthReading, NodeAgent, NodeConfig, NodeTarget,
+    ProviderApi, ProviderModule, ProviderResult, Registry, SshKeyApi,
 };
 
 const LATENCY: Duration = Duration::from_millis(100);
@@ -201,16 +201,16 @@ impl ProviderApi for Api {
 
 #[async_trait]
 impl NodeAgent for Instant0 {
-    async fn wait_reachable(&self, _: &NodeTarget) -> Result<(), String> {
+    async fn wait_reachable(&self, _: &NodeTarget) -> Result<(), AgentError> {
         Ok(())
     }
-    async fn configure(&self, _: &NodeTarget, _: &NodeConfig) -> Result<(), String> {
+    async fn configure(&self, _: &NodeTarget, _: &NodeConfig) -> Result<(), AgentError> {
         Ok(())
     }
-    async fn install(&self, _: &NodeTarget, _: &str) -> Result<(), String> {
+    async fn install(&self, _: &NodeTarget, _: &str) -> Result<(), AgentError> {
         Ok(())
     }
-    async fn readiness(&self, _: &NodeTarget) -> Result<(), String> {
+    async fn readiness(&self, _: &NodeTarget) -> Result<(), AgentError> {
         Ok(())
     }
     async fn health(&self, _: &NodeTarget) -> HealthReading {

@@ -1479,7 +1479,7 @@ async fn records(engine: &Link, command: &RecordsCommand) -> Result<()> {
             value,
             ttl,
         } => {
-            let rtype: RecordType = rtype.parse().map_err(|e: String| eyre!(e))?;
+            let rtype: RecordType = rtype.parse()?;
             let value = match value.strip_prefix('@') {
                 Some(node) if !node.is_empty() => RecordValue::NodeAddress(node.to_string()),
                 _ => RecordValue::Literal(value.clone()),
@@ -1499,7 +1499,7 @@ async fn records(engine: &Link, command: &RecordsCommand) -> Result<()> {
             Ok(())
         }
         RecordsCommand::Remove { zone, name, rtype } => {
-            let rtype: RecordType = rtype.parse().map_err(|e: String| eyre!(e))?;
+            let rtype: RecordType = rtype.parse()?;
             engine
                 .edit_plan(PlanEdit::RemoveRecord {
                     zone: zone.clone(),

@@ -607,7 +607,7 @@ async fn agent_follows_the_server_and_injected_faults() {
         HealthReading::Unreachable("server is off".into())
     );
     let err = agent.wait_reachable(&node).await.unwrap_err();
-    assert!(err.contains("not running"), "{err}");
+    assert!(err.to_string().contains("not running"), "{err}");
     assert!(agent.configure(&node, &config).await.is_err());
 
     rig.api
@@ -618,7 +618,10 @@ async fn agent_follows_the_server_and_injected_faults() {
         .unwrap();
     rig.cloud.fail_phase(&server.id, "configure", 1);
     assert_eq!(
-        agent.configure(&node, &config).await,
+        agent
+            .configure(&node, &config)
+            .await
+            .map_err(|e| e.to_string()),
         Err("simulated failure in configure".into())
     );
     agent.configure(&node, &config).await.unwrap();

@@ -930,7 +930,7 @@ impl Session {
         let module = self.module(kind)?;
         let creds = module
             .normalize_credentials(creds)
-            .map_err(EngineError::Invalid)?;
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         if !module.is_configured(&creds) {
             return Err(EngineError::Invalid(format!(
                 "{}: credentials are incomplete",

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::providers::{HealthReading, NodeAgent, NodeConfig, NodeTarget};
+use crate::providers::{AgentError, HealthReading, NodeAgent, NodeConfig, NodeTarget};
 use crate::ssh::ManagedKey;
 
 /// How long a new sandbox's sshd may take to listen.
@@ -291,27 +291,27 @@ pub struct LayeredAgent {
 
 #[async_trait]
 impl NodeAgent for LayeredAgent {
-    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), AgentError> {
         self.own.wait_reachable(node).await?;
         self.ssh.wait_reachable(node).await
     }
 
-    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), AgentError> {
         self.own.bootstrap(node).await?;
         self.ssh.bootstrap(node).await
     }
 
-    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), AgentError> {
         self.own.configure(node, config).await?;
         self.ssh.configure(node, config).await
     }
 
-    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), AgentError> {
         self.own.install(node, role).await?;
         self.ssh.install(node, role).await
     }
 
-    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError> {
         self.own.readiness(node).await?;
         self.ssh.readiness(node).await
     }

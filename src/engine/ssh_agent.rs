@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use super::sandbox::SandboxFleet;
 use super::state::cell::StateCell;
-use crate::providers::{Env, HealthReading, NodeAgent, NodeConfig, NodeTarget};
+use crate::providers::{AgentError, Env, HealthReading, NodeAgent, NodeConfig, NodeTarget};
 use crate::ssh::{self, Auth, HostKeyFingerprint, ManagedKey, SshError, SshSession, Target};
 
 /// How long a phase's remote command may run.
@@ -476,7 +476,7 @@ fn transient(e: &SshError) -> bool {
 
 #[async_trait]
 impl NodeAgent for SshAgent {
-    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), AgentError> {
         // The node actor bounds the whole wait; here we retry what a booting server
         // answers, and give up at once on what waiting cannot fix.
         loop {
@@ -489,7 +489,7 @@ impl NodeAgent for SshAgent {
                     tracing::debug!(node = %node.name, "not reachable yet: {e}");
                     tokio::time::sleep(RETRY).await;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(AgentError::Unreachable(e.to_string())),
             }
         }
     }
@@ -498,8 +498,11 @@ impl NodeAgent for SshAgent {
     /// fix), and the managed key is in its `authorized_keys` (added if a provider's
     /// first-boot setup put it elsewhere). In a sandbox neither is needed: the check is
     /// reported, nothing is written.
-    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
-        let access = self.access_async(&node.name).await?;
+    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), AgentError> {
+        let access = self
+            .access_async(&node.name)
+            .await
+            .map_err(AgentError::Failed)?;
         let sandboxed = !access.root.is_empty();
         let key = access.key.public_openssh().to_string();
         let target = access.target.clone();
@@ -512,15 +515,18 @@ impl NodeAgent for SshAgent {
                 Ok(sudo)
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
         match crate::engine::import::sudo_refusal(&target, sudo) {
-            Some(refusal) if !sandboxed => Err(refusal),
+            Some(refusal) if !sandboxed => Err(AgentError::Failed(refusal)),
             _ => Ok(()),
         }
     }
 
-    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
-        let access = self.access_async(&node.name).await?;
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), AgentError> {
+        let access = self
+            .access_async(&node.name)
+            .await
+            .map_err(AgentError::Failed)?;
         let script = Self::identity_script(node, config, &access.root);
         let shell = if access.sudo {
             "sudo -n sh -s"
@@ -543,12 +549,18 @@ impl NodeAgent for SshAgent {
                 })
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| AgentError::Failed(e.to_string()))
     }
 
-    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
-        let script = self.settings.install_script(role)?;
-        let access = self.access_async(&node.name).await?;
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), AgentError> {
+        let script = self
+            .settings
+            .install_script(role)
+            .map_err(AgentError::Failed)?;
+        let access = self
+            .access_async(&node.name)
+            .await
+            .map_err(AgentError::Failed)?;
         let root = access.root.clone();
         let sudo = access.sudo;
         // A sudo user uploads into its login directory and runs the script as root.
@@ -577,12 +589,15 @@ impl NodeAgent for SshAgent {
         })
         .await
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| AgentError::Failed(e.to_string()))
     }
 
-    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
-        let access = self.access_async(&node.name).await?;
-        let probe = self.probe_of(&node.name)?;
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError> {
+        let access = self
+            .access_async(&node.name)
+            .await
+            .map_err(AgentError::Failed)?;
+        let probe = self.probe_of(&node.name).map_err(AgentError::Failed)?;
         let check = format!(
             "test -s {0}/etc/legion/node.json && test -s {0}/var/lib/legion/installed && uptime",
             quote(&access.root)
@@ -595,7 +610,7 @@ impl NodeAgent for SshAgent {
             }
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| AgentError::Failed(e.to_string()))
     }
 
     /// Reachable over SSH and, when the role has an HTTP probe, answering it; a node

@@ -91,6 +91,15 @@ pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// A provider's id for the request (`X-Correlation-Id`, `X-Ovh-Queryid`), kept for the
+/// operator to quote to support. Only a short run of visible ASCII is kept: the value is
+/// shown in a terminal and comes from the network.
+pub fn request_id_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let id = headers.get(name)?.to_str().ok()?.trim();
+    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| id.to_string())
+}
+
 /// `Retry-After` in seconds, when given.
 pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
     header_u64(headers, RETRY_AFTER.as_str()).map(Duration::from_secs)
@@ -130,4 +139,29 @@ pub fn decode<T: DeserializeOwned>(
     write: bool,
 ) -> Result<T, ProviderError> {
     serde_json::from_value(value).map_err(|e| unreadable(display, method, path, write, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn request_id_is_kept_only_when_printable_and_short() {
+        let mut h = HeaderMap::new();
+        assert_eq!(request_id_header(&h, "x-ovh-queryid"), None);
+        h.insert(
+            "x-ovh-queryid",
+            HeaderValue::from_static(" EU.ext-3.5b30.1707 "),
+        );
+        assert_eq!(
+            request_id_header(&h, "X-Ovh-Queryid").as_deref(),
+            Some("EU.ext-3.5b30.1707")
+        );
+        h.insert("x-ovh-queryid", HeaderValue::from_static("a b"));
+        assert_eq!(request_id_header(&h, "x-ovh-queryid"), None);
+        let long = "x".repeat(129);
+        h.insert("x-ovh-queryid", HeaderValue::from_str(&long).unwrap());
+        assert_eq!(request_id_header(&h, "x-ovh-queryid"), None);
+    }
 }

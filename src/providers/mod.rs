@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use broker::{Lane, ProviderHealth, ProviderStatus, WriteOp};
-pub use error::{ErrorKind, ProviderError, ProviderResult};
+pub use error::{
+    AgentError, CredentialError, ErrorClass, ErrorKind, ProviderError, ProviderResult,
+};
 pub use types::*;
 
 use crate::core::secret::Secret;
@@ -112,7 +114,7 @@ pub trait ProviderModule: Send + Sync {
     }
     /// Trim, fill defaults, reject what cannot work; errors name the field. An override
     /// that validates values starts from [`normalize_fields`].
-    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
+    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, CredentialError> {
         normalize_fields(&self.descriptor(), values)
     }
     fn is_configured(&self, creds: &Credentials) -> bool {
@@ -135,7 +137,10 @@ pub trait ProviderModule: Send + Sync {
 
 /// The default credential normalization: values trimmed, empty ones dropped, defaults
 /// filled in; a missing required field or an unknown one is refused, naming it.
-pub fn normalize_fields(desc: &Descriptor, values: Credentials) -> Result<Credentials, String> {
+pub fn normalize_fields(
+    desc: &Descriptor,
+    values: Credentials,
+) -> Result<Credentials, CredentialError> {
     let mut out = Credentials::new();
     for field in &desc.credential_fields {
         let value = values
@@ -148,10 +153,10 @@ pub fn normalize_fields(desc: &Descriptor, values: Credentials) -> Result<Creden
                 out.insert(field.id.clone(), Secret::new(v));
             }
             None if field.required => {
-                return Err(format!(
-                    "{}: {} is required",
-                    desc.display_name, field.label
-                ));
+                return Err(CredentialError::Missing {
+                    provider: desc.display_name.clone(),
+                    field: field.label.clone(),
+                });
             }
             None => {}
         }
@@ -160,10 +165,10 @@ pub fn normalize_fields(desc: &Descriptor, values: Credentials) -> Result<Creden
         .keys()
         .find(|k| !desc.credential_fields.iter().any(|f| &f.id == *k))
     {
-        return Err(format!(
-            "{}: unknown credential field {unknown:?}",
-            desc.display_name
-        ));
+        return Err(CredentialError::Unknown {
+            provider: desc.display_name.clone(),
+            field: unknown.clone(),
+        });
     }
     Ok(out)
 }
@@ -298,15 +303,15 @@ pub enum HealthReading {
 /// itself; real providers reach the node over SSH.
 #[async_trait]
 pub trait NodeAgent: Send + Sync {
-    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String>;
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), AgentError>;
     /// Check the login can act as root and make sure the managed key stays authorized.
-    async fn bootstrap(&self, _node: &NodeTarget) -> Result<(), String> {
+    async fn bootstrap(&self, _node: &NodeTarget) -> Result<(), AgentError> {
         Ok(())
     }
-    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String>;
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), AgentError>;
     /// Upload and run the install script of the node's role.
-    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String>;
-    async fn readiness(&self, node: &NodeTarget) -> Result<(), String>;
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), AgentError>;
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError>;
     async fn health(&self, node: &NodeTarget) -> HealthReading;
 }
 

@@ -253,9 +253,14 @@ impl fmt::Display for RecordType {
     }
 }
 
+/// A record type Legion does not manage; holds the name as given, upper-cased.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown record type {0:?}")]
+pub struct UnknownRecordType(pub String);
+
 impl std::str::FromStr for RecordType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownRecordType;
+    fn from_str(s: &str) -> Result<Self, UnknownRecordType> {
         Ok(match s.to_ascii_uppercase().as_str() {
             "A" => RecordType::A,
             "AAAA" => RecordType::AAAA,
@@ -265,7 +270,7 @@ impl std::str::FromStr for RecordType {
             "NS" => RecordType::NS,
             "CAA" => RecordType::CAA,
             "SRV" => RecordType::SRV,
-            other => return Err(format!("unknown record type {other:?}")),
+            other => return Err(UnknownRecordType(other.to_string())),
         })
     }
 }

@@ -316,7 +316,7 @@ impl FieldsForm {
                 let rtype = match self.value("type").parse::<RecordType>() {
                     Ok(t) => Some(t),
                     Err(e) => {
-                        self.error("type", e);
+                        self.error("type", e.to_string());
                         None
                     }
                 };

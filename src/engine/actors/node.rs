@@ -727,11 +727,12 @@ async fn run_phase(
                         env.timings.reachable_timeout.as_secs()
                     )
                 })?
+                .map_err(|e| e.to_string())
         }
         Phase::Bootstrap => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            agent.bootstrap(&target).await
+            agent.bootstrap(&target).await.map_err(|e| e.to_string())
         }
         Phase::Configure => {
             let (agent, target) =
@@ -742,7 +743,10 @@ async fn run_phase(
                 role: plan.role.clone(),
                 peers: peers.clone(),
             };
-            agent.configure(&target, &config).await?;
+            agent
+                .configure(&target, &config)
+                .await
+                .map_err(|e| e.to_string())?;
             persist(env, |s| {
                 if let Some(t) = s.tracked.nodes.get_mut(name) {
                     t.configured_peers = Some(peers);
@@ -753,12 +757,15 @@ async fn run_phase(
         Phase::Install => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            agent.install(&target, &plan.role).await
+            agent
+                .install(&target, &plan.role)
+                .await
+                .map_err(|e| e.to_string())
         }
         Phase::Readiness => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            agent.readiness(&target).await
+            agent.readiness(&target).await.map_err(|e| e.to_string())
         }
     }
 }

@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::DISPLAY;
 use crate::core::secret::Secret;
 use crate::providers::http::{
-    build_client, decode, header_u64, kind_for_status, retry_after_header, transport_error,
-    unreadable,
+    build_client, decode, header_u64, kind_for_status, request_id_header, retry_after_header,
+    transport_error, unreadable,
 };
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
@@ -196,7 +196,9 @@ impl Client {
             .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
         if !status.is_success() {
             let retry_after = retry_after(&headers, unix_now());
-            return Err(normalize_error(status.as_u16(), &bytes, retry_after));
+            // hcloud's own clients report this header as the request's trace id.
+            return Err(normalize_error(status.as_u16(), &bytes, retry_after)
+                .with_request_id(request_id_header(&headers, "X-Correlation-Id")));
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);

@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::cloud::MockCloud;
-use crate::providers::{HealthReading, NodeAgent, NodeConfig, NodeTarget, ServerStatus};
+use crate::providers::{
+    AgentError, HealthReading, NodeAgent, NodeConfig, NodeTarget, ServerStatus,
+};
 
 /// `wait_reachable` looks this many times before giving up.
 const REACH_ATTEMPTS: u32 = 10;
@@ -41,13 +43,13 @@ impl MockAgent {
         }
     }
 
-    async fn phase(&self, node: &NodeTarget, phase: &str, weight: u32) -> Result<(), String> {
+    async fn phase(&self, node: &NodeTarget, phase: &str, weight: u32) -> Result<(), AgentError> {
         tokio::time::sleep(self.cloud.latency() * weight).await;
         if self.cloud.take_phase_fault(&node.server_id, phase) {
-            return Err(format!("simulated failure in {phase}"));
+            return Err(AgentError::Failed(format!("simulated failure in {phase}")));
         }
         match self.blocker(node) {
-            Some(why) => Err(why),
+            Some(why) => Err(AgentError::Unreachable(why)),
             None => Ok(()),
         }
     }
@@ -55,32 +57,32 @@ impl MockAgent {
 
 #[async_trait]
 impl NodeAgent for MockAgent {
-    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), AgentError> {
         let mut last = String::new();
         for attempt in 0..REACH_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(REACH_POLL).await;
             }
             if self.cloud.take_phase_fault(&node.server_id, "reachable") {
-                return Err("simulated failure in reachable".into());
+                return Err(AgentError::Failed("simulated failure in reachable".into()));
             }
             match self.blocker(node) {
                 None => return Ok(()),
                 Some(why) => last = why,
             }
         }
-        Err(last)
+        Err(AgentError::Unreachable(last))
     }
 
-    async fn configure(&self, node: &NodeTarget, _config: &NodeConfig) -> Result<(), String> {
+    async fn configure(&self, node: &NodeTarget, _config: &NodeConfig) -> Result<(), AgentError> {
         self.phase(node, "configure", 2).await
     }
 
-    async fn install(&self, node: &NodeTarget, _role: &str) -> Result<(), String> {
+    async fn install(&self, node: &NodeTarget, _role: &str) -> Result<(), AgentError> {
         self.phase(node, "install", 1).await
     }
 
-    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError> {
         self.phase(node, "readiness", 1).await
     }
 

@@ -26,9 +26,9 @@ pub use cloud::{DEFAULT_SEED, FILE_NAME, MockCloud};
 pub use world::MockKey;
 
 use super::{
-    BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialField, Credentials,
-    DeploymentProfile, Descriptor, ErrorKind, OfferSelector, ProviderApi, ProviderError,
-    ProviderModule, ProviderResult,
+    BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialError, CredentialField,
+    Credentials, DeploymentProfile, Descriptor, ErrorKind, OfferSelector, ProviderApi,
+    ProviderError, ProviderModule, ProviderResult,
 };
 use crate::core::secret::Secret;
 use world::DISPLAY_NAME;
@@ -82,19 +82,23 @@ struct Settings {
 }
 
 impl Settings {
-    fn parse(creds: &Credentials) -> Result<Settings, String> {
+    fn parse(creds: &Credentials) -> Result<Settings, CredentialError> {
         fn field<T: std::str::FromStr>(
             creds: &Credentials,
             id: &str,
             what: &str,
             ok: impl Fn(&T) -> bool,
-        ) -> Result<Option<T>, String> {
+        ) -> Result<Option<T>, CredentialError> {
             let Some(raw) = creds.get(id).map(|v| v.expose().trim()) else {
                 return Ok(None);
             };
             match raw.parse::<T>() {
                 Ok(v) if ok(&v) => Ok(Some(v)),
-                _ => Err(format!("{DISPLAY_NAME}: {id} must be {what}, not {raw:?}")),
+                _ => Err(CredentialError::Invalid {
+                    provider: DISPLAY_NAME.into(),
+                    field: id.into(),
+                    message: format!("{id} must be {what}, not {raw:?}"),
+                }),
             }
         }
         let probability = |p: &f64| (0.0..=1.0).contains(p);
@@ -195,14 +199,15 @@ impl ProviderModule for MockModule {
         env.is_set(ENABLE_VAR)
     }
 
-    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
+    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, CredentialError> {
         if let Some(unknown) = values
             .keys()
             .find(|k| !FIELDS.iter().any(|f| f.0 == k.as_str()))
         {
-            return Err(format!(
-                "{DISPLAY_NAME}: unknown credential field {unknown:?}"
-            ));
+            return Err(CredentialError::Unknown {
+                provider: DISPLAY_NAME.into(),
+                field: unknown.clone(),
+            });
         }
         let out: Credentials = FIELDS
             .iter()
@@ -238,8 +243,9 @@ impl ProviderModule for MockModule {
     }
 
     fn connect(&self, ctx: ConnectCtx) -> ProviderResult<Arc<dyn ProviderApi>> {
-        let settings = Settings::parse(&ctx.credentials)
-            .map_err(|m| ProviderError::new(DISPLAY_NAME, ErrorKind::InvalidInput, m))?;
+        let settings = Settings::parse(&ctx.credentials).map_err(|e| {
+            ProviderError::new(DISPLAY_NAME, ErrorKind::InvalidInput, e.to_string())
+        })?;
         let cloud = match &self.cloud {
             Some(cloud) => cloud.clone(),
             None => MockCloud::open(
@@ -284,9 +290,9 @@ mod tests {
         assert_eq!(out["latency_ms"].expose(), "150");
         assert!(m.is_configured(&Credentials::new()));
         let bad = m.normalize_credentials(creds(&[("error_rate", "2")]));
-        assert!(bad.unwrap_err().contains("error_rate"));
+        assert!(bad.unwrap_err().to_string().contains("error_rate"));
         let bad = m.normalize_credentials(creds(&[("token", "x")]));
-        assert!(bad.unwrap_err().contains("token"));
+        assert!(bad.unwrap_err().to_string().contains("token"));
         let desc = m.descriptor();
         assert!(
             desc.credential_fields

@@ -21,7 +21,8 @@ use sha1::{Digest, Sha1};
 use super::DISPLAY;
 use crate::core::secret::Secret;
 use crate::providers::http::{
-    build_client, decode, kind_for_status, retry_after_header, transport_error, unreadable,
+    build_client, decode, kind_for_status, request_id_header, retry_after_header, transport_error,
+    unreadable,
 };
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
@@ -312,7 +313,9 @@ impl Client {
                 .await
                 .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
             if !status.is_success() {
-                let err = normalize_error(status.as_u16(), &bytes, retry_after_header(&headers));
+                // python-ovh and OVHcloud's manager quote this header as the query id.
+                let err = normalize_error(status.as_u16(), &bytes, retry_after_header(&headers))
+                    .with_request_id(request_id_header(&headers, "X-Ovh-Queryid"));
                 if err.code.as_deref() == Some("QUERY_TIME_OUT") && !relearned {
                     relearned = true;
                     self.forget_clock();

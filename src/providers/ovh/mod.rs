@@ -46,9 +46,9 @@ pub use api::OvhApi;
 pub use client::{ClientConfig, signature};
 
 use super::{
-    BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialField, Credentials,
-    DeploymentProfile, Descriptor, Env, ErrorKind, OfferSelector, ProviderApi, ProviderError,
-    ProviderModule, ProviderResult,
+    BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialError, CredentialField,
+    Credentials, DeploymentProfile, Descriptor, Env, ErrorKind, OfferSelector, ProviderApi,
+    ProviderError, ProviderModule, ProviderResult,
 };
 use crate::core::secret::Secret;
 
@@ -235,18 +235,21 @@ impl ProviderModule for OvhModule {
     }
 
     /// The default normalization plus a known endpoint.
-    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
+    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, CredentialError> {
         let desc = self.descriptor();
         let out = super::normalize_fields(&desc, values)?;
         if let Some(e) = out.get(ENDPOINT_FIELD)
             && endpoint(e.expose()).is_none()
         {
-            return Err(format!(
-                "{}: API endpoint {:?} is not one of {}",
-                desc.display_name,
-                e.expose(),
-                endpoint_names()
-            ));
+            return Err(CredentialError::Invalid {
+                provider: desc.display_name,
+                field: ENDPOINT_FIELD.into(),
+                message: format!(
+                    "API endpoint {:?} is not one of {}",
+                    e.expose(),
+                    endpoint_names()
+                ),
+            });
         }
         Ok(out)
     }
@@ -337,11 +340,14 @@ mod tests {
         no_endpoint.remove(ENDPOINT_FIELD);
         let filled = m.normalize_credentials(no_endpoint).unwrap();
         assert_eq!(filled[ENDPOINT_FIELD].expose(), "ovh-eu");
-        let e = m.normalize_credentials(creds("ovh-mars")).unwrap_err();
+        let e = m
+            .normalize_credentials(creds("ovh-mars"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("API endpoint") && e.contains("ovh-eu"), "{e}");
         let mut missing = creds("ovh-eu");
         missing.remove(CONSUMER_KEY_FIELD);
-        let e = m.normalize_credentials(missing).unwrap_err();
+        let e = m.normalize_credentials(missing).unwrap_err().to_string();
         assert!(e.contains("Consumer key is required"), "{e}");
     }
 

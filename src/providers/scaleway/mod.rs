@@ -50,9 +50,9 @@ pub use api::ScalewayApi;
 pub use client::ClientConfig;
 
 use super::{
-    BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialField, Credentials,
-    DeploymentProfile, Descriptor, Env, ErrorKind, OfferSelector, ProviderApi, ProviderError,
-    ProviderModule, ProviderResult,
+    BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialError, CredentialField,
+    Credentials, DeploymentProfile, Descriptor, Env, ErrorKind, OfferSelector, ProviderApi,
+    ProviderError, ProviderModule, ProviderResult,
 };
 
 /// The provider's name in error messages ("Scaleway: …").
@@ -217,17 +217,20 @@ impl ProviderModule for ScalewayModule {
         }
     }
 
-    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, String> {
+    fn normalize_credentials(&self, values: Credentials) -> Result<Credentials, CredentialError> {
         let desc = self.descriptor();
         let out = super::normalize_fields(&desc, values)?;
         if let Some(zone) = out.get(ZONE_FIELD)
             && !valid_zone(zone.expose())
         {
-            return Err(format!(
-                "{}: Default zone {:?} is not a Scaleway zone such as fr-par-1",
-                desc.display_name,
-                zone.expose()
-            ));
+            return Err(CredentialError::Invalid {
+                provider: desc.display_name,
+                field: ZONE_FIELD.into(),
+                message: format!(
+                    "Default zone {:?} is not a Scaleway zone such as fr-par-1",
+                    zone.expose()
+                ),
+            });
         }
         Ok(out)
     }
@@ -298,7 +301,7 @@ mod tests {
         assert!(m.is_configured(&n));
         let mut bad = creds("s", "p");
         bad.insert(ZONE_FIELD.into(), Secret::new("paris"));
-        let e = m.normalize_credentials(bad).unwrap_err();
+        let e = m.normalize_credentials(bad).unwrap_err().to_string();
         assert!(e.contains("Default zone"), "{e}");
         assert!(m.normalize_credentials(Credentials::new()).is_err());
         assert_eq!(m.deployment_profile().default_boot_mode, BootMode::Efi);
