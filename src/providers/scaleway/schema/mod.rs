@@ -1,5 +1,5 @@
 //! Scaleway's JSON shapes (only the fields Legion reads) and their mapping into Legion's
-//! types. Nothing here does I/O.
+//! types. Nothing here does I/O. Security groups are in `firewall.rs`, DNS in `dns.rs`.
 //!
 //! - Labels are `key=value` tags: [`tags_from_labels`] and [`labels_from_tags`].
 //! - A server's Legion id is `zone/uuid` ([`qualified`], [`split_id`]).
@@ -8,16 +8,21 @@
 //!   descriptions with each rule's count of Scaleway rules are kept in the group's
 //!   `description` ([`rules_note`]); reading back regroups them ([`rules_from`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod dns;
+mod firewall;
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ZONES;
-use crate::providers::{
-    FirewallRule, Image, ObservedFirewall, ObservedServer, ObservedZone, Offer, Protocol,
-    RecordType, Region, RrSet, ServerStatus,
-};
+use crate::providers::{Image, ObservedServer, Offer, Region, ServerStatus};
+
+// The security-group and DNS shapes live in their own files; callers keep naming them
+// `schema::…`.
+pub(super) use dns::*;
+pub(super) use firewall::*;
 
 // ---- ids and tags ---------------------------------------------------------------------
 
@@ -432,371 +437,9 @@ pub(super) fn same_public_key(a: &str, b: &str) -> bool {
     fields(a) == fields(b)
 }
 
-// ---- security groups ------------------------------------------------------------------
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct SecurityGroup {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub servers: Vec<Summary>,
-    #[serde(default)]
-    pub project_default: bool,
-    #[serde(default)]
-    pub zone: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct SecurityGroupEnvelope {
-    pub security_group: SecurityGroup,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct SgRule {
-    #[serde(default)]
-    pub protocol: String,
-    #[serde(default)]
-    pub direction: String,
-    #[serde(default)]
-    pub action: String,
-    #[serde(default)]
-    pub ip_range: String,
-    #[serde(default)]
-    pub dest_port_from: Option<u32>,
-    #[serde(default)]
-    pub dest_port_to: Option<u32>,
-    #[serde(default)]
-    pub position: u32,
-    #[serde(default = "yes")]
-    pub editable: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn port_range(port: Option<&str>) -> (Option<u32>, Option<u32>) {
-    let Some(p) = port else { return (None, None) };
-    match p.split_once('-') {
-        Some((a, b)) => (a.trim().parse().ok(), b.trim().parse().ok()),
-        None => (p.trim().parse().ok(), None),
-    }
-}
-
-/// The group's rules Legion does not model (outbound, drop; editable ones: the rest are
-/// Scaleway's own), in their order, then Legion's: what a rewrite of the group sends, so
-/// that someone else's rules survive it. Theirs come first, so a drop still applies
-/// before Legion's accepts, as it did.
-pub(super) fn rules_keeping_foreign(have: &[SgRule], rules: &[FirewallRule]) -> Vec<Value> {
-    let mut foreign: Vec<&SgRule> = have
-        .iter()
-        .filter(|r| r.editable && !(r.direction == "inbound" && r.action == "accept"))
-        .collect();
-    foreign.sort_by_key(|r| r.position);
-    let kept = foreign
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            json!({
-                "action": r.action,
-                "direction": r.direction,
-                "protocol": r.protocol,
-                "ip_range": r.ip_range,
-                "dest_port_from": r.dest_port_from,
-                "dest_port_to": r.dest_port_to,
-                "position": i + 1,
-                "editable": true,
-            })
-        })
-        .collect();
-    rules_after(kept, rules)
-}
-
-/// Legion's rules as Scaleway's inbound accept rules, one per source, after `out`
-/// (positions continue from it).
-fn rules_after(mut out: Vec<Value>, rules: &[FirewallRule]) -> Vec<Value> {
-    for r in rules {
-        let (from, to) = port_range(r.port.as_deref());
-        let protocol = match r.protocol {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Icmp => "ICMP",
-        };
-        for source in &r.sources {
-            let (from, to) = if r.protocol == Protocol::Icmp {
-                (None, None)
-            } else {
-                (from, to)
-            };
-            out.push(json!({
-                "action": "accept",
-                "direction": "inbound",
-                "protocol": protocol,
-                "ip_range": source,
-                "dest_port_from": from,
-                "dest_port_to": to,
-                "position": out.len() + 1,
-                "editable": true,
-            }));
-        }
-    }
-    out
-}
-
-/// What the group's description keeps: each rule's description and its count of
-/// Scaleway rules.
-pub(super) fn rules_note(rules: &[FirewallRule]) -> String {
-    let entries: Vec<Value> = rules
-        .iter()
-        .map(|r| json!([r.description, r.sources.len()]))
-        .collect();
-    json!({ "legion_rules": entries }).to_string()
-}
-
-fn parse_note(description: &str) -> Option<Vec<(String, usize)>> {
-    let v: Value = serde_json::from_str(description).ok()?;
-    v.get("legion_rules")?
-        .as_array()?
-        .iter()
-        .map(|e| {
-            let d = e.get(0)?.as_str()?.to_string();
-            let n = usize::try_from(e.get(1)?.as_u64()?).ok()?;
-            Some((d, n))
-        })
-        .collect()
-}
-
-fn rule_of(r: &SgRule) -> Option<FirewallRule> {
-    let protocol = match r.protocol.as_str() {
-        "TCP" => Protocol::Tcp,
-        "UDP" => Protocol::Udp,
-        "ICMP" => Protocol::Icmp,
-        _ => return None,
-    };
-    let port = match (protocol, r.dest_port_from, r.dest_port_to) {
-        (Protocol::Icmp, _, _) | (_, None, _) => None,
-        (_, Some(a), Some(b)) if b != a => Some(format!("{a}-{b}")),
-        (_, Some(a), _) => Some(a.to_string()),
-    };
-    Some(FirewallRule {
-        protocol,
-        port,
-        sources: vec![r.ip_range.clone()],
-        description: String::new(),
-    })
-}
-
-/// Scaleway's rules (editable inbound accepts, by position) as Legion's rules, regrouped
-/// by the note in the description; without a usable note, neighbouring rules of the same
-/// protocol and port become one rule.
-pub(super) fn rules_from(rules: &[SgRule], description: &str) -> Vec<FirewallRule> {
-    let mut ours: Vec<&SgRule> = rules
-        .iter()
-        .filter(|r| r.editable && r.direction == "inbound" && r.action == "accept")
-        .collect();
-    ours.sort_by_key(|r| r.position);
-    let single: Vec<FirewallRule> = ours.iter().filter_map(|r| rule_of(r)).collect();
-    if let Some(note) = parse_note(description)
-        && note.iter().map(|(_, n)| n).sum::<usize>() == single.len()
-    {
-        let mut out = Vec::new();
-        let mut it = single.into_iter();
-        for (desc, n) in note {
-            let group: Vec<FirewallRule> = it.by_ref().take(n).collect();
-            let Some(first) = group.first() else { continue };
-            if group
-                .iter()
-                .any(|g| g.protocol != first.protocol || g.port != first.port)
-            {
-                return regroup(rules_from_singles(&ours));
-            }
-            out.push(FirewallRule {
-                protocol: first.protocol,
-                port: first.port.clone(),
-                sources: group.iter().flat_map(|g| g.sources.clone()).collect(),
-                description: desc,
-            });
-        }
-        return out;
-    }
-    regroup(single)
-}
-
-fn rules_from_singles(rules: &[&SgRule]) -> Vec<FirewallRule> {
-    rules.iter().filter_map(|r| rule_of(r)).collect()
-}
-
-fn regroup(single: Vec<FirewallRule>) -> Vec<FirewallRule> {
-    let mut out: Vec<FirewallRule> = Vec::new();
-    for r in single {
-        match out.last_mut() {
-            Some(last) if last.protocol == r.protocol && last.port == r.port => {
-                last.sources.extend(r.sources)
-            }
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
-pub(super) fn observed_firewall(
-    sg: &SecurityGroup,
-    rules: &[SgRule],
-    zone: &str,
-) -> ObservedFirewall {
-    let zone = if sg.zone.is_empty() { zone } else { &sg.zone };
-    ObservedFirewall {
-        id: qualified(zone, &sg.id),
-        name: sg.name.clone(),
-        rules: rules_from(rules, &sg.description),
-        applied_to: sg.servers.iter().map(|s| qualified(zone, &s.id)).collect(),
-        labels: labels_from_tags(&sg.tags),
-    }
-}
-
-/// Rules compared as a set, sources sorted.
-pub(super) fn rule_set(rules: &[FirewallRule]) -> BTreeSet<FirewallRule> {
-    rules
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.sources.sort();
-            r.sources.dedup();
-            r
-        })
-        .collect()
-}
-
-// ---- DNS ------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct DnsZone {
-    pub domain: String,
-    #[serde(default)]
-    pub subdomain: String,
-    #[serde(default)]
-    pub ns: Vec<String>,
-}
-
-impl DnsZone {
-    /// The zone's full name, its id in the Domains API.
-    pub fn full_name(&self) -> String {
-        if self.subdomain.is_empty() {
-            self.domain.clone()
-        } else {
-            format!("{}.{}", self.subdomain, self.domain)
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct Record {
-    #[serde(default)]
-    pub name: String,
-    #[serde(rename = "type")]
-    pub rtype: String,
-    #[serde(default)]
-    pub data: String,
-    #[serde(default)]
-    pub ttl: u32,
-}
-
-/// Legion's `@` is Scaleway's empty name.
-pub(super) fn record_name(name: &str) -> String {
-    if name == "@" {
-        String::new()
-    } else {
-        name.to_string()
-    }
-}
-
-fn txt_unquote(data: &str) -> String {
-    data.strip_prefix('"')
-        .and_then(|d| d.strip_suffix('"'))
-        .unwrap_or(data)
-        .to_string()
-}
-
-/// A record's value as Legion writes it (TXT without quotes).
-pub(super) fn record_value(r: &Record) -> String {
-    if r.rtype == "TXT" {
-        txt_unquote(&r.data)
-    } else {
-        r.data.clone()
-    }
-}
-
-/// Records grouped into RRsets, in the order first seen.
-pub(super) fn rrsets_from(records: &[Record]) -> Vec<RrSet> {
-    let mut out: Vec<RrSet> = Vec::new();
-    for r in records {
-        let Ok(rtype) = r.rtype.parse::<RecordType>() else {
-            continue;
-        };
-        let name = if r.name.is_empty() {
-            "@".to_string()
-        } else {
-            r.name.clone()
-        };
-        match out.iter_mut().find(|s| s.name == name && s.rtype == rtype) {
-            Some(set) => set.values.push(record_value(r)),
-            None => out.push(RrSet {
-                name,
-                rtype,
-                ttl: r.ttl,
-                values: vec![record_value(r)],
-            }),
-        }
-    }
-    out
-}
-
-/// The records of one RRset, as the Domains API takes them.
-pub(super) fn records_for(rrset: &RrSet) -> Vec<Value> {
-    rrset
-        .values
-        .iter()
-        .map(|v| {
-            let data = if rrset.rtype == RecordType::TXT && !v.starts_with('"') {
-                format!("\"{v}\"")
-            } else {
-                v.clone()
-            };
-            json!({
-                "name": record_name(&rrset.name),
-                "type": rrset.rtype.to_string(),
-                "data": data,
-                "ttl": rrset.ttl,
-            })
-        })
-        .collect()
-}
-
-pub(super) fn observed_zone(z: &DnsZone, records: &[Record]) -> ObservedZone {
-    ObservedZone {
-        id: z.full_name(),
-        name: z.full_name(),
-        nameservers: z.ns.clone(),
-        rrsets: rrsets_from(records),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(port: &str, sources: &[&str], d: &str) -> FirewallRule {
-        FirewallRule {
-            protocol: Protocol::Tcp,
-            port: Some(port.into()),
-            sources: sources.iter().map(|s| s.to_string()).collect(),
-            description: d.into(),
-        }
-    }
 
     #[test]
     fn labels_round_trip_through_tags() {
@@ -812,42 +455,6 @@ mod tests {
         assert_eq!(labels_from_tags(&with_foreign), labels);
         assert_eq!(split_id("nl-ams-1/abc", "fr-par-1"), ("nl-ams-1", "abc"));
         assert_eq!(split_id("abc", "fr-par-1"), ("fr-par-1", "abc"));
-    }
-
-    #[test]
-    fn rules_keep_order_sources_and_descriptions() {
-        let rules = vec![
-            rule("22", &["10.0.0.0/8", "192.0.2.0/24"], "ssh"),
-            rule("8000-8100", &["0.0.0.0/0"], "apps"),
-            rule("22", &["172.16.0.0/12"], "ssh again"),
-        ];
-        let wire = rules_keeping_foreign(&[], &rules);
-        assert_eq!(wire.len(), 4);
-        assert_eq!(wire[2]["dest_port_to"], 8100);
-        assert_eq!(wire[3]["position"], 4);
-        let back: Vec<SgRule> = serde_json::from_value(Value::Array(wire)).unwrap();
-        assert_eq!(rules_from(&back, &rules_note(&rules)), rules);
-        // Without the note, neighbours of the same port are merged.
-        let plain = rules_from(&back, "");
-        assert_eq!(plain.len(), 3);
-        assert_eq!(plain[0].sources.len(), 2);
-    }
-
-    #[test]
-    fn records_group_into_rrsets_and_txt_is_unquoted() {
-        let records: Vec<Record> = serde_json::from_value(json!([
-            {"name": "", "type": "TXT", "data": "\"v=spf1 -all\"", "ttl": 300},
-            {"name": "web", "type": "A", "data": "192.0.2.1", "ttl": 600},
-            {"name": "web", "type": "A", "data": "192.0.2.2", "ttl": 600},
-        ]))
-        .unwrap();
-        let sets = rrsets_from(&records);
-        assert_eq!(sets.len(), 2);
-        assert_eq!(sets[0].name, "@");
-        assert_eq!(sets[0].values, ["v=spf1 -all"]);
-        assert_eq!(sets[1].values.len(), 2);
-        assert_eq!(records_for(&sets[0])[0]["data"], "\"v=spf1 -all\"");
-        assert_eq!(records_for(&sets[0])[0]["name"], "");
     }
 
     #[test]
