@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use super::keys::HostKeyFingerprint;
+use super::keys::{HostKeyFingerprint, KeyError};
 
 /// How Legion tried to log in; named in [`SshError::AuthFailed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,9 @@ pub enum SshError {
         output_tail: String,
     },
 
-    #[error("SSH key: {0}")]
-    Key(String),
+    /// The managed key, a public key line or a fingerprint (its message starts `SSH key:`).
+    #[error(transparent)]
+    Key(#[from] KeyError),
 
     /// The request itself cannot be carried out (a malformed path, for instance).
     #[error("{0}")]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use error::{AuthMethod, SshError};
-pub use keys::{HostKeyFingerprint, MANAGED_KEY_COMMENT, ManagedKey};
+pub use keys::{HostKeyFingerprint, KeyError, MANAGED_KEY_COMMENT, ManagedKey};
 pub use remote::{ExecOutput, KeyInstall, OUTPUT_TAIL_BYTES, SudoStatus};
 pub use session::{SshSession, connect, connect_with};
 
