@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use super::sandbox::SandboxFleet;
 use super::state::cell::StateCell;
 use crate::providers::{Env, HealthReading, NodeAgent, NodeConfig, NodeTarget};
-use crate::ssh::{self, Auth, HostKeyFingerprint, ManagedKey, SshError, SshSession, Target};
+use crate::ssh::{self, Auth, HostKeyFingerprint, SshError, SshSession, Target};
 
 /// How long a phase's remote command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -205,44 +205,8 @@ impl SshSettings {
     }
 }
 
-/// Everything a connection to a node needs: where, as whom, with which key, and the
-/// host key it must present (`None`: not pinned yet).
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct SshAccess {
-    pub target: Target,
-    pub key: ManagedKey,
-    pub pinned: Option<HostKeyFingerprint>,
-    /// Commands that write system files run under `sudo -n` (a non-root login).
-    #[serde(default)]
-    pub sudo: bool,
-    /// The node's filesystem root for Legion's files: `""` for `/`; a directory in a
-    /// sandbox (tests, the demo), where the hostname is also left alone.
-    #[serde(default)]
-    pub root: String,
-    /// The command that follows the node's logs ([`SshSettings::log_command`]).
-    #[serde(default)]
-    pub log_command: String,
-}
-
-impl SshAccess {
-    /// Log in with the managed key, checking the pinned host key; also returns the key
-    /// seen when nothing was pinned yet (for the caller to pin).
-    pub fn login(&self) -> Result<(SshSession, Option<String>), SshError> {
-        let (session, seen) =
-            ssh::connect(&self.target, Auth::Key(&self.key), self.pinned.as_ref())?;
-        Ok((session, self.pinned.is_none().then(|| seen.to_string())))
-    }
-}
-
-impl std::fmt::Debug for SshAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshAccess")
-            .field("target", &self.target)
-            .field("key", &self.key.fingerprint())
-            .field("pinned", &self.pinned)
-            .finish()
-    }
-}
+/// Moved to [`crate::ssh::SshAccess`]; re-exported here while callers move.
+pub use crate::ssh::SshAccess;
 
 #[derive(Clone)]
 pub struct SshAgent {
@@ -506,15 +470,15 @@ impl NodeAgent for SshAgent {
         let sudo = self
             .with_access(&node.name, access, move |s| {
                 let sudo = s.sudo_check()?;
-                if !sandboxed && crate::engine::import::sudo_refusal(s.target(), sudo).is_none() {
+                if !sandboxed && sudo.refusal(s.target()).is_none() {
                     s.install_public_key(&key)?;
                 }
                 Ok(sudo)
             })
             .await
             .map_err(|e| e.to_string())?;
-        match crate::engine::import::sudo_refusal(&target, sudo) {
-            Some(refusal) if !sandboxed => Err(refusal),
+        match sudo.refusal(&target) {
+            Some(refusal) if !sandboxed => Err(refusal.to_string()),
             _ => Ok(()),
         }
     }

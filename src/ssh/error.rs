@@ -79,6 +79,21 @@ pub enum SshError {
         output_tail: String,
     },
 
+    /// The login can act as root neither directly nor through passwordless sudo.
+    #[error(
+        "{target}: {why}. Legion needs root or passwordless sudo: log in as root, or add \
+         `{user} ALL=(ALL) NOPASSWD:ALL` to /etc/sudoers.d/legion on the host"
+    )]
+    NeedsRoot {
+        target: String,
+        user: String,
+        why: &'static str,
+    },
+
+    /// The node's endpoint (a [`super::NodeEndpoints`] map) could not be had.
+    #[error("{detail}")]
+    Endpoint { node: String, detail: String },
+
     /// The managed key, a public key line or a fingerprint (its message starts `SSH key:`).
     #[error(transparent)]
     Key(#[from] KeyError),

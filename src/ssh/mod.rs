@@ -12,6 +12,7 @@
 //! re-trusting the host (connecting with `pinned: None`) replaces a pin. This module never
 //! writes `known_hosts` and never reads the user's own SSH configuration or agent.
 
+mod access;
 mod error;
 mod keys;
 mod remote;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use access::{Endpoint, NodeEndpoints, SshAccess};
 pub use error::{AuthMethod, SshError};
 pub use keys::{HostKeyFingerprint, KeyError, MANAGED_KEY_COMMENT, ManagedKey};
 pub use remote::{ExecOutput, KeyInstall, OUTPUT_TAIL_BYTES, SudoStatus};
