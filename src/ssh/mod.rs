@@ -1,6 +1,13 @@
-//! SSH to managed servers: Legion's managed key, host key pinning, login, and the few
-//! remote operations the node phases need (run a command, upload a file, install a key,
-//! check sudo).
+//! SSH to managed servers, all of it in one place: Legion's managed key, host key
+//! pinning, login ([`SshAccess`]), the few remote operations the node phases need (run a
+//! command, upload a file, install a key, check sudo), the endpoint map that says where a
+//! node's sshd really is ([`NodeEndpoints`]), and the long-lived I/O threads of the
+//! dashboard: the terminal pane's shell session ([`pane`]) and the node log tail
+//! ([`tail`]).
+//!
+//! This layer sits below the engine: it must not import `crate::engine` or
+//! `crate::views`. What differs between the demo and production (where a node's sshd is)
+//! comes in as a value ([`NodeEndpoints`]), never as a flag checked here.
 //!
 //! The API is blocking (libssh2 underneath): callers run it on `spawn_blocking` or a
 //! thread of their own. Every network step is bounded by a timeout, so a dead host turns
@@ -15,8 +22,10 @@
 mod access;
 mod error;
 mod keys;
+pub mod pane;
 mod remote;
 mod session;
+pub mod tail;
 
 use std::fmt;
 use std::time::Duration;
