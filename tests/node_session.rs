@@ -194,7 +194,7 @@ fn the_log_tail_sees_remote_appends_within_a_second_and_reports_a_drop() {
         user: Some(user.clone()),
         provider_users: Default::default(),
         port: sshd.port(),
-        sandbox_root: Some(sandbox.path().display().to_string()),
+        node_root: Some(sandbox.path().display().to_string()),
         roles_dir: Some(roles.path().to_path_buf()),
     };
     let log = sandbox.path().join("app.log");

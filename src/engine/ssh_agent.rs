@@ -8,19 +8,21 @@
 //! operator re-trusts the node (`legion nodes retrust NAME`).
 //!
 //! Settings come from the environment the engine started with: `LEGION_SSH_USER`
-//! (default `root`), `LEGION_SSH_PORT` (default 22), and for sandboxes (the test harness,
-//! the demo) `LEGION_SSH_SANDBOX_ROOT`: a directory on the node under which Legion writes
-//! its files instead of `/`, and the hostname is left alone.
+//! (default `root`), `LEGION_SSH_PORT` (default 22), and `LEGION_SSH_SANDBOX_ROOT`: a
+//! directory on the node under which Legion writes its files instead of `/`, and the
+//! hostname is left alone (nodes that are directories of a shared machine: the test
+//! harness). Where a node's sshd is comes from its tracked address unless the engine was
+//! configured with an endpoint map ([`NodeEndpoints`]); this file asks the map where a
+//! node is, never why it has one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::sandbox::SandboxFleet;
 use super::state::cell::StateCell;
 use crate::providers::{Env, HealthReading, NodeAgent, NodeConfig, NodeTarget};
-use crate::ssh::{self, Auth, HostKeyFingerprint, SshError, SshSession, Target};
+use crate::ssh::{self, Auth, HostKeyFingerprint, NodeEndpoints, SshError, SshSession, Target};
 
 /// How long a phase's remote command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -44,6 +46,28 @@ const LOG_BACKLOG: u32 = 200;
 /// Between attempts while a new server boots.
 const RETRY: Duration = Duration::from_secs(2);
 
+/// Why the agent could not reach a node or read a role's files, before or around SSH.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshAgentError {
+    #[error("this Legion state has no managed SSH key yet")]
+    NoManagedKey,
+    #[error("{0} has no server yet")]
+    NoServer(String),
+    #[error("{0} has no address yet")]
+    NoAddress(String),
+    #[error("reading the install script {path}: {detail}")]
+    InstallScript { path: String, detail: String },
+    #[error("reading {path}: {detail}")]
+    ReadProbe { path: String, detail: String },
+    #[error("{path}: {url:?} is not an http:// or https:// URL")]
+    BadProbe { path: String, url: String },
+    /// The blocking task that held the connection panicked or was cancelled.
+    #[error("the SSH task stopped: {0}")]
+    TaskStopped(String),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSettings {
     /// `LEGION_SSH_USER` when set: every node logs in as this user (without sudo).
@@ -52,8 +76,9 @@ pub struct SshSettings {
     /// when `user` is not set; a user other than root runs system commands under sudo.
     pub provider_users: std::collections::BTreeMap<String, String>,
     pub port: u16,
-    /// `Some(dir)`: write under `dir` on the node and leave its hostname alone.
-    pub sandbox_root: Option<String>,
+    /// `LEGION_SSH_SANDBOX_ROOT`, `Some(dir)`: write under `dir` on the node (`{node}`
+    /// names the node) and leave its hostname alone.
+    pub node_root: Option<String>,
     /// Per-role install scripts: `<dir>/<role>.sh` (the Legion home's `roles/`).
     pub roles_dir: Option<std::path::PathBuf>,
 }
@@ -70,7 +95,7 @@ impl SshSettings {
                 .get("LEGION_SSH_PORT")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(22),
-            sandbox_root: env
+            node_root: env
                 .get("LEGION_SSH_SANDBOX_ROOT")
                 .filter(|r| !r.is_empty())
                 .map(String::from),
@@ -80,7 +105,7 @@ impl SshSettings {
 
     /// The install script for `role`: `roles/<role>.sh` in the home when present, else
     /// [`DEFAULT_INSTALL`].
-    pub fn install_script(&self, role: &str) -> Result<String, String> {
+    pub fn install_script(&self, role: &str) -> Result<String, SshAgentError> {
         let Some(path) = self
             .roles_dir
             .as_ref()
@@ -92,16 +117,16 @@ impl SshSettings {
         match std::fs::read_to_string(&path) {
             Ok(script) => Ok(script),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_INSTALL.to_string()),
-            Err(e) => Err(format!(
-                "reading the install script {}: {e}",
-                path.display()
-            )),
+            Err(e) => Err(SshAgentError::InstallScript {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }),
         }
     }
 
     /// The role's HTTP readiness probe: the URL in `roles/<role>.probe` (one line, as
     /// reached from the node itself, e.g. `http://127.0.0.1:8080/healthz`), if any.
-    pub fn http_probe(&self, role: &str) -> Result<Option<String>, String> {
+    pub fn http_probe(&self, role: &str) -> Result<Option<String>, SshAgentError> {
         let Some(path) = self
             .roles_dir
             .as_ref()
@@ -113,7 +138,12 @@ impl SshSettings {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            Err(e) => {
+                return Err(SshAgentError::ReadProbe {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                });
+            }
         };
         let url = text
             .lines()
@@ -127,15 +157,15 @@ impl SshSettings {
             {
                 Ok(Some(u.to_string()))
             }
-            Some(u) => Err(format!(
-                "{}: {u:?} is not an http:// or https:// URL",
-                path.display()
-            )),
+            Some(u) => Err(SshAgentError::BadProbe {
+                path: path.display().to_string(),
+                url: u.to_string(),
+            }),
         }
     }
 
     /// The files a role's logs are in: `roles/<role>.logs` in the home (one path per
-    /// line, `#` comments), else the system log files. Under a sandbox root they are
+    /// line, `#` comments), else the system log files. Under a node root they are
     /// relative to it.
     pub fn log_files(&self, role: &str, root: &str) -> Vec<String> {
         let listed = self
@@ -150,15 +180,16 @@ impl SshSettings {
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(String::from)
                 .collect(),
-            // A sandbox has one system log (the demo's heartbeat writes it).
+            // A node under a root has no system logs of its own; one file stands in for
+            // them (something on the machine writes it).
             None if !root.is_empty() => vec![DEFAULT_LOG_FILES[0].to_string()],
             None => DEFAULT_LOG_FILES.iter().map(|f| f.to_string()).collect(),
         };
         files.into_iter().map(|f| format!("{root}{f}")).collect()
     }
 
-    /// What the log tail runs: `journalctl -f` when the node has a journal (not in a
-    /// sandbox, where the journal is the host's), else `tail -F` of the role's files.
+    /// What the log tail runs: `journalctl -f` when the node has a journal (not under a
+    /// node root, where the journal is the host's), else `tail -F` of the role's files.
     /// Under `sudo -n` for a non-root login, so the system logs are readable.
     pub fn log_command(&self, role: &str, sudo: bool, root: &str) -> String {
         let files: Vec<String> = self
@@ -193,13 +224,13 @@ impl SshSettings {
         }
     }
 
-    /// Where Legion's files go on nodes: `""` (the node's `/`) unless sandboxed.
+    /// Where Legion's files go on nodes: `""` (the node's `/`) unless a node root is set.
     pub fn root(&self) -> &str {
-        self.sandbox_root.as_deref().unwrap_or("")
+        self.node_root.as_deref().unwrap_or("")
     }
 
     /// Where Legion's files go on `node`: [`Self::root`] with `{node}` replaced by the
-    /// node's name (one sandbox per node when one machine plays several).
+    /// node's name (one directory per node when one machine plays several).
     pub fn root_for(&self, node: &str) -> String {
         self.root().replace("{node}", node)
     }
@@ -212,35 +243,38 @@ pub use crate::ssh::SshAccess;
 pub struct SshAgent {
     cell: Arc<StateCell>,
     settings: SshSettings,
-    /// The demo's local sandboxes: every node is reached there instead.
-    sandboxes: Option<Arc<SandboxFleet>>,
+    /// Where nodes' sshds are when not at their tracked addresses; `None`: at them.
+    endpoints: Option<Arc<dyn NodeEndpoints>>,
 }
 
 impl SshAgent {
     pub fn new(
         cell: Arc<StateCell>,
         settings: SshSettings,
-        sandboxes: Option<Arc<SandboxFleet>>,
+        endpoints: Option<Arc<dyn NodeEndpoints>>,
     ) -> SshAgent {
         SshAgent {
             cell,
             settings,
-            sandboxes,
+            endpoints,
         }
     }
 
-    pub fn sandboxed(&self) -> bool {
-        self.sandboxes.is_some()
+    /// Nodes are reached through an endpoint map rather than at their tracked addresses:
+    /// every node has an sshd there, including those of a provider with an agent of its
+    /// own (whose addresses have none), and an endpoint may be started on first use.
+    pub fn endpoints_mapped(&self) -> bool {
+        self.endpoints.is_some()
     }
 
-    /// The node's address, the managed key and its pinned host key. With sandboxes,
-    /// this may start the node's sandbox (blocking): async callers use
+    /// The node's address, the managed key and its pinned host key. With an endpoint
+    /// map, this may start the node's endpoint (blocking): async callers use
     /// [`SshAgent::access_async`].
-    pub fn access(&self, name: &str) -> Result<SshAccess, String> {
+    pub fn access(&self, name: &str) -> Result<SshAccess, SshAgentError> {
         let mut a = access(&self.cell, &self.settings, name)?;
-        if let Some(fleet) = &self.sandboxes {
-            let ep = fleet.endpoint(name, &a.key)?;
-            a.target = Target::new("127.0.0.1", ep.port, ep.user);
+        if let Some(map) = &self.endpoints {
+            let ep = map.endpoint(name, &a.key)?;
+            a.target = Target::new(ep.host, ep.port, ep.user);
             a.sudo = false;
             let role = self
                 .cell
@@ -252,16 +286,16 @@ impl SshAgent {
         Ok(a)
     }
 
-    /// [`SshAgent::access`] off the async workers when it may start a sandbox.
-    pub async fn access_async(&self, name: &str) -> Result<SshAccess, String> {
-        if self.sandboxes.is_none() {
+    /// [`SshAgent::access`] off the async workers when it may start an endpoint.
+    pub async fn access_async(&self, name: &str) -> Result<SshAccess, SshAgentError> {
+        if self.endpoints.is_none() {
             return self.access(name);
         }
         let me = self.clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || me.access(&name))
             .await
-            .map_err(|e| format!("the SSH task stopped: {e}"))?
+            .map_err(|e| SshAgentError::TaskStopped(e.to_string()))?
     }
 
     pub fn settings(&self) -> &SshSettings {
@@ -269,7 +303,7 @@ impl SshAgent {
     }
 
     /// The HTTP probe of `name`'s role, if it has one.
-    fn probe_of(&self, name: &str) -> Result<Option<String>, String> {
+    fn probe_of(&self, name: &str) -> Result<Option<String>, SshAgentError> {
         let role = self
             .cell
             .read(|s| s.plan.nodes.get(name).map(|p| p.role.clone()))
@@ -282,8 +316,8 @@ impl SshAgent {
         &self,
         name: &str,
         f: impl FnOnce(&mut SshSession) -> Result<T, SshError> + Send + 'static,
-    ) -> Result<T, SshError> {
-        let access = self.access_async(name).await.map_err(SshError::Invalid)?;
+    ) -> Result<T, SshAgentError> {
+        let access = self.access_async(name).await?;
         self.with_access(name, access, f).await
     }
 
@@ -292,7 +326,7 @@ impl SshAgent {
         name: &str,
         access: SshAccess,
         f: impl FnOnce(&mut SshSession) -> Result<T, SshError> + Send + 'static,
-    ) -> Result<T, SshError> {
+    ) -> Result<T, SshAgentError> {
         let pinned_before = access.pinned.clone();
         let (out, seen) = tokio::task::spawn_blocking(move || {
             let (mut session, seen) = ssh::connect(
@@ -303,7 +337,7 @@ impl SshAgent {
             f(&mut session).map(|out| (out, seen))
         })
         .await
-        .map_err(|e| SshError::Invalid(format!("the SSH task stopped: {e}")))??;
+        .map_err(|e| SshAgentError::TaskStopped(e.to_string()))??;
         if pinned_before.is_none() {
             pin(&self.cell, name, &seen).await;
         }
@@ -334,22 +368,23 @@ impl SshAgent {
     }
 }
 
-fn access(cell: &StateCell, settings: &SshSettings, name: &str) -> Result<SshAccess, String> {
+fn access(
+    cell: &StateCell,
+    settings: &SshSettings,
+    name: &str,
+) -> Result<SshAccess, SshAgentError> {
     cell.read(|s| {
-        let key = s
-            .managed_key
-            .clone()
-            .ok_or("this Legion state has no managed SSH key yet")?;
+        let key = s.managed_key.clone().ok_or(SshAgentError::NoManagedKey)?;
         let t = s
             .tracked
             .nodes
             .get(name)
-            .ok_or_else(|| format!("{name} has no server yet"))?;
+            .ok_or_else(|| SshAgentError::NoServer(name.to_string()))?;
         let host = t
             .address()
-            .ok_or_else(|| format!("{name} has no address yet"))?;
+            .ok_or_else(|| SshAgentError::NoAddress(name.to_string()))?;
         let pinned = match &t.host_key {
-            Some(fp) => Some(HostKeyFingerprint::parse(fp).map_err(|e| e.to_string())?),
+            Some(fp) => Some(HostKeyFingerprint::parse(fp).map_err(SshError::from)?),
             None => None,
         };
         let (target, sudo) = match &t.login {
@@ -425,7 +460,10 @@ fn quote(s: &str) -> String {
 }
 
 /// A failure worth waiting out while a server boots (not a refusal we must respect).
-fn transient(e: &SshError) -> bool {
+fn transient(e: &SshAgentError) -> bool {
+    let SshAgentError::Ssh(e) = e else {
+        return false;
+    };
     matches!(
         e,
         SshError::Refused { .. }
@@ -438,9 +476,9 @@ fn transient(e: &SshError) -> bool {
     )
 }
 
-#[async_trait]
-impl NodeAgent for SshAgent {
-    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+/// The phases, typed; [`NodeAgent`] (whose errors are text) forwards to them.
+impl SshAgent {
+    async fn wait_for_ssh(&self, node: &NodeTarget) -> Result<(), SshAgentError> {
         // The node actor bounds the whole wait; here we retry what a booting server
         // answers, and give up at once on what waiting cannot fix.
         loop {
@@ -453,37 +491,40 @@ impl NodeAgent for SshAgent {
                     tracing::debug!(node = %node.name, "not reachable yet: {e}");
                     tokio::time::sleep(RETRY).await;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             }
         }
     }
 
     /// The login can act as root (root, or passwordless sudo: otherwise refused with the
     /// fix), and the managed key is in its `authorized_keys` (added if a provider's
-    /// first-boot setup put it elsewhere). In a sandbox neither is needed: the check is
-    /// reported, nothing is written.
-    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
+    /// first-boot setup put it elsewhere). On a node under a root directory neither is
+    /// needed: the check is made, nothing is written.
+    async fn bootstrap_login(&self, node: &NodeTarget) -> Result<(), SshAgentError> {
         let access = self.access_async(&node.name).await?;
-        let sandboxed = !access.root.is_empty();
+        let whole_machine = access.whole_machine();
         let key = access.key.public_openssh().to_string();
         let target = access.target.clone();
         let sudo = self
             .with_access(&node.name, access, move |s| {
                 let sudo = s.sudo_check()?;
-                if !sandboxed && sudo.refusal(s.target()).is_none() {
+                if whole_machine && sudo.refusal(s.target()).is_none() {
                     s.install_public_key(&key)?;
                 }
                 Ok(sudo)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         match sudo.refusal(&target) {
-            Some(refusal) if !sandboxed => Err(refusal.to_string()),
+            Some(refusal) if whole_machine => Err(refusal.into()),
             _ => Ok(()),
         }
     }
 
-    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
+    async fn write_identity(
+        &self,
+        node: &NodeTarget,
+        config: &NodeConfig,
+    ) -> Result<(), SshAgentError> {
         let access = self.access_async(&node.name).await?;
         let script = Self::identity_script(node, config, &access.root);
         let shell = if access.sudo {
@@ -492,25 +533,21 @@ impl NodeAgent for SshAgent {
             "sh -s"
         };
         self.with_access(&node.name, access, move |s| {
-            s.exec_with_input(shell, script.as_bytes(), COMMAND_TIMEOUT)
-                .and_then(|out| {
-                    if out.success() {
-                        Ok(())
-                    } else {
-                        Err(SshError::CommandFailed {
-                            target: s.target().to_string(),
-                            command: "write the node identity".into(),
-                            status: out.status,
-                            output_tail: out.tail(2048),
-                        })
-                    }
-                })
+            let out = s.exec_with_input(shell, script.as_bytes(), COMMAND_TIMEOUT)?;
+            if out.success() {
+                return Ok(());
+            }
+            Err(SshError::CommandFailed {
+                target: s.target().to_string(),
+                command: "write the node identity".into(),
+                status: out.status,
+                output_tail: out.tail(2048),
+            })
         })
         .await
-        .map_err(|e| e.to_string())
     }
 
-    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
+    async fn run_install(&self, node: &NodeTarget, role: &str) -> Result<(), SshAgentError> {
         let script = self.settings.install_script(role)?;
         let access = self.access_async(&node.name).await?;
         let root = access.root.clone();
@@ -541,10 +578,9 @@ impl NodeAgent for SshAgent {
         })
         .await
         .map(drop)
-        .map_err(|e| e.to_string())
     }
 
-    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+    async fn check_ready(&self, node: &NodeTarget) -> Result<(), SshAgentError> {
         let access = self.access_async(&node.name).await?;
         let probe = self.probe_of(&node.name)?;
         let check = format!(
@@ -559,7 +595,33 @@ impl NodeAgent for SshAgent {
             }
         })
         .await
-        .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl NodeAgent for SshAgent {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+        self.wait_for_ssh(node).await.map_err(|e| e.to_string())
+    }
+
+    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
+        self.bootstrap_login(node).await.map_err(|e| e.to_string())
+    }
+
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
+        self.write_identity(node, config)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
+        self.run_install(node, role)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+        self.check_ready(node).await.map_err(|e| e.to_string())
     }
 
     /// Reachable over SSH and, when the role has an HTTP probe, answering it; a node
@@ -567,7 +629,7 @@ impl NodeAgent for SshAgent {
     async fn health(&self, node: &NodeTarget) -> HealthReading {
         let probe = match self.probe_of(&node.name) {
             Ok(p) => p,
-            Err(e) => return HealthReading::Degraded(e),
+            Err(e) => return HealthReading::Degraded(e.to_string()),
         };
         let checked = self
             .with_session(&node.name, move |s| {
@@ -579,6 +641,49 @@ impl NodeAgent for SshAgent {
             Ok(None | Some(Ok(_))) => HealthReading::Healthy,
             Ok(Some(Err(e))) => HealthReading::Degraded(e.to_string()),
             Err(e) => HealthReading::Unreachable(e.to_string()),
+        }
+    }
+}
+
+/// A provider's own node agent first (the simulated cloud: power state, injected
+/// faults), then SSH: for nodes that have both, which is when an endpoint map gives the
+/// provider's nodes an sshd ([`SshAgent::endpoints_mapped`]).
+pub struct LayeredAgent {
+    pub own: Arc<dyn NodeAgent>,
+    pub ssh: Arc<dyn NodeAgent>,
+}
+
+#[async_trait]
+impl NodeAgent for LayeredAgent {
+    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), String> {
+        self.own.wait_reachable(node).await?;
+        self.ssh.wait_reachable(node).await
+    }
+
+    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), String> {
+        self.own.bootstrap(node).await?;
+        self.ssh.bootstrap(node).await
+    }
+
+    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), String> {
+        self.own.configure(node, config).await?;
+        self.ssh.configure(node, config).await
+    }
+
+    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), String> {
+        self.own.install(node, role).await?;
+        self.ssh.install(node, role).await
+    }
+
+    async fn readiness(&self, node: &NodeTarget) -> Result<(), String> {
+        self.own.readiness(node).await?;
+        self.ssh.readiness(node).await
+    }
+
+    async fn health(&self, node: &NodeTarget) -> HealthReading {
+        match self.own.health(node).await {
+            HealthReading::Healthy => self.ssh.health(node).await,
+            other => other,
         }
     }
 }
@@ -596,13 +701,13 @@ mod tests {
             ]
             .into(),
             port: 22,
-            sandbox_root: root.map(String::from),
+            node_root: root.map(String::from),
             roles_dir: None,
         }
     }
 
     #[test]
-    fn a_sandbox_root_can_name_the_node() {
+    fn a_node_root_can_name_the_node() {
         assert_eq!(settings(None, None).root_for("web-1"), "");
         assert_eq!(settings(None, Some("/t/box")).root_for("web-1"), "/t/box");
         let per_node = settings(None, Some("/t/box/{node}"));
@@ -657,7 +762,12 @@ mod tests {
             Ok(Some("http://127.0.0.1:8080/healthz".into()))
         );
         std::fs::write(dir.path().join("web.probe"), "ftp://x'; rm -rf /\n").unwrap();
-        assert!(s.http_probe("web").unwrap_err().contains("not an http"));
+        assert!(
+            s.http_probe("web")
+                .unwrap_err()
+                .to_string()
+                .contains("not an http")
+        );
         // A role that cannot name a file has no probe.
         assert_eq!(s.http_probe("../etc"), Ok(None));
     }

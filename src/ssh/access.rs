@@ -24,8 +24,7 @@ pub struct SshAccess {
     #[serde(default)]
     pub sudo: bool,
     /// The node's filesystem root for Legion's files: `""` for `/`; a directory when the
-    /// node is a directory on a shared machine (tests, the demo), where the hostname is
-    /// also left alone.
+    /// node is a directory on a shared machine, where the hostname is also left alone.
     #[serde(default)]
     pub root: String,
     /// The command that follows the node's logs (`SshSettings::log_command`).
@@ -72,8 +71,8 @@ pub struct Endpoint {
 }
 
 /// Maps nodes to the sshd that plays them. Configured into the deploy layer when nodes
-/// are not reached at their provider addresses (the demo's local sandboxes); production
-/// has none. With a map, every node has an SSH server, including nodes of a provider
+/// are not reached at their provider addresses (one local sshd per simulated node, for
+/// instance); production has none. With a map, every node has an SSH server, including nodes of a provider
 /// with an agent of its own (the simulated cloud).
 pub trait NodeEndpoints: Send + Sync {
     /// `node`'s endpoint, with `key` authorized for its login. May block (it may start

@@ -6,8 +6,8 @@
 //! ([`tail`]).
 //!
 //! This layer sits below the engine: it must not import `crate::engine` or
-//! `crate::views`. What differs between the demo and production (where a node's sshd is)
-//! comes in as a value ([`NodeEndpoints`]), never as a flag checked here.
+//! `crate::views`. What differs from one setup to another (where a node's sshd is) comes
+//! in as a value ([`NodeEndpoints`]), never as a flag checked here.
 //!
 //! The API is blocking (libssh2 underneath): callers run it on `spawn_blocking` or a
 //! thread of their own. Every network step is bounded by a timeout, so a dead host turns
