@@ -11,9 +11,9 @@ mod sshd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use legion::engine::ssh_agent::{SshAccess, SshSettings};
-use legion::ssh::{ManagedKey, Target};
-use legion::views::tail::{self, TailState};
+use legion::engine::ssh_agent::SshSettings;
+use legion::ssh::tail::{self, TailState};
+use legion::ssh::{ManagedKey, SshAccess, Target};
 use legion::views::term::session;
 use legion::views::term::{ShellInput, ShellState, TermFrame};
 use ratatui::style::Color;
