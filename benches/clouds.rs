@@ -236,7 +236,7 @@ async fn bench(cloud: Cloud, nodes: usize) {
             t_cost: 1,
             p_cost: 1,
         },
-        sandboxes: None,
+        ssh_endpoints: None,
     });
     engine.init(Secret::new("bench")).await.unwrap();
     let creds: Credentials = cloud

@@ -95,7 +95,7 @@ async fn bench_burst() {
         timings: Timings::default(),
         install_id: "bench".into(),
         ssh: None,
-        sandboxed: false,
+        ssh_behind_own_agents: false,
     });
     let sup = Arc::new(Supervisor::new(env));
     let (tx, mut rx) = watch::channel(Arc::new(AppSnapshot::empty(
@@ -157,7 +157,7 @@ async fn bench_apply(nodes: usize) {
         env: Env::default().with("LEGION_MOCK_NETWORK", "1"),
         timings: Timings::default(),
         kdf: FAST,
-        sandboxes: None,
+        ssh_endpoints: None,
     });
     engine.init(Secret::new("bench")).await.expect("init");
     let mut creds = Credentials::new();

@@ -921,8 +921,8 @@ async fn run_demo(cli: &Cli, rt: &tokio::runtime::Handle, reset: bool, once: boo
     config.env = Env::from_process().with("LEGION_MOCK_NETWORK", "1");
     // With an OpenSSH server installed, every simulated node gets a local sandbox sshd:
     // real shells, deployment phases and log tails.
-    config.sandboxes = legion::engine::sandbox::SandboxFleet::new(home.join("sandboxes"));
-    let sandboxed = config.sandboxes.is_some();
+    config.ssh_endpoints = legion::engine::sandbox::endpoints(home.join("sandboxes"));
+    let sandboxed = config.ssh_endpoints.is_some();
     let engine = Engine::start(config);
     if fresh {
         let mut bytes = [0u8; 16];

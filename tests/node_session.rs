@@ -11,9 +11,9 @@ mod sshd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use legion::engine::ssh_agent::{SshAccess, SshSettings};
-use legion::ssh::{ManagedKey, Target};
-use legion::views::tail::{self, TailState};
+use legion::engine::ssh_agent::SshSettings;
+use legion::ssh::tail::{self, TailState};
+use legion::ssh::{ManagedKey, SshAccess, Target};
 use legion::views::term::session;
 use legion::views::term::{ShellInput, ShellState, TermFrame};
 use ratatui::style::Color;
@@ -194,7 +194,7 @@ fn the_log_tail_sees_remote_appends_within_a_second_and_reports_a_drop() {
         user: Some(user.clone()),
         provider_users: Default::default(),
         port: sshd.port(),
-        sandbox_root: Some(sandbox.path().display().to_string()),
+        node_root: Some(sandbox.path().display().to_string()),
         roles_dir: Some(roles.path().to_path_buf()),
     };
     let log = sandbox.path().join("app.log");

@@ -44,20 +44,6 @@ pub struct ImportReport {
     pub note: Option<String>,
 }
 
-/// Why a user who is not root cannot be managed, in words with the fix.
-pub fn sudo_refusal(target: &Target, sudo: SudoStatus) -> Option<String> {
-    let why = match sudo {
-        SudoStatus::Root | SudoStatus::Passwordless => return None,
-        SudoStatus::NeedsPassword => "sudo asks for a password (or the user may not use it)",
-        SudoStatus::Missing => "sudo is not installed",
-    };
-    Some(format!(
-        "{target}: {why}. Legion needs root or passwordless sudo: log in as root, or add \
-         `{user} ALL=(ALL) NOPASSWD:ALL` to /etc/sudoers.d/legion on the host",
-        user = target.user
-    ))
-}
-
 /// The blocking half: log in, check sudo, install the key, prove key-only login.
 /// `allow_no_sudo`: Legion writes into a sandbox, so a plain user is enough.
 pub fn bootstrap(
@@ -73,9 +59,9 @@ pub fn bootstrap(
     let (mut first, seen) = ssh::connect(target, auth, None).map_err(|e| e.to_string())?;
     let sudo = first.sudo_check().map_err(|e| e.to_string())?;
     let mut note = None;
-    if let Some(refusal) = sudo_refusal(target, sudo) {
+    if let Some(refusal) = sudo.refusal(target) {
         if !allow_no_sudo {
-            return Err(refusal);
+            return Err(refusal.to_string());
         }
         note = Some(format!(
             "{refusal} (not needed here: Legion writes into a sandbox)"
@@ -149,20 +135,6 @@ pub fn validate(req: &ImportRequest) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sudo_refusal_names_the_fix() {
-        let t = Target::new("h", 22, "ops");
-        assert!(sudo_refusal(&t, SudoStatus::Root).is_none());
-        assert!(sudo_refusal(&t, SudoStatus::Passwordless).is_none());
-        let m = sudo_refusal(&t, SudoStatus::NeedsPassword).unwrap();
-        assert!(m.contains("ops ALL=(ALL) NOPASSWD:ALL"), "{m}");
-        assert!(
-            sudo_refusal(&t, SudoStatus::Missing)
-                .unwrap()
-                .contains("not installed")
-        );
-    }
 
     #[test]
     fn bad_requests_are_refused_before_connecting() {

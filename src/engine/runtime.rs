@@ -147,8 +147,9 @@ pub struct EngineConfig {
     pub env: Env,
     pub timings: Timings,
     pub kdf: KdfParams,
-    /// The demo's local sandboxes: simulated nodes get a real sshd each.
-    pub sandboxes: Option<Arc<super::sandbox::SandboxFleet>>,
+    /// Where nodes' sshds are when not at their provider addresses (one local sshd per
+    /// simulated node, for instance); `None`: at those addresses.
+    pub ssh_endpoints: Option<Arc<dyn crate::ssh::NodeEndpoints>>,
 }
 
 impl EngineConfig {
@@ -159,7 +160,7 @@ impl EngineConfig {
             env: Env::from_process(),
             timings: Timings::default(),
             kdf: KdfParams::DEFAULT,
-            sandboxes: None,
+            ssh_endpoints: None,
         }
     }
 }
@@ -432,7 +433,7 @@ impl Engine {
                 .read(|st| st.tracked.nodes.get(&name).map(|t| t.provider.clone()));
             if let Some(p) = provider.and_then(|p| s.supervisor.env().providers.get(&p))
                 && p.api.node_agent().is_some()
-                && !s.ssh.sandboxed()
+                && !s.ssh.endpoints_mapped()
             {
                 return Err(EngineError::Refused(format!(
                     "{name} is a simulated node ({}): {}",
@@ -440,8 +441,9 @@ impl Engine {
                     super::sandbox::NO_SSHD
                 )));
             }
-            if s.ssh.sandboxed() {
-                // A simulated server that is off has no running sandbox to log in to.
+            if s.ssh.endpoints_mapped() {
+                // A server that is off has no running endpoint to log in to (and one must
+                // not be started for it).
                 let status = s.cell.read(|st| {
                     st.observed
                         .servers
@@ -460,7 +462,7 @@ impl Engine {
             s.ssh
                 .access_async(&name)
                 .await
-                .map_err(EngineError::Invalid)
+                .map_err(|e| EngineError::Invalid(e.to_string()))
         })
         .await
     }
@@ -781,7 +783,7 @@ impl Core {
                     .collect(),
                 ..super::ssh_agent::SshSettings::from_env(&cfg.env)
             },
-            cfg.sandboxes.clone(),
+            cfg.ssh_endpoints.clone(),
         ));
         let env = Arc::new(ActorEnv {
             cell: cell.clone(),
@@ -791,7 +793,7 @@ impl Core {
             timings: cfg.timings.clone(),
             install_id,
             ssh: Some(ssh.clone()),
-            sandboxed: cfg.sandboxes.is_some(),
+            ssh_behind_own_agents: cfg.ssh_endpoints.is_some(),
         });
         let supervisor = Arc::new(Supervisor::new(env.clone()));
         let apply = Arc::new(Mutex::new(ApplyView::Idle));
@@ -1069,12 +1071,12 @@ impl Session {
             .read(|s| s.managed_key.clone())
             .ok_or_else(|| EngineError::Invalid("this state has no managed SSH key".into()))?;
         let target = crate::ssh::Target::new(req.host.trim(), req.port, req.user.clone());
-        let sandboxed = self.ssh.settings().sandbox_root.is_some();
+        let under_root = self.ssh.settings().node_root.is_some();
         let (seen, sudo, added, note) = {
             let target = target.clone();
             let password = req.password.clone();
             tokio::task::spawn_blocking(move || {
-                import::bootstrap(&target, password.as_ref(), &key, sandboxed)
+                import::bootstrap(&target, password.as_ref(), &key, under_root)
             })
             .await
             .map_err(|e| EngineError::Invalid(format!("the SSH task stopped: {e}")))?

@@ -9,9 +9,11 @@
 //! thread appends a line to each running node's `var/log/syslog`, standing in for the
 //! node's services, so the log tail has something to follow.
 //!
-//! [`LayeredAgent`] puts the simulated cloud's own agent in front of the SSH agent: a
-//! simulated server that is off or has an injected fault fails as before, a running one
-//! is then reached over SSH for real.
+//! The fleet is handed to the engine as its SSH endpoint map ([`NodeEndpoints`], see
+//! [`endpoints`]): the SSH/deploy layer asks it where each node's sshd is and never
+//! checks whether it runs in the demo. With a map, the simulated cloud's own agent goes
+//! in front of the SSH agent (`ssh_agent::LayeredAgent`): a simulated server that is off
+//! or has an injected fault fails as before, a running one is then reached over SSH.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,23 +24,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-
-use crate::providers::{AgentError, HealthReading, NodeAgent, NodeConfig, NodeTarget};
-use crate::ssh::ManagedKey;
+use crate::ssh::{Endpoint, ManagedKey, NodeEndpoints, SshError};
 
 /// How long a new sandbox's sshd may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Between heartbeat lines.
 const HEARTBEAT: Duration = Duration::from_secs(3);
 
-/// Where to reach a sandboxed node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub port: u16,
-    pub user: String,
-    /// The node's filesystem root for Legion's files.
-    pub root: String,
+/// Why a node's sandbox could not be had. Each names the node.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0:?} cannot name a sandbox")]
+    BadName(String),
+    #[error("sandbox for {node}: {what}: {source}")]
+    Io {
+        node: String,
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("sandbox for {node}: {source}")]
+    HostKey {
+        node: String,
+        source: crate::ssh::KeyError,
+    },
+    #[error("sandbox for {node}: sshd exited ({status}): {last_line}")]
+    SshdExited {
+        node: String,
+        status: std::process::ExitStatus,
+        last_line: String,
+    },
+    #[error("sandbox for {node}: sshd did not listen within {after:?}")]
+    NotListening { node: String, after: Duration },
 }
 
 struct Sandbox {
@@ -115,9 +131,9 @@ impl SandboxFleet {
     }
 
     /// The node's sandbox, started if it is not running. Authorizes `key` for the login.
-    pub fn endpoint(&self, node: &str, key: &ManagedKey) -> Result<Endpoint, String> {
+    pub fn start_node(&self, node: &str, key: &ManagedKey) -> Result<Endpoint, SandboxError> {
         if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(format!("{node:?} cannot name a sandbox"));
+            return Err(SandboxError::BadName(node.to_string()));
         }
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = nodes.get_mut(node) {
@@ -132,15 +148,23 @@ impl SandboxFleet {
         Ok(endpoint)
     }
 
-    fn start(&self, node: &str, key: &ManagedKey) -> Result<Sandbox, String> {
+    fn start(&self, node: &str, key: &ManagedKey) -> Result<Sandbox, SandboxError> {
         let dir = self.base.join(node);
         let root = dir.join("root");
-        let io = |what: &str, e: std::io::Error| format!("sandbox for {node}: {what}: {e}");
+        let io = |what: &str, source: std::io::Error| SandboxError::Io {
+            node: node.to_string(),
+            what: what.to_string(),
+            source,
+        };
         std::fs::create_dir_all(root.join("var/log")).map_err(|e| io("creating it", e))?;
         let host_key = dir.join("host_ed25519");
         if !host_key.exists() {
-            let k = ManagedKey::generate_with_comment(&format!("legion-sandbox-{node}"))
-                .map_err(|e| format!("sandbox for {node}: {e}"))?;
+            let k = ManagedKey::generate_with_comment(&format!("legion-sandbox-{node}")).map_err(
+                |source| SandboxError::HostKey {
+                    node: node.to_string(),
+                    source,
+                },
+            )?;
             write_private(&host_key, k.private_openssh().expose())
                 .map_err(|e| io("writing its host key", e))?;
         }
@@ -187,23 +211,26 @@ impl SandboxFleet {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
-                return Err(format!(
-                    "sandbox for {node}: sshd exited ({status}): {}",
-                    log.lines().last().unwrap_or("no output")
-                ));
+                return Err(SandboxError::SshdExited {
+                    node: node.to_string(),
+                    status,
+                    last_line: log.lines().last().unwrap_or("no output").to_string(),
+                });
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "sandbox for {node}: sshd did not listen within {START_TIMEOUT:?}"
-                ));
+                return Err(SandboxError::NotListening {
+                    node: node.to_string(),
+                    after: START_TIMEOUT,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Sandbox {
             child,
             endpoint: Endpoint {
+                host: "127.0.0.1".into(),
                 port,
                 user: self.user.clone(),
                 root: root.display().to_string(),
@@ -282,44 +309,17 @@ fn user_name(uid: u32) -> Option<String> {
     })
 }
 
-/// The simulated cloud's own agent first (power state, injected faults), then SSH to the
-/// node's sandbox.
-pub struct LayeredAgent {
-    pub own: Arc<dyn NodeAgent>,
-    pub ssh: Arc<dyn NodeAgent>,
+impl NodeEndpoints for SandboxFleet {
+    fn endpoint(&self, node: &str, key: &ManagedKey) -> Result<Endpoint, SshError> {
+        self.start_node(node, key).map_err(|e| SshError::Endpoint {
+            node: node.to_string(),
+            detail: e.to_string(),
+        })
+    }
 }
 
-#[async_trait]
-impl NodeAgent for LayeredAgent {
-    async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), AgentError> {
-        self.own.wait_reachable(node).await?;
-        self.ssh.wait_reachable(node).await
-    }
-
-    async fn bootstrap(&self, node: &NodeTarget) -> Result<(), AgentError> {
-        self.own.bootstrap(node).await?;
-        self.ssh.bootstrap(node).await
-    }
-
-    async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), AgentError> {
-        self.own.configure(node, config).await?;
-        self.ssh.configure(node, config).await
-    }
-
-    async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), AgentError> {
-        self.own.install(node, role).await?;
-        self.ssh.install(node, role).await
-    }
-
-    async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError> {
-        self.own.readiness(node).await?;
-        self.ssh.readiness(node).await
-    }
-
-    async fn health(&self, node: &NodeTarget) -> HealthReading {
-        match self.own.health(node).await {
-            HealthReading::Healthy => self.ssh.health(node).await,
-            other => other,
-        }
-    }
+/// The demo's endpoint map: a sandbox fleet under `base`, or `None` when no sshd is
+/// installed (then simulated nodes have no SSH, and say so).
+pub fn endpoints(base: PathBuf) -> Option<Arc<dyn NodeEndpoints>> {
+    SandboxFleet::new(base).map(|fleet| fleet as Arc<dyn NodeEndpoints>)
 }

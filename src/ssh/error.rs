@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use super::keys::HostKeyFingerprint;
+use super::keys::{HostKeyFingerprint, KeyError};
 
 /// How Legion tried to log in; named in [`SshError::AuthFailed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,24 @@ pub enum SshError {
         output_tail: String,
     },
 
-    #[error("SSH key: {0}")]
-    Key(String),
+    /// The login can act as root neither directly nor through passwordless sudo.
+    #[error(
+        "{target}: {why}. Legion needs root or passwordless sudo: log in as root, or add \
+         `{user} ALL=(ALL) NOPASSWD:ALL` to /etc/sudoers.d/legion on the host"
+    )]
+    NeedsRoot {
+        target: String,
+        user: String,
+        why: &'static str,
+    },
+
+    /// The node's endpoint (a [`super::NodeEndpoints`] map) could not be had.
+    #[error("{detail}")]
+    Endpoint { node: String, detail: String },
+
+    /// The managed key, a public key line or a fingerprint (its message starts `SSH key:`).
+    #[error(transparent)]
+    Key(#[from] KeyError),
 
     /// The request itself cannot be carried out (a malformed path, for instance).
     #[error("{0}")]

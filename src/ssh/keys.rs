@@ -3,6 +3,9 @@
 //! The managed key is an ed25519 key pair whose private half is only ever held as a
 //! [`Secret`] (OpenSSH PEM). It serializes with the private key because it lives inside
 //! Legion's encrypted state; `Debug` shows the fingerprint and public key only.
+//!
+//! This file sits below the rest of the SSH layer: its failures are [`KeyError`], which
+//! [`super::KeyError`] wraps, so nothing here imports the connection errors.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,8 +17,37 @@ use ssh_key::private::{Ed25519Keypair, KeypairData};
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
-use super::error::SshError;
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
+
+/// Why a key or a fingerprint could not be made, read or written. No variant carries
+/// key material: a private key that fails to parse is never echoed back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("SSH key: the operating system gave no randomness for a new key: {0}")]
+    NoRandomness(String),
+    #[error("SSH key: cannot build the new key: {0}")]
+    Build(String),
+    #[error("SSH key: not an OpenSSH private key: {0}")]
+    NotPrivateKey(String),
+    #[error(
+        "SSH key: the private key is passphrase-protected; Legion's managed key is protected \
+         by the state file instead"
+    )]
+    Encrypted,
+    #[error("SSH key: Legion manages ed25519 keys, this one is {0}")]
+    NotEd25519(String),
+    #[error("SSH key: cannot encode the {which} key: {detail}")]
+    Encode { which: &'static str, detail: String },
+    #[error("SSH key: a public key must be a single line")]
+    MultiLine,
+    #[error("SSH key: not an OpenSSH public key line: {0}")]
+    NotPublicKey(String),
+    #[error(
+        "SSH key: not a SHA256 host key fingerprint: {0:?} (expected SHA256:<base64>, as \
+         printed by ssh-keygen -lf)"
+    )]
+    NotFingerprint(String),
+}
 
 /// The comment written into keys Legion generates.
 pub const MANAGED_KEY_COMMENT: &str = "legion";
@@ -39,51 +71,46 @@ struct StoredKey {
 
 impl ManagedKey {
     /// A fresh key with the comment `legion`.
-    pub fn generate() -> Result<ManagedKey, SshError> {
+    pub fn generate() -> Result<ManagedKey, KeyError> {
         ManagedKey::generate_with_comment(MANAGED_KEY_COMMENT)
     }
 
-    pub fn generate_with_comment(comment: &str) -> Result<ManagedKey, SshError> {
+    pub fn generate_with_comment(comment: &str) -> Result<ManagedKey, KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).map_err(|e| {
-            SshError::Key(format!(
-                "the operating system gave no randomness for a new key: {e}"
-            ))
-        })?;
+        getrandom::fill(seed.as_mut()).map_err(|e| KeyError::NoRandomness(e.to_string()))?;
         let pair = Ed25519Keypair::from_seed(&seed);
         let key = PrivateKey::new(KeypairData::Ed25519(pair), comment)
-            .map_err(|e| SshError::Key(format!("cannot build the new key: {e}")))?;
+            .map_err(|e| KeyError::Build(e.to_string()))?;
         ManagedKey::from_private(&key)
     }
 
     /// Load an unencrypted OpenSSH ed25519 private key (`-----BEGIN OPENSSH PRIVATE KEY-----`).
-    pub fn from_private_openssh(pem: &Secret) -> Result<ManagedKey, SshError> {
+    pub fn from_private_openssh(pem: &Secret) -> Result<ManagedKey, KeyError> {
         let key = PrivateKey::from_openssh(pem.expose())
-            .map_err(|e| SshError::Key(format!("not an OpenSSH private key: {e}")))?;
+            .map_err(|e| KeyError::NotPrivateKey(e.to_string()))?;
         if key.is_encrypted() {
-            return Err(SshError::Key(
-                "the private key is passphrase-protected; Legion's managed key is protected \
-                 by the state file instead"
-                    .into(),
-            ));
+            return Err(KeyError::Encrypted);
         }
         if key.algorithm() != Algorithm::Ed25519 {
-            return Err(SshError::Key(format!(
-                "Legion manages ed25519 keys, this one is {}",
-                key.algorithm()
-            )));
+            return Err(KeyError::NotEd25519(key.algorithm().to_string()));
         }
         ManagedKey::from_private(&key)
     }
 
-    fn from_private(key: &PrivateKey) -> Result<ManagedKey, SshError> {
+    fn from_private(key: &PrivateKey) -> Result<ManagedKey, KeyError> {
         let pem = key
             .to_openssh(LineEnding::LF)
-            .map_err(|e| SshError::Key(format!("cannot encode the private key: {e}")))?;
+            .map_err(|e| KeyError::Encode {
+                which: "private",
+                detail: e.to_string(),
+            })?;
         let public_openssh = key
             .public_key()
             .to_openssh()
-            .map_err(|e| SshError::Key(format!("cannot encode the public key: {e}")))?;
+            .map_err(|e| KeyError::Encode {
+                which: "public",
+                detail: e.to_string(),
+            })?;
         Ok(ManagedKey {
             private_openssh: Secret::new(pem.as_str()),
             public_openssh,
@@ -118,8 +145,8 @@ impl fmt::Debug for ManagedKey {
 }
 
 impl TryFrom<StoredKey> for ManagedKey {
-    type Error = SshError;
-    fn try_from(stored: StoredKey) -> Result<ManagedKey, SshError> {
+    type Error = KeyError;
+    fn try_from(stored: StoredKey) -> Result<ManagedKey, KeyError> {
         ManagedKey::from_private_openssh(&stored.private_openssh)
     }
 }
@@ -135,13 +162,12 @@ impl From<ManagedKey> for StoredKey {
 
 /// Parse and normalize one public key line (`type base64 [comment]`), rejecting anything
 /// that is not a single well-formed key, so it can be written into `authorized_keys`.
-pub(crate) fn parse_public_line(line: &str) -> Result<PublicKey, SshError> {
+pub(crate) fn parse_public_line(line: &str) -> Result<PublicKey, KeyError> {
     let line = line.trim();
     if line.contains(['\n', '\r', '\0']) {
-        return Err(SshError::Key("a public key must be a single line".into()));
+        return Err(KeyError::MultiLine);
     }
-    PublicKey::from_openssh(line)
-        .map_err(|e| SshError::Key(format!("not an OpenSSH public key line: {e}")))
+    PublicKey::from_openssh(line).map_err(|e| KeyError::NotPublicKey(e.to_string()))
 }
 
 /// The SHA-256 fingerprint of a host's public key, written `SHA256:<base64>` as OpenSSH
@@ -161,14 +187,9 @@ impl HostKeyFingerprint {
     }
 
     /// Accepts what `ssh-keygen -lf` prints for SHA-256 (`SHA256:` and 43 base64 digits).
-    pub fn parse(text: &str) -> Result<HostKeyFingerprint, SshError> {
+    pub fn parse(text: &str) -> Result<HostKeyFingerprint, KeyError> {
         let text = text.trim();
-        let bad = || {
-            SshError::Key(format!(
-                "not a SHA256 host key fingerprint: {text:?} (expected SHA256:<base64>, as \
-                 printed by ssh-keygen -lf)"
-            ))
-        };
+        let bad = || KeyError::NotFingerprint(text.to_string());
         let b64 = text.strip_prefix("SHA256:").ok_or_else(bad)?;
         let mut raw = [0u8; 32];
         match Base64Unpadded::decode(b64, &mut raw) {
@@ -195,15 +216,15 @@ impl fmt::Debug for HostKeyFingerprint {
 }
 
 impl FromStr for HostKeyFingerprint {
-    type Err = SshError;
-    fn from_str(s: &str) -> Result<Self, SshError> {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
         HostKeyFingerprint::parse(s)
     }
 }
 
 impl TryFrom<String> for HostKeyFingerprint {
-    type Error = SshError;
-    fn try_from(s: String) -> Result<Self, SshError> {
+    type Error = KeyError;
+    fn try_from(s: String) -> Result<Self, KeyError> {
         HostKeyFingerprint::parse(&s)
     }
 }

@@ -1,6 +1,13 @@
-//! SSH to managed servers: Legion's managed key, host key pinning, login, and the few
-//! remote operations the node phases need (run a command, upload a file, install a key,
-//! check sudo).
+//! SSH to managed servers, all of it in one place: Legion's managed key, host key
+//! pinning, login ([`SshAccess`]), the few remote operations the node phases need (run a
+//! command, upload a file, install a key, check sudo), the endpoint map that says where a
+//! node's sshd really is ([`NodeEndpoints`]), and the long-lived I/O threads of the
+//! dashboard: the terminal pane's shell session ([`pane`]) and the node log tail
+//! ([`tail`]).
+//!
+//! This layer sits below the engine: it must not import `crate::engine` or
+//! `crate::views`. What differs from one setup to another (where a node's sshd is) comes
+//! in as a value ([`NodeEndpoints`]), never as a flag checked here.
 //!
 //! The API is blocking (libssh2 underneath): callers run it on `spawn_blocking` or a
 //! thread of their own. Every network step is bounded by a timeout, so a dead host turns
@@ -12,22 +19,26 @@
 //! re-trusting the host (connecting with `pinned: None`) replaces a pin. This module never
 //! writes `known_hosts` and never reads the user's own SSH configuration or agent.
 
+mod access;
 mod error;
 mod keys;
+pub mod pane;
 mod remote;
 mod session;
+pub mod tail;
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use access::{Endpoint, NodeEndpoints, SshAccess};
 pub use error::{AuthMethod, SshError};
-pub use keys::{HostKeyFingerprint, MANAGED_KEY_COMMENT, ManagedKey};
+pub use keys::{HostKeyFingerprint, KeyError, MANAGED_KEY_COMMENT, ManagedKey};
 pub use remote::{ExecOutput, KeyInstall, OUTPUT_TAIL_BYTES, SudoStatus};
 pub use session::{SshSession, connect, connect_with};
 
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 
 /// Where to log in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

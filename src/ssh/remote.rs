@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Target;
+use super::error::SshError;
+
 /// Bytes of stdout and of stderr an exec keeps (the tail; older output is dropped).
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 
@@ -56,6 +59,23 @@ pub enum SudoStatus {
     NeedsPassword,
     /// No `sudo` command on the host.
     Missing,
+}
+
+impl SudoStatus {
+    /// Why a login with this status cannot be managed (with the fix), or `None` when it
+    /// can act as root.
+    pub fn refusal(self, target: &Target) -> Option<SshError> {
+        let why = match self {
+            SudoStatus::Root | SudoStatus::Passwordless => return None,
+            SudoStatus::NeedsPassword => "sudo asks for a password (or the user may not use it)",
+            SudoStatus::Missing => "sudo is not installed",
+        };
+        Some(SshError::NeedsRoot {
+            target: target.to_string(),
+            user: target.user.clone(),
+            why,
+        })
+    }
 }
 
 /// Was a key added to `authorized_keys`, or was it there already?
@@ -219,6 +239,23 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sudo_refusal_names_the_fix() {
+        let t = Target::new("h", 22, "ops");
+        assert!(SudoStatus::Root.refusal(&t).is_none());
+        assert!(SudoStatus::Passwordless.refusal(&t).is_none());
+        let m = SudoStatus::NeedsPassword.refusal(&t).unwrap().to_string();
+        assert!(m.starts_with("ops@h: sudo asks for a password"), "{m}");
+        assert!(m.contains("ops ALL=(ALL) NOPASSWD:ALL"), "{m}");
+        assert!(
+            SudoStatus::Missing
+                .refusal(&t)
+                .unwrap()
+                .to_string()
+                .contains("not installed")
+        );
+    }
 
     #[test]
     fn sudo_probe_parsing() {

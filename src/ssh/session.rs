@@ -16,13 +16,13 @@ use super::error::{
     LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED, LIBSSH2_ERROR_SOCKET_DISCONNECT, LIBSSH2_ERROR_SOCKET_RECV,
     LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_TIMEOUT, SshError, is_code,
 };
-use super::keys::{HostKeyFingerprint, parse_public_line};
+use super::keys::{HostKeyFingerprint, KeyError, parse_public_line};
 use super::remote::{
     ExecOutput, KeyInstall, OUTPUT_TAIL_BYTES, SUDO_PROBE, SudoStatus, Tail, command_label, in_sh,
     install_key_script, parse_sudo_probe, signal_status, upload_script,
 };
 use super::{Auth, ConnectOptions, Target};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 
 /// The longest a wait on the socket lasts before every stream of a running command is
 /// serviced again.
@@ -245,9 +245,10 @@ impl SshSession {
     /// and the file (0600) when missing.
     pub fn install_public_key(&mut self, public_openssh: &str) -> Result<KeyInstall, SshError> {
         let key = parse_public_line(public_openssh)?;
-        let line = key
-            .to_openssh()
-            .map_err(|e| SshError::Key(format!("cannot encode the public key: {e}")))?;
+        let line = key.to_openssh().map_err(|e| KeyError::Encode {
+            which: "public",
+            detail: e.to_string(),
+        })?;
         let blob = line
             .split_whitespace()
             .nth(1)

@@ -49,7 +49,7 @@ impl Harness {
             env: Env::default().with("LEGION_MOCK_NETWORK", "1"),
             timings: timings(),
             kdf: TEST_KDF,
-            sandboxes: None,
+            ssh_endpoints: None,
         }
     }
 

@@ -319,7 +319,8 @@ pub struct ActorEnv {
     pub install_id: String,
     /// The node agent for providers without one of their own: SSH.
     pub ssh: Option<Arc<dyn crate::providers::NodeAgent>>,
-    /// The demo's sandboxes are on: providers with their own (simulated) agent are
-    /// reached over SSH too, after their own agent ([`crate::engine::sandbox::LayeredAgent`]).
-    pub sandboxed: bool,
+    /// Nodes of providers with an agent of their own (the simulated cloud) also have an
+    /// sshd (an endpoint map places one per node): they are reached over SSH too, after
+    /// their own agent ([`crate::engine::ssh_agent::LayeredAgent`]).
+    pub ssh_behind_own_agents: bool,
 }

@@ -537,8 +537,8 @@ fn agent_target(env: &ActorEnv, name: &str) -> Option<(Arc<dyn NodeAgent>, NodeT
     })?;
     let own = env.providers.get(&provider)?.api.node_agent();
     let agent: Arc<dyn NodeAgent> = match (own, env.ssh.clone()) {
-        (Some(own), Some(ssh)) if env.sandboxed => {
-            Arc::new(crate::engine::sandbox::LayeredAgent { own, ssh })
+        (Some(own), Some(ssh)) if env.ssh_behind_own_agents => {
+            Arc::new(crate::engine::ssh_agent::LayeredAgent { own, ssh })
         }
         (Some(own), _) => own,
         (None, ssh) => ssh?,

@@ -1,8 +1,9 @@
 //! The terminal pane's emulator and widget: the bytes a remote writes, through a `vt100`
 //! parser, to a ratatui buffer; and keys and pastes back to bytes.
 //!
-//! It owns terminal emulation; the only I/O is in [`session`], whose thread owns one SSH
-//! connection. The SSH session feeds [`Emulator`] on its own thread and sends [`TermFrame`] snapshots to the UI, which draws
+//! It owns terminal emulation and no I/O: the session thread that owns one SSH connection
+//! is `crate::ssh::pane`; [`session`] plugs [`Emulator`] into it. The SSH session feeds
+//! [`Emulator`] on its own thread and sends [`TermFrame`] snapshots to the UI, which draws
 //! them with [`TermView`] and sends [`encode_key`]/[`encode_paste`] bytes back. Raw
 //! `vt100::Parser::new`/`set_size` calls stay inside [`Emulator`], which clamps sizes
 //! (vt100 panics below 2x2) and survives a parser panic.
