@@ -76,9 +76,7 @@ pub fn protocol(s: &str) -> Result<Protocol, ParseError> {
 
 /// A port (`22`) or a range (`8000-8100`) of ports from 1; empty means none given.
 pub fn port(s: &str) -> Result<(), ParseError> {
-    let ok = s.is_empty()
-        || s.split('-')
-            .all(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    let ok = s.is_empty() || s.split('-').all(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     if ok { Ok(()) } else { Err(ParseError::Port) }
 }
 
