@@ -27,14 +27,14 @@ use crate::views::theme::ColorDepth;
 pub(crate) struct DashboardArgs {
     /// Dashboard: offer no action or form that changes anything.
     #[arg(long)]
-    readonly: bool,
+    pub(super) readonly: bool,
     /// Dashboard theme: dark, light, ansi16, or a NAME.toml in the home's themes/.
     #[arg(long, default_value = "dark")]
-    theme: String,
+    pub(super) theme: String,
     /// Colour depth: truecolor, 256, 16 or none (default: detected from TERM/COLORTERM;
     /// NO_COLOR is honoured).
     #[arg(long, value_name = "DEPTH")]
-    colors: Option<ColorDepth>,
+    pub(super) colors: Option<ColorDepth>,
 }
 
 impl DashboardArgs {

@@ -26,6 +26,7 @@ mod provider;
 mod session;
 mod ssh;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -147,11 +148,19 @@ enum Command {
 
 /// Parse the command line (a usage error exits 2 here, as clap does).
 pub fn parse() -> Cli {
-    let matches = Cli::command().get_matches();
-    let mut cli = match Cli::from_arg_matches(&matches) {
+    match parse_from(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => e.format(&mut Cli::command()).exit(),
-    };
+        Err(e) => e.exit(),
+    }
+}
+
+fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
     // `legion --readonly demo` kept working when the dashboard options stopped being
     // global: what the demo was not told itself it takes from before `demo`.
     if let Some(Command::Demo(demo)) = &mut cli.command
@@ -159,7 +168,7 @@ pub fn parse() -> Cli {
     {
         demo.dashboard.inherit(&cli.dashboard, m);
     }
-    cli
+    Ok(cli)
 }
 
 /// Run the parsed command to its end. Text goes to stdout as it is made; the error, if
@@ -187,5 +196,43 @@ pub async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         Command::SshKey { command } => ssh::key(&cli, command).await,
         Command::Ssh { node, args } => ssh::shell(&cli, node, args).await,
         Command::Daemon { command } => daemon::run(&cli, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_options(args: &[&str]) -> DashboardArgs {
+        match parse_from(args).map(|cli| cli.command) {
+            Ok(Some(Command::Demo(demo))) => demo.dashboard,
+            _ => panic!("{args:?} is not a demo"),
+        }
+    }
+
+    #[test]
+    fn dashboard_options_reach_the_demo_from_either_side() {
+        let d = demo_options(&["legion", "--readonly", "--theme", "light", "demo"]);
+        assert!(d.readonly);
+        assert_eq!(d.theme, "light");
+        let d = demo_options(&["legion", "demo", "--theme", "light", "--colors", "16"]);
+        assert!(!d.readonly);
+        assert_eq!(d.theme, "light");
+        assert!(d.colors.is_some());
+        let d = demo_options(&["legion", "--theme", "light", "demo", "--theme", "ansi16"]);
+        assert_eq!(d.theme, "ansi16", "the demo's own option wins");
+        assert_eq!(demo_options(&["legion", "demo"]).theme, "dark");
+    }
+
+    #[test]
+    fn dashboard_options_are_not_offered_after_other_commands() {
+        let err = parse_from(["legion", "apply", "--readonly"]).err();
+        assert_eq!(
+            err.map(|e| e.kind()),
+            Some(clap::error::ErrorKind::UnknownArgument)
+        );
+        // Before the command they still parse (they did when they were global).
+        assert!(parse_from(["legion", "--readonly", "apply"]).is_ok());
+        assert!(parse_from(["legion", "status", "--home", "/tmp/x"]).is_ok());
     }
 }
