@@ -10,6 +10,7 @@ pub mod execution;
 pub mod home;
 pub mod import;
 pub mod observe;
+pub mod parse;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;

@@ -11,10 +11,11 @@ use ratatui::widgets::{Block, Borders, Clear, Widget};
 use ratatui_textarea::TextArea;
 
 use super::theme::Theme;
+use crate::engine::parse;
 use crate::engine::plan::PlanEdit;
 use crate::engine::secret::Secret;
-use crate::engine::state::model::{RecordPlan, RecordValue};
-use crate::providers::{Credentials, Descriptor, FirewallRule, Protocol, RecordType};
+use crate::engine::state::model::RecordPlan;
+use crate::providers::{Credentials, Descriptor, FirewallRule};
 
 /// What the form builds.
 #[derive(Debug, Clone, PartialEq)]
@@ -313,25 +314,21 @@ impl FieldsForm {
                 provider: self.value("provider"),
             })),
             FieldsKind::Record => {
-                let rtype = match self.value("type").parse::<RecordType>() {
+                let rtype = match parse::record_type(&self.value("type")) {
                     Ok(t) => Some(t),
                     Err(e) => {
                         self.error("type", e.to_string());
                         None
                     }
                 };
-                let ttl = match self.value("ttl").parse::<u32>() {
-                    Ok(t) if t >= 30 => Some(t),
-                    _ => {
-                        self.error("ttl", "a number of seconds, at least 30");
+                let ttl = match parse::ttl(&self.value("ttl")) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.error("ttl", e.to_string());
                         None
                     }
                 };
-                let raw = self.value("value");
-                let value = match raw.strip_prefix('@') {
-                    Some(node) if !node.is_empty() => RecordValue::NodeAddress(node.to_string()),
-                    _ => RecordValue::Literal(raw),
-                };
+                let value = parse::record_value(&self.value("value"));
                 Some(Submitted::Plan(PlanEdit::UpsertRecord {
                     zone: self.value("zone"),
                     record: RecordPlan {
@@ -343,35 +340,23 @@ impl FieldsForm {
                 }))
             }
             FieldsKind::FirewallRule => {
-                let protocol = match self.value("protocol").to_lowercase().as_str() {
-                    "tcp" => Some(Protocol::Tcp),
-                    "udp" => Some(Protocol::Udp),
-                    "icmp" => Some(Protocol::Icmp),
-                    _ => {
-                        self.error("protocol", "tcp, udp or icmp");
+                let protocol = match parse::protocol(&self.value("protocol")) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.error("protocol", e.to_string());
                         None
                     }
                 };
                 let port = self.value("port");
-                let port_ok = port.is_empty()
-                    || port
-                        .split('-')
-                        .all(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-                if !port_ok {
-                    self.error("port", "a port (22) or a range (8000-8100)");
+                if let Err(e) = parse::port(&port) {
+                    self.error("port", e.to_string());
                 }
-                if protocol != Some(Protocol::Icmp) && port.is_empty() {
-                    self.error("port", "required for tcp and udp");
+                if let Err(e) = parse::port_required(protocol, &port) {
+                    self.error("port", e.to_string());
                 }
-                let sources: Vec<String> = self
-                    .value("sources")
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if let Some(bad) = sources.iter().find(|s| !looks_like_cidr(s)) {
-                    let msg = format!("{bad} is not a CIDR (10.0.0.0/8, ::/0)");
-                    self.error("sources", msg);
+                let sources = parse::sources(&self.value("sources"));
+                if let Err(e) = parse::check_sources(&sources) {
+                    self.error("sources", e.to_string());
                 }
                 Some(Submitted::Plan(PlanEdit::AddFirewallRule {
                     cluster: self.value("cluster"),
@@ -458,19 +443,5 @@ impl FieldsForm {
             ))
             .render(Rect::new(inner.x, inner.bottom() - 1, inner.width, 1), buf);
         }
-    }
-}
-
-fn looks_like_cidr(s: &str) -> bool {
-    let Some((addr, len)) = s.split_once('/') else {
-        return false;
-    };
-    let Ok(len) = len.parse::<u8>() else {
-        return false;
-    };
-    match addr.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => len <= 32,
-        Ok(std::net::IpAddr::V6(_)) => len <= 128,
-        Err(_) => false,
     }
 }

@@ -1,0 +1,127 @@
+//! `legion demo`: a home of its own beside the operator's, the simulated cloud enabled
+//! for its engine only, a seeded fleet, an apply; then the dashboard, or text tables
+//! redrawn as the apply goes (`--once`, or no terminal).
+//!
+//! The seed and the sandboxes are the engine's (`engine::demo`, `engine::sandbox`); this
+//! file only wires them to a face and must not reach the operator's own state.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use color_eyre::eyre::{Context, Result, eyre};
+
+use super::Cli;
+use super::dashboard::{DashboardArgs, show};
+use super::output::{outln, write_private};
+use super::password::read_password;
+use super::session::{has_state, init_tracing};
+use crate::engine::secret::Secret;
+use crate::engine::snapshot::ApplyView;
+use crate::engine::{Engine, EngineConfig, demo, home};
+use crate::link::Link;
+use crate::providers::Env;
+use crate::views::plain;
+
+#[derive(clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Start the demo fresh.
+    #[arg(long)]
+    reset: bool,
+    /// Print text tables instead of the dashboard, and exit once the first apply
+    /// finishes (for scripts).
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    pub(crate) dashboard: DashboardArgs,
+}
+
+/// The demo's own home, beside the operator's, so it never touches real state.
+fn demo_home(cli: &Cli) -> Result<PathBuf> {
+    Ok(cli.home()?.join("demo"))
+}
+
+pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs) -> Result<()> {
+    let home = demo_home(cli)?;
+    if args.reset && home.exists() {
+        std::fs::remove_dir_all(&home)
+            .with_context(|| format!("removing the old demo at {}", home.display()))?;
+    }
+    home::ensure_home(&home).with_context(|| format!("preparing {}", home.display()))?;
+    let _guard = init_tracing(&home);
+    let pw_path = home.join("demo-password");
+    let fresh = !has_state(&home);
+    let mut config = EngineConfig::new(home.clone());
+    config.env = Env::from_process().with("LEGION_MOCK_NETWORK", "1");
+    // With an OpenSSH server installed, every simulated node gets a local sandbox sshd:
+    // real shells, deployment phases and log tails.
+    config.ssh_endpoints = crate::engine::sandbox::endpoints(home.join("sandboxes"));
+    let sandboxed = config.ssh_endpoints.is_some();
+    let engine = Engine::start(config);
+    if fresh {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| eyre!("system random failed: {e}"))?;
+        let pw = hex::encode(bytes);
+        write_private(&pw_path, &pw)?;
+        engine.init(Secret::new(pw)).await?;
+        demo::seed(&engine, 150).await?;
+    } else {
+        engine.unlock(read_password(&pw_path)?).await?;
+    }
+    let id = engine.apply().await?;
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    if tty && !args.once {
+        let note = format!(
+            "demo: simulated cloud{} · password kept in {}",
+            if sandboxed {
+                ", a local sshd per node"
+            } else {
+                " (no sshd: no shells)"
+            },
+            pw_path.display()
+        );
+        let shown = show(
+            &args.dashboard,
+            rt,
+            Link::Local(engine.clone()),
+            home.clone(),
+            Some(note),
+        )
+        .await;
+        engine.logout().await?;
+        return shown;
+    }
+    outln!(
+        "Legion demo (simulated cloud) in {}\nIts state is encrypted; the demo keeps the password in {}.\n",
+        home.display(),
+        pw_path.display()
+    );
+    let mut rx = engine.snapshots();
+    let mut last = String::new();
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        let text = plain::render(&snap);
+        if text != last {
+            let mut out = stdout.lock();
+            if tty {
+                // Redraw in place: home the cursor and clear below.
+                let _ = write!(out, "\x1b[H\x1b[J");
+            }
+            let _ = write!(out, "DEMO  {text}");
+            let _ = out.flush();
+            last = text;
+        }
+        if args.once && matches!(&snap.apply, ApplyView::Finished { id: done, .. } if *done >= id) {
+            break;
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { break },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        // Coalesce bursts into one redraw.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.logout().await?;
+    Ok(())
+}

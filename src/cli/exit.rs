@@ -1,0 +1,46 @@
+//! The process exit code for an error: the one place that decides it.
+//!
+//! Codes (documented in `--help` and docs/cli.md): 0 ok, 1 failure, 2 usage (clap exits
+//! with it itself), 3 locked / wrong password / state in use / wrong daemon token, 4 the
+//! daemon is unavailable. The choice reads the [`EngineError`] in the error's chain, never
+//! the message text.
+
+use color_eyre::eyre::Report;
+
+use crate::engine::EngineError;
+
+pub const FAILURE: u8 = 1;
+pub const LOCKED: u8 = 3;
+pub const DAEMON_UNAVAILABLE: u8 = 4;
+
+/// The exit code for an error a command returned.
+pub fn exit_code(err: &Report) -> u8 {
+    let engine = err.chain().find_map(|c| c.downcast_ref::<EngineError>());
+    match engine {
+        Some(e) if e.code() == "unavailable" => DAEMON_UNAVAILABLE,
+        Some(e) if e.is_locked() => LOCKED,
+        _ => FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use color_eyre::eyre::{WrapErr, eyre};
+
+    #[test]
+    fn codes_come_from_the_engine_error_in_the_chain() {
+        let wrapped: Result<(), _> =
+            Err(EngineError::Locked).wrap_err("the daemon's engine is locked");
+        assert_eq!(exit_code(&wrapped.unwrap_err()), LOCKED);
+        let gone: Report = EngineError::Unavailable("no daemon".into()).into();
+        assert_eq!(exit_code(&gone), DAEMON_UNAVAILABLE);
+        let remote: Report = EngineError::from_wire("unauthorized", "bad token".into()).into();
+        assert_eq!(exit_code(&remote), LOCKED);
+        assert_eq!(
+            exit_code(&EngineError::Refused("no".into()).into()),
+            FAILURE
+        );
+        assert_eq!(exit_code(&eyre!("anything else")), FAILURE);
+    }
+}

@@ -1,0 +1,238 @@
+//! The `legion` command line: the clap definitions, and one file per subcommand group that
+//! turns a parsed command into calls on a [`Link`](crate::link::Link) and lines of text.
+//!
+//! It owns parsing arguments, prompting for passwords, printing text and JSON, and the
+//! exit code. It must not hold engine logic: a command asks the engine (through `Link`)
+//! and prints the answer; plan syntaxes it shares with the forms live in
+//! `engine::parse`. `main.rs` only calls [`parse`], [`run`] and [`exit::exit_code`].
+//!
+//! Options every command takes (`--home`, `--password-file`, `--daemon-token`) are global;
+//! the dashboard's (`--readonly`, `--theme`, `--colors`: `DashboardArgs`) are offered only
+//! where a dashboard opens: `legion` itself and `legion demo`.
+
+mod config;
+mod daemon;
+mod dashboard;
+mod demo;
+pub mod exit;
+mod fleet;
+mod generate;
+mod logs;
+mod network;
+mod nodes;
+mod output;
+mod password;
+mod provider;
+mod session;
+mod ssh;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use color_eyre::eyre::Result;
+
+use dashboard::DashboardArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "legion",
+    version,
+    about = "Run fleets of cloud servers from a terminal",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 locked, wrong password, state \
+                  held by another process or wrong daemon token, 4 daemon unavailable (not \
+                  running, stale socket, connection lost).\n\
+                  With LEGION_DAEMON_TOKEN set (or --daemon-token), commands go through the \
+                  running daemon instead of unlocking the state themselves."
+)]
+pub struct Cli {
+    /// Legion home (state, logs); default $LEGION_HOME or the platform data directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Read the unlock password from this file (first line).
+    #[arg(long, global = true, env = "LEGION_PASSWORD_FILE", value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    // For `legion` alone (the dashboard); `legion demo` takes them too.
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+    /// Go through the running daemon with this token. Prefer the LEGION_DAEMON_TOKEN
+    /// variable: argv is visible to other processes and lands in shell history.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    daemon_token: Option<String>,
+    /// Open the dashboard on the daemon's engine; quitting leaves the engine running.
+    #[arg(long)]
+    attach: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open the demo: a simulated cloud with a seeded fleet, applied and shown live.
+    Demo(demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `legion man | man -l -`.
+    Man,
+    /// Print the default key bindings as a keymap file (save it as HOME/keymap.toml).
+    Keymap {
+        #[arg(long)]
+        defaults: bool,
+    },
+    /// Create or change the encrypted state.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
+    /// Show providers, resources and the apply state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan, inspect and act on nodes.
+    Nodes {
+        #[command(subcommand)]
+        command: nodes::NodesCommand,
+    },
+    /// Apply the plan: create, converge and tear down what the plan says.
+    Apply {
+        /// Wait until every resource settles; exit 1 if any failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The operation log (provider writes, transitions, actions), from the home's
+    /// `logs/operations.jsonl`; needs no unlock.
+    Logs(logs::LogsArgs),
+    /// DNS zones in the plan.
+    Zones {
+        #[command(subcommand)]
+        command: network::ZonesCommand,
+    },
+    /// DNS records of planned zones.
+    Records {
+        #[command(subcommand)]
+        command: network::RecordsCommand,
+    },
+    /// Cluster firewall sets and their extra rules.
+    Firewalls {
+        #[command(subcommand)]
+        command: network::FirewallsCommand,
+    },
+    /// A provider's catalog: regions, offers and images, the policy's defaults marked.
+    Catalog(provider::CatalogArgs),
+    /// Providers Legion knows and how they are configured.
+    Provider {
+        #[command(subcommand)]
+        command: provider::ProviderCommand,
+    },
+    /// Read every provider now instead of at the next observation.
+    Refresh,
+    /// Legion's managed SSH key.
+    SshKey {
+        #[command(subcommand)]
+        command: ssh::SshKeyCommand,
+    },
+    /// Open a shell on a node with the system `ssh`, the managed key and the pinned host
+    /// key (through a temporary known_hosts file). Arguments after `--` go to the remote.
+    Ssh {
+        node: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The local daemon: one unlocked engine shared by commands and dashboards.
+    Daemon {
+        #[command(subcommand)]
+        command: daemon::DaemonCommand,
+    },
+}
+
+/// Parse the command line (a usage error exits 2 here, as clap does).
+pub fn parse() -> Cli {
+    match parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
+}
+
+fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    // `legion --readonly demo` kept working when the dashboard options stopped being
+    // global: what the demo was not told itself it takes from before `demo`.
+    if let Some(Command::Demo(demo)) = &mut cli.command
+        && let Some(("demo", m)) = matches.subcommand()
+    {
+        demo.dashboard.inherit(&cli.dashboard, m);
+    }
+    Ok(cli)
+}
+
+/// Run the parsed command to its end. Text goes to stdout as it is made; the error, if
+/// any, is for the caller to print and turn into an exit code.
+pub async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
+    let Some(command) = &cli.command else {
+        return dashboard::open(&cli, &rt).await;
+    };
+    match command {
+        Command::Demo(args) => demo::run(&cli, &rt, args).await,
+        Command::Completions { shell } => generate::completions(*shell),
+        Command::Man => generate::man(),
+        Command::Keymap { defaults } => generate::keymap(*defaults),
+        Command::Config { command } => config::run(&cli, command).await,
+        Command::Status { json } => fleet::status(&cli, *json).await,
+        Command::Nodes { command } => nodes::run(&cli, command).await,
+        Command::Apply { wait } => fleet::apply(&cli, *wait).await,
+        Command::Logs(args) => logs::run(&cli, args).await,
+        Command::Zones { command } => network::zones(&cli, command).await,
+        Command::Records { command } => network::records(&cli, command).await,
+        Command::Firewalls { command } => network::firewalls(&cli, command).await,
+        Command::Catalog(args) => provider::catalog(&cli, args).await,
+        Command::Provider { command } => provider::run(&cli, command).await,
+        Command::Refresh => fleet::refresh(&cli).await,
+        Command::SshKey { command } => ssh::key(&cli, command).await,
+        Command::Ssh { node, args } => ssh::shell(&cli, node, args).await,
+        Command::Daemon { command } => daemon::run(&cli, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_options(args: &[&str]) -> DashboardArgs {
+        match parse_from(args).map(|cli| cli.command) {
+            Ok(Some(Command::Demo(demo))) => demo.dashboard,
+            _ => panic!("{args:?} is not a demo"),
+        }
+    }
+
+    #[test]
+    fn dashboard_options_reach_the_demo_from_either_side() {
+        let d = demo_options(&["legion", "--readonly", "--theme", "light", "demo"]);
+        assert!(d.readonly);
+        assert_eq!(d.theme, "light");
+        let d = demo_options(&["legion", "demo", "--theme", "light", "--colors", "16"]);
+        assert!(!d.readonly);
+        assert_eq!(d.theme, "light");
+        assert!(d.colors.is_some());
+        let d = demo_options(&["legion", "--theme", "light", "demo", "--theme", "ansi16"]);
+        assert_eq!(d.theme, "ansi16", "the demo's own option wins");
+        assert_eq!(demo_options(&["legion", "demo"]).theme, "dark");
+    }
+
+    #[test]
+    fn dashboard_options_are_not_offered_after_other_commands() {
+        let err = parse_from(["legion", "apply", "--readonly"]).err();
+        assert_eq!(
+            err.map(|e| e.kind()),
+            Some(clap::error::ErrorKind::UnknownArgument)
+        );
+        // Before the command they still parse (they did when they were global).
+        assert!(parse_from(["legion", "--readonly", "apply"]).is_ok());
+        assert!(parse_from(["legion", "status", "--home", "/tmp/x"]).is_ok());
+    }
+}

@@ -1,0 +1,390 @@
+//! `legion nodes`: plan, import, show, act on and destroy nodes.
+//!
+//! A command sends one request through the [`Link`] and reports what the node's row says
+//! afterwards. Refusals and failures come from the engine and its actors; this file
+//! decides only what to wait for and what to print.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use color_eyre::eyre::{Result, eyre};
+
+use super::Cli;
+use super::output::{clean, json, out, outln};
+use super::password::import_password;
+use super::session::with_link;
+use crate::engine::EngineError;
+use crate::engine::actors::{Action, Machine, System};
+use crate::engine::import::ImportRequest;
+use crate::engine::plan::{NodeRequest, PlanEdit};
+use crate::engine::snapshot::{AppSnapshot, NodeRow};
+use crate::link::Link;
+use crate::providers::BootMode;
+use crate::ssh::SudoStatus;
+use crate::views::plain;
+
+#[derive(Subcommand)]
+pub(crate) enum NodesCommand {
+    /// Every node with its state (`--json`: an array of node objects, see docs/cli.md).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One node in detail: plan vs observed, execution phases.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a node; empty choices take the provider's catalog defaults.
+    Add {
+        name: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        offer: Option<String>,
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long, value_parser = ["bios", "efi"])]
+        boot_mode: Option<String>,
+        /// Apply the plan after adding it.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: wait until it settles (the default with --apply; kept for scripts
+        /// that say it); exit 1 if it failed.
+        #[arg(long, requires = "apply")]
+        wait: bool,
+    },
+    /// Import an existing host (the manual provider): log in once with a password to
+    /// install Legion's managed key (the password is never stored), check the user is
+    /// root or has passwordless sudo, pin its host key, and plan it. `--apply` deploys it.
+    Import {
+        name: String,
+        /// Host name or address.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// root, or a user with passwordless sudo.
+        #[arg(long, default_value = "root")]
+        user: String,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        /// Read the one-time password from this environment variable (never pass it as
+        /// an argument). Without it, a terminal is asked.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// Legion's key is already in the user's authorized_keys: no password.
+        #[arg(long, conflicts_with = "password_env")]
+        key_only: bool,
+        /// Apply the plan after importing (runs the SSH phases); exit 1 if it failed.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a node.
+    Start(NodeActionArgs),
+    /// Stop a node (graceful shutdown).
+    Stop(NodeActionArgs),
+    /// Reboot a node.
+    Reboot(NodeActionArgs),
+    /// Resume a failed or interrupted execution from its recorded phase.
+    Retry(NodeActionArgs),
+    /// Reset the node's disk to a current image and run the install phases again.
+    Reinstall(NodeActionArgs),
+    /// Forget the node's pinned SSH host key: the next connection trusts what it finds.
+    /// Do this only after a reinstall, or once you have checked the new key out of band.
+    Retrust { name: String },
+    /// Remove a node from the plan and apply, destroying its server.
+    Destroy {
+        name: String,
+        /// Required: this deletes the server.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct NodeActionArgs {
+    name: String,
+    /// Wait for the operation to finish; exit 1 if it failed, printing the node's error.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// How long `nodes list`/`show` wait for the first health checks: enough for SSH to
+/// answer from far away, short of the 10 s connect timeout a blackholed node runs into
+/// (that node then shows `unknown`; the daemon answers at once).
+const FIRST_HEALTH_WAIT: Duration = Duration::from_secs(8);
+
+pub(crate) async fn run(cli: &Cli, command: &NodesCommand) -> Result<()> {
+    with_link(cli, async |l: &Link| on_link(l, command).await).await
+}
+
+async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
+    let (name, action, wait) = match command {
+        NodesCommand::List { json: as_json } => {
+            first_health(engine).await;
+            let snap = engine.snapshot();
+            if *as_json {
+                json(&snap.nodes)?;
+            } else {
+                out!("{}", plain::render(&snap));
+            }
+            return Ok(());
+        }
+        NodesCommand::Show {
+            name,
+            json: as_json,
+        } => {
+            first_health(engine).await;
+            let snap = engine.snapshot();
+            let row = snap
+                .node(name)
+                .ok_or_else(|| EngineError::NotFound(format!("no node {name:?}")))?;
+            if *as_json {
+                json(row)?;
+            } else {
+                print_node(row);
+            }
+            return Ok(());
+        }
+        NodesCommand::Add {
+            name,
+            provider,
+            region,
+            offer,
+            image,
+            cluster,
+            role,
+            boot_mode,
+            apply,
+            wait: _,
+        } => {
+            engine
+                .upsert_node(NodeRequest {
+                    name: name.clone(),
+                    provider: provider.clone(),
+                    cluster: cluster.clone(),
+                    role: role.clone(),
+                    region: region.clone(),
+                    offer: offer.clone(),
+                    image: image.clone(),
+                    boot_mode: boot_mode.as_deref().map(|b| {
+                        if b == "efi" {
+                            BootMode::Efi
+                        } else {
+                            BootMode::Bios
+                        }
+                    }),
+                })
+                .await?;
+            outln!("{name} is in the plan");
+            if *apply {
+                apply_and_report(engine, name).await?;
+            }
+            return Ok(());
+        }
+        NodesCommand::Import {
+            name,
+            host,
+            port,
+            user,
+            cluster,
+            role,
+            password_env,
+            key_only,
+            apply,
+            json: as_json,
+        } => {
+            let password = import_password(user, host, password_env.as_deref(), *key_only)?;
+            let report = engine
+                .import_node(ImportRequest {
+                    name: name.clone(),
+                    host: host.clone(),
+                    port: *port,
+                    user: user.clone(),
+                    password,
+                    cluster: cluster.clone(),
+                    role: role.clone(),
+                })
+                .await?;
+            if *as_json {
+                json(&report)?;
+            } else {
+                outln!("{name} imported: {}", report.server_id);
+                outln!("  host key  {} (pinned)", report.host_key);
+                outln!(
+                    "  sudo      {}",
+                    match report.sudo {
+                        SudoStatus::Root => "root (no sudo needed)",
+                        SudoStatus::Passwordless => "passwordless sudo",
+                        SudoStatus::NeedsPassword => "sudo needs a password",
+                        SudoStatus::Missing => "no sudo",
+                    }
+                );
+                outln!(
+                    "  key       {}",
+                    if report.key_added {
+                        "Legion's key added to authorized_keys"
+                    } else {
+                        "Legion's key already authorized"
+                    }
+                );
+                if let Some(n) = &report.note {
+                    outln!("  note      {}", clean(n));
+                }
+            }
+            if *apply {
+                apply_and_report(engine, name).await?;
+            } else if !*as_json {
+                outln!("run `legion apply` to deploy it");
+            }
+            return Ok(());
+        }
+        NodesCommand::Retrust { name } => {
+            match engine.retrust(name.clone()).await? {
+                Some(fp) => {
+                    outln!("{name}: forgot host key {fp}; the next connection pins what it finds")
+                }
+                None => outln!("{name}: no host key was pinned"),
+            }
+            return Ok(());
+        }
+        NodesCommand::Destroy { name, yes } => return destroy(engine, name, *yes).await,
+        NodesCommand::Start(a) => (&a.name, Action::Start, a.wait),
+        NodesCommand::Stop(a) => (&a.name, Action::Stop, a.wait),
+        NodesCommand::Reboot(a) => (&a.name, Action::Reboot, a.wait),
+        NodesCommand::Retry(a) => (&a.name, Action::Retry, a.wait),
+        NodesCommand::Reinstall(a) => (&a.name, Action::Reinstall, a.wait),
+    };
+    node_action(engine, name, action, wait).await
+}
+
+/// `nodes show NAME` as text.
+fn print_node(row: &NodeRow) {
+    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), clean);
+    outln!("node      {}", row.name);
+    outln!(
+        "plan      {} / {} / {} / {} (cluster {}, role {})",
+        row.provider,
+        row.region,
+        row.offer,
+        row.image,
+        row.cluster,
+        row.role
+    );
+    outln!("machine   {}", row.machine);
+    outln!("system    {}", row.system);
+    outln!("address   {}", opt(&row.address));
+    outln!("server    {}", opt(&row.server_id));
+    outln!("operation {}", opt(&row.operation));
+    outln!("error     {}", opt(&row.last_error));
+    for d in &row.diffs {
+        outln!(
+            "differs   {}: planned {}, observed {}",
+            d.field,
+            clean(&d.planned),
+            clean(&d.observed)
+        );
+    }
+    if let Some(e) = &row.execution {
+        outln!("execution #{} {:?} {:?}", e.id, e.kind, e.status);
+        for p in &e.phases {
+            outln!(
+                "  {:<24} {:?} {}",
+                p.phase.to_string(),
+                p.status,
+                clean(p.error.as_deref().unwrap_or_default())
+            );
+        }
+    }
+}
+
+/// Start, stop, reboot, retry or reinstall, followed to its end when the engine lives in
+/// this process or `--wait` asks for it.
+async fn node_action(engine: &Link, name: &str, action: Action, wait: bool) -> Result<()> {
+    let op = engine.node_action(name.to_string(), action).await?;
+    outln!("{action} {name}: accepted");
+    if engine.is_daemon() && !wait {
+        // The daemon's engine carries on; the snapshot shows how it ends.
+        return Ok(());
+    }
+    // A local engine lives in this process, so the operation is always waited for;
+    // --wait also turns its failure into the exit code.
+    let row = engine.wait_operation(name, op).await?;
+    match row.last_error {
+        Some(e) if wait => Err(eyre!("{action} {name} failed: {e}")),
+        Some(e) => {
+            eprintln!("legion: {action} {name} failed: {}", clean(&e));
+            Ok(())
+        }
+        None => {
+            outln!("{action} {name}: done ({}, {})", row.machine, row.system);
+            Ok(())
+        }
+    }
+}
+
+async fn destroy(engine: &Link, name: &str, yes: bool) -> Result<()> {
+    if !yes {
+        return Err(eyre!(
+            "destroying {name} deletes its server; say --yes to confirm"
+        ));
+    }
+    engine
+        .edit_plan(PlanEdit::RemoveNode {
+            name: name.to_string(),
+        })
+        .await?;
+    let id = engine.apply().await?;
+    let snap = engine.wait_apply(id).await?;
+    if snap.node(name).is_some() {
+        return Err(eyre!(
+            "{name} was not torn down: {}",
+            plain::apply_line(&snap.apply)
+        ));
+    }
+    outln!("{name} destroyed");
+    Ok(())
+}
+
+/// An engine started by this command has not checked any node's health yet: give the
+/// first checks of running, installed nodes a moment (bounded), so `system` says ready,
+/// degraded or unreachable instead of unknown. The daemon's engine has been checking.
+async fn first_health(engine: &Link) {
+    if engine.is_daemon() {
+        return;
+    }
+    let checked = |s: &AppSnapshot| {
+        s.nodes.iter().all(|n| {
+            // Only nodes whose check has started: a running server of a connected provider.
+            let checking = n.machine == Machine::Running
+                && n.server_id.is_some()
+                && s.providers.iter().any(|p| p.id == n.provider);
+            !checking || n.system != System::Unknown
+        })
+    };
+    let _ = tokio::time::timeout(FIRST_HEALTH_WAIT, engine.wait_for(checked)).await;
+}
+
+/// Apply, wait for it, and fail with the node's error when it has one.
+async fn apply_and_report(engine: &Link, name: &str) -> Result<()> {
+    let id = engine.apply().await?;
+    let snap = engine.wait_apply(id).await?;
+    let row = snap.node(name).cloned();
+    outln!("{}", plain::apply_line(&snap.apply));
+    match row.and_then(|r| r.last_error) {
+        Some(e) => Err(eyre!("{name}: {e}")),
+        None => Ok(()),
+    }
+}

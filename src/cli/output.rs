@@ -1,0 +1,111 @@
+//! How the CLI writes: to stdout without failing on a closed pipe, text tables of sync
+//! rows, pretty JSON, relative times, sanitised remote strings and private files.
+//!
+//! Every command prints through these helpers so `legion nodes list | head` is not an
+//! error and a string from a cloud cannot move the cursor. Nothing here talks to the
+//! engine.
+
+use std::io::Write;
+use std::path::Path;
+
+use color_eyre::eyre::{Context, Result};
+use serde::Serialize;
+
+use crate::engine::snapshot::SyncRow;
+
+/// Print a line to stdout; a closed pipe (`legion nodes list | head`) is not an error.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// Print to stdout without a newline; a closed pipe is not an error.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+pub(crate) use {out, outln};
+
+/// A value as pretty JSON on its own line.
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A string from a provider or a host, safe to print: no control characters.
+pub(crate) fn clean(s: &str) -> String {
+    crate::views::plain::clean(s)
+}
+
+/// Zone, firewall or domain rows: a JSON array, or one line each with its operator tasks.
+pub(crate) fn print_rows(rows: &[SyncRow], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(rows);
+    }
+    for r in rows {
+        let note = r
+            .last_error
+            .as_deref()
+            .or(r.waiting.as_deref())
+            .unwrap_or("");
+        outln!(
+            "{:<28} {:<8} {:<10} {:<28} {}",
+            clean(&r.name),
+            r.provider,
+            r.state.to_string(),
+            clean(&r.summary),
+            clean(note)
+        );
+        for task in &r.tasks {
+            outln!("  operator task: {}", clean(task));
+        }
+    }
+    Ok(())
+}
+
+/// `secs` ago, to the minute or the hour.
+pub(crate) fn ago(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h {}m ago", secs / 3600, secs / 60 % 60),
+        _ => format!("{}d {}h ago", secs / 86400, secs / 3600 % 24),
+    }
+}
+
+/// Create `path` (it must not exist) readable by this user only, holding `contents`.
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ago_rounds_to_the_largest_units() {
+        assert_eq!(ago(5), "5s ago");
+        assert_eq!(ago(125), "2m ago");
+        assert_eq!(ago(3 * 3600 + 7 * 60), "3h 7m ago");
+        assert_eq!(ago(2 * 86400 + 5 * 3600), "2d 5h ago");
+    }
+
+    #[test]
+    fn clean_drops_escape_sequences() {
+        assert_eq!(clean("web\x1b[2J-1\n"), "web[2J-1");
+    }
+}
