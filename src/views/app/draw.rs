@@ -14,7 +14,7 @@ use crate::engine::actors::System;
 use crate::engine::oplog::{OpEntry, OpKind};
 use crate::engine::snapshot::LockState;
 use crate::providers::HealthReading;
-use crate::views::keymap::{Command, offer};
+use crate::views::keymap::offer;
 use crate::views::lists::{Tab, render_nodes, render_sync};
 use crate::views::plain::{apply_line, clean};
 
@@ -426,18 +426,9 @@ impl App {
         let t = &self.opts.theme;
         let box_ = centered(area, 72, area.height.saturating_sub(4));
         Clear.render(box_, buf);
-        let key = |c| {
-            self.opts
-                .keymap
-                .first_key(c)
-                .map_or_else(|| "-".to_string(), |k| k.to_string())
-        };
-        let title = format!(
-            " Keys ({}/{} scroll, {} closes) ",
-            key(Command::MoveDown),
-            key(Command::MoveUp),
-            key(Command::Back)
-        );
+        // The scroll and close keys are the table's (overlay layer); the title names the
+        // defaults, as the tmux tests and people look for it.
+        let title = " Keys (j/k scroll, Esc closes) ";
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(t.style("border.focused"))
