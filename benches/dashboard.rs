@@ -98,7 +98,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn frame_time() {
     let n = 10_000;
     let snap = Arc::new(snapshot(n, 1));
-    let mut app = app(snap);
+    let app = app(snap);
     let area = Rect::new(0, 0, 200, 60);
     let mut times = Vec::new();
     for _ in 0..300 {

@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use legion::engine::actors::{Action, Machine, SyncState, System};
 use legion::engine::snapshot::{AppSnapshot, ApplyView, LockState, NodeRow, SyncRow};
 use legion::providers::HealthReading;
-use legion::views::app::{App, Effect, Options, UiEvent};
+use legion::views::app::{App, Effect, Options, SessionError, UiEvent};
 use legion::views::keymap::Keymap;
 use legion::views::theme::Theme;
 use ratatui::Terminal;
@@ -119,8 +119,21 @@ fn chars(app: &mut App, s: &str) -> Vec<Effect> {
     s.chars().flat_map(|c| key(app, KeyCode::Char(c))).collect()
 }
 
-/// Draw through ratatui's `TestBackend` and return the screen as text.
+/// Draw through ratatui's `TestBackend` and return the screen as text. Like the runner, the
+/// app hears of the size before it is drawn at it.
 fn screen(app: &mut App, w: u16, h: u16) -> String {
+    if app.screen() != ratatui::layout::Rect::new(0, 0, w, h) {
+        app.handle(UiEvent::Resize {
+            width: w,
+            height: h,
+        });
+    }
+    draw(app, w, h)
+}
+
+/// Draw through a shared borrow: drawing changes nothing (this does not compile if
+/// `render` wants `&mut self`).
+fn draw(app: &App, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     term.draw(|f| {
         let area = f.area();
@@ -166,7 +179,10 @@ fn help_overlay() {
 #[test]
 fn stop_asks_with_focus_on_cancel() {
     let mut app = app_with(snapshot(6), false);
-    key(&mut app, KeyCode::Char('j'));
+    // node-03: running (node-01 is stopped, and stop is not offered there).
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Char('j'));
+    }
     assert!(key(&mut app, KeyCode::Char('o')).is_empty());
     insta::assert_snapshot!(screen(&mut app, 100, 20));
     // Enter on the initial focus cancels.
@@ -176,7 +192,7 @@ fn stop_asks_with_focus_on_cancel() {
     key(&mut app, KeyCode::Tab);
     assert_eq!(
         key(&mut app, KeyCode::Enter),
-        vec![Effect::Node("node-01".into(), Action::Stop)]
+        vec![Effect::Node("node-03".into(), Action::Stop)]
     );
 }
 
@@ -199,13 +215,75 @@ fn reinstall_needs_the_typed_name() {
 #[test]
 fn a_refused_action_shows_its_reason() {
     let mut app = app_with(snapshot(6), false);
-    assert_eq!(
-        key(&mut app, KeyCode::Char('u')),
-        vec![Effect::Node("node-00".into(), Action::Start)]
-    );
-    app.handle(UiEvent::Reply(Err("node-00 is already running".into())));
+    // Start on a running node is not offered, and pressed anyway says why, sending nothing.
+    assert!(key(&mut app, KeyCode::Char('u')).is_empty());
     let s = screen(&mut app, 100, 14);
     assert!(s.contains("node-00 is already running"), "{s}");
+    // On the stopped node it is sent; the engine's refusal still reaches the status line.
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(
+        key(&mut app, KeyCode::Char('u')),
+        vec![Effect::Node("node-01".into(), Action::Start)]
+    );
+    app.handle(UiEvent::Reply(Err(
+        "node-01: start refused by the provider".into(),
+    )));
+    let s = screen(&mut app, 100, 14);
+    assert!(s.contains("node-01: start refused by the provider"), "{s}");
+}
+
+#[test]
+fn the_footer_offers_only_what_the_selected_node_accepts() {
+    let mut app = app_with(snapshot(6), false);
+    let footer = |app: &mut App| {
+        let s = screen(app, 160, 14);
+        s.lines().rfind(|l| !l.is_empty()).unwrap().to_string()
+    };
+    // node-00 runs: stop and reboot, no start.
+    let f = footer(&mut app);
+    assert!(
+        !f.contains(" u start") && f.contains(" o stop") && f.contains(" r reboot"),
+        "{f}"
+    );
+    // node-01 is stopped: start, no stop nor reboot.
+    key(&mut app, KeyCode::Char('j'));
+    let f = footer(&mut app);
+    assert!(
+        f.contains(" u start") && !f.contains(" o stop") && !f.contains(" r reboot"),
+        "{f}"
+    );
+    // Stop pressed anyway on the stopped node: the reason, no dialog, no effect.
+    assert!(key(&mut app, KeyCode::Char('o')).is_empty());
+    let s = screen(&mut app, 160, 14);
+    assert!(s.contains("node-01 is already stopped"), "{s}");
+    assert!(!s.contains("stop node-01?"), "{s}");
+}
+
+#[test]
+fn readonly_says_why_a_key_that_changes_something_does_nothing() {
+    // The runner keeps the keys bound in --readonly: the table's one check refuses them.
+    let snap = snapshot(4);
+    let mut app = App::new(
+        snap.clone(),
+        Options {
+            readonly: true,
+            demo: None,
+            attached: None,
+            theme: Theme::builtin("dark").unwrap(),
+            keymap: Keymap::defaults(),
+            providers: builtin_descriptors(),
+        },
+    );
+    app.handle(UiEvent::Snapshot(snap));
+    for c in ['o', 'a', 'R', 'D', 'n'] {
+        assert!(key(&mut app, KeyCode::Char(c)).is_empty(), "{c}");
+    }
+    let s = screen(&mut app, 120, 14);
+    assert!(s.contains("add: not available in --readonly"), "{s}");
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "import");
+    key(&mut app, KeyCode::Enter);
+    assert!(screen(&mut app, 120, 14).contains("import: not available in --readonly"));
 }
 
 #[test]
@@ -600,10 +678,11 @@ fn import_form_masks_the_password_and_submits_an_import() {
 fn command_line_actions_take_a_node_name() {
     let mut app = app_with(snapshot(6), false);
     key(&mut app, KeyCode::Char(':'));
-    chars(&mut app, "start node-04");
+    // node-01 is the stopped one: start fits it.
+    chars(&mut app, "start node-01");
     assert_eq!(
         key(&mut app, KeyCode::Enter),
-        vec![Effect::Node("node-04".into(), Action::Start)]
+        vec![Effect::Node("node-01".into(), Action::Start)]
     );
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "stop node-05");
@@ -821,15 +900,35 @@ fn shell_pane_resizes_the_session_with_the_terminal_and_zoom() {
     assert_eq!(sent(&ends), [ShellInput::Resize(16, 100)]);
     screen(&mut app, 100, 20);
     assert!(sent(&ends).is_empty(), "one resize per change");
-    // Ctrl-] (Ctrl-5 from crossterm) zooms: the whole terminal is the remote's.
+    // Ctrl-] (Ctrl-5 from crossterm) zooms: the whole terminal is the remote's. The
+    // zoom key itself is not sent; the new size is, by the key's handling, not the draw.
     ctrl(&mut app, '5');
-    assert!(sent(&ends).is_empty(), "the zoom key is not sent");
-    let s = screen(&mut app, 100, 20);
     assert_eq!(sent(&ends), [ShellInput::Resize(20, 100)]);
+    let s = screen(&mut app, 100, 20);
+    assert!(sent(&ends).is_empty(), "drawing sends nothing");
     assert!(!s.contains("Legion"), "no chrome when zoomed:\n{s}");
     ctrl(&mut app, ']');
-    screen(&mut app, 100, 20);
     assert_eq!(sent(&ends), [ShellInput::Resize(16, 100)]);
+}
+
+#[test]
+fn a_terminal_resize_reaches_the_session_from_handle_not_from_drawing() {
+    let (mut app, ends) = with_shell();
+    app.handle(UiEvent::Resize {
+        width: 90,
+        height: 24,
+    });
+    assert_eq!(sent(&ends), [ShellInput::Resize(20, 90)]);
+    // Drawing at that size, through a shared borrow, sends nothing more.
+    let s = draw(&app, 90, 24);
+    assert!(s.contains("node-00"), "{s}");
+    assert!(sent(&ends).is_empty());
+    // The same size again changes nothing.
+    app.handle(UiEvent::Resize {
+        width: 90,
+        height: 24,
+    });
+    assert!(sent(&ends).is_empty());
 }
 
 #[test]
@@ -915,7 +1014,11 @@ fn a_closed_shell_says_why_and_enter_reconnects() {
     // A session that cannot start says why.
     app.handle(UiEvent::Shell(
         2,
-        Err("ssh node-00: node node-00 has no address yet".into()),
+        Err(SessionError::Access {
+            what: "ssh",
+            node: "node-00".into(),
+            reason: "node node-00 has no address yet".into(),
+        }),
     ));
     let s = screen(&mut app, 120, 30);
     assert!(

@@ -147,13 +147,20 @@ impl ListUi {
         self.remember(rows, &name);
     }
 
-    /// Visible row indices into the snapshot, with the position of the selection.
-    fn visible(&mut self, height: usize) -> (Vec<usize>, Option<usize>) {
+    /// The app tells the table how many rows it shows (from the layout, in `handle`), so
+    /// paging and the scroll window follow the screen.
+    pub fn fit(&mut self, height: usize) {
         self.height = height;
-        self.window.fit(self.indices.len(), height);
-        let range = self.window.visible(self.indices.len(), height);
-        let sel = self
-            .window
+        self.window.fit(self.indices.len(), height.max(1));
+    }
+
+    /// Visible row indices into the snapshot, with the position of the selection. A copy
+    /// of the window is fitted, so drawing changes nothing even before the first resize.
+    fn visible(&self, height: usize) -> (Vec<usize>, Option<usize>) {
+        let mut window = self.window;
+        window.fit(self.indices.len(), height);
+        let range = window.visible(self.indices.len(), height);
+        let sel = window
             .selected
             .checked_sub(range.start)
             .filter(|s| *s < range.len());
@@ -224,7 +231,7 @@ fn frame<'a>(title: String, theme: &Theme, focused: bool) -> Block<'a> {
 }
 
 pub fn render_nodes(
-    ui: &mut ListUi,
+    ui: &ListUi,
     snap: &AppSnapshot,
     theme: &Theme,
     focused: bool,
@@ -334,7 +341,7 @@ pub fn render_nodes(
 
 pub fn render_sync(
     tab: Tab,
-    ui: &mut ListUi,
+    ui: &ListUi,
     rows_all: &[SyncRow],
     theme: &Theme,
     focused: bool,

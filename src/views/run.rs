@@ -15,7 +15,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use tokio::runtime::Handle;
 
-use super::app::{App, Effect, Options, UiEvent};
+use super::app::{App, Effect, Failed, Options, SessionError, UiEvent};
 use super::keymap::Keymap;
 use super::terminal;
 use super::theme::{ColorDepth, Theme};
@@ -49,12 +49,11 @@ pub fn prepare(
         }
     }
     .with_depth(cfg.depth);
-    let (mut keymap, problem) = Keymap::load(&cfg.home.join(super::keymap::FILE_NAME));
+    // In `--readonly` the keys stay bound: the command table refuses what changes
+    // something, and pressing such a key says so.
+    let (keymap, problem) = Keymap::load(&cfg.home.join(super::keymap::FILE_NAME));
     if let Some(p) = problem {
         notes.push(format!("{p}; using the default keys"));
-    }
-    if cfg.readonly {
-        keymap = keymap.without_mutating();
     }
     (
         Options {
@@ -74,7 +73,7 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
     let (opts, notes) = prepare(&cfg, engine.provider_descriptors());
     let mut app = App::new(engine.snapshot(), opts);
     for n in notes {
-        app.handle(UiEvent::Reply(Err(n)));
+        app.handle(UiEvent::Reply(Err(Failed(n))));
     }
     let (tx, rx) = mpsc::channel::<UiEvent>();
     // Subscribe before reading the backlog, so no line falls in between; the overlap is
@@ -83,7 +82,7 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
     let backlog = match rt.block_on(engine.recent_logs(500, None)) {
         Ok(b) => b,
         Err(e) => {
-            app.handle(UiEvent::Reply(Err(format!("recent log: {e}"))));
+            app.handle(UiEvent::Reply(Err(Failed(format!("recent log: {e}")))));
             Vec::new()
         }
     };
@@ -103,7 +102,7 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
                 let ev = match crossterm::event::read() {
                     Ok(Event::Key(k)) => UiEvent::Key(k),
                     Ok(Event::Paste(p)) => UiEvent::Paste(p),
-                    Ok(Event::Resize(..)) => UiEvent::Resize,
+                    Ok(Event::Resize(width, height)) => UiEvent::Resize { width, height },
                     Ok(_) => continue,
                     Err(e) => {
                         let _ = input_tx.send(UiEvent::InputClosed(e.to_string()));
@@ -168,9 +167,20 @@ fn event_loop(
     let mut last_draw = Instant::now() - FRAME;
     let mut resized = true;
     loop {
-        // Draw, unless the frame would equal the one on screen.
+        // Draw, unless the frame would equal the one on screen. The app learns the size it
+        // is drawn at first (the input thread's resize may lag the terminal's real size), so
+        // the layout it works with in `handle` is the one drawn.
         let size = term.size()?;
         let area = Rect::new(0, 0, size.width, size.height);
+        if app.screen() != area {
+            let resize = UiEvent::Resize {
+                width: size.width,
+                height: size.height,
+            };
+            for effect in app.handle(resize) {
+                perform(rt, engine, effect, tx.clone());
+            }
+        }
         let mut buf = Buffer::empty(area);
         let cursor = app.render(area, &mut buf);
         if resized || last.as_ref() != Some(&buf) {
@@ -207,7 +217,7 @@ fn event_loop(
             }
         }
         for ev in batch {
-            if matches!(ev, UiEvent::Resize) {
+            if matches!(ev, UiEvent::Resize { .. }) {
                 resized = true;
             }
             for effect in app.handle(ev) {
@@ -305,9 +315,18 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                         super::term::session::spawn(&node, access, rows, cols, move || {
                             wake.send(UiEvent::Term(id)).is_ok()
                         })
-                        .map_err(|e| format!("ssh {node}: cannot start the session thread: {e}"))
+                        .map_err(|source| SessionError::Thread {
+                            what: "ssh",
+                            node: node.clone(),
+                            thread: "session thread",
+                            source,
+                        })
                     }
-                    Err(e) => Err(format!("ssh {node}: {e}")),
+                    Err(e) => Err(SessionError::Access {
+                        what: "ssh",
+                        node: node.clone(),
+                        reason: e.to_string(),
+                    }),
                 };
                 let _ = tx.send(UiEvent::Shell(id, started));
                 return;
@@ -332,9 +351,18 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                         super::tail::spawn(&node, access, move || {
                             wake.send(UiEvent::TailWoke(id)).is_ok()
                         })
-                        .map_err(|e| format!("logs of {node}: cannot start the thread: {e}"))
+                        .map_err(|source| SessionError::Thread {
+                            what: "logs of",
+                            node: node.clone(),
+                            thread: "thread",
+                            source,
+                        })
                     }
-                    Err(e) => Err(format!("logs of {node}: {e}")),
+                    Err(e) => Err(SessionError::Access {
+                        what: "logs of",
+                        node: node.clone(),
+                        reason: e.to_string(),
+                    }),
                 };
                 let _ = tx.send(UiEvent::Tail(id, started));
                 return;
@@ -346,6 +374,6 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 .map_err(|e| format!("{node}: could not pin the host key: {e}")),
             Effect::Quit => return,
         };
-        let _ = tx.send(UiEvent::Reply(reply));
+        let _ = tx.send(UiEvent::Reply(reply.map_err(Failed)));
     });
 }

@@ -1,18 +1,20 @@
 //! Drawing: the layout, the chrome (header, tabs, status, footer) and the overlays.
-//! Drawing reads the snapshot and view state; it changes nothing but scroll windows.
+//! Drawing reads the snapshot and view state and changes nothing (`&self` throughout); the
+//! footer and the help overlay are generated from the command table.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::layout::{Position, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
+use super::layout::too_small;
 use super::{App, Confirm, Focus, MIN_HEIGHT, MIN_WIDTH, Overlay, Pending};
 use crate::engine::actors::System;
 use crate::engine::oplog::{OpEntry, OpKind};
 use crate::engine::snapshot::LockState;
 use crate::providers::HealthReading;
-use crate::views::keymap::Command;
+use crate::views::keymap::offer;
 use crate::views::lists::{Tab, render_nodes, render_sync};
 use crate::views::plain::{apply_line, clean};
 
@@ -61,8 +63,9 @@ fn render_tasks(
 
 impl App {
     /// Draw everything; returns where the terminal cursor goes (an input field), if any.
-    pub fn render(&mut self, area: Rect, buf: &mut Buffer) -> Option<Position> {
-        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+    /// Takes `&self`: whatever the frame implies for state was settled in `handle`.
+    pub fn render(&self, area: Rect, buf: &mut Buffer) -> Option<Position> {
+        if too_small(area) {
             let msg = format!(
                 "terminal too small: {}x{} (Legion needs {MIN_WIDTH}x{MIN_HEIGHT})",
                 area.width, area.height
@@ -76,88 +79,57 @@ impl App {
         if self.locked() {
             return self.render_unlock(area, buf);
         }
-        self.shells.screen = area;
         if self.shells.focused() {
             return self.render_pane(area, buf);
         }
-        let log_h = if self.log.open {
-            self.log.height.min(area.height.saturating_sub(8))
-        } else {
-            0
-        };
-        let [header, tabs, main, log, status, footer] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Fill(1),
-            Constraint::Length(log_h),
-            Constraint::Length(1),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        self.render_header(header, buf);
-        self.render_tabs(tabs, buf);
-        let snap = self.snap.clone();
+        let a = self.areas(area);
+        self.render_header(a.header, buf);
+        self.render_tabs(a.tabs, buf);
+        let snap = &self.snap;
         let focused = self.focus == Focus::Table;
         let theme = &self.opts.theme;
         match self.tab {
-            Tab::Nodes => render_nodes(&mut self.lists[0], &snap, theme, focused, main, buf),
-            Tab::Zones => render_sync(
-                Tab::Zones,
-                &mut self.lists[1],
-                &snap.zones,
-                theme,
-                focused,
-                main,
-                buf,
-            ),
+            Tab::Nodes => render_nodes(&self.lists[0], snap, theme, focused, a.table, buf),
             Tab::Firewalls => {
-                // Operator tasks of the selected set, under the table.
-                let tasks = self.lists[2]
-                    .selected()
-                    .and_then(|i| snap.firewalls.get(i))
-                    .map(|r| r.tasks.as_slice())
-                    .unwrap_or_default();
-                let tasks_h = if tasks.is_empty() {
-                    0
-                } else {
-                    (tasks.len() as u16 + 2).min(main.height / 2)
-                };
-                let [table, below] =
-                    Layout::vertical([Constraint::Fill(1), Constraint::Length(tasks_h)])
-                        .areas(main);
                 render_sync(
                     Tab::Firewalls,
-                    &mut self.lists[2],
+                    &self.lists[2],
                     &snap.firewalls,
                     theme,
                     focused,
-                    table,
+                    a.table,
                     buf,
                 );
-                if tasks_h > 0 {
-                    render_tasks(tasks, theme, below, buf);
+                if a.tasks.height > 0 {
+                    render_tasks(self.firewall_tasks(), theme, a.tasks, buf);
                 }
             }
-            Tab::Domains => render_sync(
-                Tab::Domains,
-                &mut self.lists[3],
-                &snap.domains,
-                theme,
-                focused,
-                main,
-                buf,
-            ),
+            tab => {
+                let rows = if tab == Tab::Zones {
+                    &snap.zones
+                } else {
+                    &snap.domains
+                };
+                render_sync(
+                    tab,
+                    &self.lists[tab.index()],
+                    rows,
+                    theme,
+                    focused,
+                    a.table,
+                    buf,
+                )
+            }
         }
-        if log_h > 0 {
-            self.render_log(log, buf);
+        if a.log.height > 0 {
+            self.render_log(a.log, buf);
         }
-        let cursor = self.render_status(status, buf);
-        self.render_footer(footer, buf);
-        match self.overlay.clone() {
+        let cursor = self.render_status(a.status, buf);
+        self.render_footer(a.footer, buf);
+        match &self.overlay {
             Overlay::Help => self.render_help(area, buf),
-            Overlay::Details if !self.current_row_exists() => self.overlay = Overlay::None,
             Overlay::Details => self.render_details(area, buf),
-            Overlay::Confirm(c) => return self.render_confirm(&c, area, buf),
+            Overlay::Confirm(c) => return self.render_confirm(c, area, buf),
             _ => {}
         }
         if let Some(f) = &self.form {
@@ -339,47 +311,10 @@ impl App {
         None
     }
 
-    fn footer_commands(&self) -> Vec<Command> {
-        // Help and quit first: on a narrow terminal the tail is what gets cut.
-        let mut cmds = vec![Command::Help, Command::Quit];
-        if self.focus == Focus::Log && self.log.open {
-            cmds.extend([
-                Command::LogFollow,
-                Command::LogNodeOnly,
-                Command::Filter,
-                Command::LogGrow,
-                Command::LogShrink,
-                Command::Back,
-                Command::ToggleLog,
-            ]);
-        } else {
-            if self.tab == Tab::Nodes && self.selected_node().is_some() {
-                cmds.extend([
-                    Command::Start,
-                    Command::Stop,
-                    Command::Reboot,
-                    Command::Retry,
-                    Command::Reinstall,
-                    Command::Remove,
-                    Command::Shell,
-                ]);
-            }
-            cmds.extend([
-                Command::Apply,
-                Command::Details,
-                Command::Filter,
-                Command::ToggleLog,
-                Command::CommandLine,
-            ]);
-        }
-        cmds.retain(|c| !(self.opts.readonly && c.info().mutating));
-        cmds
-    }
-
-    fn render_footer(&self, area: Rect, buf: &mut Buffer) {
+    pub(super) fn render_footer(&self, area: Rect, buf: &mut Buffer) {
         let t = &self.opts.theme;
         let mut spans = Vec::new();
-        for cmd in self.footer_commands() {
+        for cmd in offer::footer(&self.footer_context()) {
             if let Some(k) = self.opts.keymap.first_key(cmd) {
                 spans.push(Span::styled(format!(" {k}"), t.style("footer.key")));
                 spans.push(Span::styled(
@@ -403,7 +338,7 @@ impl App {
             .collect()
     }
 
-    fn render_log(&mut self, area: Rect, buf: &mut Buffer) {
+    fn render_log(&self, area: Rect, buf: &mut Buffer) {
         if self.log.tail.is_some() {
             return self.render_tail(area, buf);
         }
@@ -491,25 +426,21 @@ impl App {
         let t = &self.opts.theme;
         let box_ = centered(area, 72, area.height.saturating_sub(4));
         Clear.render(box_, buf);
+        // The scroll and close keys are the table's (overlay layer); the title names the
+        // defaults, as the tmux tests and people look for it.
+        let title = " Keys (j/k scroll, Esc closes) ";
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(t.style("border.focused"))
-            .title(Span::styled(
-                " Keys (j/k scroll, Esc closes) ",
-                t.style("title"),
-            ));
+            .title(Span::styled(title, t.style("title")));
         let inner = block.inner(box_);
         block.render(box_, buf);
         let mut lines = Vec::new();
-        for cmd in Command::ALL {
-            let info = cmd.info();
-            if self.opts.readonly && info.mutating {
-                continue;
-            }
+        for cmd in offer::help(self.opts.readonly) {
             let keys: Vec<String> = self
                 .opts
                 .keymap
-                .keys(*cmd)
+                .keys(cmd)
                 .iter()
                 .map(|k| k.to_string())
                 .collect();
@@ -518,12 +449,12 @@ impl App {
             }
             lines.push(Line::from(vec![
                 Span::styled(format!("{:<14}", keys.join(" ")), t.style("help.key")),
-                Span::styled(info.description.to_string(), t.style("text")),
+                Span::styled(cmd.info().description.to_string(), t.style("text")),
             ]));
         }
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
-            ":start :stop :reboot :retry :reinstall :apply :nodes :zones :firewalls :domains :logs :tail :shell NAME :import :theme NAME :quit",
+            offer::palette_line(self.opts.readonly),
             t.style("text.dim"),
         )));
         // Rows after wrapping (word wrap can take a row more than the width says).

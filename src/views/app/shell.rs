@@ -4,7 +4,8 @@
 //! The sessions run on their own threads ([`crate::views::term::session`]); the app only
 //! holds their handles: it sends encoded keys, pastes, resizes and scroll requests (channel
 //! sends that never block) and takes frames when a session's wake-up arrives. It never
-//! reads a socket and never feeds an emulator.
+//! reads a socket and never feeds an emulator. Resizes are sent while handling events (a
+//! terminal resize, zoom, focus), never while drawing.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::buffer::Buffer;
@@ -12,8 +13,8 @@ use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::{App, Effect};
-use crate::views::keymap::Command;
+use super::{App, Effect, SessionError};
+use crate::views::keymap::{Command, Layer, offer};
 use crate::views::plain::clean;
 use crate::views::term::{
     ShellHandle, ShellInput, ShellState, ShellUpdate, TermFrame, TermView, encode_key, encode_paste,
@@ -52,8 +53,6 @@ pub(super) struct Shells {
     last: usize,
     zoom: bool,
     next_id: u64,
-    /// The whole terminal, as last drawn: where a new pane will go.
-    pub(super) screen: Rect,
 }
 
 impl Shells {
@@ -112,8 +111,27 @@ impl App {
     }
 
     fn pane_size(&self) -> (u16, u16) {
-        let r = pane_rect(self.shells.screen, self.shells.zoom);
+        let r = pane_rect(self.screen, self.shells.zoom);
         (r.height.max(2), r.width.max(2))
+    }
+
+    /// Tell the focused session its size when the terminal or the zoom changed it. Runs
+    /// after every event, so drawing never has to.
+    pub(super) fn resize_pane(&mut self) {
+        let Some(i) = self.shells.active else {
+            return;
+        };
+        // No pane is drawn on a terminal too small for the dashboard, nor behind the lock.
+        if super::layout::too_small(self.screen) || self.locked() {
+            return;
+        }
+        let wanted = self.pane_size();
+        if let Some(pane) = self.shells.panes.get_mut(i)
+            && pane.size != wanted
+        {
+            pane.size = wanted;
+            pane.send(ShellInput::Resize(wanted.0, wanted.1));
+        }
     }
 
     fn focus_pane(&mut self, i: usize) {
@@ -154,7 +172,12 @@ impl App {
         let Some(i) = self.shells.active else {
             return Vec::new();
         };
-        match self.opts.keymap.resolve(&k) {
+        let cmd = self
+            .opts
+            .keymap
+            .resolve(&k)
+            .filter(|c| c.info().applies_in(Layer::Pane));
+        match cmd {
             Some(Command::LeavePane) => {
                 self.shells.active = None;
                 return Vec::new();
@@ -238,7 +261,7 @@ impl App {
     pub(super) fn shell_started(
         &mut self,
         id: u64,
-        started: Result<ShellHandle, String>,
+        started: Result<ShellHandle, SessionError>,
     ) -> Vec<Effect> {
         let Some(pane) = self.shells.panes.iter_mut().find(|p| p.id == id) else {
             return Vec::new();
@@ -255,8 +278,9 @@ impl App {
                 return self.shell_woke(id);
             }
             Err(e) => {
-                pane.state = ShellState::Closed(e.clone());
-                self.say(false, e);
+                let why = e.to_string();
+                pane.state = ShellState::Closed(why.clone());
+                self.say(false, why);
             }
         }
         Vec::new()
@@ -288,8 +312,8 @@ impl App {
     }
 
     /// Draw the focused pane: the session tab line, the terminal, status and footer (or
-    /// the terminal alone when zoomed). Tells the session its size when it changed.
-    pub(super) fn render_pane(&mut self, area: Rect, buf: &mut Buffer) -> Option<Position> {
+    /// the terminal alone when zoomed).
+    pub(super) fn render_pane(&self, area: Rect, buf: &mut Buffer) -> Option<Position> {
         let i = self.shells.active?;
         let zoom = self.shells.zoom;
         let term_area = pane_rect(area, zoom);
@@ -308,12 +332,7 @@ impl App {
             self.render_pane_footer(footer, buf);
         }
         let t = &self.opts.theme;
-        let pane = &mut self.shells.panes[i];
-        let wanted = (term_area.height.max(2), term_area.width.max(2));
-        if pane.size != wanted {
-            pane.size = wanted;
-            pane.send(ShellInput::Resize(wanted.0, wanted.1));
-        }
+        let pane = self.shells.panes.get(i)?;
         let cursor = TermView::new(&pane.frame)
             .style(t.style("text"))
             .notice_style(t.style("status.warn"))
@@ -401,7 +420,7 @@ impl App {
     fn render_pane_footer(&self, area: Rect, buf: &mut Buffer) {
         let t = &self.opts.theme;
         let mut spans = Vec::new();
-        for cmd in [Command::LeavePane, Command::ZoomPane] {
+        for cmd in offer::footer(&self.footer_context()) {
             if let Some(k) = self.opts.keymap.first_key(cmd) {
                 spans.push(Span::styled(format!(" {k}"), t.style("footer.key")));
                 spans.push(Span::styled(

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::{App, Effect, Focus};
+use super::{App, Effect, Focus, SessionError};
 use crate::views::tail::{TailHandle, TailState};
 
 /// Lines of a node's log kept in the panel.
@@ -52,7 +52,7 @@ impl App {
     pub(super) fn tail_started(
         &mut self,
         id: u64,
-        started: Result<TailHandle, String>,
+        started: Result<TailHandle, SessionError>,
     ) -> Vec<Effect> {
         let Some(t) = self.log.tail.as_mut().filter(|t| t.id == id) else {
             return Vec::new();
@@ -65,7 +65,7 @@ impl App {
                 self.tail_woke(id)
             }
             Err(e) => {
-                t.state = TailState::Closed(e);
+                t.state = TailState::Closed(e.to_string());
                 Vec::new()
             }
         }
