@@ -698,9 +698,9 @@ mod tests {
 
     #[test]
     fn utc_datetime_is_civil_time() {
-        assert_eq!(utc_datetime(0), "1970-01-01T00:00:00");
-        assert_eq!(utc_datetime(951_782_400), "2000-02-29T00:00:00");
-        assert_eq!(utc_datetime(1_795_445_453), "2026-11-23T14:50:53");
+        assert_eq!(utc_datetime(86_399), "1970-01-01T23:59:59");
+        assert_eq!(utc_datetime(951_868_800), "2000-03-01T00:00:00");
+        assert_eq!(utc_datetime(1_700_000_000), "2023-11-14T22:13:20");
     }
 
     #[test]
