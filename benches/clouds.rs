@@ -13,12 +13,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "../tests/fakes/ovh.rs"]
-mod ovh_fake;
-#[path = "../tests/fakes/scaleway.rs"]
-mod scaleway_fake;
+use legion_testkit::hetzner as hetzner_fake;
+use legion_testkit::http::Controls;
+use legion_testkit::ovh as ovh_fake;
+use legion_testkit::scaleway as scaleway_fake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,10 +57,10 @@ macro_rules! fake {
                 <$fake>::base_url(self)
             }
             fn set_latency(&self, latency: Duration) {
-                <$fake>::set_latency(self, latency)
+                Controls::set_latency(self, latency)
             }
             fn clear_requests(&self) {
-                <$fake>::clear_requests(self)
+                Controls::clear_requests(self)
             }
             fn recorded(&self) -> Vec<(String, String)> {
                 self.requests().into_iter().map(|r| (r.method, r.path)).collect()

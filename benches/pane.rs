@@ -8,16 +8,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-#[path = "../tests/common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "../tests/fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "../tests/common/hetzner_rig.rs"]
-mod hetzner_rig;
-#[path = "../tests/common/sshd.rs"]
-mod sshd;
-#[path = "../tests/common/tmux.rs"]
-mod tmux;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::tmux;
 
 use std::time::{Duration, Instant};
 

@@ -9,8 +9,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-#[path = "../tests/common/sshd.rs"]
-mod sshd;
+use legion_testkit::sshd;
 
 use std::io::{Read, Write};
 use std::sync::mpsc;

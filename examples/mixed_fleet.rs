@@ -12,18 +12,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "../tests/fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "../tests/fakes/ovh.rs"]
-mod ovh_fake;
-#[path = "../tests/fakes/scaleway.rs"]
-mod scaleway_fake;
-#[path = "../tests/common/sshd.rs"]
-mod sshd;
-#[path = "../tests/common/three_clouds.rs"]
-mod three_clouds;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::sshd;
+use legion_testkit::three_clouds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

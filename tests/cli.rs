@@ -376,8 +376,7 @@ fn catalog_marks_defaults_and_passwd_changes_the_password() {
     assert_eq!(run(cli(&home, &new).args(["status"])).0, 0);
 }
 
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::tmux;
 
 /// On a terminal without a password file, `config init` asks twice and refuses a
 /// mismatch; other commands ask once. Nothing is echoed.

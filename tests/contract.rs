@@ -7,12 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "fakes/ovh.rs"]
-mod ovh_fake;
-#[path = "fakes/scaleway.rs"]
-mod scaleway_fake;
+use legion_testkit::hetzner as hetzner_fake;
+use legion_testkit::ovh as ovh_fake;
+use legion_testkit::scaleway as scaleway_fake;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::tmux;
 
 /// A home with the simulated cloud configured and two nodes applied.
 struct Home {

@@ -4,16 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "common/hetzner_rig.rs"]
-mod hetzner_rig;
-#[path = "common/sshd.rs"]
-mod sshd;
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::hetzner as hetzner_fake;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::tmux;
 
 use cloud_rig::Rig;
 type HetznerRig = Rig<hetzner_fake::HetznerFake>;

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
+use legion_testkit::hetzner as hetzner_fake;
 
 use std::time::{Duration, Instant};
 

@@ -8,8 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/sshd.rs"]
-mod sshd;
+use legion_testkit::sshd;
 
 use std::process::Command;
 

@@ -5,20 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "fakes/ovh.rs"]
-mod ovh_fake;
-#[path = "fakes/scaleway.rs"]
-mod scaleway_fake;
-#[path = "common/sshd.rs"]
-mod sshd;
-#[path = "common/three_clouds.rs"]
-mod three_clouds;
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::three_clouds;
+use legion_testkit::tmux;
 
 use std::time::Duration;
 

@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/sshd.rs"]
-mod sshd;
+use legion_testkit::sshd;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

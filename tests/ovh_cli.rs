@@ -4,14 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "fakes/ovh.rs"]
-mod ovh_fake;
-#[path = "common/sshd.rs"]
-mod sshd;
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::ovh as ovh_fake;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::tmux;
 
 use std::time::Duration;
 
@@ -186,7 +181,7 @@ fn an_ovh_node_from_the_command_line() {
     );
     // Every request but the clock and the public price list was signed correctly.
     assert!(
-        fake.requests().iter().all(|r| r.signed
+        fake.requests().iter().all(|r| r.authorized
             || r.path == "/auth/time"
             || r.path.starts_with("/order/catalog/public/")),
         "an unsigned or wrongly signed request"

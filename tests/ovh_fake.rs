@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "fakes/ovh.rs"]
-mod ovh_fake;
+use legion_testkit::ovh as ovh_fake;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -565,7 +564,7 @@ async fn injected_faults() {
         api.fake
             .requests()
             .iter()
-            .all(|r| r.signed || r.path.starts_with("/auth"))
+            .all(|r| r.authorized || r.path.starts_with("/auth"))
     );
 }
 

@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "fakes/scaleway.rs"]
-mod scaleway_fake;
+use legion_testkit::scaleway as scaleway_fake;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

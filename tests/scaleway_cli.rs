@@ -5,12 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "fakes/scaleway.rs"]
-mod scaleway_fake;
-#[path = "common/sshd.rs"]
-mod sshd;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::scaleway as scaleway_fake;
 
 use std::time::Duration;
 

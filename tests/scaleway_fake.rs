@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "fakes/scaleway.rs"]
-mod scaleway_fake;
+use legion_testkit::scaleway as scaleway_fake;
 
 use std::time::{Duration, Instant};
 

@@ -4,16 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/cloud_rig.rs"]
-mod cloud_rig;
-#[path = "fakes/hetzner.rs"]
-mod hetzner_fake;
-#[path = "common/hetzner_rig.rs"]
-mod hetzner_rig;
-#[path = "common/sshd.rs"]
-mod sshd;
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::rig as cloud_rig;
+use legion_testkit::tmux;
 
 #[test]
 fn a_shell_in_the_dashboard_runs_commands_and_leaves_the_dashboard_live() {

@@ -2,8 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/sshd.rs"]
-mod sshd;
+use legion_testkit::sshd;
 
 use std::process::Command;
 use std::sync::mpsc;

@@ -5,8 +5,7 @@
 
 use std::path::Path;
 
-#[path = "common/tmux.rs"]
-mod tmux;
+use legion_testkit::tmux;
 use tmux::Tmux;
 
 fn row<'a>(screen: &'a str, node: &str) -> &'a str {

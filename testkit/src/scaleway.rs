@@ -3,12 +3,11 @@
 //! images, IAM SSH keys, Domains DNS zones and records) and answers with Scaleway's paths,
 //! field names, status codes and error bodies.
 //!
-//! Include it from a test file with
-//! `#[path = "fakes/scaleway.rs"] mod scaleway_fake;`
-//! and either start it on its own thread and runtime ([`ScalewayFake::start`], for
-//! blocking tests and tests that spawn the `legion` binary with
-//! `LEGION_SCALEWAY_API_URL`), or on the test's tokio runtime
-//! ([`ScalewayFake::start_async`]).
+//! Start it on its own thread and runtime ([`ScalewayFake::start`], for blocking tests and
+//! tests that spawn the `legion` binary with `LEGION_SCALEWAY_API_URL`), or on the test's
+//! tokio runtime ([`ScalewayFake::start_async`]). The server, fault rules, rate budget and
+//! request record are the kit's ([`crate::http`]); this module owns the Scaleway world and
+//! how Scaleway answers.
 //!
 //! Facts follow Scaleway's SDK (scaleway-sdk-go: request and response types, paths, the
 //! error types in `scw/errors.go`). Servers are created `stopped`; `poweron`, `poweroff`,
@@ -36,23 +35,22 @@
 //! the older form (`invalid_request_error`; the messages are the fake's words). Volumes
 //! left out are detached (Block Storage ones stay busy for the detach delay).
 //!
-//! Fault injection and inspection helpers live on the [`ScalewayFake`] handle and may be
-//! used while the server is running, from any thread.
-
-#![allow(dead_code)]
+//! Fault injection and inspection helpers live on the [`ScalewayFake`] handle (the common
+//! ones through its [`Controls`]) and may be used while the server is running, from any
+//! thread.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
+
+use crate::http::{
+    Controls, Dropped, Exchange, HttpResponse, Query, RateHeaders, Server, Service, lock, page_of,
+    reply, unix_now, utc_datetime,
+};
+pub use crate::http::{FaultKind, FaultRule, RecordedRequest};
 
 /// The secret key the fake accepts unless changed with [`ScalewayFake::set_secret_key`].
 pub const SECRET_KEY: &str = "4e1c2a10-5b3d-4c7e-9f00-0123456789ab";
@@ -74,73 +72,17 @@ pub const DEFAULT_RATE_LIMIT: u64 = 3600;
 
 /// A running fake. Dropping it stops the server.
 pub struct ScalewayFake {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What an injected fault does to a matching request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// `500 internal_error`; the request is not applied.
-    ServerError,
-    /// `503`; the request is not applied.
-    Unavailable,
-    /// `504 gateway timeout`; the request is not applied.
-    Timeout,
-    /// `429` with `X-RateLimit-Remaining: 0` and a reset `reset_in` ahead.
-    RateLimited { reset_in: Duration },
-    /// Close the connection without answering; the request is not applied.
-    DropBeforeApply,
-    /// Apply the request to the world, then close the connection without answering.
-    DropAfterApply,
-}
+/// The common controls: faults, latency, the rate budget, the request record.
+impl Deref for ScalewayFake {
+    type Target = Controls;
 
-/// One fault: applies to the next `times` requests matching the optional method and path
-/// prefix (e.g. `/instance/v1/zones/fr-par-1/servers`).
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    pub kind: FaultKind,
-    pub method: Option<String>,
-    pub path_prefix: Option<String>,
-    pub times: u32,
-    /// Matching requests let through before the fault applies.
-    pub skip: u32,
-}
-
-impl FaultRule {
-    pub fn new(kind: FaultKind, times: u32) -> Self {
-        Self {
-            kind,
-            method: None,
-            path_prefix: None,
-            times,
-            skip: 0,
-        }
+    fn deref(&self) -> &Controls {
+        &self.shared.controls
     }
-
-    /// Let the first `n` matching requests through untouched.
-    pub fn after(mut self, n: u32) -> Self {
-        self.skip = n;
-        self
-    }
-
-    pub fn matching(mut self, method: &str, path_prefix: &str) -> Self {
-        self.method = Some(method.to_ascii_uppercase());
-        self.path_prefix = Some(path_prefix.to_string());
-        self
-    }
-}
-
-/// A request the fake received (path without the query).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    /// Whether the `X-Auth-Token` header was the accepted secret key.
-    pub authorized: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,56 +184,25 @@ impl FakeDnsZone {
 impl ScalewayFake {
     /// Start on a dedicated thread with its own current-thread tokio runtime.
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake Scaleway API");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("scaleway-fake".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    serve(listener, thread_shared, stop_rx).await;
-                });
-            })
-            .expect("spawn fake thread");
         Self {
-            addr,
+            server: Server::start("scaleway-fake", shared.clone()),
             shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
     /// Start on the current tokio runtime (the accept loop and connections are tasks).
     pub async fn start_async() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Scaleway API");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(serve(listener, shared.clone(), stop_rx));
         Self {
-            addr,
+            server: Server::start_async(shared.clone()).await,
             shared,
-            stop: Some(stop_tx),
-            thread: None,
         }
     }
 
     /// `http://127.0.0.1:PORT`, the value for `LEGION_SCALEWAY_API_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The variables that point Legion at this fake (states polled every 10 ms), with
@@ -346,65 +257,12 @@ impl ScalewayFake {
         world.tick(now);
     }
 
-    // ----- faults ----------------------------------------------------------------------
+    // ----- faults (the common ones are on Controls) ------------------------------------
 
-    pub fn set_latency(&self, latency: Duration) {
-        self.faults().latency = latency;
-    }
-
-    pub fn inject(&self, rule: FaultRule) {
-        self.faults().rules.push(rule);
-    }
-
-    /// The next `n` requests answer `500`.
-    pub fn fail_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::ServerError, n));
-    }
-
-    /// The next `n` requests answer `503`.
-    pub fn unavailable_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::Unavailable, n));
-    }
-
-    /// The next `n` requests answer `504`.
-    pub fn timeout_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::Timeout, n));
-    }
-
-    /// The next `n` requests answer `429`, resetting `reset_in` ahead.
-    pub fn rate_limit_next(&self, n: u32, reset_in: Duration) {
-        self.inject(FaultRule::new(FaultKind::RateLimited { reset_in }, n));
-    }
-
-    /// The next `n` requests matching `method` and `path_prefix` are applied, then their
-    /// connection is closed without a response.
-    pub fn drop_response_next(&self, method: &str, path_prefix: &str, n: u32) {
-        self.inject(FaultRule::new(FaultKind::DropAfterApply, n).matching(method, path_prefix));
-    }
-
-    /// The next `n` requests matching are dropped without being applied.
-    pub fn drop_request_next(&self, method: &str, path_prefix: &str, n: u32) {
-        self.inject(FaultRule::new(FaultKind::DropBeforeApply, n).matching(method, path_prefix));
-    }
-
-    /// Injected faults not used up yet.
-    pub fn pending_faults(&self) -> usize {
-        self.faults().rules.len()
-    }
-
+    /// Remove all pending fault rules, latency and action failures; forced locks stay.
     pub fn clear_faults(&self) {
-        let mut faults = self.faults();
-        faults.rules.clear();
-        faults.latency = Duration::ZERO;
-        drop(faults);
+        self.shared.controls.clear_faults();
         self.world().action_failures.clear();
-    }
-
-    /// Set the remaining budget (0 makes the next request a real 429).
-    pub fn set_rate_remaining(&self, remaining: u64) {
-        let mut faults = self.faults();
-        faults.rate.remaining = remaining as f64;
-        faults.rate.last = Instant::now();
     }
 
     /// Actions, updates and deletion of this server answer `409 transient_state` until
@@ -565,158 +423,37 @@ impl ScalewayFake {
         self.world().dns.values().cloned().collect()
     }
 
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.log).clone()
-    }
-
-    /// Requests with exactly this method and path (query ignored).
-    pub fn request_count(&self, method: &str, path: &str) -> usize {
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
-            .count()
-    }
-
-    /// Requests with this method whose path starts with `prefix`.
-    pub fn request_count_prefix(&self, method: &str, prefix: &str) -> usize {
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.starts_with(prefix))
-            .count()
-    }
-
-    pub fn clear_requests(&self) {
-        lock(&self.shared.log).clear();
-    }
-
     fn world(&self) -> MutexGuard<'_, World> {
         let mut world = lock(&self.shared.world);
         world.tick(Instant::now());
         world
     }
-
-    fn faults(&self) -> MutexGuard<'_, Faults> {
-        lock(&self.shared.faults)
-    }
-}
-
-impl Drop for ScalewayFake {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP plumbing
+// Answering
 // ---------------------------------------------------------------------------------------
 
 struct Shared {
     world: Mutex<World>,
-    faults: Mutex<Faults>,
     secret: Mutex<String>,
-    log: Mutex<Vec<RecordedRequest>>,
+    controls: Controls,
 }
 
 impl Shared {
     fn new() -> Self {
         Self {
             world: Mutex::new(World::new()),
-            faults: Mutex::new(Faults {
-                latency: Duration::ZERO,
-                rules: Vec::new(),
-                rate: RateState {
-                    limit: DEFAULT_RATE_LIMIT,
-                    remaining: DEFAULT_RATE_LIMIT as f64,
-                    last: Instant::now(),
-                },
-            }),
             secret: Mutex::new(SECRET_KEY.to_string()),
-            log: Mutex::new(Vec::new()),
+            controls: Controls::new("", Some(DEFAULT_RATE_LIMIT)),
         }
     }
 }
 
-struct Faults {
-    latency: Duration,
-    rules: Vec<FaultRule>,
-    rate: RateState,
-}
-
-struct RateState {
-    limit: u64,
-    remaining: f64,
-    last: Instant,
-}
-
-impl RateState {
-    /// Refill gradually (the limit per hour).
-    fn refill(&mut self, now: Instant) {
-        let per_sec = self.limit as f64 / 3600.0;
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.remaining = (self.remaining + elapsed * per_sec).min(self.limit as f64);
-        self.last = now;
+impl Service for Shared {
+    async fn handle(&self, req: Exchange) -> Result<HttpResponse, Dropped> {
+        answer(self, req).await
     }
-
-    fn reset_unix(&self) -> u64 {
-        let per_sec = self.limit as f64 / 3600.0;
-        let missing = self.limit as f64 - self.remaining;
-        unix_now() + (missing / per_sec).ceil().max(0.0) as u64
-    }
-}
-
-#[derive(Debug)]
-struct Dropped;
-
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("fault injection: connection dropped")
-    }
-}
-
-impl std::error::Error for Dropped {}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { handle(shared, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
-}
-
-type HttpResponse = Response<Full<Bytes>>;
-
-struct RateHeaders {
-    limit: u64,
-    remaining: u64,
-    reset: u64,
 }
 
 /// A status, a body and the `X-Total-Count` of a list.
@@ -744,70 +481,21 @@ impl Answer {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Dropped> {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let path = req.uri().path().to_string();
-    let query_str = req.uri().query().unwrap_or("").to_string();
-    let token = req
-        .headers()
-        .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match req.into_body().collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(Dropped),
-    };
+async fn answer(shared: &Shared, req: Exchange) -> Result<HttpResponse, Dropped> {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    let token = req.header("x-auth-token");
     let secret = lock(&shared.secret).clone();
     let authorized = token.as_deref().is_some_and(|t| t.trim() == secret);
-    lock(&shared.log).push(RecordedRequest {
+    shared.controls.record(RecordedRequest {
         method: method.clone(),
         path: path.clone(),
-        query: query_str.clone(),
+        query: req.query.clone(),
         authorized,
     });
-
-    let latency = lock(&shared.faults).latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-
-    let (fault, rate) = {
-        let mut faults = lock(&shared.faults);
-        let now = Instant::now();
-        faults.rate.refill(now);
-        let exhausted = faults.rate.remaining < 1.0;
-        if !exhausted {
-            faults.rate.remaining -= 1.0;
-        }
-        let mut headers = RateHeaders {
-            limit: faults.rate.limit,
-            remaining: faults.rate.remaining.floor() as u64,
-            reset: faults.rate.reset_unix(),
-        };
-        let mut fault = None;
-        if exhausted {
-            fault = Some(FaultKind::RateLimited {
-                reset_in: Duration::from_secs(headers.reset.saturating_sub(unix_now())),
-            });
-        } else if let Some(rule) = faults.rules.iter_mut().find(|r| {
-            r.times > 0
-                && r.method.as_deref().is_none_or(|m| m == method)
-                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
-        }) {
-            if rule.skip > 0 {
-                rule.skip -= 1;
-            } else {
-                rule.times -= 1;
-                fault = Some(rule.kind.clone());
-            }
-        }
-        faults.rules.retain(|r| r.times > 0);
-        if let Some(FaultKind::RateLimited { reset_in }) = &fault {
-            headers.remaining = 0;
-            headers.reset = unix_now() + reset_in.as_secs().max(1);
-        }
-        (fault, headers)
-    };
+    shared.controls.delay().await;
+    let (fault, rate) = shared.controls.admit(&method, &path);
+    let rate = rate.as_ref();
 
     match &fault {
         Some(FaultKind::ServerError) => {
@@ -816,21 +504,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                     500,
                     json!({"type": "internal_error", "message": "injected: internal error"}),
                 ),
-                &rate,
+                rate,
             ));
         }
         Some(FaultKind::Unavailable) => {
             // Not Scaleway's body: what a load balancer in front says.
-            return Ok(respond_text(503, "Service Unavailable", &rate));
+            return Ok(respond_text(503, "Service Unavailable", rate));
         }
-        Some(FaultKind::Timeout) => return Ok(respond_text(504, "Gateway Timeout", &rate)),
+        Some(FaultKind::Timeout) => return Ok(respond_text(504, "Gateway Timeout", rate)),
         Some(FaultKind::RateLimited { .. }) => {
             return Ok(respond(
                 &Answer::json(
                     429,
                     json!({"type": "too_many_requests", "message": "rate limit exceeded, retry later"}),
                 ),
-                &rate,
+                rate,
             ));
         }
         Some(FaultKind::DropBeforeApply) => return Err(Dropped),
@@ -849,20 +537,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 json!({"message": "authentication is denied", "method": "api_key",
                        "reason": reason, "type": "denied_authentication"}),
             ),
-            &rate,
+            rate,
         ));
     }
 
-    let body_json = if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(Value::Object(Map::new()))
-    } else {
-        serde_json::from_slice::<Value>(&body)
-            .map_err(|e| ApiError::old(400, "invalid_request_error", &format!("invalid JSON: {e}")))
-    };
+    let body_json = req
+        .json()
+        .map(|b| b.unwrap_or_else(|| Value::Object(Map::new())))
+        .map_err(|e| ApiError::old(400, "invalid_request_error", &format!("invalid JSON: {e}")));
     let result = match body_json {
         Err(e) => Err(e),
         Ok(body_json) => {
-            let query = Query::parse(&query_str);
+            let query = Query::parse(&req.query);
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
             let mut world = lock(&shared.world);
             world.tick(Instant::now());
@@ -873,41 +559,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         return Err(Dropped);
     }
     Ok(match result {
-        Ok(answer) => respond(&answer, &rate),
-        Err(e) => respond(&Answer::json(e.status, e.body), &rate),
+        Ok(answer) => respond(&answer, rate),
+        Err(e) => respond(&Answer::json(e.status, e.body), rate),
     })
 }
 
-fn rate_builder(status: u16, rate: &RateHeaders) -> hyper::http::response::Builder {
-    Response::builder()
-        .status(status)
-        .header("X-RateLimit-Limit", rate.limit.to_string())
-        .header("X-RateLimit-Remaining", rate.remaining.to_string())
-        .header("X-RateLimit-Reset", rate.reset.to_string())
-}
-
-fn respond(answer: &Answer, rate: &RateHeaders) -> HttpResponse {
-    let bytes = match &answer.body {
-        Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
-        None => Bytes::new(),
-    };
-    let mut builder = rate_builder(answer.status, rate);
-    if answer.body.is_some() {
-        builder = builder.header("Content-Type", "application/json");
-    }
+fn respond(answer: &Answer, rate: Option<&RateHeaders>) -> HttpResponse {
+    let mut r = reply(answer.status).rate("X-RateLimit", rate);
     if let Some(total) = answer.total {
-        builder = builder.header("X-Total-Count", total.to_string());
+        r = r.header("X-Total-Count", total);
     }
-    builder
-        .body(Full::new(bytes))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    r.json_or_empty(answer.body.as_ref())
 }
 
-fn respond_text(status: u16, text: &'static str, rate: &RateHeaders) -> HttpResponse {
-    rate_builder(status, rate)
-        .header("Content-Type", "text/plain")
-        .body(Full::new(Bytes::from_static(text.as_bytes())))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+fn respond_text(status: u16, text: &'static str, rate: Option<&RateHeaders>) -> HttpResponse {
+    reply(status).rate("X-RateLimit", rate).text(text)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -995,28 +661,13 @@ impl ApiError {
 // Query strings and pagination
 // ---------------------------------------------------------------------------------------
 
-struct Query(Vec<(String, String)>);
+/// Scaleway's paging numbers and `tags` filter.
+trait ScalewayQuery {
+    fn number(&self, key: &str, default: usize, max: usize) -> Result<usize, ApiError>;
+    fn tags(&self) -> Vec<String>;
+}
 
-impl Query {
-    fn parse(raw: &str) -> Self {
-        Self(
-            raw.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                    None => (percent_decode(pair), String::new()),
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
+impl ScalewayQuery for Query {
     fn number(&self, key: &str, default: usize, max: usize) -> Result<usize, ApiError> {
         match self.get(key) {
             None => Ok(default),
@@ -1044,40 +695,14 @@ impl Query {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push((hi * 16 + lo) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The Instance API's paging: `page` and `per_page` (at most 100), `X-Total-Count`.
 fn instance_page(key: &str, items: Vec<Value>, query: &Query) -> ApiResult {
     let page = query.number("page", 1, usize::MAX)?;
     let per_page = query.number("per_page", 50, 100)?;
     let total = items.len();
-    let start = ((page - 1) * per_page).min(total);
-    let end = (page * per_page).min(total);
     Ok(Answer {
         status: 200,
-        body: Some(json!({ key: items[start..end].to_vec() })),
+        body: Some(json!({ key: page_of(&items, page, per_page) })),
         total: Some(total),
     })
 }
@@ -1087,11 +712,9 @@ fn standard_page(key: &str, items: Vec<Value>, query: &Query) -> ApiResult {
     let page = query.number("page", 1, usize::MAX)?;
     let size = query.number("page_size", 20, 100)?;
     let total = items.len();
-    let start = ((page - 1) * size).min(total);
-    let end = (page * size).min(total);
     Ok(Answer::json(
         200,
-        json!({ key: items[start..end].to_vec(), "total_count": total }),
+        json!({ key: page_of(&items, page, size), "total_count": total }),
     ))
 }
 
@@ -2963,14 +2586,7 @@ fn valid_cidr(c: &str) -> bool {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// `YYYY-MM-DDTHH:MM:SS` now, UTC.
 fn now_rfc3339() -> String {
-    legion::engine::oplog::utc_datetime(unix_now())
+    utc_datetime(unix_now())
 }

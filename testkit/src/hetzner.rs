@@ -2,34 +2,34 @@
 //! small in-memory world (servers, SSH keys, firewalls, DNS zones and RRSets, actions) and
 //! answers with the documented shapes, status codes and error codes.
 //!
-//! Include it from a test file with
-//! `#[path = "fakes/hetzner.rs"] mod hetzner_fake;`
-//! and either start it on its own thread and runtime ([`HetznerFake::start`], for blocking
-//! tests and tests that spawn the `legion` binary with `LEGION_HETZNER_API_URL`), or on the
-//! test's tokio runtime ([`HetznerFake::start_async`]).
+//! Start it on its own thread and runtime ([`HetznerFake::start`], for blocking tests and
+//! tests that spawn the `legion` binary with `LEGION_HETZNER_API_URL`), or on the test's
+//! tokio runtime ([`HetznerFake::start_async`]). The server, fault rules, rate budget and
+//! request record are the kit's ([`crate::http`]); this module owns the Hetzner world and
+//! how Hetzner answers.
 //!
 //! Facts follow the published OpenAPI description of the Cloud API (error table, label
 //! selector grammar, pagination, rate-limit headers, action commands) and hcloud-go's schema
 //! types. Actions finish after a configurable real-time duration (200 ms by default); their
 //! effects (server status transitions) are applied lazily whenever the fake is touched.
 //!
-//! Fault injection and inspection helpers live on the [`HetznerFake`] handle and may be used
-//! while the server is running, from any thread.
-
-#![allow(dead_code)]
+//! Fault injection and inspection helpers live on the [`HetznerFake`] handle (the common
+//! ones through its [`Controls`]) and may be used while the server is running, from any
+//! thread.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
+
+use crate::http::{
+    Controls, Dropped, Exchange, HttpResponse, Query, RateHeaders, Server, Service, lock, page_of,
+    reply, utc_datetime,
+};
+pub use crate::http::{FaultKind, FaultRule, RecordedRequest};
 
 /// The bearer token the fake accepts unless changed with [`HetznerFake::set_token`].
 pub const TOKEN: &str = "hz-fake-token-0123456789";
@@ -46,63 +46,17 @@ pub const DEFAULT_RATE_LIMIT: u64 = 3600;
 
 /// A running fake. Dropping it stops the server.
 pub struct HetznerFake {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What an injected fault does to a matching request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// `500 server_error`; the request is not applied.
-    ServerError,
-    /// `503 unavailable`; the request is not applied.
-    Unavailable,
-    /// `504 timeout`; the request is not applied.
-    Timeout,
-    /// `429 rate_limit_exceeded` with `RateLimit-Remaining: 0` and a reset `reset_in` ahead.
-    RateLimited { reset_in: Duration },
-    /// Close the connection without answering; the request is not applied.
-    DropBeforeApply,
-    /// Apply the request to the world, then close the connection without answering.
-    DropAfterApply,
-}
+/// The common controls: faults, latency, the rate budget, the request record.
+impl Deref for HetznerFake {
+    type Target = Controls;
 
-/// One fault: applies to the next `times` requests matching the optional method and path
-/// prefix (paths are compared without the `/v1` prefix, e.g. `/servers`).
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    pub kind: FaultKind,
-    pub method: Option<String>,
-    pub path_prefix: Option<String>,
-    pub times: u32,
-}
-
-impl FaultRule {
-    pub fn new(kind: FaultKind, times: u32) -> Self {
-        Self {
-            kind,
-            method: None,
-            path_prefix: None,
-            times,
-        }
+    fn deref(&self) -> &Controls {
+        &self.shared.controls
     }
-
-    /// Restrict the rule to one method (e.g. `"POST"`) and a path prefix (e.g. `"/servers"`).
-    pub fn matching(mut self, method: &str, path_prefix: &str) -> Self {
-        self.method = Some(method.to_ascii_uppercase());
-        self.path_prefix = Some(strip_v1(path_prefix).to_string());
-        self
-    }
-}
-
-/// A request the fake received (path without `/v1` and without the query).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    pub query: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,56 +141,25 @@ pub struct FakeAction {
 impl HetznerFake {
     /// Start on a dedicated thread with its own current-thread tokio runtime.
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake Hetzner API");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("hetzner-fake".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    serve(listener, thread_shared, stop_rx).await;
-                });
-            })
-            .expect("spawn fake thread");
         Self {
-            addr,
+            server: Server::start("hetzner-fake", shared.clone()),
             shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
     /// Start on the current tokio runtime (the accept loop and connections are spawned tasks).
     pub async fn start_async() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Hetzner API");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(serve(listener, shared.clone(), stop_rx));
         Self {
-            addr,
+            server: Server::start_async(shared.clone()).await,
             shared,
-            stop: Some(stop_tx),
-            thread: None,
         }
     }
 
     /// `http://127.0.0.1:PORT/v1`, the value for `LEGION_HETZNER_API_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.server.addr())
     }
 
     /// The variables that point Legion at this fake (actions polled every 10 ms), with
@@ -250,7 +173,7 @@ impl HetznerFake {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The bearer token currently accepted.
@@ -289,59 +212,10 @@ impl HetznerFake {
 
     // ----- faults ----------------------------------------------------------------------
 
-    /// Delay every response by `latency`.
-    pub fn set_latency(&self, latency: Duration) {
-        self.faults().latency = latency;
-    }
-
-    /// Add a fault rule; rules are consulted in insertion order.
-    pub fn inject(&self, rule: FaultRule) {
-        self.faults().rules.push(rule);
-    }
-
-    /// The next `n` requests answer `500 server_error`.
-    pub fn fail_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::ServerError, n));
-    }
-
-    /// The next `n` requests answer `503 unavailable`.
-    pub fn unavailable_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::Unavailable, n));
-    }
-
-    /// The next `n` requests answer `429 rate_limit_exceeded`, resetting `reset_in` ahead.
-    pub fn rate_limit_next(&self, n: u32, reset_in: Duration) {
-        self.inject(FaultRule::new(FaultKind::RateLimited { reset_in }, n));
-    }
-
-    /// The next `n` requests matching `method` and `path_prefix` are applied, then their
-    /// connection is closed without a response.
-    pub fn drop_response_next(&self, method: &str, path_prefix: &str, n: u32) {
-        self.inject(FaultRule::new(FaultKind::DropAfterApply, n).matching(method, path_prefix));
-    }
-
     /// Remove all pending fault rules, latency and action failures; forced locks stay.
     pub fn clear_faults(&self) {
-        let mut faults = self.faults();
-        faults.rules.clear();
-        faults.latency = Duration::ZERO;
-        drop(faults);
+        self.shared.controls.clear_faults();
         self.world().action_failures.clear();
-    }
-
-    /// Change the hourly request budget; `remaining` restarts at the new limit.
-    pub fn set_rate_limit(&self, limit: u64) {
-        let mut faults = self.faults();
-        faults.rate.limit = limit.max(1);
-        faults.rate.remaining = limit as f64;
-        faults.rate.last = Instant::now();
-    }
-
-    /// Set the remaining budget directly (e.g. 0 to make the next request a real 429).
-    pub fn set_rate_remaining(&self, remaining: u64) {
-        let mut faults = self.faults();
-        faults.rate.remaining = remaining as f64;
-        faults.rate.last = Instant::now();
     }
 
     /// Actions on (and deletion of) this server answer `423 locked` until unlocked.
@@ -542,231 +416,64 @@ impl HetznerFake {
             .collect()
     }
 
-    /// All requests received so far, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.log).clone()
-    }
-
-    /// Requests with exactly this method and path (`/v1` optional, query ignored).
-    pub fn request_count(&self, method: &str, path: &str) -> usize {
-        let path = strip_v1(path);
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
-            .count()
-    }
-
-    /// Requests with this method whose path starts with `prefix` (`/v1` optional).
-    pub fn request_count_prefix(&self, method: &str, prefix: &str) -> usize {
-        let prefix = strip_v1(prefix);
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.starts_with(prefix))
-            .count()
-    }
-
-    pub fn clear_requests(&self) {
-        lock(&self.shared.log).clear();
-    }
-
     fn world(&self) -> MutexGuard<'_, World> {
         let mut world = lock(&self.shared.world);
         world.tick(Instant::now());
         world
     }
-
-    fn faults(&self) -> MutexGuard<'_, Faults> {
-        lock(&self.shared.faults)
-    }
-}
-
-impl Drop for HetznerFake {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn strip_v1(path: &str) -> &str {
-    match path.strip_prefix("/v1") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ => path,
-    }
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP plumbing
+// Answering
 // ---------------------------------------------------------------------------------------
 
 struct Shared {
     world: Mutex<World>,
-    faults: Mutex<Faults>,
     token: Mutex<String>,
-    log: Mutex<Vec<RecordedRequest>>,
+    controls: Controls,
 }
 
 impl Shared {
     fn new() -> Self {
         Self {
             world: Mutex::new(World::new()),
-            faults: Mutex::new(Faults {
-                latency: Duration::ZERO,
-                rules: Vec::new(),
-                rate: RateState {
-                    limit: DEFAULT_RATE_LIMIT,
-                    remaining: DEFAULT_RATE_LIMIT as f64,
-                    last: Instant::now(),
-                },
-            }),
             token: Mutex::new(TOKEN.to_string()),
-            log: Mutex::new(Vec::new()),
+            controls: Controls::new("/v1", Some(DEFAULT_RATE_LIMIT)),
         }
     }
 }
 
-struct Faults {
-    latency: Duration,
-    rules: Vec<FaultRule>,
-    rate: RateState,
-}
-
-struct RateState {
-    limit: u64,
-    remaining: f64,
-    last: Instant,
-}
-
-impl RateState {
-    /// Refill gradually (limit per hour), as documented.
-    fn refill(&mut self, now: Instant) {
-        let per_sec = self.limit as f64 / 3600.0;
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.remaining = (self.remaining + elapsed * per_sec).min(self.limit as f64);
-        self.last = now;
-    }
-
-    fn reset_unix(&self) -> u64 {
-        let per_sec = self.limit as f64 / 3600.0;
-        let missing = self.limit as f64 - self.remaining;
-        unix_now() + (missing / per_sec).ceil().max(0.0) as u64
+impl Service for Shared {
+    async fn handle(&self, req: Exchange) -> Result<HttpResponse, Dropped> {
+        answer(self, req).await
     }
 }
 
-/// Why a connection was closed without a response.
-#[derive(Debug)]
-struct Dropped;
-
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("fault injection: connection dropped")
-    }
-}
-
-impl std::error::Error for Dropped {}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { handle(shared, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
-}
-
-type HttpResponse = Response<Full<Bytes>>;
-
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Dropped> {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let raw_path = req.uri().path().to_string();
-    let path = strip_v1(&raw_path).to_string();
-    let query_str = req.uri().query().unwrap_or("").to_string();
-    let auth = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match req.into_body().collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(Dropped),
-    };
-
-    lock(&shared.log).push(RecordedRequest {
+async fn answer(shared: &Shared, req: Exchange) -> Result<HttpResponse, Dropped> {
+    let method = req.method.clone();
+    let path = shared.controls.strip(&req.path).to_string();
+    let token = lock(&shared.token).clone();
+    let authorized = req
+        .header("authorization")
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == token);
+    shared.controls.record(RecordedRequest {
         method: method.clone(),
         path: path.clone(),
-        query: query_str.clone(),
+        query: req.query.clone(),
+        authorized,
     });
-
-    let latency = lock(&shared.faults).latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    shared.controls.delay().await;
 
     // Rate limit budget, then injected faults.
-    let (fault, rate_headers) = {
-        let mut faults = lock(&shared.faults);
-        let now = Instant::now();
-        faults.rate.refill(now);
-        let exhausted = faults.rate.remaining < 1.0;
-        if !exhausted {
-            faults.rate.remaining -= 1.0;
-        }
-        let mut headers = RateHeaders {
-            limit: faults.rate.limit,
-            remaining: faults.rate.remaining.floor() as u64,
-            reset: faults.rate.reset_unix(),
-        };
-        let mut fault = None;
-        if exhausted {
-            fault = Some(FaultKind::RateLimited {
-                reset_in: Duration::from_secs(headers.reset.saturating_sub(unix_now())),
-            });
-        } else if let Some(rule) = faults.rules.iter_mut().find(|r| {
-            r.times > 0
-                && r.method.as_deref().is_none_or(|m| m == method)
-                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
-        }) {
-            rule.times -= 1;
-            fault = Some(rule.kind.clone());
-        }
-        faults.rules.retain(|r| r.times > 0);
-        if let Some(FaultKind::RateLimited { reset_in }) = &fault {
-            headers.remaining = 0;
-            headers.reset = unix_now() + reset_in.as_secs().max(1);
-        }
-        (fault, headers)
-    };
+    let (fault, rate_headers) = shared.controls.admit(&method, &path);
 
     let simple = |status: u16, code: &str, message: &str| {
         Ok(respond(
             status,
             Some(&error_body(code, message, None)),
-            &rate_headers,
+            rate_headers.as_ref(),
         ))
     };
     match &fault {
@@ -798,11 +505,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         Some(FaultKind::DropAfterApply) | None => {}
     }
 
-    let token = lock(&shared.token).clone();
-    let authorized = auth
-        .as_deref()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == token);
     if !authorized {
         return simple(
             401,
@@ -811,23 +513,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         );
     }
 
-    let result = if !raw_path.starts_with("/v1/") {
+    let result = if !req.path.starts_with("/v1/") {
         Err(ApiError::not_found("route"))
     } else {
-        let body_json = if body.iter().all(u8::is_ascii_whitespace) {
-            Ok(Value::Object(Map::new()))
-        } else {
-            serde_json::from_slice::<Value>(&body).map_err(|e| ApiError {
+        let body_json = match req.json() {
+            Ok(body) => Ok(body.unwrap_or_else(|| Value::Object(Map::new()))),
+            Err(e) => Err(ApiError {
                 status: 400,
                 code: "json_error".into(),
                 message: format!("invalid JSON input: {e}"),
                 details: None,
-            })
+            }),
         };
         match body_json {
             Err(e) => Err(e),
             Ok(body_json) => {
-                let query = Query::parse(&query_str);
+                let query = Query::parse(&req.query);
                 let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
                 let mut world = lock(&shared.world);
                 world.tick(Instant::now());
@@ -840,37 +541,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         return Err(Dropped);
     }
     Ok(match result {
-        Ok((status, body)) => respond(status, body.as_ref(), &rate_headers),
+        Ok((status, body)) => respond(status, body.as_ref(), rate_headers.as_ref()),
         Err(e) => respond(
             e.status,
             Some(&error_body(&e.code, &e.message, e.details)),
-            &rate_headers,
+            rate_headers.as_ref(),
         ),
     })
 }
 
-struct RateHeaders {
-    limit: u64,
-    remaining: u64,
-    reset: u64,
-}
-
-fn respond(status: u16, body: Option<&Value>, rate: &RateHeaders) -> HttpResponse {
-    let bytes = match body {
-        Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
-        None => Bytes::new(),
-    };
-    let mut builder = Response::builder()
-        .status(status)
-        .header("RateLimit-Limit", rate.limit.to_string())
-        .header("RateLimit-Remaining", rate.remaining.to_string())
-        .header("RateLimit-Reset", rate.reset.to_string());
-    if body.is_some() {
-        builder = builder.header("Content-Type", "application/json");
-    }
-    builder
-        .body(Full::new(bytes))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+fn respond(status: u16, body: Option<&Value>, rate: Option<&RateHeaders>) -> HttpResponse {
+    reply(status).rate("RateLimit", rate).json_or_empty(body)
 }
 
 fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
@@ -936,36 +617,12 @@ impl ApiError {
 // Query strings and label selectors
 // ---------------------------------------------------------------------------------------
 
-struct Query(Vec<(String, String)>);
+/// Hetzner's `label_selector` parameter.
+trait LabelSelector {
+    fn selector(&self) -> Result<Option<Selector>, ApiError>;
+}
 
-impl Query {
-    fn parse(raw: &str) -> Self {
-        Self(
-            raw.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                    None => (percent_decode(pair), String::new()),
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
+impl LabelSelector for Query {
     fn selector(&self) -> Result<Option<Selector>, ApiError> {
         match self.get("label_selector") {
             None => Ok(None),
@@ -974,30 +631,6 @@ impl Query {
                 .map_err(|m| ApiError::invalid_input("label_selector", &m)),
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push((hi * 16 + lo) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Clone, Debug)]
@@ -1197,9 +830,7 @@ fn paginate(key: &str, items: Vec<Value>, query: &Query) -> ApiResult {
     let per_page = number("per_page", 25)?.min(50);
     let total = items.len() as u64;
     let last_page = total.div_ceil(per_page).max(1);
-    let start = ((page - 1) * per_page).min(total) as usize;
-    let end = (page * per_page).min(total) as usize;
-    let slice: Vec<Value> = items[start..end].to_vec();
+    let slice = page_of(&items, page as usize, per_page as usize);
     Ok((
         200,
         Some(json!({
@@ -3416,17 +3047,10 @@ fn valid_cidr(c: &str) -> bool {
 // Time, SSH fingerprints
 // ---------------------------------------------------------------------------------------
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// RFC 3339 in UTC with a `+00:00` offset, as the API writes timestamps.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{}+00:00", legion::engine::oplog::utc_datetime(secs))
+    format!("{}+00:00", utc_datetime(secs))
 }
 
 /// MD5 fingerprint (colon-separated hex) of an OpenSSH public key line, as the API reports

@@ -1,8 +1,6 @@
 //! A private tmux server for end-to-end tests: start a command in a sized pane, send
 //! keys, read the screen.
 
-#![allow(dead_code)]
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -3,17 +3,17 @@
 //! initialized, configured for the provider from its default variables, and with its
 //! managed key authorized on the sshd.
 //!
-//! Include with `#[path = "common/cloud_rig.rs"] mod cloud_rig;` next to
-//! `#[path = "common/sshd.rs"] mod sshd;` and the fake. The Hetzner rig is in
-//! `common/hetzner_rig.rs`. One rig can carry several clouds ([`Rig::start_clouds`]):
-//! the fakes together in `F`, one sshd playing every server.
-
-#![allow(dead_code)]
+//! The Hetzner rig is [`Rig::hetzner`]; other clouds pass their fake to [`Rig::start`].
+//! One rig can carry several clouds ([`Rig::start_clouds`], with
+//! [`crate::three_clouds::Clouds`]): the fakes together in `F`, one sshd playing every
+//! server.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
-use super::sshd::{self, Sshd, SshdOpts};
+use crate::hetzner::HetznerFake;
+use crate::sshd::{self, Sshd, SshdOpts};
 
 pub struct Rig<F> {
     pub fake: F,
@@ -38,11 +38,22 @@ pub struct RigOpts {
 impl Default for RigOpts {
     fn default() -> Self {
         RigOpts {
-            // Set for integration tests; other targets name the binary themselves.
-            bin: PathBuf::from(option_env!("CARGO_BIN_EXE_legion").unwrap_or("legion")),
+            bin: legion_binary(),
             user: None,
         }
     }
+}
+
+/// The `legion` binary of the same build: `target/PROFILE/legion`, beside the `deps/`
+/// (tests, benches) or `examples/` folder the running executable is in; cargo builds it
+/// for every integration test and bench (the path `CARGO_BIN_EXE_legion` names, which
+/// only the test crate itself sees). Plain `legion` from `PATH` when there is none.
+pub fn legion_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("legion")))
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(|| PathBuf::from("legion"))
 }
 
 impl<F> Rig<F> {
@@ -184,5 +195,18 @@ impl<F> Rig<F> {
     /// A node's sandbox after [`Self::sandbox_per_node`].
     pub fn sandbox_of(&self, node: &str) -> std::path::PathBuf {
         self.node_root.path().join(node)
+    }
+}
+
+impl Rig<HetznerFake> {
+    /// The Hetzner fake with short actions; the token comes from `HCLOUD_TOKEN`.
+    pub fn hetzner() -> Option<Self> {
+        Rig::start("hetzner", || {
+            let fake = HetznerFake::start();
+            fake.set_action_duration(Duration::from_millis(30));
+            fake.set_server_ipv4("127.0.0.1");
+            let vars = fake.legion_vars();
+            (fake, vars)
+        })
     }
 }

@@ -1,10 +1,6 @@
 //! A private OpenSSH `sshd` for tests: its own config, host key and authorized keys in a
 //! temporary directory, listening on a free loopback port, in the foreground (`-D -e`)
 //! with its log captured. Killed with all its session processes on drop.
-//!
-//! Include with `#[path = "common/sshd.rs"] mod sshd;`.
-
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,18 +1,12 @@
 //! The three integrated clouds' fakes side by side (Hetzner, Scaleway, OVHcloud), each
 //! handing out 127.0.0.1 with short transitions, and the variables that point Legion at
-//! them with their default credential variables.
-//!
-//! Include next to `#[path = "fakes/hetzner.rs"] mod hetzner_fake;`,
-//! `#[path = "fakes/scaleway.rs"] mod scaleway_fake;` and
-//! `#[path = "fakes/ovh.rs"] mod ovh_fake;` (at the crate root).
-
-#![allow(dead_code)]
+//! them with their default credential variables, for [`crate::rig::Rig::start_clouds`].
 
 use std::time::Duration;
 
-use super::hetzner_fake::HetznerFake;
-use super::ovh_fake::OvhFake;
-use super::scaleway_fake::ScalewayFake;
+use crate::hetzner::HetznerFake;
+use crate::ovh::OvhFake;
+use crate::scaleway::ScalewayFake;
 
 /// The provider kinds, in the order the rig configures them.
 pub const KINDS: [&str; 3] = ["hetzner", "scaleway", "ovh"];

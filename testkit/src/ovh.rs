@@ -3,10 +3,11 @@
 //! instances and SSH keys; DNS zones with records; the public price list) and answers with
 //! OVHcloud's paths, field names, status codes and both error body forms.
 //!
-//! Include it from a test file with `#[path = "fakes/ovh.rs"] mod ovh_fake;` and start it
-//! on its own thread ([`OvhFake::start`], for blocking tests and tests that spawn the
-//! `legion` binary with `LEGION_OVH_API_URL`) or on the test's runtime
-//! ([`OvhFake::start_async`]).
+//! Start it on its own thread ([`OvhFake::start`], for blocking tests and tests that spawn
+//! the `legion` binary with `LEGION_OVH_API_URL`) or on the test's runtime
+//! ([`OvhFake::start_async`]). The server, fault rules and request record are the kit's
+//! ([`crate::http`]); this module owns the OVHcloud world, its signature check and how
+//! OVHcloud answers.
 //!
 //! Every request but `GET /auth/time` and the public price list must be signed: the fake
 //! recomputes `"$1$" + sha1(AS+CK+METHOD+URL+BODY+TS)` over the URL it was reached at and
@@ -18,22 +19,19 @@
 //! `SHUTOFF`, `REBOOT`, `REBUILD`, `DELETING` → gone); an action on an instance busy with
 //! another task gets Nova's 409 "… while it is in task_state …". Faults (500/503/504 not
 //! applied, 429, connections dropped before or after applying, locks, latency, a failing
-//! build, an ignored shutdown) are injected on the [`OvhFake`] handle.
-
-#![allow(dead_code)]
+//! build, an ignored shutdown) are injected on the [`OvhFake`] handle (the common ones
+//! through its [`Controls`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+use crate::http::{Controls, Dropped, Exchange, HttpResponse, Query, Server, Service, lock, reply};
+pub use crate::http::{FaultKind, FaultRule, RecordedRequest};
 
 pub const APPLICATION_KEY: &str = "ak-fake-7kQ2";
 pub const APPLICATION_SECRET: &str = "as-fake-secret-0123456789abcdef";
@@ -47,62 +45,17 @@ pub const REGIONS: [&str; 3] = ["GRA11", "SBG5", "BHS5"];
 
 /// A running fake. Dropping it stops the server.
 pub struct OvhFake {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// `500`; the request is not applied.
-    ServerError,
-    /// `503`; the request is not applied.
-    Unavailable,
-    /// `504`; the request is not applied.
-    Timeout,
-    /// `429` with `Retry-After`.
-    RateLimited { retry_after: Duration },
-    /// Close the connection without answering; the request is not applied.
-    DropBeforeApply,
-    /// Apply the request, then close the connection without answering.
-    DropAfterApply,
-}
+/// The common controls: faults, latency, the request record.
+impl Deref for OvhFake {
+    type Target = Controls;
 
-/// One fault for the next `times` requests matching the optional method and path prefix
-/// (paths without `/1.0`, e.g. `/cloud/project/{sn}/instance`).
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    pub kind: FaultKind,
-    pub method: Option<String>,
-    pub path_prefix: Option<String>,
-    pub times: u32,
-}
-
-impl FaultRule {
-    pub fn new(kind: FaultKind, times: u32) -> Self {
-        Self {
-            kind,
-            method: None,
-            path_prefix: None,
-            times,
-        }
+    fn deref(&self) -> &Controls {
+        &self.shared.controls
     }
-
-    pub fn matching(mut self, method: &str, path_prefix: &str) -> Self {
-        self.method = Some(method.to_ascii_uppercase());
-        self.path_prefix = Some(strip_version(path_prefix).to_string());
-        self
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    /// Whether the request carried a valid signature.
-    pub signed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,53 +100,24 @@ pub struct FakeZone {
 
 impl OvhFake {
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake OVH API");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("ovh-fake".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    serve(listener, thread_shared, stop_rx).await;
-                });
-            })
-            .expect("spawn fake thread");
         Self {
-            addr,
+            server: Server::start("ovh-fake", shared.clone()),
             shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
     pub async fn start_async() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake OVH API");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(serve(listener, shared.clone(), stop_rx));
         Self {
-            addr,
+            server: Server::start_async(shared.clone()).await,
             shared,
-            stop: Some(stop_tx),
-            thread: None,
         }
     }
 
     /// `http://127.0.0.1:PORT/1.0`, the value for `LEGION_OVH_API_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/1.0", self.addr)
+        format!("http://{}/1.0", self.server.addr())
     }
 
     /// The variables that point Legion at this fake (statuses polled every 10 ms), with
@@ -211,7 +135,7 @@ impl OvhFake {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn project(&self) -> &'static str {
@@ -246,45 +170,7 @@ impl OvhFake {
         self.world().task_duration = d;
     }
 
-    // ----- faults ----------------------------------------------------------------------
-
-    pub fn set_latency(&self, latency: Duration) {
-        lock(&self.shared.faults).latency = latency;
-    }
-
-    pub fn inject(&self, rule: FaultRule) {
-        lock(&self.shared.faults).rules.push(rule);
-    }
-
-    pub fn fail_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::ServerError, n));
-    }
-
-    pub fn unavailable_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::Unavailable, n));
-    }
-
-    pub fn timeout_next(&self, n: u32) {
-        self.inject(FaultRule::new(FaultKind::Timeout, n));
-    }
-
-    pub fn rate_limit_next(&self, n: u32, retry_after: Duration) {
-        self.inject(FaultRule::new(FaultKind::RateLimited { retry_after }, n));
-    }
-
-    pub fn drop_response_next(&self, method: &str, path_prefix: &str, n: u32) {
-        self.inject(FaultRule::new(FaultKind::DropAfterApply, n).matching(method, path_prefix));
-    }
-
-    pub fn drop_request_next(&self, method: &str, path_prefix: &str, n: u32) {
-        self.inject(FaultRule::new(FaultKind::DropBeforeApply, n).matching(method, path_prefix));
-    }
-
-    pub fn clear_faults(&self) {
-        let mut f = lock(&self.shared.faults);
-        f.rules.clear();
-        f.latency = Duration::ZERO;
-    }
+    // ----- faults (the common ones are on Controls) ------------------------------------
 
     /// Actions on (and deletion of) this instance get Nova's busy 409 until unlocked.
     pub fn lock_server(&self, id: &str) {
@@ -435,30 +321,6 @@ impl OvhFake {
         self.world().zones.get(name).cloned()
     }
 
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.log).clone()
-    }
-
-    pub fn request_count(&self, method: &str, path: &str) -> usize {
-        let path = strip_version(path);
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
-            .count()
-    }
-
-    pub fn request_count_prefix(&self, method: &str, prefix: &str) -> usize {
-        let prefix = strip_version(prefix);
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.starts_with(prefix))
-            .count()
-    }
-
-    pub fn clear_requests(&self) {
-        lock(&self.shared.log).clear();
-    }
-
     fn world(&self) -> MutexGuard<'_, World> {
         let mut w = lock(&self.shared.world);
         w.tick(Instant::now());
@@ -466,33 +328,8 @@ impl OvhFake {
     }
 }
 
-impl Drop for OvhFake {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn strip_version(path: &str) -> &str {
-    match path.strip_prefix("/1.0") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ => path,
-    }
-}
-
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::http::unix_now() as i64
 }
 
 /// The documented signature, computed here on its own (not with Legion's signer).
@@ -522,74 +359,32 @@ struct Auth {
     skew: i64,
 }
 
-struct Faults {
-    latency: Duration,
-    rules: Vec<FaultRule>,
-}
-
 struct Shared {
     world: Mutex<World>,
-    faults: Mutex<Faults>,
     auth: Mutex<Auth>,
-    log: Mutex<Vec<RecordedRequest>>,
+    controls: Controls,
 }
 
 impl Shared {
     fn new() -> Self {
         Self {
             world: Mutex::new(World::new()),
-            faults: Mutex::new(Faults {
-                latency: Duration::ZERO,
-                rules: Vec::new(),
-            }),
             auth: Mutex::new(Auth {
                 key: APPLICATION_KEY.into(),
                 secret: APPLICATION_SECRET.into(),
                 consumer: CONSUMER_KEY.into(),
                 skew: 0,
             }),
-            log: Mutex::new(Vec::new()),
+            controls: Controls::new("/1.0", None),
         }
     }
 }
 
-#[derive(Debug)]
-struct Dropped;
-
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("fault injection: connection dropped")
+impl Service for Shared {
+    async fn handle(&self, req: Exchange) -> Result<HttpResponse, Dropped> {
+        answer(self, req).await
     }
 }
-
-impl std::error::Error for Dropped {}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { handle(shared, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
-}
-
-type HttpResponse = Response<Full<Bytes>>;
 
 /// An error as OVHcloud answers it.
 #[derive(Debug)]
@@ -637,63 +432,30 @@ impl ApiError {
 type ApiResult = Result<(u16, Value), ApiError>;
 
 fn respond(status: u16, body: &Value, retry_after: Option<Duration>) -> HttpResponse {
-    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-    let mut b = Response::builder()
-        .status(status)
-        .header("Content-Type", "application/json; charset=utf-8");
-    if let Some(r) = retry_after {
-        b = b.header("Retry-After", r.as_secs().max(1).to_string());
+    let mut r = reply(status);
+    if let Some(after) = retry_after {
+        r = r.header("Retry-After", after.as_secs().max(1));
     }
-    b.body(Full::new(bytes))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    r.json_as("application/json; charset=utf-8", body)
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Dropped> {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let raw_path = req.uri().path().to_string();
-    let path = strip_version(&raw_path).to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let host = header("host").unwrap_or_default();
+async fn answer(shared: &Shared, req: Exchange) -> Result<HttpResponse, Dropped> {
+    let method = req.method.clone();
+    let raw_path = req.path.clone();
+    let path = shared.controls.strip(&raw_path).to_string();
+    let query = req.query.clone();
+    let host = req.header("host").unwrap_or_default();
     let (app, consumer, ts, sig) = (
-        header("x-ovh-application"),
-        header("x-ovh-consumer"),
-        header("x-ovh-timestamp"),
-        header("x-ovh-signature"),
+        req.header("x-ovh-application"),
+        req.header("x-ovh-consumer"),
+        req.header("x-ovh-timestamp"),
+        req.header("x-ovh-signature"),
     );
-    let body = match req.into_body().collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(Dropped),
-    };
-    let body_text = String::from_utf8_lossy(&body).to_string();
+    let body = &req.body;
+    let body_text = String::from_utf8_lossy(body).to_string();
 
-    let latency = lock(&shared.faults).latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-
-    let fault = {
-        let mut f = lock(&shared.faults);
-        let hit = f
-            .rules
-            .iter_mut()
-            .find(|r| {
-                r.times > 0
-                    && r.method.as_deref().is_none_or(|m| m == method)
-                    && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
-            })
-            .map(|r| {
-                r.times -= 1;
-                r.kind.clone()
-            });
-        f.rules.retain(|r| r.times > 0);
-        hit
-    };
+    shared.controls.delay().await;
+    let fault = shared.controls.take_fault(&method, &path);
 
     // The signature, checked exactly.
     let public =
@@ -738,11 +500,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
             }
         }
     };
-    lock(&shared.log).push(RecordedRequest {
+    shared.controls.record(RecordedRequest {
         method: method.clone(),
         path: path.clone(),
         query: query.clone(),
-        signed: auth_result.as_ref().is_ok_and(|s| *s),
+        authorized: auth_result.as_ref().is_ok_and(|s| *s),
     });
 
     match &fault {
@@ -758,13 +520,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
             let e = ApiError::class(504, "Server::GatewayTimeout", "Gateway timeout");
             return Ok(respond(e.status, &e.body, None));
         }
-        Some(FaultKind::RateLimited { retry_after }) => {
+        Some(FaultKind::RateLimited { reset_in }) => {
             let e = ApiError::class(
                 429,
                 "Client::TooManyRequests",
                 "Too many requests, retry later",
             );
-            return Ok(respond(e.status, &e.body, Some(*retry_after)));
+            return Ok(respond(e.status, &e.body, Some(*reset_in)));
         }
         Some(FaultKind::DropBeforeApply) => return Err(Dropped),
         Some(FaultKind::DropAfterApply) | None => {}
@@ -783,12 +545,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
             "A {method} request must not have a body"
         )))
     } else {
-        let parsed = if body.iter().all(u8::is_ascii_whitespace) {
-            Ok(Value::Null)
-        } else {
-            serde_json::from_slice::<Value>(&body)
-                .map_err(|e| ApiError::bad(format!("Invalid JSON received: {e}")))
-        };
+        let parsed = req
+            .json()
+            .map(|b| b.unwrap_or(Value::Null))
+            .map_err(|e| ApiError::bad(format!("Invalid JSON received: {e}")));
         match parsed {
             Err(e) => Err(e),
             Ok(b) => {
@@ -796,7 +556,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                     let skew = lock(&shared.auth).skew;
                     Ok((200, json!(unix_now() + skew)))
                 } else {
-                    let q = parse_query(&query);
+                    let q = Query::parse(&query).into_map();
                     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
                     let mut w = lock(&shared.world);
                     w.tick(Instant::now());
@@ -813,45 +573,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         Ok((status, body)) => respond(status, &body, None),
         Err(e) => respond(e.status, &e.body, None),
     })
-}
-
-fn parse_query(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                Err(_) => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 // ---------------------------------------------------------------------------------------
