@@ -413,7 +413,9 @@ impl NodeAgent for SshAgent {
     }
 
     async fn bootstrap(&self, node: &NodeTarget) -> Result<(), AgentError> {
-        self.bootstrap_login(node).await.map_err(|e| AgentError::Failed(e.to_string()))
+        self.bootstrap_login(node)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))
     }
 
     async fn configure(&self, node: &NodeTarget, config: &NodeConfig) -> Result<(), AgentError> {
@@ -429,7 +431,9 @@ impl NodeAgent for SshAgent {
     }
 
     async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError> {
-        self.check_ready(node).await.map_err(|e| AgentError::Failed(e.to_string()))
+        self.check_ready(node)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))
     }
 
     /// Reachable over SSH and, when the role has an HTTP probe, answering it; a node
