@@ -9,15 +9,12 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::daemon::client::Remote;
-use crate::engine::actors::Action;
+use crate::engine::api::{CatalogReply, EngineApi, engine_calls};
 use crate::engine::oplog::OpEntry;
-use crate::engine::plan::{NodeRequest, PlanEdit};
-use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow};
-use crate::engine::state::model::Plan;
 use crate::engine::wait::Snapshots;
 use crate::engine::{Engine, EngineError};
-use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
+use crate::providers::Descriptor;
 
 #[derive(Clone)]
 pub enum Link {
@@ -35,6 +32,41 @@ macro_rules! either {
             Link::Daemon($e) => $body,
         }
     };
+}
+
+/// Every engine call, forwarded to whichever engine this link reaches.
+macro_rules! forward {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty; )*) => {
+        impl EngineApi for Link {
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> Result<$out, EngineError> {
+                    either!(self, e => e.$name($($arg),*).await)
+                }
+            )*
+        }
+
+        /// The calls as methods, so a face needs no trait import.
+        impl Link {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self, $($arg: $ty),*) -> Result<$out, EngineError> {
+                    <Self as EngineApi>::$name(self, $($arg),*).await
+                }
+            )*
+        }
+    };
+}
+mod calls {
+    use super::*;
+    use crate::engine::actors::Action;
+    use crate::engine::import::{ImportReport, ImportRequest};
+    use crate::engine::plan::{NodeRequest, PlanEdit};
+    use crate::engine::secret::Secret;
+    use crate::ssh::SshAccess;
+    use crate::engine::state::model::Plan;
+    use crate::providers::Credentials;
+    use crate::ssh::ManagedKey;
+    engine_calls!(forward);
 }
 
 impl Link {
@@ -61,96 +93,29 @@ impl Link {
         }
     }
 
+    /// The newest operation-log entries (the `logs` call).
     pub async fn recent_logs(
         &self,
         limit: usize,
         resource: Option<&str>,
     ) -> Result<Vec<Arc<OpEntry>>, EngineError> {
-        match self {
-            Link::Local(e) => Ok(e.oplog().recent(limit, resource)),
-            Link::Daemon(r) => r.recent_logs(limit, resource).await,
-        }
+        self.logs(limit, resource.map(String::from)).await
     }
 
+    /// The providers enabled for this engine (no round trip: the daemon's were read at
+    /// connect).
     pub fn provider_descriptors(&self) -> Vec<Descriptor> {
         either!(self, e => e.provider_descriptors())
     }
 
-    pub async fn unlock(&self, password: Secret) -> Result<(), EngineError> {
-        either!(self, e => e.unlock(password).await)
-    }
-
-    pub async fn change_password(&self, current: Secret, new: Secret) -> Result<(), EngineError> {
-        either!(self, e => e.change_password(current, new).await)
-    }
-
-    pub async fn configure_provider(
+    /// A provider's catalog and policy (the `catalog` call, as a pair).
+    pub async fn catalog_pair(
         &self,
         kind: String,
-        credentials: Credentials,
-    ) -> Result<(), EngineError> {
-        either!(self, e => e.configure_provider(kind, credentials).await)
-    }
-
-    pub async fn verify_provider(&self, kind: String) -> Result<(), EngineError> {
-        either!(self, e => e.verify_provider(kind).await)
-    }
-
-    pub async fn edit_plan(&self, edit: PlanEdit) -> Result<(), EngineError> {
-        either!(self, e => e.edit_plan(edit).await)
-    }
-
-    pub async fn upsert_node(&self, request: NodeRequest) -> Result<(), EngineError> {
-        either!(self, e => e.upsert_node(request).await)
-    }
-
-    pub async fn import_node(
-        &self,
-        request: crate::engine::import::ImportRequest,
-    ) -> Result<crate::engine::import::ImportReport, EngineError> {
-        either!(self, e => e.import_node(request).await)
-    }
-
-    pub async fn plan(&self) -> Result<Plan, EngineError> {
-        either!(self, e => e.plan().await)
-    }
-
-    pub async fn catalog(
-        &self,
-        kind: String,
-    ) -> Result<(Arc<Catalog>, CatalogPolicy), EngineError> {
-        either!(self, e => e.catalog(kind).await)
-    }
-
-    pub async fn ssh_access(
-        &self,
-        name: String,
-    ) -> Result<crate::engine::ssh_agent::SshAccess, EngineError> {
-        either!(self, e => e.ssh_access(name).await)
-    }
-
-    pub async fn pin_host_key(&self, name: String, fingerprint: String) -> Result<(), EngineError> {
-        either!(self, e => e.pin_host_key(name, fingerprint).await)
-    }
-
-    pub async fn retrust(&self, name: String) -> Result<Option<String>, EngineError> {
-        either!(self, e => e.retrust(name).await)
-    }
-
-    pub async fn managed_key(&self) -> Result<crate::ssh::ManagedKey, EngineError> {
-        either!(self, e => e.managed_key().await)
-    }
-
-    pub async fn apply(&self) -> Result<u64, EngineError> {
-        either!(self, e => e.apply().await)
-    }
-
-    pub async fn refresh(&self) -> Result<(), EngineError> {
-        either!(self, e => e.refresh().await)
-    }
-
-    pub async fn node_action(&self, name: String, action: Action) -> Result<u64, EngineError> {
-        either!(self, e => e.node_action(name, action).await)
+    ) -> Result<(Arc<crate::providers::Catalog>, crate::providers::CatalogPolicy), EngineError>
+    {
+        let CatalogReply { catalog, policy } = self.catalog(kind).await?;
+        Ok((catalog, policy))
     }
 
     pub async fn wait_for(
@@ -161,11 +126,14 @@ impl Link {
     }
 
     pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
-        either!(self, e => e.wait_apply(id).await)
+        self.wait_for(crate::engine::wait::apply_done(id)).await
     }
 
     pub async fn wait_operation(&self, name: &str, op: u64) -> Result<NodeRow, EngineError> {
-        either!(self, e => e.wait_operation(name, op).await)
+        let snap = self
+            .wait_for(crate::engine::wait::operation_done(name, op))
+            .await?;
+        crate::engine::wait::operation_row(&snap, name)
     }
 
     /// Done with the engine: a local one is saved and locked; the daemon's keeps running.

@@ -276,12 +276,12 @@ async fn spawn(home: &Path, handover: Handover) -> Result<Ready> {
         },
         Error {
             message: String,
-            code: String,
+            code: crate::engine::ErrorKind,
         },
     }
     match serde_json::from_str::<Answer>(&first) {
         Ok(Answer::Ready { metadata, cleaned }) => Ok(Ready { metadata, cleaned }),
-        Ok(Answer::Error { message, code }) => Err(EngineError::from_wire(&code, message).into()),
+        Ok(Answer::Error { message, code }) => Err(EngineError::from_wire(code, message, Vec::new()).into()),
         Err(_) => {
             let status = child.wait().await?;
             Err(eyre!(

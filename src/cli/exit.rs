@@ -15,12 +15,9 @@ pub const DAEMON_UNAVAILABLE: u8 = 4;
 
 /// The exit code for an error a command returned.
 pub fn exit_code(err: &Report) -> u8 {
-    let engine = err.chain().find_map(|c| c.downcast_ref::<EngineError>());
-    match engine {
-        Some(e) if e.code() == "unavailable" => DAEMON_UNAVAILABLE,
-        Some(e) if e.is_locked() => LOCKED,
-        _ => FAILURE,
-    }
+    err.chain()
+        .find_map(|c| c.downcast_ref::<EngineError>())
+        .map_or(FAILURE, EngineError::exit_code)
 }
 
 #[cfg(test)]
@@ -35,7 +32,7 @@ mod tests {
         assert_eq!(exit_code(&wrapped.unwrap_err()), LOCKED);
         let gone: Report = EngineError::Unavailable("no daemon".into()).into();
         assert_eq!(exit_code(&gone), DAEMON_UNAVAILABLE);
-        let remote: Report = EngineError::from_wire("unauthorized", "bad token".into()).into();
+        let remote: Report = EngineError::from_wire(crate::engine::ErrorKind::Unauthorized, "bad token".into(), Vec::new()).into();
         assert_eq!(exit_code(&remote), LOCKED);
         assert_eq!(
             exit_code(&EngineError::Refused("no".into()).into()),

@@ -3,6 +3,7 @@
 //!
 //! Messages are printed sanitised; `--json` prints the stored lines byte for byte.
 
+use crate::engine::EngineApi as _;
 use std::io::BufRead;
 use std::time::Duration;
 
@@ -95,7 +96,7 @@ fn print_entry(entry: &OpEntry, json: bool) -> Result<()> {
 async fn follow_daemon(remote: Remote, node: Option<&str>, json: bool) -> Result<()> {
     let resource = node.map(|n| format!("node/{n}"));
     let mut rx = remote.subscribe_logs();
-    let recent = remote.recent_logs(200, resource.as_deref()).await?;
+    let recent = remote.logs(200, resource.clone()).await?;
     let mut last = 0;
     for e in &recent {
         print_entry(e, json)?;

@@ -172,7 +172,7 @@ fn credential_flags(
 /// `legion catalog KIND [--region R] [--json]`: the policy's defaults marked `*`.
 pub(crate) async fn catalog(cli: &Cli, args: &CatalogArgs) -> Result<()> {
     let (catalog, policy) = with_link(cli, async |l: &Link| {
-        Ok(l.catalog(args.kind.clone()).await?)
+        Ok(l.catalog_pair(args.kind.clone()).await?)
     })
     .await?;
     let region = args

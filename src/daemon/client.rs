@@ -15,18 +15,15 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::protocol::{Call, DaemonStatus, Incoming, PROTOCOL, Request, WireError};
+use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
-use crate::engine::EngineError;
-use crate::engine::actors::Action;
+use crate::engine::api::{EngineApi, Transport, reply};
 use crate::engine::oplog::OpEntry;
-use crate::engine::plan::{NodeRequest, PlanEdit};
 use crate::engine::secret::Secret;
-use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow};
-use crate::engine::ssh_agent::SshAccess;
-use crate::engine::state::model::Plan;
+use crate::engine::snapshot::{AppSnapshot, LockState};
 use crate::engine::wait;
-use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
+use crate::engine::{EngineError, ErrorKind};
+use crate::providers::Descriptor;
 
 /// Calls waiting for their reply; `None` once the connection has ended, so a call made
 /// after that fails at once instead of waiting for a reply that cannot come.
@@ -116,7 +113,7 @@ impl Remote {
         });
         // A daemon dying as we connect closes the connection before the first reply:
         // say what is left of it (a stale socket, or nothing).
-        let status: DaemonStatus = conn.call(Call::Status).await.map_err(|e| match e {
+        let status: DaemonStatus = conn.call("status", Value::Null).await.map_err(|e| match e {
             EngineError::Unavailable(detail) => unavailable(endpoint, &detail),
             other => other,
         })?;
@@ -127,19 +124,20 @@ impl Remote {
                 status.pid, status.version, status.protocol, PROTOCOL
             )));
         }
-        let descriptors: Vec<Descriptor> = conn.call(Call::Providers).await?;
-        let remote = Remote {
+        let mut remote = Remote {
             conn,
             status: Arc::new(status),
-            descriptors: Arc::new(descriptors),
+            descriptors: Arc::new(Vec::new()),
         };
+        remote.descriptors = Arc::new(remote.providers().await?);
         let mut first = remote.conn.snapshots.clone();
         first.mark_unchanged();
         remote
-            .call::<Value>(Call::Subscribe {
-                snapshots: true,
-                logs: true,
-            })
+            .conn
+            .call::<Value>(
+                "subscribe",
+                serde_json::json!({"snapshots": true, "logs": true}),
+            )
             .await?;
         first
             .changed()
@@ -148,21 +146,13 @@ impl Remote {
         Ok(remote)
     }
 
-    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, EngineError> {
-        self.conn.call(call).await
-    }
-
-    async fn done(&self, call: Call) -> Result<(), EngineError> {
-        self.call::<Value>(call).await.map(drop)
-    }
-
     pub fn status(&self) -> &DaemonStatus {
         &self.status
     }
 
     /// The daemon's current status (client count, requests served).
     pub async fn fresh_status(&self) -> Result<DaemonStatus, EngineError> {
-        self.call(Call::Status).await
+        self.conn.call("status", Value::Null).await
     }
 
     pub fn home(&self) -> &PathBuf {
@@ -181,111 +171,14 @@ impl Remote {
         self.conn.logs.subscribe()
     }
 
-    pub async fn recent_logs(
-        &self,
-        limit: usize,
-        resource: Option<&str>,
-    ) -> Result<Vec<Arc<OpEntry>>, EngineError> {
-        let entries: Vec<OpEntry> = self
-            .call(Call::Logs {
-                limit,
-                resource: resource.map(String::from),
-            })
-            .await?;
-        Ok(entries.into_iter().map(Arc::new).collect())
-    }
-
+    /// The provider descriptors the daemon offered when we connected.
     pub fn provider_descriptors(&self) -> Vec<Descriptor> {
         self.descriptors.to_vec()
     }
 
+    /// Ask the daemon to save, lock and exit.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
-        self.done(Call::Shutdown).await
-    }
-
-    pub async fn unlock(&self, password: Secret) -> Result<(), EngineError> {
-        self.done(Call::Unlock { password }).await
-    }
-
-    pub async fn logout(&self) -> Result<(), EngineError> {
-        self.done(Call::Lock).await
-    }
-
-    pub async fn change_password(&self, current: Secret, new: Secret) -> Result<(), EngineError> {
-        self.done(Call::ChangePassword { current, new }).await
-    }
-
-    pub async fn configure_provider(
-        &self,
-        kind: String,
-        credentials: Credentials,
-    ) -> Result<(), EngineError> {
-        self.done(Call::ConfigureProvider { kind, credentials })
-            .await
-    }
-
-    pub async fn verify_provider(&self, kind: String) -> Result<(), EngineError> {
-        self.done(Call::VerifyProvider { kind }).await
-    }
-
-    pub async fn edit_plan(&self, edit: PlanEdit) -> Result<(), EngineError> {
-        self.done(Call::EditPlan { edit }).await
-    }
-
-    pub async fn upsert_node(&self, request: NodeRequest) -> Result<(), EngineError> {
-        self.done(Call::UpsertNode { request }).await
-    }
-
-    pub async fn import_node(
-        &self,
-        request: crate::engine::import::ImportRequest,
-    ) -> Result<crate::engine::import::ImportReport, EngineError> {
-        self.call(Call::ImportNode { request }).await
-    }
-
-    pub async fn plan(&self) -> Result<Plan, EngineError> {
-        self.call(Call::Plan).await
-    }
-
-    pub async fn catalog(
-        &self,
-        kind: String,
-    ) -> Result<(Arc<Catalog>, CatalogPolicy), EngineError> {
-        #[derive(serde::Deserialize)]
-        struct Reply {
-            catalog: Catalog,
-            policy: CatalogPolicy,
-        }
-        let r: Reply = self.call(Call::Catalog { kind }).await?;
-        Ok((Arc::new(r.catalog), r.policy))
-    }
-
-    pub async fn ssh_access(&self, name: String) -> Result<SshAccess, EngineError> {
-        self.call(Call::SshAccess { name }).await
-    }
-
-    pub async fn pin_host_key(&self, name: String, fingerprint: String) -> Result<(), EngineError> {
-        self.done(Call::PinHostKey { name, fingerprint }).await
-    }
-
-    pub async fn retrust(&self, name: String) -> Result<Option<String>, EngineError> {
-        self.call(Call::Retrust { name }).await
-    }
-
-    pub async fn managed_key(&self) -> Result<crate::ssh::ManagedKey, EngineError> {
-        self.call(Call::ManagedKey).await
-    }
-
-    pub async fn apply(&self) -> Result<u64, EngineError> {
-        self.call(Call::Apply).await
-    }
-
-    pub async fn refresh(&self) -> Result<(), EngineError> {
-        self.done(Call::Refresh).await
-    }
-
-    pub async fn node_action(&self, name: String, action: Action) -> Result<u64, EngineError> {
-        self.call(Call::NodeAction { name, action }).await
+        self.conn.call::<Value>("shutdown", Value::Null).await.map(drop)
     }
 
     pub async fn wait_for(
@@ -297,20 +190,18 @@ impl Remote {
         })
         .await
     }
+}
 
-    pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
-        self.wait_for(wait::apply_done(id)).await
-    }
-
-    pub async fn wait_operation(&self, name: &str, op: u64) -> Result<NodeRow, EngineError> {
-        let snap = self.wait_for(wait::operation_done(name, op)).await?;
-        wait::operation_row(&snap, name)
+/// Every engine call goes over the one connection (see `crate::engine::api`).
+impl Transport for Remote {
+    async fn call_raw(&self, method: &'static str, params: Value) -> Result<Value, EngineError> {
+        self.conn.call(method, params).await
     }
 }
 
 impl Conn {
     /// Send one call and wait for its reply.
-    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, EngineError> {
+    async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, EngineError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let lost = || EngineError::Unavailable("the daemon closed the connection".into());
@@ -323,15 +214,16 @@ impl Conn {
         let line = serde_json::to_string(&Request {
             id,
             token: self.token.clone(),
-            call,
+            method: method.to_string(),
+            params,
         })
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        .map_err(|e| EngineError::Remote {
+            kind: ErrorKind::Internal,
+            message: e.to_string(),
+        })?;
         self.out.send(line).await.map_err(|_| lost())?;
         let value = rx.await.map_err(|_| lost())??;
-        serde_json::from_value(value).map_err(|e| EngineError::Remote {
-            code: "bad_reply".into(),
-            message: format!("the daemon's reply was not understood: {e}"),
-        })
+        reply(value)
     }
 }
 
@@ -350,7 +242,7 @@ async fn read_replies(
             Ok(Line::Line(b)) => b,
             Ok(Line::TooLong) => {
                 closing = Some(WireError::new(
-                    "too_large",
+                    ErrorKind::TooLarge,
                     "the daemon sent a line longer than a reply may be",
                 ));
                 break;
@@ -399,7 +291,7 @@ async fn read_replies(
         }
     }
     let reason = closing
-        .unwrap_or_else(|| WireError::new("unavailable", "the daemon closed the connection"));
+        .unwrap_or_else(|| WireError::new(ErrorKind::Unavailable, "the daemon closed the connection"));
     let waiting = pending.lock().ok().and_then(|mut p| p.take());
     for (_, w) in waiting.into_iter().flatten() {
         let _ = w.send(Err(reason.clone()));

@@ -8,90 +8,45 @@
 //! closes. A line that is not a request gets `{"id": null, "error": …}`; a bad token
 //! gets an error and the connection is closed.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::engine::EngineError;
-use crate::engine::actors::Action;
-use crate::engine::plan::{NodeRequest, PlanEdit};
 use crate::engine::secret::Secret;
+use crate::engine::{EngineError, ErrorKind};
+use crate::providers::ProviderError;
 
 /// Protocol revision; a client refuses a daemon that speaks another.
 pub const PROTOCOL: u32 = 1;
 
-/// One request line.
+/// One request line. `method` is a call of the engine API (`crate::engine::api`) or one
+/// of the daemon's own ([`DaemonCall`]); `params` holds the call's named parameters.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub id: u64,
     pub token: Secret,
-    #[serde(flatten)]
-    pub call: Call,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub params: Value,
 }
 
-/// What a request asks for. Secrets travel as [`Secret`] so `Debug` never shows them.
+impl Request {
+    /// The method name, for the diagnostics log (never the parameters, which may hold
+    /// passwords and credentials; `Debug` of a [`Secret`] never shows them either).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+}
+
+/// Requests about the daemon and the connection rather than the engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
-pub enum Call {
+pub enum DaemonCall {
     /// The daemon's [`DaemonStatus`].
     Status,
     /// Save, lock and exit.
     Shutdown,
-    /// The current snapshot.
+    /// The current snapshot (serialized once per publication and shared).
     Snapshot,
-    Unlock {
-        password: Secret,
-    },
-    /// Save and lock the engine (the daemon keeps running; `unlock` opens it again).
-    Lock,
-    ChangePassword {
-        current: Secret,
-        new: Secret,
-    },
-    ConfigureProvider {
-        kind: String,
-        credentials: BTreeMap<String, Secret>,
-    },
-    VerifyProvider {
-        kind: String,
-    },
-    EditPlan {
-        edit: PlanEdit,
-    },
-    UpsertNode {
-        request: NodeRequest,
-    },
-    ImportNode {
-        request: crate::engine::import::ImportRequest,
-    },
-    Plan,
-    Providers,
-    Catalog {
-        kind: String,
-    },
-    Apply,
-    Refresh,
-    NodeAction {
-        name: String,
-        action: Action,
-    },
-    SshAccess {
-        name: String,
-    },
-    PinHostKey {
-        name: String,
-        fingerprint: String,
-    },
-    Retrust {
-        name: String,
-    },
-    ManagedKey,
-    /// The newest operation-log entries (oldest first).
-    Logs {
-        limit: usize,
-        #[serde(default)]
-        resource: Option<String>,
-    },
     /// Stream snapshots (the current one first, then each publication; a slow reader
     /// skips to the newest) and/or operation-log entries.
     Subscribe {
@@ -102,64 +57,65 @@ pub enum Call {
     },
 }
 
-impl Call {
-    /// The method name, for the diagnostics log (never the parameters).
+impl DaemonCall {
+    /// The daemon's own call a request names, if it names one.
+    pub fn parse(method: &str, params: &Value) -> Option<Result<DaemonCall, serde_json::Error>> {
+        if !matches!(method, "status" | "shutdown" | "snapshot" | "subscribe") {
+            return None;
+        }
+        let mut v = serde_json::Map::new();
+        v.insert("method".into(), Value::String(method.into()));
+        if !params.is_null() {
+            v.insert("params".into(), params.clone());
+        }
+        Some(serde_json::from_value(Value::Object(v)))
+    }
+
     pub fn method(&self) -> &'static str {
         match self {
-            Call::Status => "status",
-            Call::Shutdown => "shutdown",
-            Call::Snapshot => "snapshot",
-            Call::Unlock { .. } => "unlock",
-            Call::Lock => "lock",
-            Call::ChangePassword { .. } => "change_password",
-            Call::ConfigureProvider { .. } => "configure_provider",
-            Call::VerifyProvider { .. } => "verify_provider",
-            Call::EditPlan { .. } => "edit_plan",
-            Call::UpsertNode { .. } => "upsert_node",
-            Call::ImportNode { .. } => "import_node",
-            Call::Plan => "plan",
-            Call::Providers => "providers",
-            Call::Catalog { .. } => "catalog",
-            Call::Apply => "apply",
-            Call::Refresh => "refresh",
-            Call::NodeAction { .. } => "node_action",
-            Call::Logs { .. } => "logs",
-            Call::SshAccess { .. } => "ssh_access",
-            Call::PinHostKey { .. } => "pin_host_key",
-            Call::Retrust { .. } => "retrust",
-            Call::ManagedKey => "managed_key",
-            Call::Subscribe { .. } => "subscribe",
+            DaemonCall::Status => "status",
+            DaemonCall::Shutdown => "shutdown",
+            DaemonCall::Snapshot => "snapshot",
+            DaemonCall::Subscribe { .. } => "subscribe",
         }
     }
 }
 
-/// An error on the wire.
+/// An error on the wire: its kind (`code`), the message an operator reads, and for a
+/// provider failure the provider's structured errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireError {
     /// `locked`, `wrong_password`, `refused`, `invalid`, `not_found`, `provider`,
     /// `unauthorized`, `bad_request`, `too_large`, `busy`, … (see docs/cli.md).
-    pub code: String,
+    pub code: ErrorKind,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderError>,
 }
 
 impl WireError {
-    pub fn new(code: &str, message: impl Into<String>) -> WireError {
+    pub fn new(code: ErrorKind, message: impl Into<String>) -> WireError {
         WireError {
-            code: code.to_string(),
+            code,
             message: message.into(),
+            providers: Vec::new(),
         }
     }
 }
 
 impl From<&EngineError> for WireError {
     fn from(e: &EngineError) -> WireError {
-        WireError::new(e.code(), e.to_string())
+        WireError {
+            code: e.kind(),
+            message: e.to_string(),
+            providers: e.provider_errors().to_vec(),
+        }
     }
 }
 
 impl From<WireError> for EngineError {
     fn from(e: WireError) -> EngineError {
-        EngineError::from_wire(&e.code, e.message)
+        EngineError::from_wire(e.code, e.message, e.providers)
     }
 }
 
@@ -202,7 +158,7 @@ pub fn reply_line(id: u64, outcome: Result<serde_json::Value, WireError>) -> Str
         return error_line(
             Some(id),
             &WireError::new(
-                "too_large",
+                ErrorKind::TooLarge,
                 format!(
                     "the reply is {} bytes, more than the {} a reply may carry",
                     line.len(),
@@ -223,14 +179,14 @@ pub fn event_line<T: Serialize>(id: u64, event: &str, data: &T) -> String {
     let line = match serde_json::to_value(data) {
         Ok(data) => serde_json::json!({"id": id, "event": event, "data": data}).to_string(),
         Err(e) => {
-            return error_line(Some(id), &WireError::new("internal", e.to_string()));
+            return error_line(Some(id), &WireError::new(ErrorKind::Internal, e.to_string()));
         }
     };
     if line.len() > super::MAX_RESPONSE {
         return error_line(
             Some(id),
             &WireError::new(
-                "too_large",
+                ErrorKind::TooLarge,
                 format!("a {event} event of {} bytes was dropped", line.len()),
             ),
         );
@@ -245,40 +201,36 @@ mod tests {
     #[test]
     fn requests_parse_with_and_without_params() {
         let r: Request = serde_json::from_str(r#"{"id":1,"token":"t","method":"status"}"#).unwrap();
-        assert!(matches!(r.call, Call::Status));
+        assert!(matches!(
+            DaemonCall::parse(&r.method, &r.params),
+            Some(Ok(DaemonCall::Status))
+        ));
         let r: Request = serde_json::from_str(
             r#"{"id":2,"token":"t","method":"node_action","params":{"name":"a","action":"start"}}"#,
         )
         .unwrap();
-        assert!(
-            matches!(r.call, Call::NodeAction { ref name, action: Action::Start } if name == "a")
-        );
+        assert_eq!(r.method(), "node_action");
+        assert!(DaemonCall::parse(&r.method, &r.params).is_none());
         let r: Request = serde_json::from_str(
             r#"{"id":3,"token":"t","method":"unlock","params":{"password":"hunter2"}}"#,
         )
         .unwrap();
-        assert!(!format!("{r:?}").contains("hunter2"));
-        assert!(!format!("{r:?}").contains("\"t\""));
-        assert!(
-            serde_json::from_str::<Request>(r#"{"id":4,"token":"t","method":"nope"}"#).is_err()
-        );
+        assert!(!format!("{:?}", r.token).contains('t'));
         // Round trip: what the client writes, the server reads.
         let line = serde_json::to_string(&Request {
             id: 5,
             token: Secret::new("x"),
-            call: Call::Subscribe {
-                snapshots: true,
-                logs: false,
-            },
+            method: "subscribe".into(),
+            params: serde_json::json!({"snapshots": true}),
         })
         .unwrap();
         let back: Request = serde_json::from_str(&line).unwrap();
         assert!(matches!(
-            back.call,
-            Call::Subscribe {
+            DaemonCall::parse(&back.method, &back.params),
+            Some(Ok(DaemonCall::Subscribe {
                 snapshots: true,
                 logs: false
-            }
+            }))
         ));
     }
 
@@ -289,5 +241,7 @@ mod tests {
         assert!(matches!(back, EngineError::Refused(ref m) if m == "web-1 is stopping"));
         let back: EngineError = WireError::from(&EngineError::Locked).into();
         assert!(back.is_locked());
+        let line = serde_json::to_string(&WireError::from(&EngineError::Locked)).unwrap();
+        assert_eq!(line, r#"{"code":"locked","message":"Legion is locked: unlock it first"}"#);
     }
 }

@@ -14,9 +14,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 
-use super::protocol::{Call, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line};
+use super::protocol::{
+    DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line,
+};
 use super::{Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, read_line};
-use crate::engine::Engine;
+use crate::engine::{Engine, ErrorKind, api};
 use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
 
@@ -105,8 +107,8 @@ impl Daemon {
         // Large fleets make this tens of milliseconds: off the async workers.
         let json = tokio::task::spawn_blocking(move || serde_json::to_string(&*snap))
             .await
-            .map_err(|e| WireError::new("internal", e.to_string()))?
-            .map_err(|e| WireError::new("internal", e.to_string()))?;
+            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?
+            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
         let json = Arc::new(json);
         if let Ok(mut cache) = self.cache.lock()
             && cache.as_ref().is_none_or(|(s, _)| *s < seq)
@@ -122,7 +124,7 @@ impl Daemon {
         let writer = tokio::spawn(write_lines(wr, rx));
         let _count = ClientCount::enter(&self.clients);
         if self.clients.load(Ordering::Relaxed) > MAX_CLIENTS {
-            let e = WireError::new("busy", "the daemon serves too many clients; try again");
+            let e = WireError::new(ErrorKind::Busy, "the daemon serves too many clients; try again");
             let _ = tx.send(error_line(None, &e)).await;
         } else {
             self.read_requests(rd, &tx).await;
@@ -142,7 +144,7 @@ impl Daemon {
                 Ok(Line::Line(b)) => b,
                 Ok(Line::TooLong) => {
                     let e = WireError::new(
-                        "too_large",
+                        ErrorKind::TooLarge,
                         format!("a request may be at most {MAX_REQUEST} bytes; closing"),
                     );
                     let _ = tx.send(error_line(None, &e)).await;
@@ -156,12 +158,12 @@ impl Daemon {
             let value: Value = match serde_json::from_slice(&bytes) {
                 Ok(v @ Value::Object(_)) => v,
                 Ok(_) => {
-                    let e = WireError::new("bad_request", "a request is one JSON object");
+                    let e = WireError::new(ErrorKind::BadRequest, "a request is one JSON object");
                     let _ = tx.send(error_line(None, &e)).await;
                     continue;
                 }
                 Err(e) => {
-                    let e = WireError::new("bad_request", format!("not JSON: {e}"));
+                    let e = WireError::new(ErrorKind::BadRequest, format!("not JSON: {e}"));
                     let _ = tx.send(error_line(None, &e)).await;
                     continue;
                 }
@@ -172,120 +174,78 @@ impl Daemon {
                 .and_then(Value::as_str)
                 .is_some_and(|t| super::token_matches(&self.token, t));
             if !authorized {
-                let e = WireError::new("unauthorized", "invalid or missing daemon token");
+                let e = WireError::new(ErrorKind::Unauthorized, "invalid or missing daemon token");
                 let _ = tx.send(error_line(id, &e)).await;
                 break;
             }
             let request: Request = match serde_json::from_value(value) {
                 Ok(r) => r,
                 Err(e) => {
-                    let e = WireError::new("bad_request", e.to_string());
+                    let e = WireError::new(ErrorKind::BadRequest, e.to_string());
                     let _ = tx.send(error_line(id, &e)).await;
                     continue;
                 }
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(method = request.call.method(), "daemon request");
-            let id = request.id;
-            match request.call {
-                Call::Subscribe { snapshots, logs } => {
-                    tasks.spawn(self.clone().subscription(id, snapshots, logs, tx.clone()));
+            tracing::debug!(method = request.method(), "daemon request");
+            let Request {
+                id, method, params, ..
+            } = request;
+            match DaemonCall::parse(&method, &params) {
+                Some(Err(e)) => {
+                    let e = WireError::new(ErrorKind::BadRequest, e.to_string());
+                    let _ = tx.send(error_line(Some(id), &e)).await;
+                    continue;
                 }
-                Call::Shutdown => {
+                Some(Ok(DaemonCall::Subscribe { snapshots, logs })) => {
+                    tasks.spawn(self.clone().subscription(id, snapshots, logs, tx.clone()));
+                    continue;
+                }
+                Some(Ok(DaemonCall::Shutdown)) => {
                     let _ = tx.send(reply_line(id, Ok(Value::Null))).await;
                     self.stop();
+                    continue;
                 }
-                call => {
-                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let this = self.clone();
-                    let tx = tx.clone();
-                    tasks.spawn(async move {
-                        let line = match call {
-                            Call::Snapshot => {
-                                match this.snapshot_json(this.engine.snapshot()).await {
-                                    Ok(json) => wrap_json(id, None, &json),
-                                    Err(e) => error_line(Some(id), &e),
-                                }
-                            }
-                            call => reply_line(id, this.call(call).await),
-                        };
-                        let _ = tx.send(line).await;
-                        drop(permit);
-                    });
+                Some(Ok(DaemonCall::Status)) => {
+                    let line = reply_line(
+                        id,
+                        serde_json::to_value(self.status())
+                            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string())),
+                    );
+                    let _ = tx.send(line).await;
+                    continue;
                 }
+                Some(Ok(DaemonCall::Snapshot)) | None => {}
             }
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let this = self.clone();
+            let tx = tx.clone();
+            tasks.spawn(async move {
+                let line = if method == "snapshot" {
+                    match this.snapshot_json(this.engine.snapshot()).await {
+                        Ok(json) => wrap_json(id, None, &json),
+                        Err(e) => error_line(Some(id), &e),
+                    }
+                } else {
+                    reply_line(id, this.call(&method, params).await)
+                };
+                let _ = tx.send(line).await;
+                drop(permit);
+            });
         }
         // The peer is gone: stop its calls and subscriptions.
         tasks.abort_all();
     }
 
-    async fn call(&self, call: Call) -> Result<Value, WireError> {
-        let e = &self.engine;
-        let done = |r: Result<(), crate::engine::EngineError>| {
-            r.map(|()| Value::Null).map_err(|e| WireError::from(&e))
-        };
-        let json = |v: Result<Value, serde_json::Error>| {
-            v.map_err(|e| WireError::new("internal", e.to_string()))
-        };
-        match call {
-            Call::Status => json(serde_json::to_value(self.status())),
-            Call::Unlock { password } => done(e.unlock(password).await),
-            Call::Lock => done(e.logout().await),
-            Call::ChangePassword { current, new } => done(e.change_password(current, new).await),
-            Call::ConfigureProvider { kind, credentials } => {
-                done(e.configure_provider(kind, credentials).await)
-            }
-            Call::VerifyProvider { kind } => done(e.verify_provider(kind).await),
-            Call::EditPlan { edit } => done(e.edit_plan(edit).await),
-            Call::UpsertNode { request } => done(e.upsert_node(request).await),
-            Call::ImportNode { request } => match e.import_node(request).await {
-                Ok(report) => json(serde_json::to_value(report)),
-                Err(err) => Err(WireError::from(&err)),
-            },
-            Call::Refresh => done(e.refresh().await),
-            Call::Plan => match e.plan().await {
-                Ok(plan) => json(serde_json::to_value(plan)),
-                Err(err) => Err(WireError::from(&err)),
-            },
-            Call::Providers => json(serde_json::to_value(e.provider_descriptors())),
-            Call::Catalog { kind } => match e.catalog(kind).await {
-                Ok((catalog, policy)) => json(serde_json::to_value(
-                    serde_json::json!({"catalog": &*catalog, "policy": policy}),
-                )),
-                Err(err) => Err(WireError::from(&err)),
-            },
-            Call::Apply => e.apply().await.map(Value::from).map_err(|e| (&e).into()),
-            Call::NodeAction { name, action } => e
-                .node_action(name, action)
-                .await
-                .map(Value::from)
-                .map_err(|e| (&e).into()),
-            Call::Logs { limit, resource } => {
-                let entries = e.oplog().recent(limit.min(10_000), resource.as_deref());
-                let entries: Vec<&crate::engine::oplog::OpEntry> =
-                    entries.iter().map(|e| &**e).collect();
-                json(serde_json::to_value(entries))
-            }
-            Call::Snapshot => json(serde_json::to_value(&*e.snapshot())),
-            Call::SshAccess { name } => match e.ssh_access(name).await {
-                Ok(a) => json(serde_json::to_value(a)),
-                Err(err) => Err(WireError::from(&err)),
-            },
-            Call::PinHostKey { name, fingerprint } => done(e.pin_host_key(name, fingerprint).await),
-            Call::Retrust { name } => e
-                .retrust(name)
-                .await
-                .map(Value::from)
-                .map_err(|e| (&e).into()),
-            Call::ManagedKey => match e.managed_key().await {
-                Ok(k) => json(serde_json::to_value(k)),
-                Err(err) => Err(WireError::from(&err)),
-            },
-            Call::Shutdown | Call::Subscribe { .. } => Err(WireError::new(
-                "bad_request",
-                "shutdown and subscribe are connection-level requests",
+    /// Run one engine call: the API's own dispatch, nothing written here per call.
+    async fn call(&self, method: &str, params: Value) -> Result<Value, WireError> {
+        match api::dispatch(&self.engine, method, params).await {
+            Some(outcome) => outcome.map_err(|e| WireError::from(&e)),
+            None => Err(WireError::new(
+                ErrorKind::BadRequest,
+                format!("unknown method {method:?}"),
             )),
         }
     }
@@ -359,7 +319,7 @@ type Out = mpsc::Sender<String>;
 fn wrap_json(id: u64, event: Option<&str>, json: &str) -> String {
     if json.len() + 64 > MAX_RESPONSE {
         let e = WireError::new(
-            "too_large",
+            ErrorKind::TooLarge,
             format!(
                 "the snapshot is {} bytes, more than a line may carry",
                 json.len()

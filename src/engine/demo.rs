@@ -2,7 +2,7 @@
 //! zones and a firewall set, so a newcomer sees live activity within seconds.
 
 use super::plan::{NodeRequest, PlanEdit};
-use super::runtime::{Engine, EngineError};
+use super::{Engine, EngineError};
 use super::state::model::{ClusterPlan, RecordPlan, RecordValue};
 use crate::providers::{Credentials, FirewallRule, Protocol, RecordType};
 

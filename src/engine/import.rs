@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::runtime::EngineError;
+use super::error::EngineError;
 use super::state::model::{Login, NodePlan, TrackedNode};
 use crate::engine::secret::Secret;
 use crate::providers::manual;

@@ -20,7 +20,10 @@ use super::state::model::ServerReading;
 use super::supervisor::Supervisor;
 
 /// Read one provider's servers and zones once and hand them to the actors.
-pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<(), String> {
+pub async fn observe_provider(
+    sup: &Supervisor,
+    provider: &Connected,
+) -> Result<(), crate::providers::ProviderError> {
     let env = sup.env();
     let Some(compute) = provider.api.compute() else {
         return Ok(());
@@ -35,8 +38,7 @@ pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<
     });
     let servers = compute
         .observe(&env.install_id, &tracked)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let now = now_ms();
     // Nodes of this provider and what the reading says about each. Only servers known
     // before the reading began: one created while it was under way (a list of several
@@ -94,8 +96,7 @@ pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<
     if let Some(fw) = provider.api.firewall() {
         let firewalls = fw
             .list_firewalls(&env.install_id)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let differs = env.cell.read(|s| {
             firewalls
                 .iter()
@@ -119,7 +120,7 @@ pub async fn observe_provider(sup: &Supervisor, provider: &Connected) -> Result<
                 .collect()
         });
         if !planned.is_empty() {
-            let zones = dns.list_zones().await.map_err(|e| e.to_string())?;
+            let zones = dns.list_zones().await?;
             let differs = env.cell.read(|s| {
                 zones
                     .iter()

@@ -122,6 +122,17 @@ impl Supervisor {
         reconcile_set(&self.env, &self.domain, &mut a.domains, domains);
     }
 
+    /// The actor of node `name`, started now if the state follower has not started it
+    /// yet (a node planned a moment ago). Does not look at the rest of the state.
+    pub fn ensure_node(&self, name: &str) -> NodeHandle {
+        self.lock()
+            .nodes
+            .entry(name.to_string())
+            .or_insert_with(|| NodeHandle::spawn(self.env.clone(), name.to_string()))
+            .0
+            .clone()
+    }
+
     pub fn node(&self, name: &str) -> Option<NodeHandle> {
         self.lock().nodes.get(name).map(|(h, _)| h.clone())
     }

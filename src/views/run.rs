@@ -276,7 +276,7 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 .await
                 .map(|()| format!("provider {kind} configured"))
                 .map_err(|e| e.to_string()),
-            Effect::LoadCatalog(provider) => match engine.catalog(provider.clone()).await {
+            Effect::LoadCatalog(provider) => match engine.catalog_pair(provider.clone()).await {
                 Ok((catalog, policy)) => {
                     let _ = tx.send(UiEvent::Catalog {
                         provider,

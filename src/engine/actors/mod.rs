@@ -136,9 +136,11 @@ impl ProviderSet {
         self.by_id.read().ok()?.get(id).cloned()
     }
 
-    pub fn require(&self, id: &str) -> Result<Arc<Connected>, String> {
+    pub fn require(&self, id: &str) -> Result<Arc<Connected>, crate::engine::EngineError> {
         self.get(id).ok_or_else(|| {
-            format!("provider {id:?} is not configured or not enabled; configure it first")
+            crate::engine::EngineError::Invalid(format!(
+                "provider {id:?} is not configured or not enabled; configure it first"
+            ))
         })
     }
 

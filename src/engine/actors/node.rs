@@ -502,7 +502,7 @@ impl Op {
 }
 
 fn connected(env: &ActorEnv, provider: &str) -> Result<Arc<Connected>, String> {
-    env.providers.require(provider)
+    env.providers.require(provider).map_err(|e| e.to_string())
 }
 
 fn record_addresses(env: &ActorEnv, name: &str, server: &ObservedServer) {

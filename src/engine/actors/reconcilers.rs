@@ -19,7 +19,7 @@ use crate::engine::state::model::{State, TrackedDomain, TrackedZone};
 use crate::providers::{LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, RrSet};
 
 fn provider(env: &ActorEnv, id: &str) -> Result<std::sync::Arc<Connected>, String> {
-    env.providers.require(id)
+    env.providers.require(id).map_err(|e| e.to_string())
 }
 
 async fn commit(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), String> {

@@ -1,0 +1,249 @@
+//! Apply (materialize): the only path from plan to cloud. One at a time; nodes first, then
+//! the cluster peer lists, then the derived resources (zones, firewalls, domains) that
+//! depend on node endpoints. Progress comes from actor snapshots, never a guess.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::actors::{ResourceKey, Snap, SyncState};
+use super::error::EngineError;
+use super::observe;
+use super::oplog::OpKind;
+use super::session::Session;
+use super::snapshot::ApplyView;
+use super::state::model::State;
+
+impl Session {
+    pub(crate) async fn refresh(&self) -> Result<(), EngineError> {
+        let mut errors = Vec::new();
+        for p in self.supervisor.env().providers.all() {
+            if let Err(e) = observe::observe_provider(&self.supervisor, &p).await {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Providers(errors))
+        }
+    }
+
+    pub(crate) fn start_apply(self: &Arc<Self>) -> Result<u64, EngineError> {
+        let guard = self.apply_lock.clone().try_lock_owned().map_err(|_| {
+            let running = match &*self.apply.lock().unwrap_or_else(|e| e.into_inner()) {
+                ApplyView::Running { id, .. } => *id,
+                _ => 0,
+            };
+            EngineError::ApplyRunning(running)
+        })?;
+        // Apply ids continue across sessions (the log refers to them).
+        let (id, _) = self.cell.mutate(|s| {
+            let id = s.next_apply_id.max(1);
+            s.next_apply_id = id + 1;
+            id
+        });
+        self.set_apply(ApplyView::Running {
+            id,
+            stage: "starting".into(),
+            total: 0,
+            settled: 0,
+            failed: 0,
+        });
+        let session = Arc::downgrade(self);
+        self.track(tokio::spawn(async move {
+            let _guard = guard;
+            if let Some(session) = session.upgrade() {
+                session.run_apply(id).await;
+            }
+        }));
+        Ok(id)
+    }
+
+    pub(crate) fn set_apply(&self, view: ApplyView) {
+        if let Ok(mut a) = self.apply.lock() {
+            *a = view;
+        }
+        self.supervisor.env().board.bump();
+    }
+
+    /// Waves: nodes first, then the derived resources that depend on their endpoints.
+    pub(crate) async fn run_apply(&self, id: u64) {
+        let env = self.supervisor.env().clone();
+        env.oplog
+            .record(None, OpKind::Apply, format!("apply #{id} started"));
+        // From here on, derived resources follow this plan.
+        if let Err(e) = self
+            .cell
+            .commit(|s| s.tracked.applied_plan = Some(s.plan.clone()))
+            .await
+        {
+            env.oplog
+                .warn(None, format!("apply #{id} could not start: {e}"));
+            self.set_apply(ApplyView::Finished {
+                id,
+                ok: false,
+                failed: vec![format!("state: {e}")],
+                waiting: Vec::new(),
+            });
+            return;
+        }
+        self.supervisor.sync_from_state();
+        let nodes: Vec<ResourceKey> = self
+            .supervisor
+            .node_names()
+            .into_iter()
+            .map(ResourceKey::Node)
+            .collect();
+        self.supervisor
+            .broadcast_nodes(|| super::actors::node::NodeMsg::Sync { apply: id });
+        self.wait_settled(id, "nodes", &nodes).await;
+        self.reconcile_clusters(id).await;
+        let derived = self.supervisor.sync_derived(Some(id));
+        self.wait_settled(id, "zones, firewalls and domains", &derived)
+            .await;
+        let board = env.board.snapshot();
+        let mut failed = Vec::new();
+        let mut waiting = Vec::new();
+        for key in nodes.iter().chain(derived.iter()) {
+            match board.get(key) {
+                Some(Snap::Node(n)) if n.last_error.is_some() => failed.push(key.to_string()),
+                Some(Snap::Sync(s)) if s.state == SyncState::Failed => failed.push(key.to_string()),
+                Some(Snap::Sync(s)) if s.state == SyncState::Waiting => {
+                    waiting.push(format!("{key}: {}", s.waiting.clone().unwrap_or_default()))
+                }
+                _ => {}
+            }
+        }
+        let ok = failed.is_empty();
+        env.oplog.record(
+            None,
+            OpKind::Apply,
+            if ok {
+                format!("apply #{id} finished: converged")
+            } else {
+                format!(
+                    "apply #{id} finished: {} failed ({})",
+                    failed.len(),
+                    failed.join(", ")
+                )
+            },
+        );
+        self.set_apply(ApplyView::Finished {
+            id,
+            ok,
+            failed,
+            waiting,
+        });
+    }
+
+    /// Nodes whose cluster gained or lost members since they were configured write the
+    /// new peer list (a reconfigure: configure and readiness); wait for them.
+    pub(crate) async fn reconcile_clusters(&self, id: u64) {
+        let env = self.supervisor.env().clone();
+        let mut started = Vec::new();
+        for name in self.supervisor.node_names() {
+            let Some(handle) = self.supervisor.node(&name) else {
+                continue;
+            };
+            let (reply, rx) = oneshot::channel();
+            if !handle.send(super::actors::node::NodeMsg::Reconcile { reply }) {
+                continue;
+            }
+            if let Ok(Some(op)) = rx.await {
+                started.push((name, op));
+            }
+        }
+        if started.is_empty() {
+            return;
+        }
+        let total = started.len();
+        let mut changes = env.board.subscribe();
+        loop {
+            let done = started
+                .iter()
+                .filter(|(n, op)| env.board.node(n).is_none_or(|s| s.ops_finished >= *op))
+                .count();
+            self.set_apply(ApplyView::Running {
+                id,
+                stage: "cluster peer lists".to_string(),
+                total,
+                settled: done,
+                failed: 0,
+            });
+            changes.borrow_and_update();
+            if done == total || changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(crate) async fn wait_settled(&self, id: u64, stage: &str, keys: &[ResourceKey]) {
+        let env = self.supervisor.env().clone();
+        let mut changes = env.board.subscribe();
+        loop {
+            let board = env.board.snapshot();
+            let mut settled = 0;
+            let mut failed = 0;
+            for key in keys {
+                // Gone from plan and tracked state: torn down. Checked first, because an
+                // actor stopped mid-publication can leave a last snapshot on the board.
+                if !env.cell.read(|s| still_stored(s, key)) {
+                    settled += 1;
+                    continue;
+                }
+                match board.get(key) {
+                    Some(Snap::Node(n)) if n.synced_apply >= id => {
+                        settled += 1;
+                        if n.last_error.is_some() {
+                            failed += 1;
+                        }
+                    }
+                    Some(Snap::Sync(s)) if s.synced_apply >= id => {
+                        settled += 1;
+                        if s.state == SyncState::Failed {
+                            failed += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let view = ApplyView::Running {
+                id,
+                stage: stage.to_string(),
+                total: keys.len(),
+                settled,
+                failed,
+            };
+            let changed = self.apply.lock().map(|a| *a != view).unwrap_or(true);
+            if changed {
+                self.set_apply(view);
+                changes.borrow_and_update();
+            }
+            if settled == keys.len() {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn still_stored(s: &State, key: &ResourceKey) -> bool {
+    match key {
+        ResourceKey::Node(n) => s.plan.nodes.contains_key(n) || s.tracked.nodes.contains_key(n),
+        ResourceKey::Zone(n) => s.plan.zones.contains_key(n) || s.tracked.zones.contains_key(n),
+        ResourceKey::Firewall(n) => {
+            super::derive::planned_clusters(&s.plan).contains(n)
+                || s.tracked.firewalls.contains_key(n)
+                || s.tracked
+                    .applied_plan
+                    .as_ref()
+                    .is_some_and(|p| super::derive::planned_clusters(p).contains(n))
+        }
+        ResourceKey::Domain(n) => {
+            s.plan.domains.contains_key(n) || s.tracked.domains.contains_key(n)
+        }
+    }
+}
