@@ -62,10 +62,10 @@ mod calls {
     use crate::engine::import::{ImportReport, ImportRequest};
     use crate::engine::plan::{NodeRequest, PlanEdit};
     use crate::engine::secret::Secret;
-    use crate::ssh::SshAccess;
     use crate::engine::state::model::Plan;
     use crate::providers::Credentials;
     use crate::ssh::ManagedKey;
+    use crate::ssh::SshAccess;
     engine_calls!(forward);
 }
 
@@ -112,8 +112,13 @@ impl Link {
     pub async fn catalog_pair(
         &self,
         kind: String,
-    ) -> Result<(Arc<crate::providers::Catalog>, crate::providers::CatalogPolicy), EngineError>
-    {
+    ) -> Result<
+        (
+            Arc<crate::providers::Catalog>,
+            crate::providers::CatalogPolicy,
+        ),
+        EngineError,
+    > {
         let CatalogReply { catalog, policy } = self.catalog(kind).await?;
         Ok((catalog, policy))
     }

@@ -281,7 +281,9 @@ async fn spawn(home: &Path, handover: Handover) -> Result<Ready> {
     }
     match serde_json::from_str::<Answer>(&first) {
         Ok(Answer::Ready { metadata, cleaned }) => Ok(Ready { metadata, cleaned }),
-        Ok(Answer::Error { message, code }) => Err(EngineError::from_wire(code, message, Vec::new()).into()),
+        Ok(Answer::Error { message, code }) => {
+            Err(EngineError::from_wire(code, message, Vec::new()).into())
+        }
         Err(_) => {
             let status = child.wait().await?;
             Err(eyre!(

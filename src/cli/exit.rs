@@ -32,7 +32,12 @@ mod tests {
         assert_eq!(exit_code(&wrapped.unwrap_err()), LOCKED);
         let gone: Report = EngineError::Unavailable("no daemon".into()).into();
         assert_eq!(exit_code(&gone), DAEMON_UNAVAILABLE);
-        let remote: Report = EngineError::from_wire(crate::engine::ErrorKind::Unauthorized, "bad token".into(), Vec::new()).into();
+        let remote: Report = EngineError::from_wire(
+            crate::engine::ErrorKind::Unauthorized,
+            "bad token".into(),
+            Vec::new(),
+        )
+        .into();
         assert_eq!(exit_code(&remote), LOCKED);
         assert_eq!(
             exit_code(&EngineError::Refused("no".into()).into()),

@@ -113,10 +113,13 @@ impl Remote {
         });
         // A daemon dying as we connect closes the connection before the first reply:
         // say what is left of it (a stale socket, or nothing).
-        let status: DaemonStatus = conn.call("status", Value::Null).await.map_err(|e| match e {
-            EngineError::Unavailable(detail) => unavailable(endpoint, &detail),
-            other => other,
-        })?;
+        let status: DaemonStatus = conn
+            .call("status", Value::Null)
+            .await
+            .map_err(|e| match e {
+                EngineError::Unavailable(detail) => unavailable(endpoint, &detail),
+                other => other,
+            })?;
         if status.protocol != PROTOCOL {
             return Err(EngineError::Unavailable(format!(
                 "the daemon (pid {}, version {}) speaks protocol {}, this legion speaks {}; \
@@ -178,7 +181,10 @@ impl Remote {
 
     /// Ask the daemon to save, lock and exit.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
-        self.conn.call::<Value>("shutdown", Value::Null).await.map(drop)
+        self.conn
+            .call::<Value>("shutdown", Value::Null)
+            .await
+            .map(drop)
     }
 
     pub async fn wait_for(
@@ -201,7 +207,11 @@ impl Transport for Remote {
 
 impl Conn {
     /// Send one call and wait for its reply.
-    async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, EngineError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, EngineError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let lost = || EngineError::Unavailable("the daemon closed the connection".into());
@@ -290,8 +300,9 @@ async fn read_replies(
             }
         }
     }
-    let reason = closing
-        .unwrap_or_else(|| WireError::new(ErrorKind::Unavailable, "the daemon closed the connection"));
+    let reason = closing.unwrap_or_else(|| {
+        WireError::new(ErrorKind::Unavailable, "the daemon closed the connection")
+    });
     let waiting = pending.lock().ok().and_then(|mut p| p.take());
     for (_, w) in waiting.into_iter().flatten() {
         let _ = w.send(Err(reason.clone()));

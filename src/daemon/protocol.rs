@@ -179,7 +179,10 @@ pub fn event_line<T: Serialize>(id: u64, event: &str, data: &T) -> String {
     let line = match serde_json::to_value(data) {
         Ok(data) => serde_json::json!({"id": id, "event": event, "data": data}).to_string(),
         Err(e) => {
-            return error_line(Some(id), &WireError::new(ErrorKind::Internal, e.to_string()));
+            return error_line(
+                Some(id),
+                &WireError::new(ErrorKind::Internal, e.to_string()),
+            );
         }
     };
     if line.len() > super::MAX_RESPONSE {
@@ -242,6 +245,9 @@ mod tests {
         let back: EngineError = WireError::from(&EngineError::Locked).into();
         assert!(back.is_locked());
         let line = serde_json::to_string(&WireError::from(&EngineError::Locked)).unwrap();
-        assert_eq!(line, r#"{"code":"locked","message":"Legion is locked: unlock it first"}"#);
+        assert_eq!(
+            line,
+            r#"{"code":"locked","message":"Legion is locked: unlock it first"}"#
+        );
     }
 }

@@ -18,9 +18,9 @@ use super::protocol::{
     DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line,
 };
 use super::{Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, read_line};
-use crate::engine::{Engine, ErrorKind, api};
 use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
+use crate::engine::{Engine, ErrorKind, api};
 
 /// Bind the endpoint's socket (0600, in its 0700 directory). The caller has made sure
 /// no live daemon owns it; a leftover file is removed first.
@@ -124,7 +124,10 @@ impl Daemon {
         let writer = tokio::spawn(write_lines(wr, rx));
         let _count = ClientCount::enter(&self.clients);
         if self.clients.load(Ordering::Relaxed) > MAX_CLIENTS {
-            let e = WireError::new(ErrorKind::Busy, "the daemon serves too many clients; try again");
+            let e = WireError::new(
+                ErrorKind::Busy,
+                "the daemon serves too many clients; try again",
+            );
             let _ = tx.send(error_line(None, &e)).await;
         } else {
             self.read_requests(rd, &tx).await;

@@ -8,8 +8,8 @@
 use super::actors::Action;
 use super::error::EngineError;
 use super::session::Session;
-use crate::ssh::SshAccess;
 use super::state::model::State;
+use crate::ssh::SshAccess;
 
 /// Whether `name` is a node of this state (planned or tracked): the node an action is
 /// for, or why there is none.

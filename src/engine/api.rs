@@ -23,10 +23,10 @@ use super::import::{ImportReport, ImportRequest};
 use super::oplog::OpEntry;
 use super::plan::{NodeRequest, PlanEdit};
 use super::secret::Secret;
-use crate::ssh::SshAccess;
 use super::state::model::Plan;
 use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
 use crate::ssh::ManagedKey;
+use crate::ssh::SshAccess;
 
 /// A provider's catalog and the policy that picks defaults from it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,7 +202,11 @@ mod tests {
     engine_calls!(recorder_api);
 
     impl Transport for Loopback {
-        async fn call_raw(&self, method: &'static str, params: Value) -> Result<Value, EngineError> {
+        async fn call_raw(
+            &self,
+            method: &'static str,
+            params: Value,
+        ) -> Result<Value, EngineError> {
             // Through JSON text, as on the socket.
             let params: Value = serde_json::from_str(&params.to_string()).unwrap();
             dispatch(&self.0, method, params).await.unwrap()
@@ -239,7 +243,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BadRequest);
         // No parameters at all is fine for a call that takes none.
-        let e = dispatch(&r, "apply", Value::Null).await.unwrap().unwrap_err();
+        let e = dispatch(&r, "apply", Value::Null)
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(METHODS.contains(&"apply") && METHODS.contains(&"import_node"));
     }

@@ -2,8 +2,8 @@
 //! zones and a firewall set, so a newcomer sees live activity within seconds.
 
 use super::plan::{NodeRequest, PlanEdit};
-use super::{Engine, EngineError};
 use super::state::model::{ClusterPlan, RecordPlan, RecordValue};
+use super::{Engine, EngineError};
 use crate::providers::{Credentials, FirewallRule, Protocol, RecordType};
 
 pub const CLUSTER: &str = "demo";

@@ -249,7 +249,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_by_name_and_unknown_ones_survive() {
-        for kind in [ErrorKind::WrongPassword, ErrorKind::Provider, ErrorKind::Busy] {
+        for kind in [
+            ErrorKind::WrongPassword,
+            ErrorKind::Provider,
+            ErrorKind::Busy,
+        ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), kind);

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::actors::{Action, Timings};
+use super::actors::Action;
 use super::api::{CatalogReply, EngineApi};
+pub use super::config::EngineConfig;
 use super::error::EngineError;
 use super::import::{ImportReport, ImportRequest};
 use super::lifecycle::{Command, Core, Reply};
@@ -20,38 +21,11 @@ use super::plan::{NodeRequest, PlanEdit};
 use super::secret::Secret;
 use super::session::Session;
 use super::snapshot::{AppSnapshot, LockState, NodeRow};
-use crate::ssh::SshAccess;
-use super::state::crypto::KdfParams;
 use super::state::model::Plan;
 use super::state::store::StateFile;
 use crate::providers::{Credentials, Descriptor, Env, Registry};
 use crate::ssh::ManagedKey;
-
-/// How an engine is set up; tests inject the registry, environment and timings.
-#[derive(Clone)]
-pub struct EngineConfig {
-    pub home: PathBuf,
-    pub registry: Registry,
-    pub env: Env,
-    pub timings: Timings,
-    pub kdf: KdfParams,
-    /// Where nodes' sshds are when not at their provider addresses (one local sshd per
-    /// simulated node, for instance); `None`: at those addresses.
-    pub ssh_endpoints: Option<Arc<dyn crate::ssh::NodeEndpoints>>,
-}
-
-impl EngineConfig {
-    pub fn new(home: PathBuf) -> EngineConfig {
-        EngineConfig {
-            home,
-            registry: Registry::builtin(),
-            env: Env::from_process(),
-            timings: Timings::default(),
-            kdf: KdfParams::DEFAULT,
-            ssh_endpoints: None,
-        }
-    }
-}
+use crate::ssh::SshAccess;
 
 /// Cheap to clone; every clone talks to the same engine task.
 #[derive(Clone)]

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::actors::{ActorEnv, Board, ProviderSet};
+use super::config::EngineConfig;
 use super::error::EngineError;
-use super::handle::EngineConfig;
 use super::home;
 use super::oplog::OpLog;
 use super::secret::Secret;
@@ -27,12 +27,26 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 /// What the engine task is asked to do.
 pub(crate) enum Command {
-    Init { password: Secret, reply: Reply<()> },
-    Unlock { password: Secret, reply: Reply<()> },
-    Logout { reply: Reply<()> },
-    ChangePassword { current: Secret, new: Secret, reply: Reply<()> },
+    Init {
+        password: Secret,
+        reply: Reply<()>,
+    },
+    Unlock {
+        password: Secret,
+        reply: Reply<()>,
+    },
+    Logout {
+        reply: Reply<()>,
+    },
+    ChangePassword {
+        current: Secret,
+        new: Secret,
+        reply: Reply<()>,
+    },
     /// The unlocked session, for a call to run against.
-    Session { reply: Reply<Arc<Session>> },
+    Session {
+        reply: Reply<Arc<Session>>,
+    },
 }
 
 pub(crate) struct Core {
@@ -282,7 +296,11 @@ impl Core {
         flushed.map_err(|e| EngineError::Persist(e.to_string()))
     }
 
-    pub(crate) async fn change_password(&mut self, current: Secret, new: Secret) -> Result<(), EngineError> {
+    pub(crate) async fn change_password(
+        &mut self,
+        current: Secret,
+        new: Secret,
+    ) -> Result<(), EngineError> {
         let session = self.session.clone().ok_or(EngineError::Locked)?;
         if new.expose().is_empty() {
             return Err(EngineError::Invalid("the new password is empty".into()));

@@ -7,6 +7,7 @@ pub mod actions;
 pub mod actors;
 pub mod api;
 mod apply;
+pub mod config;
 pub mod demo;
 pub mod derive;
 mod edits;

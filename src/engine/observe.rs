@@ -36,9 +36,7 @@ pub async fn observe_provider(
             .filter_map(|t| t.server_id.clone())
             .collect()
     });
-    let servers = compute
-        .observe(&env.install_id, &tracked)
-        .await?;
+    let servers = compute.observe(&env.install_id, &tracked).await?;
     let now = now_ms();
     // Nodes of this provider and what the reading says about each. Only servers known
     // before the reading began: one created while it was under way (a list of several
@@ -94,9 +92,7 @@ pub async fn observe_provider(
         }
     }
     if let Some(fw) = provider.api.firewall() {
-        let firewalls = fw
-            .list_firewalls(&env.install_id)
-            .await?;
+        let firewalls = fw.list_firewalls(&env.install_id).await?;
         let differs = env.cell.read(|s| {
             firewalls
                 .iter()

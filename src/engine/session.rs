@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::actors::Connected;
+use super::config::EngineConfig;
 use super::error::EngineError;
-use super::handle::EngineConfig;
 use super::observe;
 use super::snapshot::ApplyView;
 use super::state::cell::StateCell;
@@ -161,7 +161,11 @@ impl Session {
         Ok(connected)
     }
 
-    pub(crate) async fn configure_provider(&self, kind: &str, creds: Credentials) -> Result<(), EngineError> {
+    pub(crate) async fn configure_provider(
+        &self,
+        kind: &str,
+        creds: Credentials,
+    ) -> Result<(), EngineError> {
         let module = self.module(kind)?;
         let creds = module
             .normalize_credentials(creds)
