@@ -20,13 +20,23 @@ pub const PROTOCOL: u32 = 1;
 
 /// One request line. `method` is a call of the engine API (`crate::engine::api`) or one
 /// of the daemon's own ([`DaemonCall`]); `params` holds the call's named parameters.
-#[derive(Debug, Serialize, Deserialize)]
+/// `Debug` shows neither the token nor the parameters (passwords, credentials).
+#[derive(Serialize, Deserialize)]
 pub struct Request {
     pub id: u64,
     pub token: Secret,
     pub method: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub params: Value,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -218,7 +228,8 @@ mod tests {
             r#"{"id":3,"token":"t","method":"unlock","params":{"password":"hunter2"}}"#,
         )
         .unwrap();
-        assert!(!format!("{:?}", r.token).contains('t'));
+        assert!(!format!("{r:?}").contains("hunter2"), "{r:?}");
+        assert!(!format!("{r:?}").contains("\"t\""), "{r:?}");
         // Round trip: what the client writes, the server reads.
         let line = serde_json::to_string(&Request {
             id: 5,

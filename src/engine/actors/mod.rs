@@ -9,6 +9,7 @@ pub mod machine;
 pub mod node;
 pub mod reconcilers;
 pub mod sync;
+mod work;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
