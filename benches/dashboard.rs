@@ -52,6 +52,7 @@ fn node(i: usize) -> NodeRow {
         server_id: Some(format!("sv-{i}")),
         operation: None,
         last_error: None,
+        error_class: None,
         waiting: None,
         planned: true,
         live: true,

@@ -41,6 +41,7 @@ fn node_snap(i: u64) -> NodeSnap {
         health: None,
         operation: i.is_multiple_of(7).then(|| "reboot".to_string()),
         last_error: None,
+        error_class: None,
         synced_apply: i,
         ops_started: i,
         ops_finished: i,

@@ -80,11 +80,11 @@ async fn start(cli: &Cli, home: PathBuf, endpoint: &Endpoint, foreground: bool) 
     }
     let supplied = cli.daemon_token();
     if let Some(t) = &supplied {
-        crate::daemon::check_token(t).map_err(|e| eyre!(e))?;
+        crate::daemon::check_token(t)?;
     }
     let token = match &supplied {
         Some(t) => t.clone(),
-        None => crate::daemon::new_token().map_err(|e| eyre!(e))?,
+        None => crate::daemon::new_token()?,
     };
     let shown = supplied.is_none().then_some(&token);
     let pw = cli.password()?;

@@ -164,22 +164,30 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// Why the daemon has no usable token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no randomness for the daemon token: {0}")]
+    NoRandomness(getrandom::Error),
+    #[error(
+        "a daemon token must be at least 32 characters without spaces (leave it unset and \
+         the daemon makes one)"
+    )]
+    Weak,
+}
+
 /// A new token: 32 random bytes, hex.
-pub fn new_token() -> Result<Secret, String> {
+pub fn new_token() -> Result<Secret, TokenError> {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(bytes.as_mut()).map_err(|e| format!("no randomness for the token: {e}"))?;
+    getrandom::fill(bytes.as_mut()).map_err(TokenError::NoRandomness)?;
     Ok(Secret::new(hex::encode(bytes.as_ref())))
 }
 
 /// A token supplied by the operator must be long enough to be a secret.
-pub fn check_token(token: &Secret) -> Result<(), String> {
+pub fn check_token(token: &Secret) -> Result<(), TokenError> {
     let t = token.expose();
     if t.len() < 32 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(
-            "a daemon token must be at least 32 characters without spaces (leave it unset \
-             and the daemon makes one)"
-                .into(),
-        );
+        return Err(TokenError::Weak);
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ impl Session {
     pub(crate) async fn node_action(&self, name: &str, action: Action) -> Result<u64, EngineError> {
         self.cell.read(|st| action_target(st, name))?;
         let handle = self.supervisor.ensure_node(name);
-        handle.action(action).await.map_err(EngineError::Refused)
+        Ok(handle.action(action).await?)
     }
 
     /// How to reach a node over SSH: address, user, the managed key, the pinned host key.

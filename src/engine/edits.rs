@@ -3,7 +3,7 @@
 
 use super::error::EngineError;
 
-use super::plan::{NodeRequest, PlanEdit, apply_edit};
+use super::plan::{EditError, NodeRequest, PlanEdit, apply_edit};
 use super::session::Session;
 use super::state::model::NodePlan;
 use crate::providers::Credentials;
@@ -140,9 +140,8 @@ impl Session {
                 )?;
                 draft.tracked.nodes.insert(name.clone(), tracked);
                 *s = draft;
-                Ok::<(), String>(())
-            })
-            .map_err(EngineError::Invalid)?
+                Ok::<(), EditError>(())
+            })?
             .1;
         self.cell
             .persist(v)
@@ -182,8 +181,7 @@ impl Session {
             .try_mutate(|s| {
                 let mut draft = s.clone();
                 apply_edit(&mut draft, edit).map(|()| *s = draft)
-            })
-            .map_err(EngineError::Invalid)?
+            })?
             .1;
         self.cell
             .persist(v)

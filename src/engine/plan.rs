@@ -66,8 +66,33 @@ pub enum PlanEdit {
     },
 }
 
+/// Why a plan edit was not made; the plan is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// A name, zone or rule that is not valid, with the rule it breaks.
+    #[error("{0}")]
+    Invalid(String),
+    /// The edit names something the plan does not have.
+    #[error("{0}")]
+    NotFound(String),
+    /// The edit contradicts what is deployed (moving a running node between providers).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<EditError> for crate::engine::EngineError {
+    fn from(e: EditError) -> Self {
+        use crate::engine::EngineError;
+        match e {
+            EditError::Invalid(m) => EngineError::Invalid(m),
+            EditError::NotFound(m) => EngineError::NotFound(m),
+            EditError::Conflict(m) => EngineError::Refused(m),
+        }
+    }
+}
+
 /// A DNS-label-like name: what servers, clusters and records can be called.
-pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+pub fn validate_name(what: &str, name: &str) -> Result<(), EditError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -78,13 +103,13 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(EditError::Invalid(format!(
             "invalid {what} name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        ))
+        )))
     }
 }
 
-fn validate_zone(name: &str) -> Result<(), String> {
+fn validate_zone(name: &str) -> Result<(), EditError> {
     let ok = name.contains('.')
         && name.split('.').all(|l| {
             !l.is_empty()
@@ -94,14 +119,14 @@ fn validate_zone(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(EditError::Invalid(format!(
             "invalid zone name {name:?}: expected a domain such as example.com"
-        ))
+        )))
     }
 }
 
 /// Apply one edit to the plan. Errors leave the state unchanged.
-pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
+pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
     let plan = &mut state.plan;
     match edit {
         PlanEdit::UpsertNode { name, node } => {
@@ -111,10 +136,10 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
                 && existing.provider != node.provider
                 && state.tracked.nodes.contains_key(&name)
             {
-                return Err(format!(
+                return Err(EditError::Conflict(format!(
                     "{name} already runs on {}; remove it and add a new node to move providers",
                     existing.provider
-                ));
+                )));
             }
             let uid = plan.nodes.get(&name).map(|n| n.uid.clone());
             let node = NodePlan {
@@ -126,7 +151,7 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
         }
         PlanEdit::RemoveNode { name } => {
             if plan.nodes.remove(&name).is_none() {
-                return Err(format!("no node {name:?} in the plan"));
+                return Err(EditError::NotFound(format!("no node {name:?} in the plan")));
             }
         }
         PlanEdit::UpsertCluster { name, cluster } => {
@@ -147,14 +172,13 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
         }
         PlanEdit::RemoveZone { name } => {
             if plan.zones.remove(&name).is_none() {
-                return Err(format!("no zone {name:?} in the plan"));
+                return Err(EditError::NotFound(format!("no zone {name:?} in the plan")));
             }
         }
         PlanEdit::UpsertRecord { zone, record } => {
-            let z = plan
-                .zones
-                .get_mut(&zone)
-                .ok_or_else(|| format!("no zone {zone:?} in the plan; add the zone first"))?;
+            let z = plan.zones.get_mut(&zone).ok_or_else(|| {
+                EditError::NotFound(format!("no zone {zone:?} in the plan; add the zone first"))
+            })?;
             if record.name != "@" {
                 validate_name("record", &record.name)?;
             }
@@ -168,19 +192,21 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
             let z = plan
                 .zones
                 .get_mut(&zone)
-                .ok_or_else(|| format!("no zone {zone:?} in the plan"))?;
+                .ok_or_else(|| EditError::NotFound(format!("no zone {zone:?} in the plan")))?;
             let before = z.records.len();
             z.records.retain(|r| !(r.name == name && r.rtype == rtype));
             if z.records.len() == before {
-                return Err(format!("no {rtype} record {name:?} in zone {zone}"));
+                return Err(EditError::NotFound(format!(
+                    "no {rtype} record {name:?} in zone {zone}"
+                )));
             }
         }
         PlanEdit::AddFirewallRule { cluster, rule } => {
             validate_name("cluster", &cluster)?;
             if rule.sources.is_empty() {
-                return Err(
+                return Err(EditError::Invalid(
                     "a firewall rule needs at least one source (0.0.0.0/0 for anywhere)".into(),
-                );
+                ));
             }
             let f = plan.firewalls.entry(cluster).or_default();
             if !f.rules.contains(&rule) {
@@ -188,29 +214,32 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), String> {
             }
         }
         PlanEdit::RemoveFirewallRule { cluster, rule } => {
-            let f = plan
-                .firewalls
-                .get_mut(&cluster)
-                .ok_or_else(|| format!("cluster {cluster:?} has no firewall rules"))?;
+            let f = plan.firewalls.get_mut(&cluster).ok_or_else(|| {
+                EditError::NotFound(format!("cluster {cluster:?} has no firewall rules"))
+            })?;
             let before = f.rules.len();
             f.rules.retain(|r| r != &rule);
             if f.rules.len() == before {
-                return Err(format!("cluster {cluster} has no rule {rule}"));
+                return Err(EditError::NotFound(format!(
+                    "cluster {cluster} has no rule {rule}"
+                )));
             }
         }
         PlanEdit::UpsertDomain { name, domain } => {
             validate_zone(&name)?;
             if !plan.zones.contains_key(&domain.zone) {
-                return Err(format!(
+                return Err(EditError::NotFound(format!(
                     "no zone {:?} in the plan to delegate to",
                     domain.zone
-                ));
+                )));
             }
             plan.domains.insert(name, domain);
         }
         PlanEdit::RemoveDomain { name } => {
             if plan.domains.remove(&name).is_none() {
-                return Err(format!("no domain {name:?} in the plan"));
+                return Err(EditError::NotFound(format!(
+                    "no domain {name:?} in the plan"
+                )));
             }
         }
     }
@@ -264,7 +293,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.contains("invalid node name"), "{e}");
+        assert!(e.to_string().contains("invalid node name"), "{e}");
         let e = apply_edit(
             &mut s,
             PlanEdit::RemoveNode {
@@ -272,7 +301,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.contains("no node"), "{e}");
+        assert!(e.to_string().contains("no node"), "{e}");
     }
 
     #[test]
@@ -292,7 +321,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.contains("add the zone first"), "{e}");
+        assert!(e.to_string().contains("add the zone first"), "{e}");
         apply_edit(
             &mut s,
             PlanEdit::UpsertZone {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
 use super::derive::planned_clusters;
 use super::state::model::{Execution, State};
-use crate::providers::{HealthReading, ProviderStatus};
+use crate::providers::{ErrorClass, HealthReading, ProviderStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +65,9 @@ pub struct NodeRow {
     pub server_id: Option<String>,
     pub operation: Option<String>,
     pub last_error: Option<String>,
+    /// What kind of provider failure `last_error` is (auth, quota, ambiguous, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
     pub waiting: Option<String>,
     /// In the plan; `false` means planned absence (torn down by the next apply).
     pub planned: bool,
@@ -85,6 +88,9 @@ pub struct SyncRow {
     pub summary: String,
     pub waiting: Option<String>,
     pub last_error: Option<String>,
+    /// As [`NodeRow::error_class`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
     pub operation: Option<String>,
     pub planned: bool,
     pub live: bool,
@@ -298,6 +304,7 @@ fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow 
         server_id: tracked.and_then(|t| t.server_id.clone()),
         operation: snap.and_then(|s| s.operation.clone()),
         last_error: snap.and_then(|s| s.last_error.clone()),
+        error_class: snap.and_then(|s| s.error_class),
         waiting: match (
             plan.is_some(),
             tracked.is_some_and(|t| t.server_id.is_some()),
@@ -329,6 +336,7 @@ fn sync_row(name: &str, provider: String, planned: bool, snap: Option<&Snap>) ->
         summary: snap.map(|s| s.summary.clone()).unwrap_or_default(),
         waiting: snap.and_then(|s| s.waiting.clone()),
         last_error: snap.and_then(|s| s.last_error.clone()),
+        error_class: snap.and_then(|s| s.error_class),
         operation: snap.and_then(|s| s.operation.clone()),
         planned,
         live: snap.is_some(),

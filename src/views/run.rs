@@ -73,7 +73,7 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
     let (opts, notes) = prepare(&cfg, engine.provider_descriptors());
     let mut app = App::new(engine.snapshot(), opts);
     for n in notes {
-        app.handle(UiEvent::Reply(Err(Failed(n))));
+        app.handle(UiEvent::Reply(Err(Failed::from(n))));
     }
     let (tx, rx) = mpsc::channel::<UiEvent>();
     // Subscribe before reading the backlog, so no line falls in between; the overlap is
@@ -82,7 +82,7 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
     let backlog = match rt.block_on(engine.recent_logs(500, None)) {
         Ok(b) => b,
         Err(e) => {
-            app.handle(UiEvent::Reply(Err(Failed(format!("recent log: {e}")))));
+            app.handle(UiEvent::Reply(Err(Failed::doing("recent log", &e))));
             Vec::new()
         }
     };
@@ -242,40 +242,40 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 .node_action(name.clone(), action)
                 .await
                 .map(|_| format!("{action} {name}: accepted"))
-                .map_err(|e| e.to_string()),
+                .map_err(Failed::from),
             Effect::Apply => engine
                 .apply()
                 .await
                 .map(|id| format!("apply #{id} started"))
-                .map_err(|e| e.to_string()),
+                .map_err(Failed::from),
             Effect::Refresh => engine
                 .refresh()
                 .await
                 .map(|()| "every provider read".to_string())
-                .map_err(|e| format!("refresh: {e}")),
+                .map_err(|e| Failed::doing("refresh", &e)),
             Effect::RemoveNode(name) => engine
                 .edit_plan(PlanEdit::RemoveNode { name: name.clone() })
                 .await
                 .map(|()| format!("{name} removed from the plan; apply tears it down"))
-                .map_err(|e| e.to_string()),
+                .map_err(Failed::from),
             Effect::UpsertNode(req) => {
                 let name = req.name.clone();
                 engine
                     .upsert_node(req)
                     .await
                     .map(|()| format!("{name} is in the plan; apply (a) creates or changes it"))
-                    .map_err(|e| e.to_string())
+                    .map_err(Failed::from)
             }
             Effect::EditPlan(edit) => engine
                 .edit_plan(edit)
                 .await
                 .map(|()| "saved in the plan; apply (a) makes it so".to_string())
-                .map_err(|e| e.to_string()),
+                .map_err(Failed::from),
             Effect::ConfigureProvider(kind, creds) => engine
                 .configure_provider(kind.clone(), creds)
                 .await
                 .map(|()| format!("provider {kind} configured"))
-                .map_err(|e| e.to_string()),
+                .map_err(Failed::from),
             Effect::LoadCatalog(provider) => match engine.catalog_pair(provider.clone()).await {
                 Ok((catalog, policy)) => {
                     let _ = tx.send(UiEvent::Catalog {
@@ -285,13 +285,13 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                     });
                     return;
                 }
-                Err(e) => Err(format!("catalog of {provider}: {e}")),
+                Err(e) => Err(Failed::doing(&format!("catalog of {provider}"), &e)),
             },
             Effect::Unlock(password) => engine
                 .unlock(password)
                 .await
                 .map(|()| "unlocked".to_string())
-                .map_err(|e| e.to_string()),
+                .map_err(Failed::from),
             Effect::LoadTheme(name, depth) => {
                 let dirs = vec![engine.home().join("themes")];
                 match tokio::task::spawn_blocking(move || Theme::load(&name, &dirs)).await {
@@ -299,8 +299,8 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                         let _ = tx.send(UiEvent::Theme(Box::new(theme.with_depth(depth))));
                         Ok("theme changed".to_string())
                     }
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Ok(Err(e)) => Err(Failed::from(e.to_string())),
+                    Err(e) => Err(Failed::from(e.to_string())),
                 }
             }
             Effect::OpenShell {
@@ -342,7 +342,7 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                             r.server_id, r.host_key, r.sudo
                         )
                     })
-                    .map_err(|e| format!("import {name}: {e}"))
+                    .map_err(|e| Failed::doing(&format!("import {name}"), &e))
             }
             Effect::TailNode { id, node } => {
                 let started = match engine.ssh_access(node.clone()).await {
@@ -371,9 +371,9 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 .pin_host_key(node.clone(), fingerprint.clone())
                 .await
                 .map(|()| format!("{node}: host key {fingerprint} trusted on first use and pinned"))
-                .map_err(|e| format!("{node}: could not pin the host key: {e}")),
+                .map_err(|e| Failed::doing(&format!("{node}: could not pin the host key"), &e)),
             Effect::Quit => return,
         };
-        let _ = tx.send(UiEvent::Reply(reply.map_err(Failed)));
+        let _ = tx.send(UiEvent::Reply(reply));
     });
 }

@@ -149,15 +149,15 @@ impl std::fmt::Display for Action {
 }
 
 impl std::str::FromStr for Action {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Action, String> {
+    type Err = UnknownAction;
+    fn from_str(s: &str) -> Result<Action, UnknownAction> {
         Ok(match s {
             "start" => Action::Start,
             "stop" => Action::Stop,
             "reboot" => Action::Reboot,
             "retry" => Action::Retry,
             "reinstall" => Action::Reinstall,
-            other => return Err(format!("unknown action {other:?}")),
+            other => return Err(UnknownAction(other.to_string())),
         })
     }
 }
@@ -172,11 +172,21 @@ pub struct ActionView<'a> {
     pub execution: Option<&'a Execution>,
 }
 
+/// Why an action does not fit the node now, in the operator's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+/// A word that names no [`Action`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action {0:?}")]
+pub struct UnknownAction(pub String);
+
 /// Whether `action` fits the node now; the error says why not.
-pub fn check_action(v: ActionView<'_>, action: Action) -> Result<(), String> {
+pub fn check_action(v: ActionView<'_>, action: Action) -> Result<(), Refusal> {
     let name = v.name;
     if let Some(op) = v.operation {
-        return Err(format!(
+        return refused(format!(
             "cannot {action} {name}: {op} is in progress; wait for it to finish"
         ));
     }
@@ -184,41 +194,47 @@ pub fn check_action(v: ActionView<'_>, action: Action) -> Result<(), String> {
         return match v.execution {
             // Running with no operation in flight: its process or save failed mid-phase.
             Some(e) if e.is_retryable() || e.status == ExecStatus::Running => Ok(()),
-            Some(e) => Err(format!(
-                "nothing to retry on {name}: its last {:?} execution {}",
-                e.kind,
-                match e.status {
-                    ExecStatus::Succeeded => "succeeded",
-                    _ => "is still running",
-                }
-            )
-            .to_lowercase()),
-            None => Err(format!(
+            Some(e) => refused(
+                format!(
+                    "nothing to retry on {name}: its last {:?} execution {}",
+                    e.kind,
+                    match e.status {
+                        ExecStatus::Succeeded => "succeeded",
+                        _ => "is still running",
+                    }
+                )
+                .to_lowercase(),
+            ),
+            None => refused(format!(
                 "nothing to retry on {name}: it has no execution yet"
             )),
         };
     }
     if !v.has_server {
-        return Err(format!(
+        return refused(format!(
             "cannot {action} {name}: it has no server yet; run apply first"
         ));
     }
     match (action, v.machine) {
-        (_, Machine::Deleting) => Err(format!("cannot {action} {name}: it is being deleted")),
-        (_, Machine::Missing) => Err(format!(
+        (_, Machine::Deleting) => refused(format!("cannot {action} {name}: it is being deleted")),
+        (_, Machine::Missing) => refused(format!(
             "cannot {action} {name}: its server no longer exists at the provider; apply re-creates it"
         )),
-        (Action::Start, Machine::Running) => Err(format!("{name} is already running")),
+        (Action::Start, Machine::Running) => refused(format!("{name} is already running")),
         (Action::Start, Machine::Stopped | Machine::Unknown) => Ok(()),
-        (Action::Stop, Machine::Stopped) => Err(format!("{name} is already stopped")),
+        (Action::Stop, Machine::Stopped) => refused(format!("{name} is already stopped")),
         (Action::Stop, Machine::Running | Machine::Unknown) => Ok(()),
-        (Action::Reboot, Machine::Stopped) => Err(format!(
+        (Action::Reboot, Machine::Stopped) => refused(format!(
             "cannot reboot {name}: it is stopped; start it instead"
         )),
         (Action::Reboot, Machine::Running | Machine::Unknown) => Ok(()),
         (Action::Reinstall, Machine::Running | Machine::Stopped | Machine::Unknown) => Ok(()),
-        (_, m) => Err(format!("cannot {action} {name} while it is {m}")),
+        (_, m) => refused(format!("cannot {action} {name} while it is {m}")),
     }
+}
+
+fn refused(reason: String) -> Result<(), Refusal> {
+    Err(Refusal(reason))
 }
 
 /// What an apply wave asks a node actor to do.
@@ -288,21 +304,31 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        let e = check_action(view(Machine::Running), Action::Start).unwrap_err();
+        let e = check_action(view(Machine::Running), Action::Start)
+            .unwrap_err()
+            .0;
         assert!(e.contains("already running"), "{e}");
-        let e = check_action(view(Machine::Stopped), Action::Stop).unwrap_err();
+        let e = check_action(view(Machine::Stopped), Action::Stop)
+            .unwrap_err()
+            .0;
         assert!(e.contains("already stopped"), "{e}");
-        let e = check_action(view(Machine::Deleting), Action::Stop).unwrap_err();
+        let e = check_action(view(Machine::Deleting), Action::Stop)
+            .unwrap_err()
+            .0;
         assert!(e.contains("being deleted"), "{e}");
-        let e = check_action(view(Machine::Stopped), Action::Reboot).unwrap_err();
+        let e = check_action(view(Machine::Stopped), Action::Reboot)
+            .unwrap_err()
+            .0;
         assert!(e.contains("start it instead"), "{e}");
-        let e = check_action(view(Machine::Running), Action::Retry).unwrap_err();
+        let e = check_action(view(Machine::Running), Action::Retry)
+            .unwrap_err()
+            .0;
         assert!(e.contains("nothing to retry"), "{e}");
         let busy = ActionView {
             operation: Some("reboot"),
             ..view(Machine::Running)
         };
-        let e = check_action(busy, Action::Stop).unwrap_err();
+        let e = check_action(busy, Action::Stop).unwrap_err().0;
         assert!(e.contains("reboot is in progress"), "{e}");
         let no_server = ActionView {
             has_server: false,
@@ -311,6 +337,7 @@ mod tests {
         assert!(
             check_action(no_server, Action::Start)
                 .unwrap_err()
+                .0
                 .contains("apply")
         );
     }
@@ -336,6 +363,7 @@ mod tests {
         assert!(
             check_action(v, Action::Retry)
                 .unwrap_err()
+                .0
                 .contains("succeeded")
         );
     }

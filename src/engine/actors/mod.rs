@@ -5,6 +5,7 @@
 //! `AppSnapshot` updates. Actors never hold decrypted credentials; they reach providers
 //! through the connected [`ProviderSet`].
 
+mod error;
 pub mod machine;
 pub mod node;
 pub mod reconcilers;
@@ -21,10 +22,11 @@ use tokio::sync::watch;
 use super::oplog::{OpKind, OpLog};
 use super::state::cell::StateCell;
 use crate::providers::{
-    Catalog, CatalogPolicy, DeploymentProfile, ErrorKind, Lane, ProviderApi, ProviderError,
-    ProviderModule, ProviderResult,
+    Catalog, CatalogPolicy, DeploymentProfile, ErrorClass, ErrorKind, Lane, ProviderApi,
+    ProviderError, ProviderModule, ProviderResult,
 };
 
+pub use error::ActorError;
 pub use machine::{Action, Machine, System};
 
 /// Timings the engine runs with; tests shorten them and pause time.
@@ -182,6 +184,10 @@ pub struct NodeSnap {
     /// The operation in flight: `provisioning`, `reinstall: configure`, `stop`.
     pub operation: Option<String>,
     pub last_error: Option<String>,
+    /// What kind of provider failure `last_error` is (auth, quota, ambiguous, ...), when a
+    /// provider call failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
     /// The newest apply whose sync this actor finished.
     pub synced_apply: u64,
     /// Operations started and finished; an action's reply carries its number, so a
@@ -224,6 +230,9 @@ pub struct SyncSnap {
     pub summary: String,
     pub waiting: Option<String>,
     pub last_error: Option<String>,
+    /// As [`NodeSnap::error_class`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
     pub operation: Option<String>,
     pub synced_apply: u64,
     /// How many times the actor called the provider to converge (no-ops do not count).

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::error::ActorError;
 use super::machine::{
     Action, ActionView, Machine, SyncDecision, System, check_action, decide_sync,
 };
@@ -27,7 +28,7 @@ pub enum NodeMsg {
     Action {
         action: Action,
         /// The operation's number (see `NodeSnap::ops_started`), or why it was refused.
-        reply: oneshot::Sender<Result<u64, String>>,
+        reply: oneshot::Sender<Result<u64, ActorError>>,
     },
     /// Cluster membership may have changed: reconfigure if this node's peers differ
     /// from those it was configured with. Replies with the operation's number when it
@@ -68,13 +69,14 @@ impl NodeHandle {
         self.tx.send(msg).is_ok()
     }
 
-    pub async fn action(&self, action: Action) -> Result<u64, String> {
+    pub async fn action(&self, action: Action) -> Result<u64, ActorError> {
         let (reply, rx) = oneshot::channel();
         if !self.send(NodeMsg::Action { action, reply }) {
-            return Err("the node's actor has stopped".into());
+            return Err(ActorError::Stopped("the node's actor has stopped"));
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the node's actor stopped before answering".into()))
+        rx.await.unwrap_or(Err(ActorError::Stopped(
+            "the node's actor stopped before answering",
+        )))
     }
 }
 
@@ -122,6 +124,7 @@ fn initial_snap(env: &ActorEnv, name: &str) -> NodeSnap {
                     .then(|| e.failure().map(String::from))
                     .flatten()
             }),
+            error_class: None,
             synced_apply: 0,
             ops_started: 0,
             ops_finished: 0,
@@ -322,7 +325,7 @@ impl NodeActor {
         }
     }
 
-    fn on_action(&mut self, action: Action) -> Result<u64, String> {
+    fn on_action(&mut self, action: Action) -> Result<u64, ActorError> {
         let decision = self.env.cell.read(|s| {
             let tracked = s.tracked.nodes.get(&self.name);
             check_action(
@@ -347,7 +350,7 @@ impl NodeActor {
                 Err(why) => format!("{action} {}: refused: {why}", self.name),
             },
         );
-        decision?;
+        decision.map_err(|r| ActorError::Refused(r.0))?;
         let op = match action {
             Action::Start | Action::Stop | Action::Reboot => Op::Power(action),
             Action::Retry => Op::Execute {
@@ -429,7 +432,8 @@ impl NodeActor {
                         Machine::Absent
                     };
                 }
-                self.snap.last_error = result.err();
+                self.snap.error_class = result.as_ref().err().and_then(ActorError::class);
+                self.snap.last_error = result.err().map(|e| e.to_string());
                 if let Some(apply) = self.sync_for.take() {
                     self.snap.synced_apply = self.snap.synced_apply.max(apply);
                 }

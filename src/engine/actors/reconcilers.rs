@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use super::error::ActorError;
 use super::sync::{Desired, Reconciler};
 use super::{ActorEnv, Connected, ResourceKey};
 use crate::engine::derive::{
@@ -18,12 +19,14 @@ use crate::engine::derive::{
 use crate::engine::state::model::{State, TrackedDomain, TrackedZone};
 use crate::providers::{LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, RrSet};
 
-fn provider(env: &ActorEnv, id: &str) -> Result<std::sync::Arc<Connected>, String> {
-    env.providers.require(id).map_err(|e| e.to_string())
+fn provider(env: &ActorEnv, id: &str) -> Result<std::sync::Arc<Connected>, ActorError> {
+    env.providers
+        .require(id)
+        .map_err(|e| ActorError::precondition(e.to_string()))
 }
 
-async fn commit(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), String> {
-    env.cell.commit(f).await.map_err(|e| e.to_string())
+async fn commit(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), ActorError> {
+    Ok(env.cell.commit(f).await?)
 }
 
 fn join_waiting(w: Vec<String>) -> Option<String> {
@@ -81,25 +84,19 @@ impl Reconciler for ZoneReconciler {
         name: &str,
         spec: &ZoneSpec,
         signature: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ActorError> {
         let p = provider(env, &spec.provider)?;
-        let dns = p
-            .api
-            .dns()
-            .ok_or_else(|| format!("{}: this provider has no DNS", p.lane.display()))?;
+        let dns = p.api.dns().ok_or_else(|| {
+            ActorError::precondition(format!("{}: this provider has no DNS", p.lane.display()))
+        })?;
         let res = format!("zone/{name}");
         let tracked = env
             .cell
             .read(|s| s.tracked.zones.get(name).cloned())
             .unwrap_or_default();
-        let (zone, created) = match dns.get_zone(name).await.map_err(|e| e.to_string())? {
+        let (zone, created) = match dns.get_zone(name).await? {
             Some(z) => (z, tracked.created_by_legion),
-            None => (
-                dns.create_zone(name, &res)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                true,
-            ),
+            None => (dns.create_zone(name, &res).await?, true),
         };
         let current: BTreeMap<_, _> = zone
             .rrsets
@@ -111,9 +108,7 @@ impl Reconciler for ZoneReconciler {
                 .get(&(want.name.clone(), want.rtype))
                 .is_some_and(|have| same_rrset(have, want));
             if !same {
-                dns.set_rrset(&zone.id, want, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                dns.set_rrset(&zone.id, want, &res).await?;
             }
         }
         let wanted: BTreeSet<_> = spec
@@ -125,9 +120,7 @@ impl Reconciler for ZoneReconciler {
             if !wanted.contains(&(rname.clone(), *rtype))
                 && current.contains_key(&(rname.clone(), *rtype))
             {
-                dns.delete_rrset(&zone.id, rname, *rtype, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                dns.delete_rrset(&zone.id, rname, *rtype, &res).await?;
             }
         }
         commit(env, |s| {
@@ -146,24 +139,21 @@ impl Reconciler for ZoneReconciler {
         .await
     }
 
-    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), String> {
+    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), ActorError> {
         let Some(tracked) = env.cell.read(|s| s.tracked.zones.get(name).cloned()) else {
             return Ok(());
         };
         let p = provider(env, &tracked.provider)?;
-        let dns = p
-            .api
-            .dns()
-            .ok_or_else(|| format!("{}: this provider has no DNS", p.lane.display()))?;
+        let dns = p.api.dns().ok_or_else(|| {
+            ActorError::precondition(format!("{}: this provider has no DNS", p.lane.display()))
+        })?;
         let res = format!("zone/{name}");
         if let Some(id) = &tracked.zone_id {
             if tracked.created_by_legion {
-                dns.delete_zone(id, &res).await.map_err(|e| e.to_string())?;
+                dns.delete_zone(id, &res).await?;
             } else {
                 for (rname, rtype) in &tracked.managed {
-                    dns.delete_rrset(id, rname, *rtype, &res)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    dns.delete_rrset(id, rname, *rtype, &res).await?;
                 }
             }
         }
@@ -246,7 +236,7 @@ impl Reconciler for FirewallReconciler {
         name: &str,
         spec: &FirewallSetSpec,
         signature: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ActorError> {
         let res = format!("firewall/{name}");
         let mut tracked = env
             .cell
@@ -259,10 +249,7 @@ impl Reconciler for FirewallReconciler {
                 // manual provider); nothing is pretended here.
                 continue;
             };
-            let existing = fw_api
-                .list_firewalls(&env.install_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let existing = fw_api.list_firewalls(&env.install_id).await?;
             let known = tracked.firewall_ids.get(&want.provider);
             let found = existing
                 .iter()
@@ -278,33 +265,23 @@ impl Reconciler for FirewallReconciler {
                     labels.insert(LABEL_CLUSTER.to_string(), name.to_string());
                     fw_api
                         .create_firewall(&want.name, &labels, &want.rules, &res)
-                        .await
-                        .map_err(|e| e.to_string())?
+                        .await?
                 }
             };
             let have: BTreeSet<_> = fw.rules.iter().collect();
             let wanted: BTreeSet<_> = want.rules.iter().collect();
             if have != wanted {
-                fw_api
-                    .set_rules(&fw.id, &want.rules, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                fw_api.set_rules(&fw.id, &want.rules, &res).await?;
             }
             let applied: BTreeSet<_> = fw.applied_to.iter().cloned().collect();
             let targets: BTreeSet<_> = want.server_ids.iter().cloned().collect();
             let add: Vec<String> = targets.difference(&applied).cloned().collect();
             let drop: Vec<String> = applied.difference(&targets).cloned().collect();
             if !add.is_empty() {
-                fw_api
-                    .attach(&fw.id, &add, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                fw_api.attach(&fw.id, &add, &res).await?;
             }
             if !drop.is_empty() {
-                fw_api
-                    .detach(&fw.id, &drop, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                fw_api.detach(&fw.id, &drop, &res).await?;
             }
             tracked
                 .firewall_ids
@@ -321,10 +298,7 @@ impl Reconciler for FirewallReconciler {
         for (p_id, fw_id) in stale {
             let p = provider(env, &p_id)?;
             if let Some(fw_api) = p.api.firewall() {
-                fw_api
-                    .delete_firewall(&fw_id, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                fw_api.delete_firewall(&fw_id, &res).await?;
             }
             tracked.firewall_ids.remove(&p_id);
         }
@@ -335,7 +309,7 @@ impl Reconciler for FirewallReconciler {
         .await
     }
 
-    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), String> {
+    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), ActorError> {
         let Some(tracked) = env.cell.read(|s| s.tracked.firewalls.get(name).cloned()) else {
             return Ok(());
         };
@@ -343,10 +317,7 @@ impl Reconciler for FirewallReconciler {
         for (p_id, fw_id) in &tracked.firewall_ids {
             let p = provider(env, p_id)?;
             if let Some(fw_api) = p.api.firewall() {
-                fw_api
-                    .delete_firewall(fw_id, &res)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                fw_api.delete_firewall(fw_id, &res).await?;
             }
         }
         commit(env, |s| {
@@ -420,18 +391,21 @@ impl Reconciler for DomainReconciler {
         name: &str,
         spec: &DomainSpec,
         signature: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ActorError> {
         let p = provider(env, &spec.registrar)?;
-        let domains = p
-            .api
-            .domains()
-            .ok_or_else(|| format!("{}: this provider registers no domains", p.lane.display()))?;
+        let domains = p.api.domains().ok_or_else(|| {
+            ActorError::precondition(format!(
+                "{}: this provider registers no domains",
+                p.lane.display()
+            ))
+        })?;
         let res = format!("domain/{name}");
-        let current = domains
-            .get_domain(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{}: domain {name} is not in this account", p.lane.display()))?;
+        let current = domains.get_domain(name).await?.ok_or_else(|| {
+            ActorError::precondition(format!(
+                "{}: domain {name} is not in this account",
+                p.lane.display()
+            ))
+        })?;
         let mut have = current.nameservers.clone();
         have.sort();
         let mut want = spec.nameservers.clone();
@@ -439,8 +413,7 @@ impl Reconciler for DomainReconciler {
         if have != want {
             domains
                 .set_nameservers(name, &spec.nameservers, &res)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         commit(env, |s| {
             s.tracked.domains.insert(
@@ -453,7 +426,7 @@ impl Reconciler for DomainReconciler {
         .await
     }
 
-    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), String> {
+    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), ActorError> {
         // The registration and its delegation stay: removing a domain from the plan only
         // stops Legion from managing it.
         env.oplog.info(

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::error::ActorError;
 use super::{ActorEnv, ResourceKey, Snap, SyncSnap, SyncState};
 use crate::engine::derive::signature;
 use crate::engine::state::model::State;
@@ -39,9 +40,9 @@ pub trait Reconciler: Send + Sync + 'static {
         name: &str,
         spec: &Self::Spec,
         signature: &str,
-    ) -> Result<(), String>;
+    ) -> Result<(), ActorError>;
     /// Planned absence: remove what Legion made, forget the resource.
-    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), String>;
+    async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), ActorError>;
     /// Changes the operator has to make by hand (what the provider cannot be asked to
     /// do); shown with the resource, never pretended applied.
     fn tasks(&self, _name: &str, _state: &State) -> Vec<String> {
@@ -78,6 +79,7 @@ impl SyncHandle {
                 summary: String::new(),
                 waiting: None,
                 last_error: None,
+                error_class: None,
                 operation: None,
                 synced_apply: 0,
                 applied_count: 0,
@@ -102,7 +104,7 @@ impl SyncHandle {
 }
 
 struct Done {
-    result: Result<(), String>,
+    result: Result<(), ActorError>,
     signature: Option<String>,
     apply: Option<u64>,
     waiting: Option<String>,
@@ -220,6 +222,7 @@ impl<R: Reconciler> SyncActor<R> {
                     };
                     self.snap.waiting = desired.waiting;
                     self.snap.last_error = None;
+                    self.snap.error_class = None;
                     settle(&mut self.snap);
                     return;
                 }
@@ -266,6 +269,7 @@ impl<R: Reconciler> SyncActor<R> {
                 self.snap.applied_count += 1;
                 self.failed_signature = None;
                 self.snap.last_error = None;
+                self.snap.error_class = None;
                 self.snap.state = match (&done.signature, &done.waiting) {
                     (None, _) => SyncState::Unknown,
                     (Some(_), Some(_)) => SyncState::Waiting,
@@ -279,7 +283,8 @@ impl<R: Reconciler> SyncActor<R> {
                     .warn(Some(self.key.to_string()), format!("{}: {e}", self.key));
                 self.failed_signature = done.signature;
                 self.snap.state = SyncState::Failed;
-                self.snap.last_error = Some(e);
+                self.snap.error_class = e.class();
+                self.snap.last_error = Some(e.to_string());
             }
         }
         let again = self.again.take();

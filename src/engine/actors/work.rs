@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::error::ActorError;
 use super::machine::{Action, Machine, System};
 use super::{ActorEnv, Connected};
 use crate::engine::oplog::now_ms;
@@ -23,7 +24,7 @@ pub(super) enum Event {
     Machine(Machine),
     System(System),
     Operation(String),
-    OpDone(Result<(), String>),
+    OpDone(Result<(), ActorError>),
     Health(HealthReading),
 }
 
@@ -54,8 +55,10 @@ impl Op {
     }
 }
 
-pub(super) fn connected(env: &ActorEnv, provider: &str) -> Result<Arc<Connected>, String> {
-    env.providers.require(provider).map_err(|e| e.to_string())
+pub(super) fn connected(env: &ActorEnv, provider: &str) -> Result<Arc<Connected>, ActorError> {
+    env.providers
+        .require(provider)
+        .map_err(|e| ActorError::precondition(e.to_string()))
 }
 
 pub(super) fn record_addresses(env: &ActorEnv, name: &str, server: &ObservedServer) {
@@ -105,7 +108,7 @@ pub(super) async fn ensure_managed_key(
     env: &ActorEnv,
     provider: &Connected,
     res: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ActorError> {
     let _one_at_a_time = provider.key_upload.lock().await;
     let (known, public) = env.cell.read(|s| {
         (
@@ -125,7 +128,10 @@ pub(super) async fn ensure_managed_key(
     let id = keys
         .ensure_key(&name, &public, res)
         .await
-        .map_err(|e| format!("uploading Legion's SSH key: {e}"))?;
+        .map_err(|e| ActorError::ProviderWhile {
+            doing: "uploading Legion's SSH key",
+            source: Box::new(e),
+        })?;
     persist(env, |s| {
         s.tracked.ssh_keys.insert(provider.id.clone(), id.clone());
     })
@@ -133,15 +139,15 @@ pub(super) async fn ensure_managed_key(
     Ok(Some(id))
 }
 
-pub(super) async fn persist(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), String> {
-    env.cell.commit(f).await.map_err(|e| e.to_string())
+pub(super) async fn persist(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), ActorError> {
+    Ok(env.cell.commit(f).await?)
 }
 
 pub(super) async fn set_execution(
     env: &ActorEnv,
     name: &str,
     f: impl FnOnce(&mut Execution),
-) -> Result<(), String> {
+) -> Result<(), ActorError> {
     persist(env, |s| {
         if let Some(e) = s
             .tracked
@@ -162,7 +168,7 @@ pub(super) async fn run_execution(
     fresh: Option<ExecutionKind>,
     forget_server: bool,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
+) -> Result<(), ActorError> {
     // The plan as of the last apply: edits made since then wait for the next apply.
     let plan = env
         .cell
@@ -174,7 +180,7 @@ pub(super) async fn run_execution(
                 .or_else(|| s.plan.nodes.get(name))
                 .cloned()
         })
-        .ok_or_else(|| format!("{name} is not in the plan"))?;
+        .ok_or_else(|| ActorError::precondition(format!("{name} is not in the plan")))?;
     persist(env, |s| {
         let id = s.next_execution_id;
         let tracked = s
@@ -224,7 +230,7 @@ pub(super) async fn run_execution(
                 .and_then(|t| t.execution.as_ref())
                 .map(|e| e.kind)
         })
-        .ok_or_else(|| format!("{name} has no execution to run"))?;
+        .ok_or_else(|| ActorError::precondition(format!("{name} has no execution to run")))?;
     let label = match kind {
         ExecutionKind::Add => "add",
         ExecutionKind::Reinstall => "reinstall",
@@ -245,10 +251,12 @@ pub(super) async fn run_execution(
         match run_phase(env, name, &plan, phase, fresh.is_none(), events).await {
             Ok(()) => set_execution(env, name, |e| e.finish_phase(phase)).await?,
             Err(e) => {
-                let msg = format!("{phase} failed: {e}");
-                set_execution(env, name, |ex| ex.fail_phase(phase, e.clone())).await?;
+                set_execution(env, name, |ex| ex.fail_phase(phase, e.to_string())).await?;
                 let _ = events.send(Event::System(System::Failed(phase)));
-                return Err(msg);
+                return Err(ActorError::Phase {
+                    phase,
+                    source: Box::new(e),
+                });
             }
         }
     }
@@ -263,7 +271,7 @@ pub(super) async fn run_phase(
     phase: Phase,
     resumed: bool,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
+) -> Result<(), ActorError> {
     let provider = &connected(env, &plan.provider)?;
     let res = format!("node/{name}");
     match phase {
@@ -275,17 +283,17 @@ pub(super) async fn run_phase(
             tokio::time::timeout(env.timings.reachable_timeout, agent.wait_reachable(&target))
                 .await
                 .map_err(|_| {
-                    format!(
+                    ActorError::precondition(format!(
                         "{name} did not become reachable within {}s",
                         env.timings.reachable_timeout.as_secs()
-                    )
+                    ))
                 })?
-                .map_err(|e| e.to_string())
+                .map_err(ActorError::from)
         }
         Phase::Bootstrap => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            agent.bootstrap(&target).await.map_err(|e| e.to_string())
+            Ok(agent.bootstrap(&target).await?)
         }
         Phase::Configure => {
             let (agent, target) =
@@ -296,10 +304,7 @@ pub(super) async fn run_phase(
                 role: plan.role.clone(),
                 peers: peers.clone(),
             };
-            agent
-                .configure(&target, &config)
-                .await
-                .map_err(|e| e.to_string())?;
+            agent.configure(&target, &config).await?;
             persist(env, |s| {
                 if let Some(t) = s.tracked.nodes.get_mut(name) {
                     t.configured_peers = Some(peers);
@@ -310,15 +315,12 @@ pub(super) async fn run_phase(
         Phase::Install => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            agent
-                .install(&target, &plan.role)
-                .await
-                .map_err(|e| e.to_string())
+            Ok(agent.install(&target, &plan.role).await?)
         }
         Phase::Readiness => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            agent.readiness(&target).await.map_err(|e| e.to_string())
+            Ok(agent.readiness(&target).await?)
         }
     }
 }
@@ -336,11 +338,15 @@ pub(super) fn cluster_peers(s: &State, name: &str, cluster: &str) -> Vec<String>
     peers
 }
 
-pub(super) fn no_agent(provider: &Connected, name: &str) -> String {
-    format!(
+pub(super) fn no_agent(provider: &Connected, name: &str) -> ActorError {
+    ActorError::precondition(format!(
         "{}: Legion cannot reach {name} for deployment yet (no node agent for this provider)",
         provider.lane.display()
-    )
+    ))
+}
+
+fn no_compute(provider: &Connected) -> ActorError {
+    ActorError::precondition(format!("{}: no compute", provider.lane.display()))
 }
 
 pub(super) async fn provision(
@@ -351,26 +357,22 @@ pub(super) async fn provision(
     res: &str,
     resumed: bool,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
-    let compute = provider
-        .api
-        .compute()
-        .ok_or_else(|| format!("{}: no compute", provider.lane.display()))?;
+) -> Result<(), ActorError> {
+    let compute = provider.api.compute().ok_or_else(|| no_compute(provider))?;
     let _ = events.send(Event::Machine(Machine::Provisioning));
     let known = env
         .cell
         .read(|s| s.tracked.nodes.get(name).and_then(|t| t.server_id.clone()));
     let mut server = None;
     if let Some(id) = known {
-        server = compute.get_server(&id).await.map_err(|e| e.to_string())?;
+        server = compute.get_server(&id).await?;
     }
     if server.is_none() && resumed {
         // A create whose outcome was never recorded (crash, lost response) left a server
         // with our labels: adopt it instead of creating a second one.
         server = compute
             .list_servers(&env.install_id)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .find(|s| s.node_uid() == Some(plan.uid.as_str()));
         if let Some(s) = &server {
@@ -401,10 +403,7 @@ pub(super) async fn provision(
                 labels,
                 user_data: None,
             };
-            compute
-                .create_server(&spec, res)
-                .await
-                .map_err(|e| e.to_string())?
+            compute.create_server(&spec, res).await?
         }
     };
     let image = server.image.clone().unwrap_or_else(|| plan.image.clone());
@@ -454,21 +453,18 @@ pub(super) async fn image_reset(
     provider: &Connected,
     res: &str,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
-    let compute = provider
-        .api
-        .compute()
-        .ok_or_else(|| format!("{}: no compute", provider.lane.display()))?;
+) -> Result<(), ActorError> {
+    let compute = provider.api.compute().ok_or_else(|| no_compute(provider))?;
     let (server_id, tracked_image) = env
         .cell
         .read(|s| {
             let t = s.tracked.nodes.get(name)?;
             Some((t.server_id.clone()?, t.image.clone()))
         })
-        .ok_or_else(|| format!("{name} has no server to reinstall"))?;
+        .ok_or_else(|| ActorError::precondition(format!("{name} has no server to reinstall")))?;
     // Reuse the tracked image while the provider still offers it; otherwise the policy
     // picks a current one.
-    let catalog = provider.catalog(true).await.map_err(|e| e.to_string())?;
+    let catalog = provider.catalog(true).await?;
     let current = |id: &str| catalog.images.iter().any(|i| i.id == id && !i.deprecated);
     let image = if current(&tracked_image) {
         tracked_image
@@ -480,17 +476,14 @@ pub(super) async fn image_reset(
             .image(&catalog)
             .map(String::from)
             .ok_or_else(|| {
-                format!(
+                ActorError::precondition(format!(
                     "{}: no usable image in the catalog",
                     provider.lane.display()
-                )
+                ))
             })?
     };
     let _ = events.send(Event::Machine(Machine::Reinstalling));
-    compute
-        .reset_image(&server_id, &image, res)
-        .await
-        .map_err(|e| e.to_string())?;
+    compute.reset_image(&server_id, &image, res).await?;
     let image_user = image_user_in(&catalog, &image);
     persist(env, |s| {
         if let Some(t) = s.tracked.nodes.get_mut(name) {
@@ -510,19 +503,19 @@ pub(super) async fn power(
     name: &str,
     action: Action,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
+) -> Result<(), ActorError> {
     let (provider, server_id) = env
         .cell
         .read(|s| {
             let t = s.tracked.nodes.get(name)?;
             Some((t.provider.clone(), t.server_id.clone()?))
         })
-        .ok_or_else(|| format!("{name} has no server"))?;
+        .ok_or_else(|| ActorError::precondition(format!("{name} has no server")))?;
     let provider = connected(env, &provider)?;
     let compute = provider
         .api
         .compute()
-        .ok_or_else(|| format!("{}: no compute", provider.lane.display()))?;
+        .ok_or_else(|| no_compute(&provider))?;
     let res = format!("node/{name}");
     let (during, after) = match action {
         Action::Start => (Machine::Starting, Machine::Running),
@@ -569,7 +562,7 @@ pub(super) async fn power(
                 .map(|s| Machine::from_status(s.status))
                 .unwrap_or(Machine::Unknown);
             let _ = events.send(Event::Machine(now));
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }
@@ -578,7 +571,7 @@ pub(super) async fn teardown(
     env: &ActorEnv,
     name: &str,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
+) -> Result<(), ActorError> {
     let tracked = env.cell.read(|s| s.tracked.nodes.get(name).cloned());
     let Some(tracked) = tracked else {
         return Ok(());
@@ -589,11 +582,8 @@ pub(super) async fn teardown(
         let compute = provider
             .api
             .compute()
-            .ok_or_else(|| format!("{}: no compute", provider.lane.display()))?;
-        compute
-            .destroy_server(id, &format!("node/{name}"))
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| no_compute(&provider))?;
+        compute.destroy_server(id, &format!("node/{name}")).await?;
     }
     persist(env, |s| {
         s.tracked.nodes.remove(name);

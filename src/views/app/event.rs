@@ -8,6 +8,7 @@ use crate::engine::actors::Action;
 use crate::engine::oplog::OpEntry;
 use crate::engine::secret::Secret;
 use crate::engine::snapshot::AppSnapshot;
+use crate::engine::{EngineError, ErrorKind};
 use crate::views::tail::TailHandle;
 use crate::views::term::ShellHandle;
 use crate::views::theme::Theme;
@@ -88,21 +89,47 @@ pub enum Effect {
     Quit,
 }
 
-/// Why an effect did not work, as the status line says it (the engine's message with what
-/// was being done). It stays a message until the engine API carries typed errors to here.
+/// Why an effect did not work, as the status line says it: the engine's error kind when an
+/// engine call failed (`None` for the dashboard's own failures: a theme file, a lost
+/// connection) and the message with what was being done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Failed(pub String);
+#[error("{message}")]
+pub struct Failed {
+    pub kind: Option<ErrorKind>,
+    pub message: String,
+}
+
+impl Failed {
+    /// An engine call failed while doing `doing` ("refresh", "import web-1").
+    pub fn doing(doing: &str, e: &EngineError) -> Failed {
+        Failed {
+            kind: Some(e.kind()),
+            message: format!("{doing}: {e}"),
+        }
+    }
+}
+
+impl From<EngineError> for Failed {
+    fn from(e: EngineError) -> Failed {
+        Failed {
+            kind: Some(e.kind()),
+            message: e.to_string(),
+        }
+    }
+}
 
 impl From<String> for Failed {
     fn from(message: String) -> Failed {
-        Failed(message)
+        Failed {
+            kind: None,
+            message,
+        }
     }
 }
 
 impl From<&str> for Failed {
     fn from(message: &str) -> Failed {
-        Failed(message.to_string())
+        Failed::from(message.to_string())
     }
 }
 

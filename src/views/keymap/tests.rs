@@ -299,6 +299,7 @@ mod offers {
             server_id: Some("sv-1".into()),
             operation: None,
             last_error: None,
+            error_class: None,
             waiting: None,
             planned: true,
             live: true,
