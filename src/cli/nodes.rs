@@ -288,7 +288,10 @@ fn print_node(row: &NodeRow) {
     outln!("address   {}", opt(&row.address));
     outln!("server    {}", opt(&row.server_id));
     outln!("operation {}", opt(&row.operation));
-    outln!("error     {}", opt(&row.last_error));
+    match (&row.last_error, row.error_class) {
+        (Some(e), Some(class)) => outln!("error     {e} ({class})"),
+        _ => outln!("error     {}", opt(&row.last_error)),
+    }
     for d in &row.diffs {
         outln!(
             "differs   {}: planned {}, observed {}",

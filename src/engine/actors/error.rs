@@ -93,3 +93,44 @@ impl From<ActorError> for EngineError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ErrorKind;
+
+    #[test]
+    fn a_provider_failure_keeps_its_class_through_a_phase() {
+        let quota = ProviderError::new("Hetzner", ErrorKind::ResourceLimit, "server limit reached")
+            .with_request_id(Some("req-1".into()));
+        let e = ActorError::Phase {
+            phase: Phase::Provision,
+            source: Box::new(ActorError::from(quota)),
+        };
+        assert_eq!(e.class(), Some(ErrorClass::Quota));
+        assert_eq!(
+            e.provider_error().and_then(|p| p.request_id.as_deref()),
+            Some("req-1")
+        );
+        assert!(e.to_string().starts_with("provision failed: "), "{e}");
+    }
+
+    #[test]
+    fn legion_own_failures_have_no_provider_class() {
+        let e = ActorError::Phase {
+            phase: Phase::Configure,
+            source: Box::new(AgentError::Failed("exit 1".into()).into()),
+        };
+        assert_eq!(e.class(), None);
+        assert_eq!(e.to_string(), "configure failed: exit 1");
+    }
+
+    #[test]
+    fn engine_errors_keep_the_kind() {
+        let refused: EngineError = ActorError::Refused("web-1 is already running".into()).into();
+        assert_eq!(refused.kind(), crate::engine::ErrorKind::Refused);
+        let auth = ProviderError::new("Scaleway", ErrorKind::Unauthorized, "bad token");
+        let e: EngineError = ActorError::from(auth).into();
+        assert_eq!(e.provider_errors()[0].class(), ErrorClass::Auth);
+    }
+}
