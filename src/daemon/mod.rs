@@ -77,16 +77,14 @@ impl Endpoint {
         Ok(())
     }
 
-    pub fn read_metadata(&self) -> Result<Option<Metadata>, String> {
+    pub fn read_metadata(&self) -> Result<Option<Metadata>, MetadataError> {
+        let path = self.metadata.clone();
         match std::fs::read(&self.metadata) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                format!(
-                    "the daemon metadata {} is unreadable: {e}",
-                    self.metadata.display()
-                )
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| MetadataError::Unreadable { path, source }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", self.metadata.display())),
+            Err(source) => Err(MetadataError::Io { path, source }),
         }
     }
 
@@ -162,6 +160,21 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Why the daemon's metadata file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("the daemon metadata {} is unreadable: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Why the daemon has no usable token.

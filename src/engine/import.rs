@@ -44,6 +44,21 @@ pub struct ImportReport {
     pub note: Option<String>,
 }
 
+/// Why a host could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The login user is not root and has no passwordless sudo.
+    #[error("{0}")]
+    NoSudo(String),
+    #[error(
+        "{target}: the managed key was installed but key login is refused ({source}); check \
+         the server's AuthorizedKeysFile and PubkeyAuthentication settings"
+    )]
+    KeyLoginRefused { target: String, source: SshError },
+}
+
 /// The blocking half: log in, check sudo, install the key, prove key-only login.
 /// `allow_no_sudo`: Legion writes into a sandbox, so a plain user is enough.
 pub fn bootstrap(
@@ -51,44 +66,37 @@ pub fn bootstrap(
     password: Option<&Secret>,
     key: &ManagedKey,
     allow_no_sudo: bool,
-) -> Result<(ssh::HostKeyFingerprint, SudoStatus, bool, Option<String>), String> {
+) -> Result<(ssh::HostKeyFingerprint, SudoStatus, bool, Option<String>), ImportError> {
     let auth = match password {
         Some(p) => Auth::Password(p),
         None => Auth::Key(key),
     };
-    let (mut first, seen) = ssh::connect(target, auth, None).map_err(|e| e.to_string())?;
-    let sudo = first.sudo_check().map_err(|e| e.to_string())?;
+    let (mut first, seen) = ssh::connect(target, auth, None)?;
+    let sudo = first.sudo_check()?;
     let mut note = None;
     if let Some(refusal) = sudo.refusal(target) {
         if !allow_no_sudo {
-            return Err(refusal.to_string());
+            return Err(ImportError::NoSudo(refusal.to_string()));
         }
         note = Some(format!(
             "{refusal} (not needed here: Legion writes into a sandbox)"
         ));
     }
     let added = match password {
-        Some(_) => {
-            first
-                .install_public_key(key.public_openssh())
-                .map_err(|e| e.to_string())?
-                == KeyInstall::Added
-        }
+        Some(_) => first.install_public_key(key.public_openssh())? == KeyInstall::Added,
         None => false,
     };
     drop(first);
     // Key-only, and the host must present the key just seen.
     let (mut again, _) =
         ssh::connect(target, Auth::Key(key), Some(&seen)).map_err(|e| match e {
-            SshError::AuthFailed { .. } => format!(
-                "{target}: the managed key was installed but key login is refused ({e}); check \
-             the server's AuthorizedKeysFile and PubkeyAuthentication settings"
-            ),
-            e => e.to_string(),
+            SshError::AuthFailed { .. } => ImportError::KeyLoginRefused {
+                target: target.to_string(),
+                source: e,
+            },
+            e => ImportError::Ssh(e),
         })?;
-    again
-        .exec_checked("true", Duration::from_secs(30))
-        .map_err(|e| e.to_string())?;
+    again.exec_checked("true", Duration::from_secs(30))?;
     Ok((seen, sudo, added, note))
 }
 

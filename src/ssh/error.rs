@@ -186,6 +186,22 @@ pub(crate) fn is_code(err: &ssh2::Error, code: i32) -> bool {
     err.code() == ssh2::ErrorCode::Session(code)
 }
 
+/// Why a shell pane or a log tail could not start or stopped with an error (its normal
+/// end, the remote side closing, is a reason string, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Login(#[from] SshError),
+    #[error("{what} on {target}: {source}")]
+    Channel {
+        what: &'static str,
+        target: String,
+        source: ssh2::Error,
+    },
+    #[error("no log command for this node")]
+    NoLogCommand,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

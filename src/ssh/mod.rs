@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use access::{Endpoint, NodeEndpoints, SshAccess};
-pub use error::{AuthMethod, SshError};
+pub use error::{AuthMethod, SshError, StreamError};
 pub use keys::{HostKeyFingerprint, KeyError, MANAGED_KEY_COMMENT, ManagedKey};
 pub use remote::{ExecOutput, KeyInstall, OUTPUT_TAIL_BYTES, SudoStatus};
 pub use session::{SshSession, connect, connect_with};

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::access::SshAccess;
 use super::error::LIBSSH2_ERROR_EAGAIN as EAGAIN;
+use super::error::StreamError;
 
 /// The longest the session thread waits before looking at the socket again when idle.
 pub const IDLE_POLL: Duration = Duration::from_millis(20);
@@ -240,20 +241,24 @@ impl<S: Screen> Session<S> {
         let reason = match self.connect_and_pump(access) {
             Ok(None) => return,
             Ok(Some(reason)) => reason,
-            Err(reason) => reason,
+            Err(e) => e.to_string(),
         };
         self.say(&reason);
         self.publish(ShellState::Closed(reason));
     }
 
     /// `Ok(None)`: the UI went away. `Ok(Some(why))` / `Err(why)`: the session ended.
-    fn connect_and_pump(&mut self, access: &SshAccess) -> Result<Option<String>, String> {
-        let (ssh, first_seen) = access.login().map_err(|e| e.to_string())?;
+    fn connect_and_pump(&mut self, access: &SshAccess) -> Result<Option<String>, StreamError> {
+        let (ssh, first_seen) = access.login()?;
         if first_seen.is_some() {
             self.first_seen = first_seen;
         }
         let sess = ssh.ssh2_session();
-        let failed = |what: &str, e: ssh2::Error| format!("{what} on {}: {e}", access.target);
+        let failed = |what: &'static str, source: ssh2::Error| StreamError::Channel {
+            what,
+            target: access.target.to_string(),
+            source,
+        };
         let (rows, cols) = self.emu.size();
         let mut channel = sess
             .channel_session()

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::access::SshAccess;
 use super::error::LIBSSH2_ERROR_EAGAIN as EAGAIN;
+use super::error::StreamError;
 
 /// Lines waiting for the UI at most; older ones are dropped (and counted).
 pub const MAILBOX: usize = 10_000;
@@ -188,7 +189,8 @@ pub fn spawn(
             feed.state(TailState::Connecting);
             let why = match follow(&access, &mut feed) {
                 Ok(None) => return,
-                Ok(Some(why)) | Err(why) => why,
+                Ok(Some(why)) => why,
+                Err(e) => e.to_string(),
             };
             feed.flush_partial();
             feed.state(TailState::Closed(why));
@@ -197,16 +199,20 @@ pub fn spawn(
 }
 
 /// `Ok(None)`: stopped by the UI. Otherwise why it ended.
-fn follow(access: &SshAccess, feed: &mut Feed) -> Result<Option<String>, String> {
+fn follow(access: &SshAccess, feed: &mut Feed) -> Result<Option<String>, StreamError> {
     if access.log_command.is_empty() {
-        return Err("no log command for this node".into());
+        return Err(StreamError::NoLogCommand);
     }
-    let (ssh, first_seen) = access.login().map_err(|e| e.to_string())?;
+    let (ssh, first_seen) = access.login()?;
     if let Some(seen) = first_seen {
         feed.put(|m| m.first_seen = Some(seen));
     }
     let sess = ssh.ssh2_session();
-    let failed = |what: &str, e: ssh2::Error| format!("{what} on {}: {e}", access.target);
+    let failed = |what: &'static str, source: ssh2::Error| StreamError::Channel {
+        what,
+        target: access.target.to_string(),
+        source,
+    };
     let mut channel = sess
         .channel_session()
         .map_err(|e| failed("cannot open a channel", e))?;

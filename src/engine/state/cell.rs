@@ -142,10 +142,10 @@ impl StateCell {
         self.persist(self.version()).await
     }
 
-    fn serialize(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+    fn serialize(&self) -> Result<Zeroizing<Vec<u8>>, PersistError> {
         self.read(serde_json::to_vec)
             .map(Zeroizing::new)
-            .map_err(|e| format!("could not serialize the state: {e}"))
+            .map_err(|e| PersistError::Save(format!("could not serialize the state: {e}")))
     }
 
     /// Re-encrypt under a new password (new salt, new key). The old key is dropped.
@@ -155,7 +155,7 @@ impl StateCell {
         params: KdfParams,
     ) -> Result<(), PersistError> {
         let mut sealed = self.sealed.lock().await;
-        let plaintext = self.serialize().map_err(PersistError::Save)?;
+        let plaintext = self.serialize()?;
         let key = sealed
             .file
             .change_password(&sealed.key, new_password, params, &plaintext)?;
@@ -187,7 +187,7 @@ async fn persister(cell: Weak<StateCell>, mut versions: watch::Receiver<u64>) {
                 .await
                 .unwrap_or_else(|e| Err(format!("the save task failed: {e}")))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "state save failed");
