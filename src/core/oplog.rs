@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-// Transitional: the clock helpers moved to `core::time`; engine code still names them here.
-pub use super::time::{now_ms, utc_datetime};
+// Transitional, crate-only: the clock helpers moved to `core::time`; `actors/work.rs`
+// still names `now_ms` here.
+pub(crate) use super::time::now_ms;
 
 pub const DEFAULT_RING: usize = 10_000;
 

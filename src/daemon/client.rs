@@ -17,9 +17,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
+use crate::core::oplog::OpEntry;
+use crate::core::secret::Secret;
 use crate::engine::api::{EngineApi, Transport, reply};
-use crate::engine::oplog::OpEntry;
-use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
 use crate::engine::wait;
 use crate::engine::{EngineError, ErrorKind};

@@ -18,7 +18,7 @@ use super::protocol::{
     DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line,
 };
 use super::{Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, read_line};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
 use crate::engine::{Engine, ErrorKind, api};
 
