@@ -19,9 +19,13 @@
 //! - [`ssh`]: sessions, keys and the log tail (tests run them against a private sshd);
 //! - [`views`]: the dashboard's state machine, keymap, theme and terminal emulator, which
 //!   tests and benches drive without a terminal;
+//! - [`link`]: [`Link`](link::Link), a face's handle on an engine here or the daemon's;
+//!   it forwards every call of the API, used by the faces here or not;
 //! - [`core`]: `Secret` and the operation log, which every layer and the tests use.
 //!
-//! The daemon and the face's link to an engine are the CLI's and stay inside the crate.
+//! The daemon (its protocol, server and client) is the CLI's and stays inside the crate.
+//! A test or bench that needs an engine internal gets one named export documented as
+//! such (`engine::internals`), not the module.
 
 pub mod cli;
 pub mod core;
