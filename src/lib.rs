@@ -29,9 +29,7 @@
 
 pub mod cli;
 pub mod core;
-// Public only until `daemon/mod.rs` can change: as `pub(crate)`, clippy asks to rename
-// `Line::Line` (a name it tolerates in exported API).
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod engine;
 pub mod link;
 pub mod providers;

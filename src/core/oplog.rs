@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-// Transitional, crate-only: the clock helpers moved to `core::time`; `actors/work.rs`
-// still names `now_ms` here.
-pub(crate) use super::time::now_ms;
+use super::time::now_ms;
 
 pub const DEFAULT_RING: usize = 10_000;
 

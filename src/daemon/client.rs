@@ -249,7 +249,7 @@ async fn read_replies(
     let mut closing: Option<WireError> = None;
     loop {
         let bytes = match read_line(&mut rd, MAX_RESPONSE).await {
-            Ok(Line::Line(b)) => b,
+            Ok(Line::Complete(b)) => b,
             Ok(Line::TooLong) => {
                 closing = Some(WireError::new(
                     ErrorKind::TooLarge,

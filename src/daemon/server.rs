@@ -144,7 +144,7 @@ impl Daemon {
             // Reap finished calls so the set does not grow on a long connection.
             while tasks.try_join_next().is_some() {}
             let bytes = match read_line(&mut rd, MAX_REQUEST).await {
-                Ok(Line::Line(b)) => b,
+                Ok(Line::Complete(b)) => b,
                 Ok(Line::TooLong) => {
                     let e = WireError::new(
                         ErrorKind::TooLarge,

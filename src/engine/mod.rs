@@ -63,7 +63,3 @@ pub mod internals {
     pub use super::state::cell::StateCell;
     pub use super::supervisor::Supervisor;
 }
-
-// Transitional, crate-only: `secret` and `oplog` live in `crate::core`; the files the
-// error-type work owns (`actors/{mod,node,work}.rs`, `daemon/mod.rs`) still name them here.
-pub(crate) use crate::core::{oplog, secret};

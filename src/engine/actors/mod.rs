@@ -18,8 +18,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::oplog::{OpKind, OpLog};
 use super::state::cell::StateCell;
+use crate::core::oplog::{OpKind, OpLog};
 use crate::providers::{
     Catalog, CatalogPolicy, DeploymentProfile, ErrorKind, Lane, ProviderApi, ProviderError,
     ProviderModule, ProviderResult,
