@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use legion::engine::actors::Timings;
+use legion::core::secret::Secret;
+use legion::engine::Timings;
 use legion::engine::plan::NodeRequest;
-use legion::engine::secret::Secret;
 use legion::engine::snapshot::ApplyView;
 use legion::engine::state::crypto::KdfParams;
 use legion::engine::{Engine, EngineConfig};

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use legion::engine::actors::{Machine, System};
 use legion::engine::snapshot::{AppSnapshot, ApplyView, LockState, NodeRow};
+use legion::engine::snapshot::{Machine, System};
 use legion::providers::HealthReading;
 use legion::views::app::{App, Options, UiEvent};
 use legion::views::keymap::Keymap;

@@ -12,17 +12,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use legion::engine::actors::{
-    ActorEnv, Board, Machine, NodeSnap, ProviderSet, ResourceKey, Snap, System, Timings,
-};
-use legion::engine::oplog::OpLog;
+use legion::core::oplog::OpLog;
+use legion::core::secret::Secret;
+use legion::engine::Timings;
+use legion::engine::internals::{ActorEnv, Board, ProviderSet, StateCell, Supervisor};
 use legion::engine::plan::NodeRequest;
-use legion::engine::secret::Secret;
 use legion::engine::snapshot::{AppSnapshot, ApplyView, LockState, assemble};
-use legion::engine::state::cell::StateCell;
+use legion::engine::snapshot::{Machine, NodeSnap, ResourceKey, Snap, System};
 use legion::engine::state::crypto::KdfParams;
 use legion::engine::state::store::StateFile;
-use legion::engine::supervisor::Supervisor;
 use legion::engine::{Engine, EngineConfig};
 use legion::providers::mock::{MockCloud, MockModule};
 use legion::providers::{Credentials, Env, Registry};

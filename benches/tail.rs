@@ -15,9 +15,9 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use legion::engine::ssh_agent::SshAccess;
+use legion::ssh::SshAccess;
+use legion::ssh::tail::{self, TailState};
 use legion::ssh::{ManagedKey, Target};
-use legion::views::tail::{self, TailState};
 
 const MIB: usize = 64;
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::core::oplog::OpEntry;
 use crate::daemon::client::Remote;
 use crate::engine::api::{CatalogReply, EngineApi, engine_calls};
-use crate::engine::oplog::OpEntry;
 use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow};
 use crate::engine::wait::Snapshots;
 use crate::engine::{Engine, EngineError};
@@ -58,10 +58,10 @@ macro_rules! forward {
 }
 mod calls {
     use super::*;
+    use crate::core::secret::Secret;
     use crate::engine::actors::Action;
     use crate::engine::import::{ImportReport, ImportRequest};
     use crate::engine::plan::{NodeRequest, PlanEdit};
-    use crate::engine::secret::Secret;
     use crate::engine::state::model::Plan;
     use crate::providers::Credentials;
     use crate::ssh::ManagedKey;

@@ -16,8 +16,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use legion::engine::oplog::OpLog;
-use legion::engine::secret::Secret;
+use legion::core::oplog::OpLog;
+use legion::core::secret::Secret;
 use legion::providers::hetzner::{ACTION_POLL_VAR, API_URL_VAR, HetznerModule};
 use legion::providers::mock::{MockCloud, MockModule};
 use legion::providers::ovh::OvhModule;

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use legion::engine::actors::{Action, Machine, SyncState, System};
+use legion::engine::Action;
 use legion::engine::snapshot::{AppSnapshot, ApplyView, LockState, NodeRow, SyncRow};
+use legion::engine::snapshot::{Machine, SyncState, System};
 use legion::providers::HealthReading;
 use legion::views::app::{App, Effect, Options, SessionError, UiEvent};
 use legion::views::keymap::Keymap;
@@ -1090,7 +1091,7 @@ fn shell_pane() {
 
 #[test]
 fn the_log_panel_follows_a_node_pauses_filters_and_goes_back() {
-    use legion::views::tail::{self, TailState};
+    use legion::ssh::tail::{self, TailState};
     let mut app = app_with(snapshot(6), false);
     screen(&mut app, 120, 30);
     let effects = key(&mut app, KeyCode::Char('T'));

@@ -8,12 +8,13 @@ mod support;
 
 use std::time::Duration;
 
+use legion::core::oplog::{OpKind, WriteOutcome};
+use legion::core::secret::Secret;
+use legion::engine::Action;
 use legion::engine::EngineError;
-use legion::engine::actors::{Action, Machine, Snap, SyncState, System};
-use legion::engine::oplog::{OpKind, WriteOutcome};
 use legion::engine::plan::PlanEdit;
-use legion::engine::secret::Secret;
 use legion::engine::snapshot::{ApplyView, LockState};
+use legion::engine::snapshot::{Machine, Snap, SyncState, System};
 use legion::engine::state::model::{ExecStatus, Phase};
 use legion::providers::{ErrorKind, FirewallRule, Protocol, RecordType, ServerStatus};
 use support::{Harness, PASSWORD, apply_ok};

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use legion::engine::oplog::{OpKind, OpLog, WriteOutcome};
-use legion::engine::secret::Secret;
+use legion::core::oplog::{OpKind, OpLog, WriteOutcome};
+use legion::core::secret::Secret;
 use legion::providers::mock::{FILE_NAME, MockCloud, MockModule};
 use legion::providers::{
     ConnectCtx, Credentials, Env, ErrorKind, FirewallRule, HealthReading, LABEL_INSTALL,

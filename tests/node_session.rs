@@ -10,7 +10,7 @@ use legion_testkit::sshd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use legion::engine::ssh_agent::SshSettings;
+use legion::engine::SshSettings;
 use legion::ssh::tail::{self, TailState};
 use legion::ssh::{ManagedKey, SshAccess, Target};
 use legion::views::term::session;

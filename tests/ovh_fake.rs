@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use legion::engine::oplog::OpLog;
-use legion::engine::secret::Secret;
+use legion::core::oplog::OpLog;
+use legion::core::secret::Secret;
 use legion::providers::ovh::{
     API_URL_VAR, APPLICATION_KEY_FIELD, APPLICATION_SECRET_FIELD, CONSUMER_KEY_FIELD,
     ENDPOINT_FIELD, OvhModule, POLL_VAR, PROJECT_FIELD,

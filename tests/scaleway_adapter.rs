@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use legion::engine::oplog::OpLog;
-use legion::engine::secret::Secret;
+use legion::core::oplog::OpLog;
+use legion::core::secret::Secret;
 use legion::providers::scaleway::{
     ACTION_POLL_VAR, API_URL_VAR, PROJECT_FIELD, SECRET_KEY_FIELD, ScalewayModule,
 };

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use legion::engine::secret::Secret;
+use legion::core::secret::Secret;
 use legion::ssh::{
     self, Auth, AuthMethod, ConnectOptions, HostKeyFingerprint, KeyInstall, ManagedKey, SshError,
     SshSession, SudoStatus, Target,

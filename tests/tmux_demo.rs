@@ -122,7 +122,7 @@ fn demo_dashboard_end_to_end() {
 #[test]
 fn demo_nodes_have_real_shells_and_logs_in_local_sandboxes() {
     let _one = ONE_DEMO.lock().unwrap_or_else(|p| p.into_inner());
-    if legion::engine::sandbox::find_sshd().is_none() {
+    if legion::engine::find_sshd().is_none() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),

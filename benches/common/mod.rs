@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use legion::engine::execution::phases_for;
+use legion::engine::phases_for;
 use legion::engine::state::model::{
     ClusterPlan, Execution, ExecutionKind, NodePlan, ServerReading, State, TrackedNode,
 };

@@ -15,10 +15,10 @@ use color_eyre::eyre::{Context, Result, eyre};
 use super::Cli;
 use super::output::{ago, json, outln};
 use super::session::{has_state, init_tracing};
+use crate::core::secret::Secret;
 use crate::daemon::client::Remote;
 use crate::daemon::host::Ready;
 use crate::daemon::{Endpoint, Metadata, Probe, TOKEN_ENV};
-use crate::engine::secret::Secret;
 use crate::engine::{EngineConfig, EngineError};
 
 #[derive(Subcommand)]

@@ -16,7 +16,7 @@ use super::dashboard::{DashboardArgs, show};
 use super::output::{outln, write_private};
 use super::password::read_password;
 use super::session::{has_state, init_tracing};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::snapshot::ApplyView;
 use crate::engine::{Engine, EngineConfig, demo, home};
 use crate::link::Link;

@@ -12,10 +12,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Cli;
 use super::output::{clean, out, outln};
+use crate::core::oplog::OpEntry;
 use crate::daemon::Endpoint;
 use crate::daemon::client::Remote;
 use crate::engine::EngineError;
-use crate::engine::oplog::OpEntry;
 
 #[derive(clap::Args)]
 pub(crate) struct LogsArgs {

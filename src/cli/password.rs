@@ -9,7 +9,7 @@ use std::path::Path;
 
 use color_eyre::eyre::{Context, Result, eyre};
 
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 
 /// The first line of a password file.
 pub(crate) fn read_password(path: &Path) -> Result<Secret> {

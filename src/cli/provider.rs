@@ -10,7 +10,7 @@ use color_eyre::eyre::{Result, eyre};
 use super::Cli;
 use super::output::{clean, json, outln};
 use super::session::with_link;
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::{Engine, EngineConfig};
 use crate::link::Link;
 use crate::providers::{Credentials, Descriptor};

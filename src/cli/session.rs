@@ -10,9 +10,9 @@ use color_eyre::eyre::{Result, WrapErr};
 
 use super::Cli;
 use super::password::unlock_password;
+use crate::core::secret::Secret;
 use crate::daemon::client::Remote;
 use crate::daemon::{Endpoint, Probe};
-use crate::engine::secret::Secret;
 use crate::engine::snapshot::LockState;
 use crate::engine::state::store::{StateFile, StoreError};
 use crate::engine::{Engine, EngineConfig, EngineError, home};

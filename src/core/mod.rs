@@ -8,4 +8,4 @@
 
 pub mod oplog;
 pub mod secret;
-pub mod time;
+pub(crate) mod time;

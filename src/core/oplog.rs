@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-// Transitional: the clock helpers moved to `core::time`; engine code still names them here.
-pub use super::time::{now_ms, utc_datetime};
+use super::time::now_ms;
 
 pub const DEFAULT_RING: usize = 10_000;
 

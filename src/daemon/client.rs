@@ -17,9 +17,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
+use crate::core::oplog::OpEntry;
+use crate::core::secret::Secret;
 use crate::engine::api::{EngineApi, Transport, reply};
-use crate::engine::oplog::OpEntry;
-use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
 use crate::engine::wait;
 use crate::engine::{EngineError, ErrorKind};
@@ -249,7 +249,7 @@ async fn read_replies(
     let mut closing: Option<WireError> = None;
     loop {
         let bytes = match read_line(&mut rd, MAX_RESPONSE).await {
-            Ok(Line::Line(b)) => b,
+            Ok(Line::Complete(b)) => b,
             Ok(Line::TooLong) => {
                 closing = Some(WireError::new(
                     ErrorKind::TooLarge,

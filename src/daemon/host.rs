@@ -5,7 +5,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::server::{Daemon, bind};
 use super::{Endpoint, Metadata, Probe};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::snapshot::LockState;
 use crate::engine::{Engine, EngineConfig, EngineError};
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::state::store::StateFile;
 
 /// The environment variable that carries the token to clients.
@@ -216,7 +216,8 @@ pub fn token_matches(expected: &Secret, given: &str) -> bool {
 /// One line read with a bound.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
-    Line(Vec<u8>),
+    /// A whole line, without its newline.
+    Complete(Vec<u8>),
     /// The line exceeded the bound; it was discarded up to its newline.
     TooLong,
     Eof,
@@ -235,7 +236,7 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::i
             } else if line.is_empty() {
                 Line::Eof
             } else {
-                Line::Line(line)
+                Line::Complete(line)
             });
         }
         let (take, found) = match buf.iter().position(|&b| b == b'\n') {
@@ -256,7 +257,7 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::i
             return Ok(if too_long {
                 Line::TooLong
             } else {
-                Line::Line(line)
+                Line::Complete(line)
             });
         }
     }
@@ -278,16 +279,16 @@ mod tests {
         let mut r = tokio::io::BufReader::with_capacity(4, &data[..]);
         assert_eq!(
             read_line(&mut r, 10).await.unwrap(),
-            Line::Line(b"short".to_vec())
+            Line::Complete(b"short".to_vec())
         );
         assert_eq!(read_line(&mut r, 10).await.unwrap(), Line::TooLong);
         assert_eq!(
             read_line(&mut r, 10).await.unwrap(),
-            Line::Line(b"ok".to_vec())
+            Line::Complete(b"ok".to_vec())
         );
         assert_eq!(
             read_line(&mut r, 10).await.unwrap(),
-            Line::Line(b"last".to_vec())
+            Line::Complete(b"last".to_vec())
         );
         assert_eq!(read_line(&mut r, 10).await.unwrap(), Line::Eof);
     }

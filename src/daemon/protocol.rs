@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::{EngineError, ErrorKind};
 use crate::providers::ProviderError;
 
@@ -79,15 +79,6 @@ impl DaemonCall {
             v.insert("params".into(), params.clone());
         }
         Some(serde_json::from_value(Value::Object(v)))
-    }
-
-    pub fn method(&self) -> &'static str {
-        match self {
-            DaemonCall::Status => "status",
-            DaemonCall::Shutdown => "shutdown",
-            DaemonCall::Snapshot => "snapshot",
-            DaemonCall::Subscribe { .. } => "subscribe",
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use super::protocol::{
     DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line,
 };
 use super::{Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, read_line};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
 use crate::engine::{Engine, ErrorKind, api};
 
@@ -144,7 +144,7 @@ impl Daemon {
             // Reap finished calls so the set does not grow on a long connection.
             while tasks.try_join_next().is_some() {}
             let bytes = match read_line(&mut rd, MAX_REQUEST).await {
-                Ok(Line::Line(b)) => b,
+                Ok(Line::Complete(b)) => b,
                 Ok(Line::TooLong) => {
                     let e = WireError::new(
                         ErrorKind::TooLarge,

@@ -3,7 +3,7 @@
 //! [`engine_calls!`] holds the list: name, parameters, result. From it come
 //! - the [`EngineApi`] trait, which the local [`Engine`](super::Engine) implements,
 //! - [`dispatch`], which the daemon's server uses to run a call read off its socket,
-//! - the daemon client's implementation (`daemon::client`, through [`Transport`]),
+//! - the daemon client's implementation (`daemon::client`, through `Transport`),
 //! - the [`Link`](crate::link::Link) a face holds (local engine or daemon), which forwards.
 //!
 //! Adding a call touches this list and `impl EngineApi for Engine`; nothing else. A call's
@@ -20,10 +20,10 @@ use serde_json::{Map, Value};
 use super::actors::Action;
 use super::error::{EngineError, ErrorKind};
 use super::import::{ImportReport, ImportRequest};
-use super::oplog::OpEntry;
 use super::plan::{NodeRequest, PlanEdit};
-use super::secret::Secret;
 use super::state::model::Plan;
+use crate::core::oplog::OpEntry;
+use crate::core::secret::Secret;
 use crate::providers::{Catalog, CatalogPolicy, Credentials, Descriptor};
 use crate::ssh::ManagedKey;
 use crate::ssh::SshAccess;
@@ -92,12 +92,14 @@ macro_rules! define_api {
             )*
         }
 
-        /// The method names on the wire, in declaration order.
-        pub const METHODS: &[&str] = &[$(stringify!($name)),*];
+        /// The method names on the wire, in declaration order (only the test reads them;
+        /// the server matches names in `dispatch`).
+        #[cfg(test)]
+        pub(crate) const METHODS: &[&str] = &[$(stringify!($name)),*];
 
         /// Run one call read off the wire against `api`; `None` when `method` is not a call
         /// of the engine (the caller answers `bad_request`).
-        pub async fn dispatch<A: EngineApi>(
+        pub(crate) async fn dispatch<A: EngineApi>(
             api: &A,
             method: &str,
             params: Value,
@@ -130,7 +132,7 @@ engine_calls!(define_api);
 
 /// Something that carries a call to an engine elsewhere and brings back its result (the
 /// daemon client). Every type that implements it implements [`EngineApi`].
-pub trait Transport: Send + Sync {
+pub(crate) trait Transport: Send + Sync {
     fn call_raw(
         &self,
         method: &'static str,
@@ -139,7 +141,7 @@ pub trait Transport: Send + Sync {
 }
 
 /// Encode one parameter for the wire.
-pub fn param<T: Serialize>(v: &T) -> Result<Value, EngineError> {
+pub(crate) fn param<T: Serialize>(v: &T) -> Result<Value, EngineError> {
     serde_json::to_value(v).map_err(|e| EngineError::Remote {
         kind: ErrorKind::Internal,
         message: e.to_string(),
@@ -147,7 +149,7 @@ pub fn param<T: Serialize>(v: &T) -> Result<Value, EngineError> {
 }
 
 /// Decode a result from the wire.
-pub fn reply<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, EngineError> {
+pub(crate) fn reply<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, EngineError> {
     serde_json::from_value(v).map_err(|e| EngineError::Remote {
         kind: ErrorKind::BadReply,
         message: format!("the daemon's reply was not understood: {e}"),

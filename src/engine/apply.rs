@@ -9,10 +9,10 @@ use tokio::sync::oneshot;
 use super::actors::{ResourceKey, Snap, SyncState};
 use super::error::EngineError;
 use super::observe;
-use super::oplog::OpKind;
 use super::session::Session;
 use super::snapshot::ApplyView;
 use super::state::model::State;
+use crate::core::oplog::OpKind;
 
 impl Session {
     pub(crate) async fn refresh(&self) -> Result<(), EngineError> {

@@ -4,8 +4,8 @@
 //! each phase; on engine start an execution found running is marked interrupted, so the
 //! operator resumes it from a known phase and nothing assumes success.
 
-use super::oplog::now_ms;
 use super::state::model::{ExecStatus, Execution, ExecutionKind, Phase, PhaseRecord, PhaseStatus};
+use crate::core::time::now_ms;
 
 pub fn phases_for(kind: ExecutionKind) -> &'static [Phase] {
     match kind {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::EngineError;
 use super::state::model::{Login, NodePlan, TrackedNode};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::providers::manual;
 use crate::ssh::{self, Auth, KeyInstall, ManagedKey, SshError, SudoStatus, Target};
 

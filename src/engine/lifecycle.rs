@@ -13,14 +13,14 @@ use super::actors::{ActorEnv, Board, ProviderSet};
 use super::config::EngineConfig;
 use super::error::EngineError;
 use super::home;
-use super::oplog::OpLog;
-use super::secret::Secret;
 use super::session::Session;
 use super::snapshot::{AppSnapshot, ApplyView, LockState};
 use super::state::cell::StateCell;
 use super::state::model::State;
 use super::state::store::{StateFile, StateLock, StoreError};
 use super::supervisor::Supervisor;
+use crate::core::oplog::OpLog;
+use crate::core::secret::Secret;
 use crate::providers::Credentials;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::actors::Connected;
 use super::actors::node::NodeMsg;
-use super::oplog::now_ms;
 use super::state::model::ServerReading;
 use super::supervisor::Supervisor;
+use crate::core::time::now_ms;
 
 /// Read one provider's servers and zones once and hand them to the actors.
 pub async fn observe_provider(

@@ -261,7 +261,7 @@ impl SandboxFleet {
                 let _ = writeln!(
                     f,
                     "{}Z {name} legion-demo[{}]: heartbeat {beat}, load {load}",
-                    crate::engine::oplog::utc_datetime(crate::engine::oplog::now_ms() / 1000),
+                    crate::core::time::utc_datetime(crate::core::time::now_ms() / 1000),
                     std::process::id()
                 );
             }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
+// A row's machine and system states and the board that `assemble` joins are the actors'
+// types; they are part of what a face reads, so they leave the crate from here.
+pub use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
 use super::derive::planned_clusters;
 use super::state::model::{Execution, State};
 use crate::providers::{ErrorClass, HealthReading, ProviderStatus};

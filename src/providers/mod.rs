@@ -6,15 +6,17 @@
 //! surfaces ([`ProviderApi`]). The [`Registry`] is a plain list of modules and has no
 //! provider-specific branches. Provider response shapes never leave a provider module.
 
-pub mod broker;
-pub mod error;
+// The contract's types, the lane and the errors leave the crate through the re-exports
+// below; the adapters are public so tests can connect them to the cloud fakes.
+pub(crate) mod broker;
+pub(crate) mod error;
 pub mod hetzner;
-pub mod http;
-pub mod manual;
+pub(crate) mod http;
+pub(crate) mod manual;
 pub mod mock;
 pub mod ovh;
 pub mod scaleway;
-pub mod types;
+pub(crate) mod types;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

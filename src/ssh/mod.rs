@@ -22,7 +22,7 @@
 mod access;
 mod error;
 mod keys;
-pub mod pane;
+pub(crate) mod pane;
 mod remote;
 mod session;
 pub mod tail;

@@ -11,9 +11,9 @@ use ratatui::widgets::{Block, Borders, Clear, Widget};
 use ratatui_textarea::TextArea;
 
 use super::theme::Theme;
+use crate::core::secret::Secret;
 use crate::engine::parse;
 use crate::engine::plan::PlanEdit;
-use crate::engine::secret::Secret;
 use crate::engine::state::model::RecordPlan;
 use crate::providers::{Credentials, Descriptor, FirewallRule};
 
@@ -206,10 +206,6 @@ impl FieldsForm {
             focus: 0,
             errors: Vec::new(),
         }
-    }
-
-    pub fn kind(&self) -> &FieldsKind {
-        &self.kind
     }
 
     fn value(&self, id: &str) -> String {

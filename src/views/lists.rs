@@ -105,10 +105,6 @@ impl ListUi {
         self.indices.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
-    }
-
     /// Index into the snapshot's rows of the selection.
     pub fn selected(&self) -> Option<usize> {
         self.indices.get(self.window.selected).copied()

@@ -348,7 +348,7 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 let started = match engine.ssh_access(node.clone()).await {
                     Ok(access) => {
                         let wake = tx.clone();
-                        super::tail::spawn(&node, access, move || {
+                        crate::ssh::tail::spawn(&node, access, move || {
                             wake.send(UiEvent::TailWoke(id)).is_ok()
                         })
                         .map_err(|source| SessionError::Thread {

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use legion::engine::actors::Timings;
+use legion::core::secret::Secret;
+use legion::engine::Timings;
 use legion::engine::plan::NodeRequest;
-use legion::engine::secret::Secret;
 use legion::engine::snapshot::{AppSnapshot, ApplyView, NodeRow};
 use legion::engine::state::crypto::KdfParams;
 use legion::engine::{Engine, EngineConfig};
@@ -143,7 +143,7 @@ impl Harness {
     }
 
     /// Run a node action and wait for its operation to finish.
-    pub async fn act(&self, name: &str, action: legion::engine::actors::Action) -> NodeRow {
+    pub async fn act(&self, name: &str, action: legion::engine::Action) -> NodeRow {
         let op = self.engine.node_action(name.into(), action).await.unwrap();
         tokio::time::timeout(
             Duration::from_secs(600),

@@ -19,14 +19,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::oplog::{OpKind, OpLog};
 use super::state::cell::StateCell;
+use crate::core::oplog::{OpKind, OpLog};
 use crate::providers::{
     Catalog, CatalogPolicy, DeploymentProfile, ErrorClass, ErrorKind, Lane, ProviderApi,
     ProviderError, ProviderModule, ProviderResult,
 };
 
-pub use error::ActorError;
 pub use machine::{Action, Machine, System};
 
 /// Timings the engine runs with; tests shorten them and pause time.

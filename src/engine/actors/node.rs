@@ -16,7 +16,7 @@ use super::machine::{
 };
 use super::work::*;
 use super::{ActorEnv, NodeSnap, ResourceKey, Snap};
-use crate::engine::oplog::OpKind;
+use crate::core::oplog::OpKind;
 use crate::engine::state::model::{ExecutionKind, ServerReading};
 use crate::providers::HealthReading;
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::error::ActorError;
 use super::machine::{Action, Machine, System};
 use super::{ActorEnv, Connected};
-use crate::engine::oplog::now_ms;
+use crate::core::time::now_ms;
 use crate::engine::state::model::{
     Execution, ExecutionKind, NodePlan, Phase, ServerReading, State, TrackedNode,
 };

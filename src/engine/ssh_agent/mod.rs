@@ -22,11 +22,13 @@ use async_trait::async_trait;
 
 mod settings;
 
-pub use settings::{DEFAULT_INSTALL, RoleFileError, SshSettings};
+pub use settings::{RoleFileError, SshSettings};
 
 use super::state::cell::StateCell;
 use crate::providers::{AgentError, HealthReading, NodeAgent, NodeConfig, NodeTarget};
-use crate::ssh::{self, Auth, HostKeyFingerprint, NodeEndpoints, SshError, SshSession, Target};
+use crate::ssh::{
+    self, Auth, HostKeyFingerprint, NodeEndpoints, SshAccess, SshError, SshSession, Target,
+};
 use settings::quote;
 
 /// How long a phase's remote command may run.
@@ -54,9 +56,6 @@ pub enum SshAgentError {
     #[error(transparent)]
     Ssh(#[from] SshError),
 }
-
-/// Moved to [`crate::ssh::SshAccess`]; re-exported here while callers move.
-pub use crate::ssh::SshAccess;
 
 #[derive(Clone)]
 pub struct SshAgent {

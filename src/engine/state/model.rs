@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::providers::{
     BootMode, FirewallRule, ObservedFirewall, ObservedServer, ObservedZone, RecordType,
 };

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::OvhApi;
-pub use client::{ClientConfig, signature};
+pub use client::ClientConfig;
 
 use super::{
     BootMode, Capabilities, CatalogPolicy, ConnectCtx, CredentialError, CredentialField,

@@ -10,8 +10,8 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
 use super::layout::too_small;
 use super::{App, Confirm, Focus, MIN_HEIGHT, MIN_WIDTH, Overlay, Pending};
+use crate::core::oplog::{OpEntry, OpKind};
 use crate::engine::actors::System;
-use crate::engine::oplog::{OpEntry, OpKind};
 use crate::engine::snapshot::LockState;
 use crate::providers::HealthReading;
 use crate::views::keymap::offer;

@@ -4,12 +4,12 @@
 use crossterm::event::KeyEvent;
 use std::sync::Arc;
 
+use crate::core::oplog::OpEntry;
+use crate::core::secret::Secret;
 use crate::engine::actors::Action;
-use crate::engine::oplog::OpEntry;
-use crate::engine::secret::Secret;
 use crate::engine::snapshot::AppSnapshot;
 use crate::engine::{EngineError, ErrorKind};
-use crate::views::tail::TailHandle;
+use crate::ssh::tail::TailHandle;
 use crate::views::term::ShellHandle;
 use crate::views::theme::Theme;
 

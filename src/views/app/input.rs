@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{App, Confirm, Effect, Focus, Overlay, Pending};
-use crate::engine::secret::Secret;
+use crate::core::secret::Secret;
 use crate::engine::snapshot::LockState;
 use crate::views::fields::{FieldsOutcome, Submitted};
 use crate::views::form::FormOutcome;

@@ -33,9 +33,9 @@ use super::keymap::{Context, Keymap, Layer};
 use super::lists::{ListUi, Tab, node_matches, sync_matches};
 use super::plain::clean;
 use super::theme::Theme;
+use crate::core::oplog::OpEntry;
+use crate::core::secret::Secret;
 use crate::engine::actors::Action;
-use crate::engine::oplog::OpEntry;
-use crate::engine::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow, SyncRow};
 
 /// Smallest terminal the dashboard draws in.

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::{App, Effect, Focus, SessionError};
-use crate::views::tail::{TailHandle, TailState};
+use crate::ssh::tail::{TailHandle, TailState};
 
 /// Lines of a node's log kept in the panel.
 pub const TAIL_CAPACITY: usize = 10_000;

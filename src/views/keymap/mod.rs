@@ -21,7 +21,7 @@
 mod command;
 mod file;
 mod key;
-pub mod offer;
+pub(crate) mod offer;
 #[cfg(test)]
 mod tests;
 
