@@ -5,7 +5,7 @@
 //! It does not depend on `legion`: the fakes speak the clouds' HTTP and know nothing of
 //! Legion's types, so the kit is compiled once per build and not again when `src/`
 //! changes. Rigs run the `legion` binary found next to the test executable. What needs
-//! Legion's types (the engine harness) stays in `tests/support/`.
+//! Legion's types (the engine harness) stays in `tests/it/support.rs`.
 
 pub mod hetzner;
 pub mod http;

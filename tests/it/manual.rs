@@ -68,6 +68,7 @@ impl Drop for DropIn {
 
 #[test]
 fn a_host_is_imported_with_a_password_then_managed_with_the_key_alone() {
+    let _user = crate::test_user_lock();
     let Some(user) = sshd::test_user() else {
         return;
     };

@@ -256,6 +256,7 @@ fn managed_key_is_what_openssh_tools_expect() {
 
 #[test]
 fn password_bootstrap_installs_the_managed_key() {
+    let _user = crate::test_user_lock();
     let Some(user) = sshd::test_user() else {
         return;
     };
@@ -341,6 +342,7 @@ fn sudo_is_detected() {
     }
     drop(s);
 
+    let _user = crate::test_user_lock();
     let Some(user) = sshd::test_user() else {
         return;
     };

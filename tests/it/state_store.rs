@@ -766,6 +766,9 @@ fn assert_payload(generation: u64, plain: &[u8]) {
     );
 }
 
+/// The crash child's name as libtest knows it: its path below the binary's root module.
+const CHILD_TEST: &str = "state_store::crash_child_entry";
+
 /// Entry point of the crash child. A no-op in a normal test run; with the variable set
 /// (by the crash test) it takes the lock, unlocks the state and saves until killed.
 #[test]
@@ -828,12 +831,7 @@ fn sigkill_during_save_always_leaves_a_complete_generation() {
 
     for round in 0..KILLS {
         let child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
             .env(CHILD_HOME_ENV, home.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -849,7 +847,7 @@ fn sigkill_during_save_always_leaves_a_complete_generation() {
                 let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
                 panic!("round {round}: crash child exited before it was ready:\n{err}");
             }
-            // libtest may print `test crash_child_entry ... ` on the same line first.
+            // libtest may print `test state_store::crash_child_entry ... ` on the same line first.
             if line.contains(CHILD_READY) {
                 break;
             }
