@@ -751,6 +751,7 @@ fn home_resolution_order() {
 
 const CHILD_HOME_ENV: &str = "LEGION_CRASH_CHILD_HOME";
 const CHILD_READY: &str = "LEGION_CRASH_CHILD_READY";
+const CHILD_SAVED: &str = "LEGION_CRASH_CHILD_SAVED";
 const PAYLOAD_LEN: usize = 64 * 1024;
 
 /// The plaintext of a generation: its number repeated, so a torn or mixed write shows.
@@ -786,6 +787,7 @@ fn crash_child_entry() {
     while Instant::now() < deadline {
         let next = key.generation() + 1;
         assert_eq!(file.save(&key, &payload(next)).unwrap(), next);
+        println!("{CHILD_SAVED}");
     }
 }
 
@@ -828,6 +830,10 @@ fn sigkill_during_save_always_leaves_a_complete_generation() {
     let mut last_generation = 1;
     let mut kills_with_temp_left = 0;
     let mut rounds_with_child_saves = 0;
+    // How long one of the child's saves takes here, learnt as the test runs: the kill
+    // lands at a random point within about two saves, however busy the machine is (a
+    // fixed 1-16 ms window missed every save on a loaded machine).
+    let mut save_micros: u64 = 8_000;
 
     for round in 0..KILLS {
         let child = Command::new(&exe)
@@ -852,7 +858,18 @@ fn sigkill_during_save_always_leaves_a_complete_generation() {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(1 + rng.next() % 15));
+        // Let 0, 1 or 2 saves complete first, so some rounds always see the child's work.
+        let mut since = Instant::now();
+        for _ in 0..rng.next() % 3 {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 || !line.contains(CHILD_SAVED) {
+                break;
+            }
+            let took = since.elapsed().as_micros() as u64;
+            save_micros = (save_micros * 3 + took.max(100)) / 4;
+            since = Instant::now();
+        }
+        std::thread::sleep(Duration::from_micros(rng.next() % (2 * save_micros + 1)));
         child.0.kill().unwrap();
         child.0.wait().unwrap();
         drop(child);
