@@ -38,12 +38,12 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 }
 
 /// JSON text with no character a terminal acts on. serde_json escapes C0 controls but
-/// writes C1 controls (U+009B is a CSI on some terminals) and bidi overrides raw; in JSON
-/// text every non-ASCII character is inside a string, so writing those as `\uXXXX`
-/// keeps the same JSON value.
+/// writes DEL, C1 controls (U+009B is a CSI on some terminals) and bidi overrides raw;
+/// in JSON text DEL and every non-ASCII character are inside a string, so writing those
+/// as `\uXXXX` keeps the same JSON value.
 pub(crate) fn json_safe(text: &str) -> std::borrow::Cow<'_, str> {
     use crate::core::text::is_unsafe;
-    let unsafe_here = |c: char| !c.is_ascii() && is_unsafe(c);
+    let unsafe_here = |c: char| c == '\x7f' || (!c.is_ascii() && is_unsafe(c));
     if !text.chars().any(unsafe_here) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn json_output_escapes_c1_and_bidi_and_keeps_the_value() {
-        let value = serde_json::json!({"name": "a\u{9b}2J\u{202e}b\x1b]0;t\x07", "ok": "café"});
+        let value = serde_json::json!({"name": "a\u{9b}2J\u{202e}b\x1b]0;t\x07\x7f", "ok": "café"});
         let text = serde_json::to_string_pretty(&value).unwrap();
         let safe = json_safe(&text);
         assert!(
@@ -148,7 +148,7 @@ mod tests {
             "{safe}"
         );
         assert!(
-            safe.contains("\\u009b") && safe.contains("\\u202e"),
+            safe.contains("\\u009b") && safe.contains("\\u202e") && safe.contains("\\u007f"),
             "{safe}"
         );
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();

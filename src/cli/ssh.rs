@@ -269,9 +269,10 @@ fn private_dir() -> Result<tempfile::TempDir> {
         .map(PathBuf::from)
         .filter(|p| p.is_absolute() && p.is_dir())
         .unwrap_or_else(std::env::temp_dir);
-    // tempfile creates the directory 0700.
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new()
         .prefix("legion-ssh-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&base)
         .with_context(|| format!("creating a private directory in {}", base.display()))?;
     let plain = dir.path().to_str().is_some_and(|p| {
@@ -361,21 +362,23 @@ impl Agent {
         Ok(())
     }
 
-    /// Stop the agent (it removes its socket) and its command, and wait until the
-    /// agent is gone.
+    /// Stop the agent (it removes its socket) and its command, and wait (briefly) until
+    /// the agent is gone.
     async fn stop(mut self) {
         if let Some(pid) = self.pid {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            // The agent is not our child (its command is): poll until it is gone.
-            for _ in 0..100 {
+        }
+        drop(self.command.stdin.take());
+        let _ = self.command.kill().await;
+        if let Some(pid) = self.pid {
+            // The agent is not our child (its command was): poll until it is gone.
+            for _ in 0..50 {
                 if rustix::process::test_kill_process(pid).is_err() {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        drop(self.command.stdin.take());
-        let _ = self.command.kill().await;
     }
 }
 
