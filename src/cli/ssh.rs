@@ -78,6 +78,9 @@ pub(crate) async fn key(cli: &Cli, command: &SshKeyCommand) -> Result<()> {
         Ok((key, access))
     })
     .await?;
+    if let Some(a) = &access {
+        check_target(&a.target)?;
+    }
     write_private(&path, key.private_openssh().expose())?;
     std::fs::write(
         path.with_extension("pub"),
@@ -89,7 +92,6 @@ pub(crate) async fn key(cli: &Cli, command: &SshKeyCommand) -> Result<()> {
         path.with_extension("pub").display()
     );
     if let Some(a) = access {
-        check_target(&a.target)?;
         outln!(
             "ssh -i {} -l {} -p {} -- {}",
             path.display(),
