@@ -9,7 +9,7 @@
 //!   anything runs;
 //! - `legion ssh` hands the managed key to a private agent, never a file or an argv, and
 //!   leaves no agent and no directory behind, whether `ssh` ends or `legion` is killed
-//!   with SIGTERM.
+//!   with SIGTERM, SIGHUP or SIGINT.
 
 use legion_testkit::hetzner::HetznerFake;
 use legion_testkit::ovh::OvhFake;
@@ -276,60 +276,62 @@ fn legion_ssh_keeps_the_key_in_a_private_agent_and_cleans_up() {
     );
     assert_clean(runtime.path());
 
-    // Killed with SIGTERM while the remote command runs.
-    let child = rig
-        .cmd()
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .args(["ssh", "hz-1", "--", "sleep", "30"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let session_dir = loop {
-        // The system ssh is running once its remote command is in its argv.
-        let running = cmdlines()
-            .iter()
-            .any(|(_, c)| c.starts_with("ssh ") && c.contains("sleep 30"));
-        let dir = std::fs::read_dir(runtime.path()).unwrap().flatten().next();
-        if let (true, Some(dir)) = (running, dir) {
-            break dir.path();
+    // Killed by a signal while the remote command runs.
+    for sig in ["TERM", "HUP", "INT"] {
+        let child = rig
+            .cmd()
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .args(["ssh", "hz-1", "--", "sleep", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let session_dir = loop {
+            // The system ssh is running once its remote command is in its argv.
+            let running = cmdlines()
+                .iter()
+                .any(|(_, c)| c.starts_with("ssh ") && c.contains("sleep 30"));
+            let dir = std::fs::read_dir(runtime.path()).unwrap().flatten().next();
+            if let (true, Some(dir)) = (running, dir) {
+                break dir.path();
+            }
+            assert!(Instant::now() < deadline, "legion ssh did not start ssh");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&session_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{}", session_dir.display());
+        assert!(session_dir.join("agent.sock").exists(), "a private agent");
+        for (pid, c) in cmdlines() {
+            assert!(
+                !c.contains(&needle) && !c.contains("PRIVATE KEY"),
+                "pid {pid}: {c}"
+            );
         }
-        assert!(Instant::now() < deadline, "legion ssh did not start ssh");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&session_dir)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o700, "{}", session_dir.display());
-    assert!(session_dir.join("agent.sock").exists(), "a private agent");
-    for (pid, c) in cmdlines() {
-        assert!(
-            !c.contains(&needle) && !c.contains("PRIVATE KEY"),
-            "pid {pid}: {c}"
-        );
+        for e in std::fs::read_dir(&session_dir).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(&needle) && !text.contains("PRIVATE KEY"),
+                "{}",
+                e.path().display()
+            );
+        }
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("legion received SIG{sig}")), "{err}");
+        assert_clean(runtime.path());
     }
-    for e in std::fs::read_dir(&session_dir).unwrap().flatten() {
-        let bytes = std::fs::read(e.path()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(
-            !text.contains(&needle) && !text.contains("PRIVATE KEY"),
-            "{}",
-            e.path().display()
-        );
-    }
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("SIGTERM"), "{err}");
-    assert_clean(runtime.path());
 }
