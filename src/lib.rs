@@ -10,7 +10,7 @@
 //! Nothing here is published; the public surface is what the binary, the integration
 //! tests, the benches and the examples use, chosen item by item, so that everything else
 //! can change without touching them:
-//! - [`cli`]: `parse`, `run` and the exit codes, for `main.rs`;
+//! - [`cli`]: `parse`, `run`, `error_line` and the exit codes, for `main.rs`;
 //! - [`engine`]: the handle ([`Engine`], [`EngineConfig`]), the one API ([`EngineApi`]
 //!   and the types its calls carry), the errors, the snapshot types, the home and the
 //!   state file (tests tamper with it); its internals are `pub(crate)`;
@@ -21,7 +21,8 @@
 //!   tests and benches drive without a terminal;
 //! - [`link`]: [`Link`](link::Link), a face's handle on an engine here or the daemon's;
 //!   it forwards every call of the API, used by the faces here or not;
-//! - [`core`]: `Secret` and the operation log, which every layer and the tests use.
+//! - [`core`]: `Secret`, the operation log and the remote-text sanitizer (`text`), which
+//!   every layer and the tests use.
 //!
 //! The daemon (its protocol, server and client) is the CLI's and stays inside the crate.
 //! A test or bench that needs an engine internal gets one named export documented as

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args, handle)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("legion: {e:#}");
+            eprintln!("{}", cli::error_line(&e));
             ExitCode::from(cli::exit::exit_code(&e))
         }
     }

@@ -13,7 +13,7 @@ use color_eyre::eyre::{Context, Result, eyre};
 
 use super::Cli;
 use super::dashboard::{DashboardArgs, show};
-use super::output::{outln, write_private};
+use super::output::{clean, outln, write_private};
 use super::password::read_password;
 use super::session::{has_state, init_tracing};
 use crate::core::secret::Secret;
@@ -101,7 +101,11 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
     let mut last = String::new();
     loop {
         let snap = rx.borrow_and_update().clone();
-        let text = plain::render(&snap);
+        // Line by line through the sanitizer, as `status` prints it.
+        let text: String = plain::render(&snap)
+            .lines()
+            .map(|l| clean(l) + "\n")
+            .collect();
         if text != last {
             let mut out = stdout.lock();
             if tty {

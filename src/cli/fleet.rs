@@ -5,7 +5,7 @@
 use color_eyre::eyre::{Result, eyre};
 
 use super::Cli;
-use super::output::{json, out, outln};
+use super::output::{clean, json, outln, print_block};
 use super::session::with_link;
 use crate::engine::snapshot::ApplyView;
 use crate::link::Link;
@@ -36,10 +36,10 @@ pub(crate) async fn status(cli: &Cli, as_json: bool) -> Result<()> {
                 Link::Daemon(r) => outln!(
                     "engine: daemon pid {} on {}",
                     r.status().pid,
-                    r.status().endpoint
+                    clean(&r.status().endpoint)
                 ),
             }
-            out!("{}", plain::render(&snap));
+            print_block(&plain::render(&snap));
         }
         Ok(())
     })
@@ -52,7 +52,7 @@ pub(crate) async fn apply(cli: &Cli, wait: bool) -> Result<()> {
         let id = l.apply().await?;
         if wait {
             let snap = l.wait_apply(id).await?;
-            outln!("{}", plain::apply_line(&snap.apply));
+            outln!("{}", clean(&plain::apply_line(&snap.apply)));
             if !matches!(snap.apply, ApplyView::Finished { ok: true, .. }) {
                 return Err(eyre!("apply #{id} did not converge"));
             }

@@ -11,7 +11,7 @@ use color_eyre::eyre::{Context, Result};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Cli;
-use super::output::{clean, out, outln};
+use super::output::{clean, json_safe, out, outln};
 use crate::core::oplog::OpEntry;
 use crate::daemon::Endpoint;
 use crate::daemon::client::Remote;
@@ -68,8 +68,8 @@ pub(crate) async fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
             continue;
         }
         if args.json {
-            // As stored, byte for byte.
-            out!("{line}");
+            // As stored, byte for byte, except characters a terminal acts on.
+            out!("{}", json_safe(&line));
         } else {
             print_entry(&entry, false)?;
         }
@@ -78,7 +78,7 @@ pub(crate) async fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
 
 fn print_entry(entry: &OpEntry, json: bool) -> Result<()> {
     if json {
-        outln!("{}", serde_json::to_string(entry)?);
+        outln!("{}", json_safe(&serde_json::to_string(entry)?));
     } else {
         let secs = entry.ts_ms / 1000;
         outln!(

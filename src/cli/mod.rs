@@ -4,7 +4,12 @@
 //! It owns parsing arguments, prompting for passwords, printing text and JSON, and the
 //! exit code. It must not hold engine logic: a command asks the engine (through `Link`)
 //! and prints the answer; plan syntaxes it shares with the forms live in
-//! `engine::parse`. `main.rs` only calls [`parse`], [`run`] and [`exit::exit_code`].
+//! `engine::parse`. `main.rs` only calls [`parse`], [`run`], [`error_line`] and
+//! [`exit::exit_code`].
+//!
+//! Every string that came from a provider, a server, an imported host or a remote error
+//! is printed through `output::clean` (text) or `output::json` (JSON): the one sanitizer,
+//! `core::text`, shows control, C1 and bidi characters escaped.
 //!
 //! Options every command takes (`--home`, `--password-file`, `--daemon-token`) are global;
 //! the dashboard's (`--readonly`, `--theme`, `--colors`: `DashboardArgs`) are offered only
@@ -199,9 +204,26 @@ pub async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
     }
 }
 
+/// The line `main.rs` prints for a failed command: the whole error chain (`a: b: c`),
+/// sanitized, since any link of it may quote a provider, a server or the daemon.
+pub fn error_line(err: &color_eyre::Report) -> String {
+    format!("legion: {}", crate::core::text::clean(&format!("{err:#}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printed_error_chain_is_sanitized() {
+        let err = color_eyre::eyre::eyre!("Hetzner: \x1b]52;c;cHduZWQ=\x07 \u{202e}gnp.exe")
+            .wrap_err("refreshing hetzner");
+        let line = error_line(&err);
+        assert_eq!(
+            line,
+            "legion: refreshing hetzner: Hetzner: \\x1b]52;c;cHduZWQ=\\x07 \\u{202e}gnp.exe"
+        );
+    }
 
     fn demo_options(args: &[&str]) -> DashboardArgs {
         match parse_from(args).map(|cli| cli.command) {

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use color_eyre::eyre::{Result, eyre};
 
 use super::Cli;
-use super::output::{clean, json, out, outln};
+use super::output::{clean, json, outln, print_block};
 use super::password::import_password;
 use super::session::with_link;
 use crate::engine::EngineError;
@@ -138,7 +138,7 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
             if *as_json {
                 json(&snap.nodes)?;
             } else {
-                out!("{}", plain::render(&snap));
+                print_block(&plain::render(&snap));
             }
             return Ok(());
         }
@@ -221,8 +221,8 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
             if *as_json {
                 json(&report)?;
             } else {
-                outln!("{name} imported: {}", report.server_id);
-                outln!("  host key  {} (pinned)", report.host_key);
+                outln!("{name} imported: {}", clean(&report.server_id));
+                outln!("  host key  {} (pinned)", clean(&report.host_key));
                 outln!(
                     "  sudo      {}",
                     match report.sudo {
@@ -254,7 +254,10 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
         NodesCommand::Retrust { name } => {
             match engine.retrust(name.clone()).await? {
                 Some(fp) => {
-                    outln!("{name}: forgot host key {fp}; the next connection pins what it finds")
+                    outln!(
+                        "{name}: forgot host key {}; the next connection pins what it finds",
+                        clean(&fp)
+                    )
                 }
                 None => outln!("{name}: no host key was pinned"),
             }
@@ -273,23 +276,23 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
 /// `nodes show NAME` as text.
 fn print_node(row: &NodeRow) {
     let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), clean);
-    outln!("node      {}", row.name);
+    outln!("node      {}", clean(&row.name));
     outln!(
         "plan      {} / {} / {} / {} (cluster {}, role {})",
-        row.provider,
-        row.region,
-        row.offer,
-        row.image,
-        row.cluster,
-        row.role
+        clean(&row.provider),
+        clean(&row.region),
+        clean(&row.offer),
+        clean(&row.image),
+        clean(&row.cluster),
+        clean(&row.role)
     );
     outln!("machine   {}", row.machine);
-    outln!("system    {}", row.system);
+    outln!("system    {}", clean(&row.system.to_string()));
     outln!("address   {}", opt(&row.address));
     outln!("server    {}", opt(&row.server_id));
     outln!("operation {}", opt(&row.operation));
     match (&row.last_error, row.error_class) {
-        (Some(e), Some(class)) => outln!("error     {e} ({class})"),
+        (Some(e), Some(class)) => outln!("error     {} ({class})", clean(e)),
         _ => outln!("error     {}", opt(&row.last_error)),
     }
     for d in &row.diffs {
@@ -332,7 +335,11 @@ async fn node_action(engine: &Link, name: &str, action: Action, wait: bool) -> R
             Ok(())
         }
         None => {
-            outln!("{action} {name}: done ({}, {})", row.machine, row.system);
+            outln!(
+                "{action} {name}: done ({}, {})",
+                row.machine,
+                clean(&row.system.to_string())
+            );
             Ok(())
         }
     }
@@ -354,7 +361,7 @@ async fn destroy(engine: &Link, name: &str, yes: bool) -> Result<()> {
     if snap.node(name).is_some() {
         return Err(eyre!(
             "{name} was not torn down: {}",
-            plain::apply_line(&snap.apply)
+            clean(&plain::apply_line(&snap.apply))
         ));
     }
     outln!("{name} destroyed");
@@ -385,7 +392,7 @@ async fn apply_and_report(engine: &Link, name: &str) -> Result<()> {
     let id = engine.apply().await?;
     let snap = engine.wait_apply(id).await?;
     let row = snap.node(name).cloned();
-    outln!("{}", plain::apply_line(&snap.apply));
+    outln!("{}", clean(&plain::apply_line(&snap.apply)));
     match row.and_then(|r| r.last_error) {
         Some(e) => Err(eyre!("{name}: {e}")),
         None => Ok(()),

@@ -33,13 +33,45 @@ pub(crate) use {out, outln};
 
 /// A value as pretty JSON on its own line.
 pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    outln!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", json_safe(&serde_json::to_string_pretty(value)?));
     Ok(())
 }
 
-/// A string from a provider or a host, safe to print: no control characters.
+/// JSON text with no character a terminal acts on. serde_json escapes C0 controls but
+/// writes DEL, C1 controls (U+009B is a CSI on some terminals) and bidi overrides raw;
+/// in JSON text DEL and every non-ASCII character are inside a string, so writing those
+/// as `\uXXXX` keeps the same JSON value.
+pub(crate) fn json_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    use crate::core::text::is_unsafe;
+    let unsafe_here = |c: char| c == '\x7f' || (!c.is_ascii() && is_unsafe(c));
+    if !text.chars().any(unsafe_here) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_here(c) {
+            // Every unsafe non-ASCII character is in the Basic Multilingual Plane.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A string from a provider, a server, an imported host or a remote error, safe to
+/// print: its control, C1 and bidi characters shown escaped ([`crate::core::text`]).
 pub(crate) fn clean(s: &str) -> String {
-    crate::views::plain::clean(s)
+    crate::core::text::clean(s).into_owned()
+}
+
+/// A block of text made of remote strings (a `plain::render` table), each line through
+/// [`clean`]: the table's own cells are cleaned already, this also covers what it
+/// joins in whole (provider health, apply summaries).
+pub(crate) fn print_block(text: &str) {
+    for line in text.lines() {
+        outln!("{}", clean(line));
+    }
 }
 
 /// Zone, firewall or domain rows: a JSON array, or one line each with its operator tasks.
@@ -56,7 +88,7 @@ pub(crate) fn print_rows(rows: &[SyncRow], as_json: bool) -> Result<()> {
         outln!(
             "{:<28} {:<8} {:<10} {:<28} {}",
             clean(&r.name),
-            r.provider,
+            clean(&r.provider),
             r.state.to_string(),
             clean(&r.summary),
             clean(note)
@@ -105,7 +137,26 @@ mod tests {
     }
 
     #[test]
-    fn clean_drops_escape_sequences() {
-        assert_eq!(clean("web\x1b[2J-1\n"), "web[2J-1");
+    fn json_output_escapes_c1_and_bidi_and_keeps_the_value() {
+        let value = serde_json::json!({"name": "a\u{9b}2J\u{202e}b\x1b]0;t\x07\x7f", "ok": "café"});
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        let safe = json_safe(&text);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| c != '\n' && crate::core::text::is_unsafe(c)),
+            "{safe}"
+        );
+        assert!(
+            safe.contains("\\u009b") && safe.contains("\\u202e") && safe.contains("\\u007f"),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn clean_shows_escape_sequences_escaped() {
+        assert_eq!(clean("web\x1b[2J-1\n"), "web\\x1b[2J-1\\n");
     }
 }

@@ -3,7 +3,7 @@
 //! role's files, see `SshSettings::log_command`); the UI keeps a [`TailHandle`].
 //!
 //! Lines go to the UI through a bounded mailbox: the thread appends complete lines (cut
-//! at [`MAX_LINE`] bytes, control characters removed), drops the oldest when the UI has
+//! at [`MAX_LINE`] bytes, control characters shown escaped), drops the oldest when the UI has
 //! not taken them and more than [`MAILBOX`] wait (counting what it dropped), and wakes
 //! the UI only when the mailbox goes from empty to non-empty. The UI never waits on the
 //! thread. Dropping the handle ends the thread within one poll interval.
@@ -150,17 +150,20 @@ impl Feed {
     }
 }
 
-/// A line as text: invalid UTF-8 replaced, `\r` and other control characters removed
-/// (a remote cannot move the panel's cursor or colour it), tabs as spaces.
+/// A line as text: invalid UTF-8 replaced, tabs as spaces, a line end's `\r` (CRLF)
+/// dropped, and every other control, C1 or bidi character shown escaped by the one
+/// sanitizer ([`crate::core::text`]): a remote cannot move the panel's cursor or colour it.
 pub fn clean_line(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw)
-        .chars()
-        .filter_map(|c| match c {
-            '\t' => Some(' '),
-            c if c.is_control() => None,
-            c => Some(c),
-        })
-        .collect()
+    let text = String::from_utf8_lossy(raw);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(' '),
+            c => crate::core::text::push_escaped(&mut out, c),
+        }
+    }
+    out
 }
 
 /// A handle and the feed that fills it, no thread.
@@ -282,7 +285,7 @@ mod tests {
         assert!(h.take().lines.is_empty());
         f.bytes(b"ne\r\nsec\x1b[31mond\n\xff\tthird");
         let b = h.take();
-        assert_eq!(b.lines, ["first line", "sec[31mond"]);
+        assert_eq!(b.lines, ["first line", "sec\\x1b[31mond"]);
         f.flush_partial();
         assert_eq!(h.take().lines, ["\u{fffd} third"]);
         assert_eq!(wakes.load(Ordering::Relaxed), 2, "one wake per empty→full");

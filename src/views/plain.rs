@@ -1,14 +1,15 @@
 //! Plain-text tables of a snapshot, for terminals without the dashboard and for logs.
-//! Strings that come from providers are stripped of control characters before printing,
-//! so a hostile name cannot move the cursor.
+//! Strings that come from providers go through [`clean`] before printing, so a hostile
+//! name cannot move the cursor: its control characters show escaped.
 
 use std::fmt::Write;
 
 use crate::engine::snapshot::{AppSnapshot, ApplyView};
 
-/// Remove control characters (escape sequences included) from remote text.
+/// Remote text with its control, C1 and bidi characters shown escaped
+/// ([`crate::core::text::clean`], owned for the views' formatting).
 pub fn clean(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).collect()
+    crate::core::text::clean(s).into_owned()
 }
 
 fn trim(s: &str, max: usize) -> String {
@@ -132,7 +133,8 @@ mod tests {
 
     #[test]
     fn remote_text_cannot_move_the_cursor() {
-        assert_eq!(clean("web\u{1b}[2J-1\r\n"), "web[2J-1");
+        assert_eq!(clean("web\u{1b}[2J-1\r\n"), "web\\x1b[2J-1\\r\\n");
+        assert_eq!(clean("web-1"), "web-1");
         assert_eq!(trim("abcdef", 4), "abc…");
     }
 }

@@ -198,6 +198,12 @@ impl OvhFake {
         self.world().fail_builds += 1;
     }
 
+    /// Every image of `GET /image` names this login user (`user`), as a compromised or
+    /// buggy API could.
+    pub fn set_image_user(&self, user: &str) {
+        self.world().image_user = Some(user.to_string());
+    }
+
     /// When set, `stop` is accepted but the instance stays `ACTIVE`.
     pub fn set_ignore_acpi_shutdown(&self, ignore: bool) {
         self.world().ignore_shutdown = ignore;
@@ -641,6 +647,8 @@ struct World {
     fixed_ipv4: Option<String>,
     fail_builds: u32,
     ignore_shutdown: bool,
+    /// Every image's `user` when set (a hostile or unusual login user from the API).
+    image_user: Option<String>,
 }
 
 impl World {
@@ -657,6 +665,7 @@ impl World {
             fixed_ipv4: None,
             fail_builds: 0,
             ignore_shutdown: false,
+            image_user: None,
         }
     }
 
@@ -912,7 +921,13 @@ impl World {
                             .filter(|r| in_region(r))
                             .flat_map(|r| IMAGES.iter().map(move |i| (r, i)))
                             .filter(|(_, i)| os.as_deref().is_none_or(|o| o == i.1))
-                            .map(|(r, i)| Self::image_json(r, i))
+                            .map(|(r, i)| {
+                                let mut v = Self::image_json(r, i);
+                                if let Some(user) = &self.image_user {
+                                    v["user"] = json!(user);
+                                }
+                                v
+                            })
                             .collect(),
                     ),
                 ))

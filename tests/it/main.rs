@@ -36,6 +36,7 @@ mod shell_pane;
 mod ssh;
 mod state_store;
 mod themes;
+mod untrusted;
 
 /// Held by the tests that change the password test user's `~/.ssh` or sudo rights
 /// (`ssh`'s password bootstrap and sudo detection, `manual`'s import). In separate binaries

@@ -360,7 +360,13 @@ fn each_image_logs_in_as_its_own_user() {
         String::from_utf8(out.stdout).unwrap()
     };
     let deb = command_for("deb-1");
-    assert!(deb.contains(" debian@127.0.0.1"), "{deb}");
+    assert!(
+        deb.contains(" -l debian ") && deb.contains(" -- 127.0.0.1"),
+        "{deb}"
+    );
     let ub = command_for("ub-1");
-    assert!(ub.contains(" ubuntu@127.0.0.1"), "{ub}");
+    assert!(
+        ub.contains(" -l ubuntu ") && ub.contains(" -- 127.0.0.1"),
+        "{ub}"
+    );
 }
