@@ -91,8 +91,8 @@ pub(crate) fn init_tracing(home: &Path) -> Option<tracing_appender::non_blocking
         Ok(appender) => appender,
         Err(e) => {
             eprintln!(
-                "legion: warning: cannot write the diagnostics log in {} ({e}); continuing \
-                 without it",
+                "legion: warning: cannot write {}/legion.log.* ({e}); continuing without the \
+                 diagnostics log",
                 dir.display()
             );
             return None;

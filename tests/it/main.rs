@@ -20,6 +20,7 @@ mod contract;
 mod daemon;
 mod dashboard;
 mod engine;
+mod files;
 mod hetzner_cli;
 mod hetzner_fake;
 mod keymap;
