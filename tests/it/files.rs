@@ -84,7 +84,10 @@ fn read_only_commands_leave_the_state_and_its_backup_untouched() {
         assert_eq!(code, 0, "{err}");
     }
     let after = (std::fs::read(&state).unwrap(), std::fs::read(&bak).ok());
-    assert!(before == after, "nodes list rewrote the state or rotated its backup");
+    assert!(
+        before == after,
+        "nodes list rewrote the state or rotated its backup"
+    );
 }
 
 #[test]
@@ -119,7 +122,10 @@ fn a_symlinked_state_file_is_refused_and_its_target_left_alone() {
     let before = std::fs::read(&elsewhere).unwrap();
     let (code, _, err) = run(legion(&home, &pw).args(["nodes", "list"]), LIMIT);
     assert_ne!(code, 0);
-    assert!(err.contains("is a symbolic link, not a regular file"), "{err}");
+    assert!(
+        err.contains("is a symbolic link, not a regular file"),
+        "{err}"
+    );
     assert!(std::fs::symlink_metadata(&state).unwrap().is_symlink());
     assert_eq!(std::fs::read(&elsewhere).unwrap(), before);
 }
@@ -146,7 +152,10 @@ fn the_home_logs_and_every_file_are_private_from_creation() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(logs.iter().any(|n| n.starts_with("legion.log.")), "{logs:?}");
+    assert!(
+        logs.iter().any(|n| n.starts_with("legion.log.")),
+        "{logs:?}"
+    );
     assert!(logs.iter().any(|n| n == "operations.jsonl"), "{logs:?}");
     assert!(files >= 4, "state, lock, two logs: {files}");
 }

@@ -30,6 +30,7 @@ mod mock_provider;
 mod node_session;
 mod ovh_cli;
 mod ovh_fake;
+mod provider_http;
 mod scaleway_adapter;
 mod scaleway_cli;
 mod scaleway_fake;

@@ -69,7 +69,9 @@ impl StateCell {
     pub fn start(state: State, file: StateFile, key: StateKey) -> Arc<StateCell> {
         let (version, _) = watch::channel(0);
         let (persisted, _) = watch::channel(Persisted::default());
-        let saved = serde_json::to_vec(&state).ok().map(|b| digest(&Zeroizing::new(b)));
+        let saved = serde_json::to_vec(&state)
+            .ok()
+            .map(|b| digest(&Zeroizing::new(b)));
         let cell = Arc::new(StateCell {
             state: RwLock::new(state),
             version,

@@ -772,7 +772,11 @@ fn remove_stale_temps(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let (prefix, own) = (format!(".{}.", name.to_string_lossy()), std::process::id());
     // Without /proc every writer would look dead.
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -783,7 +787,9 @@ fn remove_stale_temps(path: &Path) {
     }
     for entry in entries.flatten() {
         let file = entry.file_name();
-        let pid = file.to_str().and_then(|f| f.strip_prefix(&prefix)?.strip_suffix(".tmp"));
+        let pid = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix)?.strip_suffix(".tmp"));
         let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
