@@ -23,6 +23,7 @@ mod engine;
 mod files;
 mod hetzner_cli;
 mod hetzner_fake;
+mod host_key;
 mod keymap;
 mod manual;
 mod mixed_fleet;
