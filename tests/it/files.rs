@@ -266,3 +266,33 @@ fn the_simulated_cloud_removes_temporary_files_left_by_a_killed_saver() {
     assert_eq!(mode(&path), 0o600);
     drop(cloud);
 }
+
+#[test]
+fn the_password_change_says_what_was_re_encrypted() {
+    let (dir, home, pw) = initialized();
+    // A save first, so a previous generation exists to be dropped.
+    let (code, _, err) = run(legion(&home, &pw).args(["nodes", "list"]), LIMIT);
+    assert_eq!(code, 0, "{err}");
+    let new = dir.path().join("new-pw");
+    std::fs::write(&new, "battery staple\n").unwrap();
+    let (code, out, err) = run(
+        legion(&home, &pw)
+            .args(["config", "passwd", "--new-password-file"])
+            .arg(&new),
+        LIMIT,
+    );
+    assert_eq!(code, 0, "{err}");
+    let state = home.join("state.legion");
+    for said in [
+        format!(
+            "{} (plans, tracked resources, provider credentials",
+            state.display()
+        ),
+        "re-encrypted under a new salt and key".to_string(),
+        format!("{}.bak was deleted", state.display()),
+        "copies made outside Legion".to_string(),
+    ] {
+        assert!(out.contains(&said), "{said:?} missing from:\n{out}");
+    }
+    assert!(!home.join("state.legion.bak").exists());
+}

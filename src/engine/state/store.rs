@@ -7,6 +7,10 @@
 //! - `state.lock`: advisory lock held while a process has the state unlocked;
 //! - `.state.legion.tmp.<pid>.<random>`: a save in progress (or left by a crash).
 //!
+//! The state path must hold a regular file: a FIFO (which would block the open) or a
+//! symlink (which a save's rename would silently replace by a regular file) is refused
+//! with [`StoreError::NotRegularFile`], never followed.
+//!
 //! The store treats the plaintext as opaque bytes (the caller serializes). It never logs,
 //! never puts a password in an error, and `open` never writes, renames or deletes
 //! anything, so a failed unlock cannot make things worse. Creating the home directory and
