@@ -11,6 +11,7 @@ use super::Cli;
 use super::output::outln;
 use super::password::new_password;
 use super::session::{has_state, init_tracing, with_link};
+use crate::engine::state::store::StateFile;
 use crate::engine::{Engine, EngineConfig};
 use crate::link::Link;
 
@@ -37,8 +38,14 @@ pub(crate) async fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
                 Ok(l.change_password(current, new).await?)
             })
             .await?;
+            let state = StateFile::in_home(&cli.home()?);
             outln!(
-                "password changed; the previous backup was removed so nothing opens with the old one"
+                "password changed: {} (plans, tracked resources, provider credentials and \
+                 Legion's SSH key) was re-encrypted under a new salt and key, and its previous \
+                 generation {} was deleted, so no file Legion keeps opens with the old \
+                 password; copies made outside Legion (backups, snapshots) still do",
+                state.path().display(),
+                state.backup_path().display()
             );
             Ok(())
         }

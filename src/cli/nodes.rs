@@ -85,6 +85,11 @@ pub(crate) enum NodesCommand {
         /// Legion's key is already in the user's authorized_keys: no password.
         #[arg(long, conflicts_with = "password_env")]
         key_only: bool,
+        /// The host key the host must present (`SHA256:…`, from `ssh-keygen -lf` on the
+        /// host): any other key is refused before the password is sent. Without it, the
+        /// key seen first is trusted and pinned (trust on first use).
+        #[arg(long, value_name = "SHA256:…")]
+        host_key_fingerprint: Option<String>,
         /// Apply the plan after importing (runs the SSH phases); exit 1 if it failed.
         #[arg(long)]
         apply: bool,
@@ -203,6 +208,7 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
             role,
             password_env,
             key_only,
+            host_key_fingerprint,
             apply,
             json: as_json,
         } => {
@@ -216,13 +222,25 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
                     password,
                     cluster: cluster.clone(),
                     role: role.clone(),
+                    host_key: host_key_fingerprint.clone(),
                 })
                 .await?;
             if *as_json {
                 json(&report)?;
             } else {
                 outln!("{name} imported: {}", clean(&report.server_id));
-                outln!("  host key  {} (pinned)", clean(&report.host_key));
+                if report.host_key_verified {
+                    outln!(
+                        "  host key  {} (matched the fingerprint given; pinned)",
+                        clean(&report.host_key)
+                    );
+                } else {
+                    outln!(
+                        "  host key  {} (trusted on first use and pinned: not verified; compare \
+                         it with `ssh-keygen -lf` on the host, or pass --host-key-fingerprint)",
+                        clean(&report.host_key)
+                    );
+                }
                 outln!(
                     "  sudo      {}",
                     match report.sudo {

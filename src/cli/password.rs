@@ -13,8 +13,11 @@ use crate::core::secret::Secret;
 
 /// The first line of a password file.
 pub(crate) fn read_password(path: &Path) -> Result<Secret> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the password file {}", path.display()))?;
+    // The whole file is wiped on drop, not only the line kept.
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password file {}", path.display()))?,
+    );
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {
         return Err(eyre!("the password file {} is empty", path.display()));

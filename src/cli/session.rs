@@ -49,16 +49,55 @@ impl Cli {
     }
 }
 
+type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Whether the home already holds a state.
 pub(crate) fn has_state(home: &Path) -> bool {
     StateFile::in_home(home).exists()
 }
 
-/// Diagnostics go to a daily file in the home's `logs/`, never to the terminal.
+/// How many daily diagnostics files `logs/` keeps; older ones are deleted at rotation.
+pub(crate) const LOG_FILES_KEPT: usize = 14;
+
+/// Diagnostics go to a daily file in the home's `logs/` (the last [`LOG_FILES_KEPT`]
+/// days), never to the terminal.
+///
+/// Also makes the home and `logs/` 0700, warning on stderr when an existing one was
+/// looser, and sets the process umask to 077 for the rest of its life: the appender
+/// creates a new file at every rotation with the default mode, and every file Legion
+/// creates must be private from its first byte. A home that cannot be written (read-only
+/// mount, another user's directory) costs the file log, said once, and nothing else: the
+/// command goes on and fails, if it must, with its own error.
 pub(crate) fn init_tracing(home: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let dir = home.join("logs");
-    std::fs::create_dir_all(&dir).ok()?;
-    let appender = tracing_appender::rolling::daily(dir, "legion.log");
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    match home::ensure_home(home) {
+        Ok(tightened) => {
+            for t in tightened {
+                eprintln!("legion: warning: {t}");
+            }
+        }
+        Err(e) => {
+            eprintln!("legion: warning: {e}; continuing without the diagnostics log");
+            return None;
+        }
+    }
+    let dir = home.join(home::LOGS_DIR);
+    let appender = match tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("legion.log")
+        .max_log_files(LOG_FILES_KEPT)
+        .build(&dir)
+    {
+        Ok(appender) => appender,
+        Err(e) => {
+            eprintln!(
+                "legion: warning: cannot write {}/legion.log.* ({e}); continuing without the \
+                 diagnostics log",
+                dir.display()
+            );
+            return None;
+        }
+    };
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEGION_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -73,7 +112,10 @@ pub(crate) fn init_tracing(home: &Path) -> Option<tracing_appender::non_blocking
 
 /// The engine a command works on: the daemon's when a token is at hand, else one
 /// started here and unlocked with the password.
-async fn connect(cli: &Cli) -> Result<Link> {
+///
+/// The diagnostics log's guard comes back with it: dropping the guard ends the log's
+/// writer, so it must live as long as the command.
+async fn connect(cli: &Cli) -> Result<(Link, Option<LogGuard>)> {
     let home = cli.home()?;
     let endpoint = Endpoint::for_home(&home);
     if let Some(token) = cli.daemon_token() {
@@ -83,7 +125,7 @@ async fn connect(cli: &Cli) -> Result<Link> {
                 "the daemon's engine is locked; unlock it from `legion --attach` or restart the daemon",
             );
         }
-        return Ok(Link::Daemon(remote));
+        return Ok((Link::Daemon(remote), None));
     }
     if let Probe::Running(meta) = endpoint.probe() {
         // Its engine holds the state; say how to use it instead of asking for a password.
@@ -95,20 +137,20 @@ async fn connect(cli: &Cli) -> Result<Link> {
             "a Legion daemon serves this home: set LEGION_DAEMON_TOKEN to go through it",
         );
     }
-    let _ = init_tracing(&home);
+    let guard = init_tracing(&home);
     let engine = Engine::start(EngineConfig::new(home));
     engine.unlock(cli.password()?).await?;
     // Rows are complete once every actor has published.
     engine
         .wait_for(|s| s.lock == LockState::Unlocked && s.nodes.iter().all(|n| n.live))
         .await?;
-    Ok(Link::Local(engine))
+    Ok((Link::Local(engine), guard))
 }
 
 /// Connect, run `f`, then finish (a local engine is saved and locked; the daemon's
 /// keeps running).
 pub(crate) async fn with_link<T>(cli: &Cli, f: impl AsyncFnOnce(&Link) -> Result<T>) -> Result<T> {
-    let link = connect(cli).await?;
+    let (link, _log) = connect(cli).await?;
     let result = f(&link).await;
     link.finish().await?;
     result

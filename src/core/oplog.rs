@@ -3,6 +3,8 @@
 //! Entries go to a bounded in-memory ring (what faces show and stream) and, when a Legion
 //! home is attached, to `logs/operations.jsonl`. The log never holds request bodies or
 //! credentials: callers pass only operation names, resource names and normalized errors.
+//! The file rotates past [`ROTATE_BYTES`] (`.1` the newest of [`ROTATED_KEPT`] old ones),
+//! so a daemon that runs for months does not fill the disk.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -16,6 +18,40 @@ use tokio::sync::{broadcast, mpsc};
 use super::time::now_ms;
 
 pub const DEFAULT_RING: usize = 10_000;
+/// Size past which `operations.jsonl` is rotated, at attach and while writing.
+pub const ROTATE_BYTES: u64 = 8 << 20;
+/// Rotated operation logs kept (`operations.jsonl.1` … `.3`).
+pub const ROTATED_KEPT: u32 = 3;
+
+/// Opens the log for appending, 0600 from creation, rotating it first when it is full;
+/// returns the file and its size.
+fn open_log(path: &std::path::Path) -> std::io::Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= ROTATE_BYTES) {
+        rotate(path);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}
+
+/// `path.2` → `path.3`, `path.1` → `path.2`, `path` → `path.1`; the oldest is replaced.
+/// Best effort: a failed rename only means the file grows on.
+fn rotate(path: &std::path::Path) {
+    let numbered = |i: u32| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{i}"));
+        PathBuf::from(name)
+    };
+    for i in (1..ROTATED_KEPT).rev() {
+        let _ = std::fs::rename(numbered(i), numbered(i + 1));
+    }
+    let _ = std::fs::rename(path, numbered(1));
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -111,14 +147,7 @@ impl OpLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&path)?
-        };
+        let (mut file, mut size) = open_log(&path)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Arc<OpEntry>>();
         std::thread::Builder::new()
             .name("legion-oplog".into())
@@ -136,6 +165,13 @@ impl OpLog {
                     }
                     if let Err(err) = file.write_all(&buf) {
                         tracing::warn!(%err, "operation log file write failed");
+                    }
+                    size += buf.len() as u64;
+                    if size >= ROTATE_BYTES {
+                        match open_log(&path) {
+                            Ok((f, len)) => (file, size) = (f, len),
+                            Err(err) => tracing::warn!(%err, "operation log rotation failed"),
+                        }
                     }
                 }
             })?;
@@ -215,6 +251,27 @@ impl OpLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_operation_log_rotates_and_keeps_three() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operations.jsonl");
+        for round in 0..5u64 {
+            // Sparse: the size counts, not the blocks.
+            let f = std::fs::File::create(&path).unwrap();
+            f.set_len(ROTATE_BYTES + round).unwrap();
+            drop(f);
+            let (_, len) = open_log(&path).unwrap();
+            assert_eq!(len, 0, "round {round}: a fresh file after rotation");
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let len = |i: u32| std::fs::metadata(dir.path().join(format!("operations.jsonl.{i}")));
+        assert_eq!(len(1).unwrap().len(), ROTATE_BYTES + 4, ".1 is the newest");
+        assert_eq!(len(3).unwrap().len(), ROTATE_BYTES + 2);
+        assert!(len(4).is_err(), "only {ROTATED_KEPT} kept");
+    }
 
     #[test]
     fn ring_is_bounded_and_filters_by_resource() {

@@ -2,6 +2,8 @@
 //!
 //! `Debug` and `Display` print a placeholder, the memory is wiped on drop, and the value
 //! is only reachable through [`Secret::expose`], which makes every use easy to audit.
+//! [`deny_core_dumps`] keeps the unlocked state's secrets out of core files and out of
+//! reach of same-uid debuggers.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
@@ -59,6 +61,16 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Marks the process not dumpable (`prctl(PR_SET_DUMPABLE, 0)`): no core file, and
+/// `/proc/<pid>/mem` and ptrace closed to other processes of the same uid. Called when a
+/// state is unlocked and never undone: freed memory may still hold secrets after a
+/// logout, so the process stays non-dumpable for the rest of its life. `exec` resets the
+/// flag, so children (the system `ssh`) are unaffected.
+pub fn deny_core_dumps() -> std::io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(std::io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +80,14 @@ mod tests {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn core_dumps_are_denied() {
+        deny_core_dumps().unwrap();
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
     }
 }

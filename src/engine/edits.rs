@@ -115,11 +115,19 @@ impl Session {
             .ok_or_else(|| EngineError::Invalid("this state has no managed SSH key".into()))?;
         let target = crate::ssh::Target::new(req.host.trim(), req.port, req.user.clone());
         let under_root = self.ssh.settings().node_root.is_some();
+        let expected = import::expected_host_key(&req)?;
+        let verified = expected.is_some();
         let (seen, sudo, added, note) = {
             let target = target.clone();
             let password = req.password.clone();
             tokio::task::spawn_blocking(move || {
-                import::bootstrap(&target, password.as_ref(), &key, under_root)
+                import::bootstrap(
+                    &target,
+                    password.as_ref(),
+                    &key,
+                    under_root,
+                    expected.as_ref(),
+                )
             })
             .await
             .map_err(|e| EngineError::Invalid(format!("the SSH task stopped: {e}")))?
@@ -151,6 +159,7 @@ impl Session {
             name: req.name.clone(),
             server_id: manual::server_id(&target),
             host_key: seen.to_string(),
+            host_key_verified: verified,
             sudo,
             key_added: added,
             note,

@@ -3,7 +3,10 @@
 //! public key, prove key-only login, then plan and track the node in one commit.
 //!
 //! The password is used for that one login and dropped; it is never stored or logged.
-//! The host key seen on that first login is pinned like any other first contact.
+//! With an expected host key fingerprint (`--host-key-fingerprint`, the form's host key
+//! field), a host presenting another key is refused after the key exchange and before
+//! any authentication, so the password never reaches an impostor. Without one, the key
+//! seen on that first login is trusted on first use and pinned, and the report says so.
 
 use std::time::Duration;
 
@@ -27,6 +30,10 @@ pub struct ImportRequest {
     pub password: Option<Secret>,
     pub cluster: Option<String>,
     pub role: Option<String>,
+    /// The host key fingerprint the operator expects (`SHA256:…`, as `ssh-keygen -lf`
+    /// prints it); `None`: trust on first use.
+    #[serde(default)]
+    pub host_key: Option<String>,
 }
 
 /// What the import found and did.
@@ -36,6 +43,10 @@ pub struct ImportReport {
     /// `user@host:port`, the node's server id.
     pub server_id: String,
     pub host_key: String,
+    /// The host key matched the fingerprint the operator gave (false: trusted on first
+    /// use, unverified).
+    #[serde(default)]
+    pub host_key_verified: bool,
     pub sudo: SudoStatus,
     /// The managed key was added to `authorized_keys` (false: it was there already).
     pub key_added: bool,
@@ -57,21 +68,42 @@ pub enum ImportError {
          the server's AuthorizedKeysFile and PubkeyAuthentication settings"
     )]
     KeyLoginRefused { target: String, source: SshError },
+    /// The host presented another key than the one the operator expects.
+    #[error(
+        "{target} presented host key {seen}, not the expected {expected}; nothing was sent \
+         (no password, no key): check the fingerprint on the host with \
+         `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, or suspect an impostor"
+    )]
+    HostKeyMismatch {
+        target: String,
+        expected: ssh::HostKeyFingerprint,
+        seen: ssh::HostKeyFingerprint,
+    },
 }
 
 /// The blocking half: log in, check sudo, install the key, prove key-only login.
-/// `allow_no_sudo`: Legion writes into a sandbox, so a plain user is enough.
+/// `allow_no_sudo`: Legion writes into a sandbox, so a plain user is enough. `expected`:
+/// the host key the host must present before anything is authenticated.
 pub fn bootstrap(
     target: &Target,
     password: Option<&Secret>,
     key: &ManagedKey,
     allow_no_sudo: bool,
+    expected: Option<&ssh::HostKeyFingerprint>,
 ) -> Result<(ssh::HostKeyFingerprint, SudoStatus, bool, Option<String>), ImportError> {
     let auth = match password {
         Some(p) => Auth::Password(p),
         None => Auth::Key(key),
     };
-    let (mut first, seen) = ssh::connect(target, auth, None)?;
+    // `connect` compares a pinned key right after the key exchange, before `auth`.
+    let (mut first, seen) = ssh::connect(target, auth, expected).map_err(|e| match e {
+        SshError::HostKeyChanged { old, new, .. } => ImportError::HostKeyMismatch {
+            target: target.to_string(),
+            expected: old,
+            seen: new,
+        },
+        e => ImportError::Ssh(e),
+    })?;
     let sudo = first.sudo_check()?;
     let mut note = None;
     if let Some(refusal) = sudo.refusal(target) {
@@ -137,7 +169,28 @@ pub fn validate(req: &ImportRequest) -> Result<(), EngineError> {
     if req.user.is_empty() || req.user.contains(|c: char| c.is_whitespace() || c == '@') {
         return bad(format!("{:?} is not a user name", req.user));
     }
+    expected_host_key(req)?;
     Ok(())
+}
+
+/// The expected host key of a request, parsed; an empty value means none.
+pub fn expected_host_key(
+    req: &ImportRequest,
+) -> Result<Option<ssh::HostKeyFingerprint>, EngineError> {
+    let Some(text) = req
+        .host_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    ssh::HostKeyFingerprint::parse(text).map(Some).map_err(|_| {
+        EngineError::Invalid(format!(
+            "{text:?} is not a host key fingerprint: give SHA256: and 43 base64 characters, \
+             as `ssh-keygen -lf` prints them"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -154,8 +207,14 @@ mod tests {
             password: None,
             cluster: None,
             role: None,
+            host_key: None,
         };
         assert!(validate(&req("h.example", 22, "root")).is_ok());
+        let mut pinned = req("h", 22, "root");
+        pinned.host_key = Some("SHA256:nope".into());
+        assert!(validate(&pinned).is_err());
+        pinned.host_key = Some(format!("SHA256:{}", "A".repeat(43)));
+        assert!(validate(&pinned).is_ok());
         assert!(validate(&req("", 22, "root")).is_err());
         assert!(validate(&req("a b", 22, "root")).is_err());
         assert!(validate(&req("root@h", 22, "root")).is_err());
@@ -173,6 +232,7 @@ mod tests {
             password: Some(Secret::new("hunter2-secret")),
             cluster: None,
             role: None,
+            host_key: None,
         };
         assert!(!format!("{r:?}").contains("hunter2"));
     }

@@ -181,22 +181,28 @@ impl Core {
         lock: StateLock,
     ) -> Result<(), EngineError> {
         let cfg = self.config.clone();
+        if let Err(e) = crate::core::secret::deny_core_dumps() {
+            tracing::warn!(%e, "could not disable core dumps while the state is unlocked");
+        }
         let _ = self
             .oplog
             .attach_file(cfg.home.join("logs").join("operations.jsonl"));
         let install_id = state.install_id.clone();
-        let mut state = state;
-        let new_key = state.managed_key.is_none();
-        if new_key {
-            // Made at init; a home from before managed keys gets one now.
-            state.managed_key = Some(
+        // Made at init; a home from before managed keys gets one now. Set through the
+        // cell (which starts from what the file holds) so that the change is saved.
+        let managed_key = match state.managed_key {
+            Some(_) => None,
+            None => Some(
                 crate::ssh::ManagedKey::generate()
                     .map_err(|e| EngineError::Invalid(format!("making the SSH key: {e}")))?,
-            );
-        }
+            ),
+        };
         let cell = StateCell::start(state, file, key);
         // Executions found running belong to a process that is gone.
         let interrupted = cell.mutate(|s| {
+            if managed_key.is_some() {
+                s.managed_key = managed_key;
+            }
             let mut names = Vec::new();
             for (name, t) in s.tracked.nodes.iter_mut() {
                 if t.execution

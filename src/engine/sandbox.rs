@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,8 @@ use crate::ssh::{Endpoint, ManagedKey, NodeEndpoints, SshError};
 
 /// How long a new sandbox's sshd may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ports tried before giving up (see [`SandboxFleet::start_with`]).
+const PORT_ATTEMPTS: usize = 5;
 /// Between heartbeat lines.
 const HEARTBEAT: Duration = Duration::from_secs(3);
 
@@ -55,6 +57,11 @@ pub enum SandboxError {
     },
     #[error("sandbox for {node}: sshd did not listen within {after:?}")]
     NotListening { node: String, after: Duration },
+    #[error(
+        "sandbox for {node}: every one of {attempts} free loopback ports was taken before \
+         sshd could bind it; try again, or stop what is grabbing ports"
+    )]
+    NoPort { node: String, attempts: usize },
 }
 
 struct Sandbox {
@@ -149,6 +156,20 @@ impl SandboxFleet {
     }
 
     fn start(&self, node: &str, key: &ManagedKey) -> Result<Sandbox, SandboxError> {
+        self.start_with(node, key, free_port)
+    }
+
+    /// [`SandboxFleet::start`] with the port chooser given. A port chosen free can be
+    /// taken by another process before sshd binds it: sshd then exits with "Address
+    /// already in use" and the next port is tried. Ready means sshd itself logged that it
+    /// listens on the port (never "something accepts connections there", which another
+    /// process's listener would also satisfy).
+    fn start_with(
+        &self,
+        node: &str,
+        key: &ManagedKey,
+        mut pick_port: impl FnMut() -> std::io::Result<u16>,
+    ) -> Result<Sandbox, SandboxError> {
         let dir = self.base.join(node);
         let root = dir.join("root");
         let io = |what: &str, source: std::io::Error| SandboxError::Io {
@@ -177,7 +198,41 @@ impl SandboxFleet {
             // sshd as root wants its privilege separation directory.
             let _ = std::fs::create_dir_all("/run/sshd");
         }
-        let port = free_port().map_err(|e| io("finding a free port", e))?;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = pick_port().map_err(|e| io("finding a free port", e))?;
+            if let Some(child) = self.spawn_sshd(node, &dir, &root, &host_key, port)? {
+                return Ok(Sandbox {
+                    child,
+                    endpoint: Endpoint {
+                        host: "127.0.0.1".into(),
+                        port,
+                        user: self.user.clone(),
+                        root: root.display().to_string(),
+                    },
+                });
+            }
+        }
+        Err(SandboxError::NoPort {
+            node: node.to_string(),
+            attempts: PORT_ATTEMPTS,
+        })
+    }
+
+    /// Starts sshd on `port` and waits until it says it listens there; `None` when the
+    /// port was taken.
+    fn spawn_sshd(
+        &self,
+        node: &str,
+        dir: &Path,
+        root: &Path,
+        host_key: &Path,
+        port: u16,
+    ) -> Result<Option<Child>, SandboxError> {
+        let io = |what: &str, source: std::io::Error| SandboxError::Io {
+            node: node.to_string(),
+            what: what.to_string(),
+            source,
+        };
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,
@@ -186,7 +241,7 @@ impl SandboxFleet {
                  StrictModes no\nAuthorizedKeysFile {dir}/authorized_keys\n\
                  PubkeyAuthentication yes\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-                 AllowUsers {user}\nX11Forwarding no\nPrintMotd no\nLogLevel INFO\n\
+                 AllowUsers {user}\nX11Forwarding no\nPrintMotd no\nLogLevel VERBOSE\n\
                  SetEnv LEGION_ROOT={root}\n",
                 key = host_key.display(),
                 dir = dir.display(),
@@ -195,7 +250,8 @@ impl SandboxFleet {
             ),
         )
         .map_err(|e| io("writing sshd_config", e))?;
-        let log = std::fs::File::create(dir.join("sshd.log")).map_err(|e| io("its log", e))?;
+        let log_path = dir.join("sshd.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| io("its log", e))?;
         let mut child = Command::new(&self.sshd)
             .args(["-D", "-e", "-f"])
             .arg(&config)
@@ -204,13 +260,19 @@ impl SandboxFleet {
             .stderr(log)
             .spawn()
             .map_err(|e| io(&format!("starting {}", self.sshd.display()), e))?;
+        // Logged at VERBOSE once the socket is bound and listening.
+        let ready = format!("Server listening on 127.0.0.1 port {port}");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains(&ready) {
+                return Ok(Some(child));
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if log.contains("Address already in use") {
+                    return Ok(None);
+                }
                 return Err(SandboxError::SshdExited {
                     node: node.to_string(),
                     status,
@@ -227,15 +289,6 @@ impl SandboxFleet {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Sandbox {
-            child,
-            endpoint: Endpoint {
-                host: "127.0.0.1".into(),
-                port,
-                user: self.user.clone(),
-                root: root.display().to_string(),
-            },
-        })
     }
 
     /// One line in each running sandbox's `var/log/syslog`.
@@ -322,4 +375,39 @@ impl NodeEndpoints for SandboxFleet {
 /// installed (then simulated nodes have no SSH, and say so).
 pub fn endpoints(base: PathBuf) -> Option<Arc<dyn NodeEndpoints>> {
     SandboxFleet::new(base).map(|fleet| fleet as Arc<dyn NodeEndpoints>)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    #[test]
+    fn a_port_taken_before_sshd_binds_it_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(fleet) = SandboxFleet::new(dir.path().to_path_buf()) else {
+            eprintln!("skipped: no OpenSSH server (sshd) installed");
+            return;
+        };
+        // Another process's listener on the port first chosen: it accepts connections,
+        // so only sshd's own word tells the two apart.
+        let squatter = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let busy = squatter.local_addr().unwrap().port();
+        let mut ports = std::iter::once(Ok(busy)).chain(std::iter::repeat_with(free_port));
+        let key = ManagedKey::generate().unwrap();
+        let mut sandbox = fleet
+            .start_with("race", &key, || ports.next().unwrap())
+            .unwrap();
+        let port = sandbox.endpoint.port;
+        assert_ne!(port, busy, "the taken port was not used");
+        let mut banner = [0u8; 8];
+        TcpStream::connect(("127.0.0.1", port))
+            .unwrap()
+            .read_exact(&mut banner)
+            .unwrap();
+        assert_eq!(&banner, b"SSH-2.0-", "our sshd answers there");
+        let _ = sandbox.child.kill();
+        let _ = sandbox.child.wait();
+    }
 }

@@ -1,18 +1,29 @@
 //! What the HTTP adapters share: building the client, turning a request that got no answer into a
 //! `ProviderError` without leaking the URL, the HTTP status's meaning when the provider's
 //! own code says nothing, and reading numeric and `Retry-After` headers.
+//!
+//! It also holds what keeps credentials with the provider they belong to: the client
+//! follows no redirect (a 3xx is an error naming where it pointed, so a token, an OVH
+//! signature or an `X-Auth-Token` header never reaches another host), an endpoint
+//! override must be `https://` unless it is on this machine, and a response body is
+//! read only up to [`MAX_BODY`].
 
 use std::time::Duration;
 
-use reqwest::Method;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{ErrorKind, ProviderError};
 
+/// The largest response body Legion reads from a provider (16 MiB); a bigger one is an
+/// error, and memory stays bounded whatever the server sends.
+pub const MAX_BODY: usize = 16 << 20;
+
 /// The adapter's one `reqwest` client: the whole-request timeout, a connect timeout of at
-/// most 10 s, and a `legion/<version>` user agent.
+/// most 10 s, a `legion/<version>` user agent, and no redirects followed (see
+/// [`read_response`]).
 pub fn build_client(
     display: &str,
     request_timeout: Duration,
@@ -21,6 +32,10 @@ pub fn build_client(
         .timeout(request_timeout)
         .connect_timeout(request_timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("legion/", env!("CARGO_PKG_VERSION")))
+        // reqwest strips `Authorization` on a cross-host redirect, but not the providers'
+        // own headers (Scaleway's `X-Auth-Token`, OVH's `X-Ovh-*` signature). No provider
+        // API redirects a correct request, so none is followed at all.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| {
             ProviderError::new(
@@ -68,6 +83,93 @@ pub fn transport_error(
         message.push_str(" (it may have been applied)");
     }
     ProviderError::new(display, kind, message)
+}
+
+/// Checks an API endpoint override (`var`'s value) at configure time: `https://`, or
+/// `http://` to this machine (the tests' local fakes); anything else would send the
+/// credentials in clear text.
+pub fn check_api_url(display: &str, var: &str, base: &str) -> Result<(), ProviderError> {
+    let refuse = |why: &str| {
+        Err(ProviderError::new(
+            display,
+            ErrorKind::InvalidInput,
+            format!(
+                "{var} = {base:?} {why}; use an https:// URL, or unset {var} for the provider's own API"
+            ),
+        ))
+    };
+    let url = match reqwest::Url::parse(base) {
+        Ok(url) => url,
+        Err(e) => return refuse(&format!("is not a URL ({e})")),
+    };
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => refuse("would send the credentials unencrypted to another machine"),
+        _ => refuse("must be an http(s) URL"),
+    }
+}
+
+/// The answer to a request, read: a redirect is refused (naming the host it pointed
+/// to, never following it), and the body is read up to [`MAX_BODY`] only. The status and
+/// headers come back for the caller's error and rate-limit handling.
+pub async fn read_response(
+    display: &str,
+    mut resp: reqwest::Response,
+    method: &Method,
+    path: &str,
+    write: bool,
+    base: &str,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), ProviderError> {
+    let status = resp.status();
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| reqwest::Url::parse(l).ok())
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "another address".into());
+        let mut message = format!(
+            "{method} {path} was answered {status} redirecting to {to}: Legion follows no \
+             redirect, so the credentials stay with the API; check the API endpoint"
+        );
+        if write {
+            message.push_str(" (the write may have been applied)");
+        }
+        let kind = if write {
+            ErrorKind::ResponseLost
+        } else {
+            ErrorKind::Other
+        };
+        return Err(ProviderError::new(display, kind, message));
+    }
+    let too_big = || {
+        let e = format!("the response is larger than {} MiB", MAX_BODY >> 20);
+        unreadable(display, method, path, write, e)
+    };
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_big());
+    }
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(display, &e, method, path, write, base))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
 }
 
 /// What an HTTP status means when the provider's own error code does not say.

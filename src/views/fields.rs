@@ -302,6 +302,7 @@ impl FieldsForm {
                         password: (!password.is_empty()).then(|| Secret::new(password)),
                         cluster: Some(self.value("cluster")),
                         role: Some(self.value("role")),
+                        host_key: Some(self.value("host_key")).filter(|k| !k.is_empty()),
                     },
                 )))
             }

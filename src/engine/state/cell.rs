@@ -4,6 +4,10 @@
 //! encrypted file, so a burst of mutations becomes one save (group commit). Callers that
 //! need durability (execution phases, plan edits) await [`StateCell::persist`] for their
 //! version. Readers take a short read lock and never hold it across an await.
+//!
+//! A version whose serialized state is byte-for-byte what the file already holds is not
+//! written: a mutation that changed nothing (a read-only command's bookkeeping) must not
+//! rotate the previous generation out of `.bak`, nor fail on a full disk.
 
 use std::sync::{Arc, RwLock, Weak};
 
@@ -25,6 +29,13 @@ struct Persisted {
 struct Sealed {
     file: StateFile,
     key: StateKey,
+    /// SHA-256 of the plaintext the file holds (as last opened or written).
+    saved: Option<[u8; 32]>,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 pub struct StateCell {
@@ -53,15 +64,19 @@ pub enum PersistError {
 }
 
 impl StateCell {
-    /// Wrap an opened state and start its persister on the current runtime.
+    /// Wrap an opened state and start its persister on the current runtime. `state` must
+    /// be what the file holds: saves that would write it again are skipped.
     pub fn start(state: State, file: StateFile, key: StateKey) -> Arc<StateCell> {
         let (version, _) = watch::channel(0);
         let (persisted, _) = watch::channel(Persisted::default());
+        let saved = serde_json::to_vec(&state)
+            .ok()
+            .map(|b| digest(&Zeroizing::new(b)));
         let cell = Arc::new(StateCell {
             state: RwLock::new(state),
             version,
             persisted,
-            sealed: Arc::new(Mutex::new(Sealed { file, key })),
+            sealed: Arc::new(Mutex::new(Sealed { file, key, saved })),
         });
         tokio::spawn(persister(Arc::downgrade(&cell), cell.version.subscribe()));
         cell
@@ -160,6 +175,7 @@ impl StateCell {
             .file
             .change_password(&sealed.key, new_password, params, &plaintext)?;
         sealed.key = key;
+        sealed.saved = Some(digest(&plaintext));
         Ok(())
     }
 }
@@ -176,12 +192,16 @@ async fn persister(cell: Weak<StateCell>, mut versions: watch::Receiver<u64>) {
         }
         let outcome = match cell.serialize() {
             Ok(bytes) => {
-                let sealed = cell.sealed.clone().lock_owned().await;
+                let mut sealed = cell.sealed.clone().lock_owned().await;
                 tokio::task::spawn_blocking(move || {
+                    let hash = digest(&bytes);
+                    if sealed.saved == Some(hash) {
+                        return Ok(());
+                    }
                     sealed
                         .file
                         .save(&sealed.key, &bytes)
-                        .map(|_| ())
+                        .map(|_| sealed.saved = Some(hash))
                         .map_err(|e| e.to_string())
                 })
                 .await

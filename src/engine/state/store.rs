@@ -7,6 +7,10 @@
 //! - `state.lock`: advisory lock held while a process has the state unlocked;
 //! - `.state.legion.tmp.<pid>.<random>`: a save in progress (or left by a crash).
 //!
+//! The state path must hold a regular file: a FIFO (which would block the open) or a
+//! symlink (which a save's rename would silently replace by a regular file) is refused
+//! with [`StoreError::NotRegularFile`], never followed.
+//!
 //! The store treats the plaintext as opaque bytes (the caller serializes). It never logs,
 //! never puts a password in an error, and `open` never writes, renames or deletes
 //! anything, so a failed unlock cannot make things worse. Creating the home directory and
@@ -154,6 +158,21 @@ pub enum StoreError {
         /// The error from `argon2`.
         source: argon2::Error,
     },
+    /// Something other than a regular file is at the state path: a FIFO would block every
+    /// command on open, and a symlink would be silently replaced by a regular file on the
+    /// first save. Legion refuses both rather than follow them.
+    #[error(
+        "{} is {what}, not a regular file; Legion reads and writes its state only as a \
+         regular file in the home: move it away (for a symlink, copy the file it points to \
+         into its place) and try again",
+        .path.display()
+    )]
+    NotRegularFile {
+        /// The state file path.
+        path: PathBuf,
+        /// What is there instead ("a symbolic link", "a FIFO", ...).
+        what: &'static str,
+    },
     /// A file-system operation failed.
     #[error("could not {op} {}: {source}", .path.display())]
     Io {
@@ -196,6 +215,8 @@ pub enum StoreErrorKind {
     TooLarge,
     /// [`StoreError::Randomness`] or [`StoreError::KeyDerivation`]: the system failed us.
     System,
+    /// [`StoreError::NotRegularFile`].
+    NotRegularFile,
     /// [`StoreError::Io`].
     Io,
 }
@@ -216,6 +237,7 @@ impl StoreError {
             StoreError::Randomness { .. } | StoreError::KeyDerivation { .. } => {
                 StoreErrorKind::System
             }
+            StoreError::NotRegularFile { .. } => StoreErrorKind::NotRegularFile,
             StoreError::Io { .. } => StoreErrorKind::Io,
         }
     }
@@ -459,7 +481,30 @@ impl StateFile {
         }
     }
 
+    /// Refuses a state path that is not a regular file, before anything opens it (opening
+    /// a FIFO blocks until a writer appears). Only the owner can change the 0700 home
+    /// between this check and the open; the open file is checked again below.
+    fn check_file_type(&self) -> Result<(), StoreError> {
+        let meta = match fs::symlink_metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(io_err(&self.path, "inspect")(e)),
+        };
+        match file_kind(&meta.file_type()) {
+            None => Ok(()),
+            Some(what) => Err(StoreError::NotRegularFile {
+                path: self.path.clone(),
+                what,
+            }),
+        }
+    }
+
     fn read(&self) -> Result<Vec<u8>, StoreError> {
+        self.check_file_type()?;
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -469,10 +514,16 @@ impl StateFile {
             }
             Err(e) => return Err(io_err(&self.path, "open")(e)),
         };
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(io_err(&self.path, "read the size of"))?
-            .len();
+            .map_err(io_err(&self.path, "read the size of"))?;
+        if let Some(what) = file_kind(&meta.file_type()) {
+            return Err(StoreError::NotRegularFile {
+                path: self.path.clone(),
+                what,
+            });
+        }
+        let len = meta.len();
         // Checked before reading so a huge file is refused without being loaded.
         if len > MAX_FILE_LEN as u64 {
             return Err(self.format_err(FormatError::TooLong { len }));
@@ -589,6 +640,26 @@ impl StateFile {
 
     fn format_err(&self, err: FormatError) -> StoreError {
         StoreError::from_format(&self.path, err)
+    }
+}
+
+/// What a non-regular file is, in words; `None` for a regular file.
+fn file_kind(t: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        Some("a special file")
     }
 }
 

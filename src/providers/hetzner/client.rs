@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::DISPLAY;
 use crate::core::secret::Secret;
 use crate::providers::http::{
-    build_client, decode, header_u64, kind_for_status, request_id_header, retry_after_header,
-    transport_error, unreadable,
+    build_client, decode, header_u64, kind_for_status, read_response, request_id_header,
+    retry_after_header, transport_error, unreadable,
 };
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
@@ -185,15 +185,11 @@ impl Client {
             .send()
             .await
             .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
+        let (status, headers, bytes) =
+            read_response(DISPLAY, resp, &method, path, write, &self.base).await?;
         if let Some((limit, remaining, reset_in)) = rate_limit(&headers, unix_now()) {
             self.lane.note_rate_limit(limit, remaining, reset_in);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
         if !status.is_success() {
             let retry_after = retry_after(&headers, unix_now());
             // hcloud's own clients report this header as the request's trace id.

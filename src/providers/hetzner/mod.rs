@@ -67,13 +67,7 @@ impl HetznerModule {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .unwrap_or(DEFAULT_API_URL);
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ProviderError::new(
-                DISPLAY,
-                ErrorKind::InvalidInput,
-                format!("{API_URL_VAR} must be an http(s) URL, not {base:?}"),
-            ));
-        }
+        crate::providers::http::check_api_url(DISPLAY, API_URL_VAR, base)?;
         let mut config = ClientConfig::new(base, token.clone());
         if let Some(raw) = env.get(ACTION_POLL_VAR) {
             let ms: u64 = raw.trim().parse().map_err(|_| {

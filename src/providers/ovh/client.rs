@@ -21,8 +21,8 @@ use sha1::{Digest, Sha1};
 use super::DISPLAY;
 use crate::core::secret::Secret;
 use crate::providers::http::{
-    build_client, decode, kind_for_status, request_id_header, retry_after_header, transport_error,
-    unreadable,
+    build_client, decode, kind_for_status, read_response, request_id_header, retry_after_header,
+    transport_error, unreadable,
 };
 use crate::providers::{ErrorKind, Lane, ProviderError, ProviderResult};
 
@@ -226,10 +226,9 @@ impl Client {
                     .map_err(|e| {
                         transport_error(DISPLAY, &e, &Method::GET, "/auth/time", false, &self.base)
                     })?;
-                let status = resp.status();
-                let bytes = resp.bytes().await.map_err(|e| {
-                    transport_error(DISPLAY, &e, &Method::GET, "/auth/time", false, &self.base)
-                })?;
+                let (status, _, bytes) =
+                    read_response(DISPLAY, resp, &Method::GET, "/auth/time", false, &self.base)
+                        .await?;
                 if !status.is_success() {
                     return Err(normalize_error(status.as_u16(), &bytes, None));
                 }
@@ -306,12 +305,8 @@ impl Client {
                 .send()
                 .await
                 .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error(DISPLAY, &e, &method, path, write, &self.base))?;
+            let (status, headers, bytes) =
+                read_response(DISPLAY, resp, &method, path, write, &self.base).await?;
             if !status.is_success() {
                 // python-ovh and OVHcloud's manager quote this header as the query id.
                 let err = normalize_error(status.as_u16(), &bytes, retry_after_header(&headers))

@@ -134,13 +134,7 @@ impl OvhModule {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .unwrap_or(default_url);
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ProviderError::new(
-                DISPLAY,
-                ErrorKind::InvalidInput,
-                format!("{API_URL_VAR} must be an http(s) URL, not {base:?}"),
-            ));
-        }
+        crate::providers::http::check_api_url(DISPLAY, API_URL_VAR, base)?;
         let mut config = ClientConfig::new(
             base,
             field(APPLICATION_KEY_FIELD)?,
