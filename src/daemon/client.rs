@@ -16,8 +16,8 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::endpoint::check_peer;
+use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
 use crate::core::oplog::OpEntry;
 use crate::core::secret::Secret;

@@ -368,7 +368,10 @@ mod tests {
 
         std::fs::set_permissions(&ep.dir, std::fs::Permissions::from_mode(0o750)).unwrap();
         let e = ep.prepare().unwrap_err().to_string();
-        assert!(e.contains(&format!("chmod 700 {}", ep.dir.display())), "{e}");
+        assert!(
+            e.contains(&format!("chmod 700 {}", ep.dir.display())),
+            "{e}"
+        );
         std::fs::set_permissions(&ep.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
 
         // A link to a directory of ours is still refused: the name is what others see.
@@ -378,7 +381,10 @@ mod tests {
         std::fs::remove_dir(&ep.dir).unwrap();
         std::os::unix::fs::symlink(&real, &ep.dir).unwrap();
         let e = ep.prepare().unwrap_err().to_string();
-        assert!(e.contains("symbolic link") && e.contains(&*ep.dir.to_string_lossy()), "{e}");
+        assert!(
+            e.contains("symbolic link") && e.contains(&*ep.dir.to_string_lossy()),
+            "{e}"
+        );
         std::fs::remove_file(&ep.dir).unwrap();
 
         // Someone else's directory (needs root to make one).

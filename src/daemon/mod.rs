@@ -142,7 +142,10 @@ mod tests {
             read_line(&mut r, &mut partial, 10).await.unwrap(),
             Line::Complete(b"last".to_vec())
         );
-        assert_eq!(read_line(&mut r, &mut partial, 10).await.unwrap(), Line::Eof);
+        assert_eq!(
+            read_line(&mut r, &mut partial, 10).await.unwrap(),
+            Line::Eof
+        );
     }
 
     #[test]

@@ -55,10 +55,7 @@ impl Client {
     }
 
     async fn send(&mut self, v: &Value) {
-        self.w
-            .write_all(format!("{v}\n").as_bytes())
-            .await
-            .unwrap();
+        self.w.write_all(format!("{v}\n").as_bytes()).await.unwrap();
     }
 
     /// The next line within 5 s; `None` at the end of the stream.
@@ -106,7 +103,11 @@ async fn silent_connections_are_evicted_or_time_out_and_the_owner_gets_in() {
     let mut owner = Client::connect(&s).await;
     owner.send(&status(1)).await;
     assert_eq!(owner.reply().await["id"], 1);
-    assert_eq!(s.daemon.status().clients, 1, "only the owner counts as a client");
+    assert_eq!(
+        s.daemon.status().clients,
+        1,
+        "only the owner counts as a client"
+    );
     // The oldest silent ones were evicted as newer ones came; the newest time out.
     let first = silent[0].recv().await.unwrap();
     assert_eq!(first["error"]["code"], "busy", "{first}");
@@ -114,7 +115,10 @@ async fn silent_connections_are_evicted_or_time_out_and_the_owner_gets_in() {
     let last = silent[19].recv().await.unwrap();
     assert_eq!(last["error"]["code"], "unauthorized", "{last}");
     assert!(
-        last["error"]["message"].as_str().unwrap().contains("300 ms"),
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("300 ms"),
         "{last}"
     );
     assert!(silent[19].recv().await.is_none());
@@ -163,7 +167,10 @@ async fn subscriptions_count_against_the_in_flight_limit() {
             Some(other) => panic!("{other}: {r}"),
         }
     }
-    assert_eq!((ok, busy), (MAX_SUBSCRIPTIONS, n as usize - MAX_SUBSCRIPTIONS));
+    assert_eq!(
+        (ok, busy),
+        (MAX_SUBSCRIPTIONS, n as usize - MAX_SUBSCRIPTIONS)
+    );
     // Calls still have room beside the subscriptions.
     c.send(&status(999)).await;
     assert_eq!(c.reply().await["id"], 999);
