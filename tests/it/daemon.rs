@@ -23,8 +23,13 @@ pub(crate) struct Home {
 
 impl Home {
     pub(crate) fn new() -> Home {
+        Home::at("home")
+    }
+
+    /// A home at `sub` inside a fresh temporary directory.
+    pub(crate) fn at(sub: &str) -> Home {
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
+        let home = dir.path().join(sub);
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "daemon test password\n").unwrap();
         let h = Home { dir, home, pw };

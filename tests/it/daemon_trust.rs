@@ -179,6 +179,60 @@ fn a_loose_linked_or_foreign_daemon_directory_or_socket_is_refused_with_the_fix(
 }
 
 #[test]
+fn a_home_too_long_for_a_socket_uses_the_runtime_dir_never_a_shared_path() {
+    let h = Home::at(&format!("{}/home", "long-".repeat(20)));
+    assert!(h.home.join("daemon/legion.sock").as_os_str().len() > 100);
+    // Without XDG_RUNTIME_DIR: refused, with the fix, and nothing made under /tmp.
+    let shared = std::env::temp_dir().join(format!("legion-{}", me()));
+    let existed = shared.exists();
+    let (code, _, err) = run(h
+        .cmd()
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["daemon", "start"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("XDG_RUNTIME_DIR"), "{err}");
+    assert_eq!(shared.exists(), existed, "{} appeared", shared.display());
+
+    let run_dir = h.dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    chmod(&run_dir, 0o700);
+    let (code, out, err) = run(h
+        .cmd()
+        .env("XDG_RUNTIME_DIR", &run_dir)
+        .args(["daemon", "start"]));
+    assert_eq!(code, 0, "{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("export LEGION_DAEMON_TOKEN="))
+        .unwrap()
+        .to_string();
+    let meta = h.metadata();
+    let pid = meta["pid"].as_u64().unwrap() as u32;
+    let _stop = crate::daemon::Daemon {
+        pid,
+        token: token.clone(),
+        stderr: err,
+    };
+    let socket = std::path::PathBuf::from(meta["endpoint"].as_str().unwrap());
+    assert_eq!(socket.parent().unwrap(), run_dir.join("legion"));
+    let m = std::fs::symlink_metadata(run_dir.join("legion")).unwrap();
+    assert_eq!((m.mode() & 0o777, m.uid()), (0o700, me()));
+    let (code, out, err) = run(h
+        .via(&token)
+        .env("XDG_RUNTIME_DIR", &run_dir)
+        .args(["nodes", "list", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn another_uid_can_neither_use_nor_impersonate_the_daemon() {
     let Some(intruder) = intruder() else { return };
     let (uid, gid) = intruder;
