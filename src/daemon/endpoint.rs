@@ -386,6 +386,7 @@ mod tests {
             "{e}"
         );
         std::fs::remove_file(&ep.dir).unwrap();
+        ep.prepare().unwrap();
 
         // Someone else's directory (needs root to make one).
         if rustix::process::geteuid().is_root() {
@@ -398,7 +399,6 @@ mod tests {
         }
 
         // A plain file where the socket should be.
-        ep.prepare().unwrap();
         std::fs::write(&ep.socket, b"").unwrap();
         std::fs::set_permissions(&ep.socket, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = ep.check().unwrap_err().to_string();
