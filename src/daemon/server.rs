@@ -3,8 +3,10 @@
 //!
 //! A connection from another uid is refused at accept (`SO_PEERCRED`). A new connection
 //! must send its first request, with the token, within [`Limits::auth_deadline`]; until
-//! then it holds one of [`Limits::max_unauthenticated`] places, and a newer connection
-//! evicts the oldest, so silent connections can never lock the token's holder out. Once
+//! then it holds one of [`Limits::max_unauthenticated`] places, and past that a newer
+//! connection evicts the oldest that had time to speak ([`Limits::evict_after`]), so
+//! silent connections can never lock the token's holder out (and they never count
+//! against [`MAX_CLIENTS`]). Once
 //! authenticated it counts against [`MAX_CLIENTS`], is read at most
 //! [`Limits::rate`] requests a second, and is closed after [`Limits::idle_timeout`]
 //! with nothing asked, in flight or subscribed.
@@ -65,8 +67,12 @@ pub struct Limits {
     /// An authenticated connection with no call in flight and no subscription is closed
     /// after this long without a request.
     pub idle_timeout: Duration,
-    /// Connections not yet authenticated; one more evicts the oldest.
+    /// Connections not yet authenticated; past this, a new one evicts the oldest that
+    /// has waited at least [`Limits::evict_after`].
     pub max_unauthenticated: usize,
+    /// A waiting connection younger than this is never evicted, so that a burst of
+    /// clients connecting at once (each sends its token at once) all get in.
+    pub evict_after: Duration,
     /// Requests a second one connection may send (and a burst of as many); more are
     /// read more slowly, never dropped.
     pub rate: u32,
@@ -78,6 +84,7 @@ impl Default for Limits {
             auth_deadline: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(600),
             max_unauthenticated: 32,
+            evict_after: Duration::from_millis(500),
             rate: 5000,
         }
     }
@@ -90,8 +97,9 @@ pub struct Daemon {
     limits: Limits,
     /// The uid served (this process's); every other peer is refused at accept.
     uid: u32,
-    /// Connections not yet authenticated, oldest first, each with its eviction signal.
-    unauthenticated: std::sync::Mutex<VecDeque<(u64, Arc<Notify>)>>,
+    /// Connections not yet authenticated, oldest first, each with its eviction signal
+    /// and when it came.
+    unauthenticated: std::sync::Mutex<VecDeque<(u64, Arc<Notify>, Instant)>>,
     next_conn: AtomicU64,
     /// Foreign connections refused, so the log says so without flooding.
     foreign: AtomicU64,
@@ -260,6 +268,9 @@ impl Daemon {
                 }
             };
             let read = tokio::select! {
+                // A line already there wins over a deadline or an eviction that came
+                // while this task waited for its turn.
+                biased;
                 r = read_line(&mut rd, &mut partial, MAX_REQUEST) => r,
                 () = tokio::time::sleep_until(limit) => {
                     if authenticated && in_flight.available_permits() < MAX_IN_FLIGHT {
@@ -562,14 +573,20 @@ struct Waiting<'a> {
 }
 
 impl<'a> Waiting<'a> {
-    /// Take a place, evicting the oldest waiting connection when all are taken.
+    /// Take a place, evicting the oldest waiting connections (those that had time to
+    /// send a line and did not) while there are too many.
     fn enter(daemon: &'a Arc<Daemon>) -> Option<Waiting<'a>> {
         let id = daemon.next_conn.fetch_add(1, Ordering::Relaxed);
         let evict = Arc::new(Notify::new());
+        let now = Instant::now();
         let mut queue = daemon.unauthenticated.lock().ok()?;
-        queue.push_back((id, evict.clone()));
-        while queue.len() > daemon.limits.max_unauthenticated.max(1) {
-            if let Some((_, oldest)) = queue.pop_front() {
+        queue.push_back((id, evict.clone(), now));
+        while queue.len() > daemon.limits.max_unauthenticated.max(1)
+            && queue.front().is_some_and(|(_, _, since)| {
+                now.duration_since(*since) >= daemon.limits.evict_after
+            })
+        {
+            if let Some((_, oldest, _)) = queue.pop_front() {
                 // Stored as a permit when that connection is not waiting right now.
                 oldest.notify_one();
             }
@@ -585,7 +602,7 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if let Ok(mut queue) = self.daemon.unauthenticated.lock() {
-            queue.retain(|(id, _)| *id != self.id);
+            queue.retain(|(id, _, _)| *id != self.id);
         }
     }
 }

@@ -88,6 +88,7 @@ fn short() -> Limits {
         auth_deadline: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(400),
         max_unauthenticated: 4,
+        evict_after: Duration::ZERO,
         rate: 5000,
     }
 }
@@ -127,6 +128,27 @@ async fn silent_connections_are_evicted_or_time_out_and_the_owner_gets_in() {
     junk.w.write_all(b"hello\n").await.unwrap();
     assert_eq!(junk.recv().await.unwrap()["error"]["code"], "bad_request");
     assert!(junk.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn a_burst_of_clients_connecting_at_once_is_not_evicted() {
+    let s = serve(Limits {
+        max_unauthenticated: 4,
+        evict_after: Duration::from_secs(2),
+        ..short()
+    })
+    .await;
+    let mut burst = Vec::new();
+    for _ in 0..20 {
+        burst.push(Client::connect(&s).await);
+    }
+    for (id, c) in burst.iter_mut().enumerate() {
+        c.send(&status(id as u64)).await;
+    }
+    for (id, c) in burst.iter_mut().enumerate() {
+        assert_eq!(c.reply().await["id"], id as u64);
+    }
+    assert_eq!(s.daemon.status().clients, 20);
 }
 
 #[tokio::test]
