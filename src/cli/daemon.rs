@@ -1,12 +1,14 @@
 //! `legion daemon`: start (in the background or the foreground), stop, status, and the
 //! hidden `serve` the background process runs.
 //!
-//! `start` hands the password and the token to its child over a pipe, never argv, and
-//! waits for its first line (ready, or why not). The daemon itself is `daemon::host`;
+//! `start` hands the password, the token and the home to its child over a pipe, never
+//! argv or the environment (`ps` shows argv to every user: the child's is
+//! `legion daemon serve`, nothing more), and waits for its first line (ready, or why
+//! not). The daemon itself is `daemon::host`;
 //! this file only launches it and talks to it as a client.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -45,19 +47,24 @@ pub(crate) enum DaemonCommand {
     Serve,
 }
 
-/// The secrets `daemon start` hands to its background process over a pipe (never argv).
+/// What `daemon start` hands to its background process over a pipe: the secrets and
+/// the home (a path that says whose fleet this is), none of it in argv.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Handover {
     password: Secret,
     token: Secret,
+    home: PathBuf,
 }
 
 pub(crate) async fn run(cli: &Cli, command: &DaemonCommand) -> Result<()> {
+    if let DaemonCommand::Serve = command {
+        return serve().await;
+    }
     let home = cli.home()?;
     let endpoint = Endpoint::for_home(&home);
     match command {
         DaemonCommand::Start { foreground } => start(cli, home, &endpoint, *foreground).await,
-        DaemonCommand::Serve => serve(home).await,
+        DaemonCommand::Serve => serve().await,
         DaemonCommand::Stop => stop(cli, home, &endpoint).await,
         DaemonCommand::Status { json } => status(cli, home, &endpoint, *json).await,
     }
@@ -96,13 +103,11 @@ async fn start(cli: &Cli, home: PathBuf, endpoint: &Endpoint, foreground: bool) 
         .await?;
         return Ok(());
     }
-    let ready = spawn(
-        &home,
-        Handover {
-            password: pw,
-            token: token.clone(),
-        },
-    )
+    let ready = spawn(Handover {
+        password: pw,
+        token: token.clone(),
+        home: std::path::absolute(&home)?,
+    })
     .await?;
     announce(&ready, shown);
     Ok(())
@@ -225,10 +230,9 @@ async fn status(cli: &Cli, home: PathBuf, endpoint: &Endpoint, as_json: bool) ->
 
 /// Start `legion daemon serve` in its own session, hand it the secrets on stdin and wait
 /// for its first line: ready, or why not.
-async fn spawn(home: &Path, handover: Handover) -> Result<Ready> {
+async fn spawn(handover: Handover) -> Result<Ready> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let home = std::path::absolute(home)?;
-    let logs = home.join("logs");
+    let logs = handover.home.join("logs");
     std::fs::create_dir_all(&logs)?;
     let stderr = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -239,11 +243,10 @@ async fn spawn(home: &Path, handover: Handover) -> Result<Ready> {
             .open(logs.join("daemon-stderr.log"))?
     };
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--home")
-        .arg(&home)
         .args(["daemon", "serve"])
         .env_remove(TOKEN_ENV)
         .env_remove("LEGION_PASSWORD_FILE")
+        .env_remove("LEGION_HOME")
         .current_dir("/")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -295,13 +298,15 @@ async fn spawn(home: &Path, handover: Handover) -> Result<Ready> {
 }
 
 /// The background daemon: read the handover, leave the terminal's session, serve.
-async fn serve(home: PathBuf) -> Result<()> {
+async fn serve() -> Result<()> {
     use std::io::BufRead;
-    let mut line = String::new();
+    // The line holds the password: wiped when dropped.
+    let mut line = zeroize::Zeroizing::new(String::new());
     std::io::stdin().lock().read_line(&mut line)?;
     let handover: Handover = serde_json::from_str(&line)
         .map_err(|_| eyre!("`daemon serve` is started by `legion daemon start`"))?;
     line.clear();
+    let home = handover.home;
     // No controlling terminal: closing the operator's SSH session does not stop it.
     let _ = rustix::process::setsid();
     let _guard = init_tracing(&home);

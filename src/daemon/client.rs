@@ -3,6 +3,7 @@
 //! One connection carries every call (answered by id, so calls may overlap) and one
 //! subscription that keeps a local `watch` of snapshots and a broadcast of log entries:
 //! faces wait on snapshots exactly as they do with an engine in their own process.
+//! Nothing is sent before the socket's files and the daemon's uid are checked.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::endpoint::check_peer;
 use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
 use crate::core::oplog::OpEntry;
@@ -83,6 +85,12 @@ impl Remote {
         let stream = UnixStream::connect(&endpoint.socket)
             .await
             .map_err(|e| unavailable(endpoint, &e.to_string()))?;
+        // Who answers, before the token goes out: the files must be ours and private,
+        // and the process on the other end (as the kernel says) must be us.
+        endpoint
+            .check()
+            .and_then(|()| check_peer(&stream, &endpoint.socket))
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
         let (rd, mut wr) = stream.into_split();
         let (out, mut out_rx) = mpsc::channel::<String>(64);
         let writer = tokio::spawn(async move {
@@ -246,9 +254,10 @@ async fn read_replies(
     logs: broadcast::Sender<Arc<OpEntry>>,
 ) {
     let mut rd = BufReader::with_capacity(64 << 10, rd);
+    let mut partial = Vec::new();
     let mut closing: Option<WireError> = None;
     loop {
-        let bytes = match read_line(&mut rd, MAX_RESPONSE).await {
+        let bytes = match read_line(&mut rd, &mut partial, MAX_RESPONSE).await {
             Ok(Line::Complete(b)) => b,
             Ok(Line::TooLong) => {
                 closing = Some(WireError::new(

@@ -25,6 +25,10 @@ pub async fn run(
     ready: impl FnOnce(&Ready),
 ) -> Result<(), EngineError> {
     let endpoint = Endpoint::for_home(&config.home);
+    // Before anything is probed or removed: the directories must be ours and private.
+    endpoint
+        .prepare()
+        .map_err(|e| EngineError::Refused(e.to_string()))?;
     let home_err = |path: &std::path::Path, e: std::io::Error| EngineError::Home {
         path: path.to_path_buf(),
         detail: e.to_string(),
@@ -62,7 +66,7 @@ pub async fn run(
         Ok(l) => l,
         Err(e) => {
             let _ = engine.logout().await;
-            return Err(home_err(&endpoint.socket, e));
+            return Err(EngineError::Refused(e.to_string()));
         }
     };
     let metadata = Metadata {

@@ -1,42 +1,108 @@
-//! The daemon's side of the socket: accept, authenticate, dispatch to the engine.
+//! The daemon's side of the socket: accept, check the peer, authenticate, dispatch to
+//! the engine.
+//!
+//! A connection from another uid is refused at accept (`SO_PEERCRED`). A new connection
+//! must send its first request, with the token, within [`Limits::auth_deadline`]; until
+//! then it holds one of [`Limits::max_unauthenticated`] places, and past that a newer
+//! connection evicts the oldest that had time to speak ([`Limits::evict_after`]), so
+//! silent connections can never lock the token's holder out (and they never count
+//! against [`MAX_CLIENTS`]). Once
+//! authenticated it counts against [`MAX_CLIENTS`], is read at most
+//! [`Limits::rate`] requests a second, and is closed after [`Limits::idle_timeout`]
+//! with nothing asked, in flight or subscribed.
 //!
 //! Each connection has a reader (this task) and a writer task fed by a bounded channel.
-//! Calls run concurrently (at most [`MAX_IN_FLIGHT`] per connection) and answer by id;
-//! subscriptions forward snapshots (a slow reader skips to the newest) and log entries
-//! (a slow reader is told how many it missed). Nothing here logs request contents.
+//! Calls and subscriptions run concurrently (at most [`MAX_IN_FLIGHT`] per connection,
+//! of which at most [`MAX_SUBSCRIPTIONS`] subscriptions) and answer by id; subscriptions
+//! forward snapshots (a slow reader skips to the newest) and log entries (a slow reader
+//! is told how many it missed). Nothing here logs request contents.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+use super::endpoint::{EndpointError, check_socket, own_uid};
 use super::protocol::{
     DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line,
 };
-use super::{Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, read_line};
+use super::{
+    Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, MAX_SUBSCRIPTIONS,
+    read_line,
+};
 use crate::core::secret::Secret;
 use crate::engine::snapshot::{AppSnapshot, LockState};
 use crate::engine::{Engine, ErrorKind, api};
 
-/// Bind the endpoint's socket (0600, in its 0700 directory). The caller has made sure
-/// no live daemon owns it; a leftover file is removed first.
-pub fn bind(endpoint: &Endpoint) -> std::io::Result<UnixListener> {
+/// Bind the endpoint's socket (0600, in its checked 0700 directory). The caller has made
+/// sure no live daemon owns it; a leftover file is removed first.
+pub fn bind(endpoint: &Endpoint) -> Result<UnixListener, EndpointError> {
     use std::os::unix::fs::PermissionsExt;
     endpoint.prepare()?;
+    let io = |source| EndpointError::Io {
+        path: endpoint.socket.clone(),
+        source,
+    };
     let _ = std::fs::remove_file(&endpoint.socket);
-    let listener = UnixListener::bind(&endpoint.socket)?;
-    std::fs::set_permissions(&endpoint.socket, std::fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::bind(&endpoint.socket).map_err(io)?;
+    std::fs::set_permissions(&endpoint.socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    check_socket(&endpoint.socket)?;
     Ok(listener)
+}
+
+/// How long connections may stay silent and how fast they may ask. Production uses
+/// [`Limits::default`]; a test passes shorter deadlines.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The first request, carrying the token, must arrive within this.
+    pub auth_deadline: Duration,
+    /// An authenticated connection with no call in flight and no subscription is closed
+    /// after this long without a request.
+    pub idle_timeout: Duration,
+    /// Connections not yet authenticated; past this, a new one evicts the oldest that
+    /// has waited at least [`Limits::evict_after`].
+    pub max_unauthenticated: usize,
+    /// A waiting connection younger than this is never evicted, so that a burst of
+    /// clients connecting at once (each sends its token at once) all get in.
+    pub evict_after: Duration,
+    /// Requests a second one connection may send (and a burst of as many); more are
+    /// read more slowly, never dropped.
+    pub rate: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            auth_deadline: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            max_unauthenticated: 32,
+            evict_after: Duration::from_millis(500),
+            rate: 5000,
+        }
+    }
 }
 
 pub struct Daemon {
     engine: Engine,
     token: Secret,
     endpoint: Endpoint,
+    limits: Limits,
+    /// The uid served (this process's); every other peer is refused at accept.
+    uid: u32,
+    /// Connections not yet authenticated, oldest first, each with its eviction signal
+    /// and when it came.
+    unauthenticated: std::sync::Mutex<VecDeque<(u64, Arc<Notify>, Instant)>>,
+    next_conn: AtomicU64,
+    /// Foreign connections refused, so the log says so without flooding.
+    foreign: AtomicU64,
     started: u64,
     clients: AtomicUsize,
     requests: AtomicU64,
@@ -47,10 +113,24 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(engine: Engine, token: Secret, endpoint: Endpoint) -> Arc<Daemon> {
+        Daemon::with_limits(engine, token, endpoint, Limits::default())
+    }
+
+    pub fn with_limits(
+        engine: Engine,
+        token: Secret,
+        endpoint: Endpoint,
+        limits: Limits,
+    ) -> Arc<Daemon> {
         Arc::new(Daemon {
             engine,
             token,
             endpoint,
+            limits,
+            uid: own_uid(),
+            unauthenticated: std::sync::Mutex::new(VecDeque::new()),
+            next_conn: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
             started: super::now_secs(),
             clients: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -71,8 +151,10 @@ impl Daemon {
                 () = self.stop.notified() => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        let this = self.clone();
-                        tokio::spawn(async move { this.connection(stream).await });
+                        if self.peer_allowed(&stream) {
+                            let this = self.clone();
+                            tokio::spawn(async move { this.connection(stream).await });
+                        }
                     }
                     Err(e) => {
                         tracing::warn!("daemon accept: {e}");
@@ -81,6 +163,33 @@ impl Daemon {
                 },
             }
         }
+    }
+
+    /// Only our own uid is served. Another uid is told so in one line (written without
+    /// waiting: it cannot hold this task) and dropped before any request is read.
+    fn peer_allowed(&self, stream: &UnixStream) -> bool {
+        let uid = match super::endpoint::peer_uid(stream) {
+            Ok(uid) if uid == self.uid => return true,
+            Ok(uid) => uid,
+            Err(e) => {
+                tracing::warn!("daemon: the peer's credentials are unreadable ({e}); dropped");
+                return false;
+            }
+        };
+        let n = self.foreign.fetch_add(1, Ordering::Relaxed);
+        if n.is_power_of_two() || n == 0 {
+            tracing::warn!(
+                peer_uid = uid,
+                refused = n + 1,
+                "daemon: refused a connection from another uid"
+            );
+        }
+        let e = WireError::new(
+            ErrorKind::Unauthorized,
+            format!("this daemon serves only uid {}", self.uid),
+        );
+        let _ = stream.try_write(format!("{}\n", error_line(None, &e)).as_bytes());
+        false
     }
 
     fn status(&self) -> DaemonStatus {
@@ -122,28 +231,84 @@ impl Daemon {
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel::<String>(64);
         let writer = tokio::spawn(write_lines(wr, rx));
-        let _count = ClientCount::enter(&self.clients);
-        if self.clients.load(Ordering::Relaxed) > MAX_CLIENTS {
-            let e = WireError::new(
-                ErrorKind::Busy,
-                "the daemon serves too many clients; try again",
-            );
-            let _ = tx.send(error_line(None, &e)).await;
-        } else {
-            self.read_requests(rd, &tx).await;
-        }
+        let waiting = Waiting::enter(&self);
+        self.read_requests(rd, &tx, waiting).await;
         drop(tx);
         let _ = writer.await;
     }
 
-    async fn read_requests(self: &Arc<Self>, rd: tokio::net::unix::OwnedReadHalf, tx: &Out) {
+    async fn read_requests(
+        self: &Arc<Self>,
+        rd: tokio::net::unix::OwnedReadHalf,
+        tx: &Out,
+        mut waiting: Option<Waiting<'_>>,
+    ) {
         let mut rd = BufReader::new(rd);
+        let mut partial = Vec::new();
         let mut tasks = JoinSet::new();
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let subscriptions = Arc::new(Semaphore::new(MAX_SUBSCRIPTIONS));
+        let mut bucket = Bucket::new(self.limits.rate);
+        let auth_by = Instant::now() + self.limits.auth_deadline;
+        let mut last = Instant::now();
+        let mut _count: Option<ClientCount<'_>> = None;
+        let mut authenticated = false;
         loop {
             // Reap finished calls so the set does not grow on a long connection.
             while tasks.try_join_next().is_some() {}
-            let bytes = match read_line(&mut rd, MAX_REQUEST).await {
+            let limit = if authenticated {
+                last + self.limits.idle_timeout
+            } else {
+                auth_by
+            };
+            let evicted = async {
+                match &waiting {
+                    Some(w) => w.evict.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let read = tokio::select! {
+                // A line already there wins over a deadline or an eviction that came
+                // while this task waited for its turn.
+                biased;
+                r = read_line(&mut rd, &mut partial, MAX_REQUEST) => r,
+                () = tokio::time::sleep_until(limit) => {
+                    if authenticated && in_flight.available_permits() < MAX_IN_FLIGHT {
+                        // Waiting on its own calls or watching: not idle.
+                        last = Instant::now();
+                        continue;
+                    }
+                    let e = if authenticated {
+                        WireError::new(
+                            ErrorKind::Unavailable,
+                            format!(
+                                "closed after {} s without a request; connect again",
+                                self.limits.idle_timeout.as_secs()
+                            ),
+                        )
+                    } else {
+                        WireError::new(
+                            ErrorKind::Unauthorized,
+                            format!(
+                                "no request with the daemon token within {} ms; closing",
+                                self.limits.auth_deadline.as_millis()
+                            ),
+                        )
+                    };
+                    let _ = tx.send(error_line(None, &e)).await;
+                    break;
+                }
+                () = evicted => {
+                    let e = WireError::new(
+                        ErrorKind::Busy,
+                        "too many connections waiting to authenticate; this one was the oldest",
+                    );
+                    let _ = tx.send(error_line(None, &e)).await;
+                    break;
+                }
+            };
+            last = Instant::now();
+            let bytes = match read {
                 Ok(Line::Complete(b)) => b,
                 Ok(Line::TooLong) => {
                     let e = WireError::new(
@@ -158,17 +323,27 @@ impl Daemon {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            if authenticated {
+                bucket.take().await;
+            }
             let value: Value = match serde_json::from_slice(&bytes) {
                 Ok(v @ Value::Object(_)) => v,
                 Ok(_) => {
                     let e = WireError::new(ErrorKind::BadRequest, "a request is one JSON object");
                     let _ = tx.send(error_line(None, &e)).await;
-                    continue;
+                    if authenticated {
+                        continue;
+                    }
+                    break;
                 }
                 Err(e) => {
                     let e = WireError::new(ErrorKind::BadRequest, format!("not JSON: {e}"));
                     let _ = tx.send(error_line(None, &e)).await;
-                    continue;
+                    // Before the token, the first line must be a request: no second try.
+                    if authenticated {
+                        continue;
+                    }
+                    break;
                 }
             };
             let id = value.get("id").and_then(Value::as_u64);
@@ -180,6 +355,20 @@ impl Daemon {
                 let e = WireError::new(ErrorKind::Unauthorized, "invalid or missing daemon token");
                 let _ = tx.send(error_line(id, &e)).await;
                 break;
+            }
+            if !authenticated {
+                authenticated = true;
+                waiting = None;
+                let count = ClientCount::enter(&self.clients);
+                if self.clients.load(Ordering::Relaxed) > MAX_CLIENTS {
+                    let e = WireError::new(
+                        ErrorKind::Busy,
+                        "the daemon serves too many clients; try again",
+                    );
+                    let _ = tx.send(error_line(id, &e)).await;
+                    break;
+                }
+                _count = Some(count);
             }
             let request: Request = match serde_json::from_value(value) {
                 Ok(r) => r,
@@ -201,7 +390,30 @@ impl Daemon {
                     continue;
                 }
                 Some(Ok(DaemonCall::Subscribe { snapshots, logs })) => {
-                    tasks.spawn(self.clone().subscription(id, snapshots, logs, tx.clone()));
+                    // A subscription holds a place among the calls in flight for as long
+                    // as it lives: refused, not queued, when none is free.
+                    let permits = subscriptions
+                        .clone()
+                        .try_acquire_owned()
+                        .ok()
+                        .zip(in_flight.clone().try_acquire_owned().ok());
+                    let Some(permits) = permits else {
+                        let e = WireError::new(
+                            ErrorKind::Busy,
+                            format!(
+                                "a connection may hold {MAX_SUBSCRIPTIONS} subscriptions within \
+                                 {MAX_IN_FLIGHT} requests in flight"
+                            ),
+                        );
+                        let _ = tx.send(error_line(Some(id), &e)).await;
+                        continue;
+                    };
+                    let this = self.clone();
+                    let tx = tx.clone();
+                    tasks.spawn(async move {
+                        this.subscription(id, snapshots, logs, tx).await;
+                        drop(permits);
+                    });
                     continue;
                 }
                 Some(Ok(DaemonCall::Shutdown)) => {
@@ -220,6 +432,7 @@ impl Daemon {
                 }
                 Some(Ok(DaemonCall::Snapshot)) | None => {}
             }
+            // Calls wait for a place (subscriptions never take them all).
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
@@ -351,6 +564,86 @@ async fn write_lines(wr: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::Receive
     let _ = w.shutdown().await;
 }
 
+/// A connection's place among those not yet authenticated; leaving it (authenticated
+/// or closed) frees the place.
+struct Waiting<'a> {
+    daemon: &'a Daemon,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl<'a> Waiting<'a> {
+    /// Take a place, evicting the oldest waiting connections (those that had time to
+    /// send a line and did not) while there are too many.
+    fn enter(daemon: &'a Arc<Daemon>) -> Option<Waiting<'a>> {
+        let id = daemon.next_conn.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        let now = Instant::now();
+        let mut queue = daemon.unauthenticated.lock().ok()?;
+        queue.push_back((id, evict.clone(), now));
+        while queue.len() > daemon.limits.max_unauthenticated.max(1)
+            && queue.front().is_some_and(|(_, _, since)| {
+                now.duration_since(*since) >= daemon.limits.evict_after
+            })
+        {
+            if let Some((_, oldest, _)) = queue.pop_front() {
+                // Stored as a permit when that connection is not waiting right now.
+                oldest.notify_one();
+            }
+        }
+        Some(Waiting {
+            daemon: daemon.as_ref(),
+            id,
+            evict,
+        })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut queue) = self.daemon.unauthenticated.lock() {
+            queue.retain(|(id, _, _)| *id != self.id);
+        }
+    }
+}
+
+/// Requests a connection may still send now: refilled at `rate` a second up to `rate`.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Bucket {
+        let rate = f64::from(rate.max(1));
+        Bucket {
+            rate,
+            tokens: rate,
+            at: Instant::now(),
+        }
+    }
+
+    /// How long to wait before the request at `now` may go (and take its token).
+    fn delay(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate) - 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+
+    async fn take(&mut self) {
+        let wait = self.delay(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// Counts a connection while it lives.
 struct ClientCount<'a>(&'a AtomicUsize);
 
@@ -366,3 +659,7 @@ impl Drop for ClientCount<'_> {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

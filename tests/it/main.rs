@@ -18,6 +18,7 @@ mod support;
 mod cli;
 mod contract;
 mod daemon;
+mod daemon_trust;
 mod dashboard;
 mod engine;
 mod files;
