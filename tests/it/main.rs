@@ -20,6 +20,7 @@ mod contract;
 mod daemon;
 mod dashboard;
 mod engine;
+mod firewall_access;
 mod hetzner_cli;
 mod hetzner_fake;
 mod keymap;
