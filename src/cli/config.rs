@@ -58,7 +58,9 @@ pub(crate) async fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
             })
             .await?;
             if shown.is_empty() {
-                outln!("management sources cleared (the addresses nodes see Legion from stay); apply makes it so");
+                outln!(
+                    "management sources cleared (the addresses nodes see Legion from stay); apply makes it so"
+                );
             } else {
                 outln!("management sources: {shown}; apply makes it so");
             }

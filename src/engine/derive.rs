@@ -557,9 +557,7 @@ mod tests {
         assert_eq!(ports, vec!["22", "2200"]);
         // A node no longer tracked takes its recorded address with it.
         seen(&mut s, "gone", "198.51.100.99", "198.51.100.99");
-        assert!(
-            !management_sources(&s.plan, &s.tracked).contains(&"198.51.100.99/32".to_string())
-        );
+        assert!(!management_sources(&s.plan, &s.tracked).contains(&"198.51.100.99/32".to_string()));
     }
 
     #[test]

@@ -33,7 +33,10 @@ fn spare_port() -> u16 {
 fn gates_for<F>(rig: &Rig<F>) -> (Arc<Gates>, u16) {
     let sshd = SocketAddr::from(([127, 0, 0, 1], rig.sshd.port()));
     let spare = spare_port();
-    (Gates::new(vec![(rig.sshd.port(), sshd), (spare, sshd)]), spare)
+    (
+        Gates::new(vec![(rig.sshd.port(), sshd), (spare, sshd)]),
+        spare,
+    )
 }
 
 /// The first bytes on a server's port: an sshd banner when the firewall lets us in.
@@ -198,7 +201,10 @@ fn a_scaleway_security_group_keeps_ssh_and_a_reinstall_converges() {
         .into_iter()
         .find(|g| g.id == server.security_group)
         .unwrap();
-    assert!(!group.project_default, "Legion's group (inbound policy drop)");
+    assert!(
+        !group.project_default,
+        "Legion's group (inbound policy drop)"
+    );
     assert!(
         group.rules.iter().any(|r| r["ip_range"] == "127.0.0.1/32"
             && r["dest_port_from"] == u64::from(ssh_port)
@@ -253,8 +259,7 @@ fn the_firewalls_view_edits_the_management_sources() {
         },
     );
     app.handle(UiEvent::Snapshot(snap));
-    let mut key =
-        |code: KeyCode| app.handle(UiEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    let mut key = |code: KeyCode| app.handle(UiEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)));
     key(KeyCode::Char('3'));
     key(KeyCode::Char('e'));
     for c in ", 2001:db8::/48x".chars() {

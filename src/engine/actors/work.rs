@@ -288,7 +288,11 @@ pub(super) async fn run_phase(
                         env.timings.reachable_timeout.as_secs()
                     ))
                 })?
-                .map_err(ActorError::from)
+                .map_err(ActorError::from)?;
+            if let Some(addr) = agent.client_address() {
+                crate::engine::ssh_agent::record_seen(&env.cell, name, &addr).await;
+            }
+            Ok(())
         }
         Phase::Bootstrap => {
             let (agent, target) =

@@ -255,7 +255,7 @@ fn client_address(stdout: &str) -> Option<String> {
 /// Record where `name` saw Legion connect from: the first address once (a management
 /// source of every managed firewall), the latest each time it changes (checked before a
 /// firewall is applied). Saves only when something changed.
-async fn record_seen(cell: &StateCell, name: &str, addr: &str) {
+pub(crate) async fn record_seen(cell: &StateCell, name: &str, addr: &str) {
     let same = cell.read(|s| {
         s.tracked
             .seen_from
@@ -332,7 +332,9 @@ impl SshAgent {
         // answers, and give up at once on what waiting cannot fix.
         loop {
             match self
-                .with_session(&node.name, |s| s.exec_checked(SSH_CONNECTION, COMMAND_TIMEOUT))
+                .with_session(&node.name, |s| {
+                    s.exec_checked(SSH_CONNECTION, COMMAND_TIMEOUT)
+                })
                 .await
             {
                 Ok(out) => {
