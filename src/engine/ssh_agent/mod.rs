@@ -7,6 +7,11 @@
 //! present the same key. A changed key is refused with both fingerprints named until the
 //! operator re-trusts the node (`legion nodes retrust NAME`).
 //!
+//! Management source: every reachability check and health check reads the node's
+//! `SSH_CONNECTION` and records the client address in `tracked.seen_from` (the first
+//! one, taken on the first deploy before any firewall is attached, becomes a management
+//! source of every managed firewall; see `derive::management_sources`).
+//!
 //! Settings come from the environment the engine started with: `LEGION_SSH_USER`
 //! (default `root`), `LEGION_SSH_PORT` (default 22), and `LEGION_SSH_SANDBOX_ROOT`: a
 //! directory on the node under which Legion writes its files instead of `/`, and the
