@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use legion_testkit::gate::{Gates, first_bytes};
 use legion_testkit::hetzner::HetznerFake;
+use legion_testkit::http::{FaultKind, FaultRule};
 use legion_testkit::rig::Rig;
 use legion_testkit::scaleway::ScalewayFake;
 use serde_json::Value;
@@ -225,7 +226,14 @@ fn a_scaleway_security_group_keeps_ssh_and_a_reinstall_converges() {
     rig.sshd.restart_with_new_host_key();
     let out = rig.ok(&["nodes", "reinstall", "scw-1", "--wait"]);
     assert!(out.contains("done (running"), "reinstall: {out}");
+    // The next command shows what the reinstall left in the state, not a fresh reading:
+    // its own readings of the server's zone fail.
+    rig.fake.inject(
+        FaultRule::new(FaultKind::Unavailable, 1000)
+            .matching("GET", "/instance/v1/zones/fr-par-1/servers"),
+    );
     let row = node_row(&rig, "scw-1");
+    rig.fake.clear_faults();
     assert_eq!(row["server_id"], id.as_str());
     assert_eq!(row["machine"], "running", "{row}");
     assert_eq!(row["system"]["state"], "ready", "{row}");
