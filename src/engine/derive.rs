@@ -3,13 +3,19 @@
 //! Pure functions of the state. The zone and firewall actors call them on every state
 //! change and compare a signature of the result with what they last applied, so an
 //! unchanged derivation is a no-op and a missing endpoint becomes a waiting reason.
+//!
+//! Every firewall set carries management access: TCP to the SSH port Legion uses for
+//! each node, from the management sources (the addresses nodes first saw Legion connect
+//! from, plus the configured networks). [`lockout`] is the check made before a set is
+//! applied: the address a node last saw Legion connect from must stay allowed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::state::model::{Plan, RecordValue, Tracked};
+use super::state::model::{Plan, RecordValue, Tracked, TrackedNode};
 use crate::providers::{FirewallRule, Protocol, RecordType, RrSet};
 
 /// A short stable digest of a serializable value.
@@ -107,6 +113,117 @@ pub struct FirewallSpec {
     pub rules: Vec<FirewallRule>,
     /// Provider server ids the firewall applies to.
     pub server_ids: Vec<String>,
+    /// The management sources its SSH rule allows (empty: none known yet, so the set
+    /// must not be applied).
+    pub management: Vec<String>,
+}
+
+/// The description of the rule that keeps Legion's SSH access.
+pub const MANAGEMENT_RULE: &str = "legion management (ssh)";
+
+/// The networks allowed to reach every node's SSH port: the configured ones and, for
+/// every tracked node, the address it first saw Legion connect from (as a host network).
+pub fn management_sources(plan: &Plan, tracked: &Tracked) -> Vec<String> {
+    let mut out: BTreeSet<String> = plan.management_sources.iter().cloned().collect();
+    for (node, seen) in &tracked.seen_from {
+        if tracked.nodes.contains_key(node)
+            && let Some(net) = host_network(&seen.first)
+        {
+            out.insert(net);
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// `a.b.c.d/32` or `x::y/128` for an address; `None` for anything else.
+pub fn host_network(addr: &str) -> Option<String> {
+    match addr.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => Some(format!("{a}/32")),
+        IpAddr::V6(a) => Some(format!("{a}/128")),
+    }
+}
+
+/// Whether the network `cidr` (`10.0.0.0/8`, `2001:db8::/48`) contains `addr`.
+pub fn covers(cidr: &str, addr: &str) -> bool {
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(len), Ok(addr)) = (
+        net.parse::<IpAddr>(),
+        len.parse::<u32>(),
+        addr.trim().parse::<IpAddr>(),
+    ) else {
+        return false;
+    };
+    match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The SSH port Legion uses for a node: its import's port, else the engine's.
+pub fn ssh_port(node: Option<&TrackedNode>, default_port: u16) -> u16 {
+    node.and_then(|t| t.login.as_ref())
+        .map_or(default_port, |l| l.port)
+}
+
+/// A firewall set that would cut Legion off from a node it manages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Lockout {
+    #[error(
+        "the firewall set {firewall} would block SSH from {address}, the address node {node} sees you from; \
+         add it with `legion config set management-sources {network}` (listing the sources you keep, comma-separated), then apply"
+    )]
+    Blocks {
+        firewall: String,
+        node: String,
+        address: String,
+        network: String,
+    },
+    #[error(
+        "the firewall set {firewall} has no management source, so it would block SSH from everywhere; \
+         Legion records the address a node sees it from on the first deploy, or set one with \
+         `legion config set management-sources 203.0.113.4/32`"
+    )]
+    NoSource { firewall: String },
+}
+
+/// Before applying `spec`: every node it applies to must still be reachable from the
+/// address it last saw Legion connect from. Nodes not reached yet are not checked.
+pub fn lockout(spec: &FirewallSpec, plan: &Plan, tracked: &Tracked) -> Result<(), Lockout> {
+    if spec.management.is_empty() {
+        return Err(Lockout::NoSource {
+            firewall: spec.name.clone(),
+        });
+    }
+    for (node, t) in &tracked.nodes {
+        let on_set = t
+            .server_id
+            .as_ref()
+            .is_some_and(|id| t.provider == spec.provider && spec.server_ids.contains(id));
+        if !on_set || !plan.nodes.contains_key(node) {
+            continue;
+        }
+        let Some(seen) = tracked.seen_from.get(node) else {
+            continue;
+        };
+        if !spec.management.iter().any(|net| covers(net, &seen.last)) {
+            return Err(Lockout::Blocks {
+                firewall: spec.name.clone(),
+                node: node.clone(),
+                address: seen.last.clone(),
+                network: host_network(&seen.last).unwrap_or_else(|| seen.last.clone()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every cluster a firewall set exists for: planned ones and those with planned nodes.
@@ -118,11 +235,13 @@ pub fn planned_clusters(plan: &Plan) -> BTreeSet<String> {
 }
 
 /// The cluster's firewall set, one firewall per provider its nodes run on, and what it
-/// waits for. `None` when the cluster is not planned.
+/// waits for. `None` when the cluster is not planned. `default_ssh_port` is the port
+/// Legion reaches nodes on when their import does not say another.
 pub fn desired_firewalls(
     plan: &Plan,
     tracked: &Tracked,
     cluster: &str,
+    default_ssh_port: u16,
 ) -> Option<(Vec<FirewallSpec>, Vec<String>)> {
     if !planned_clusters(plan).contains(cluster) {
         return None;
@@ -135,9 +254,11 @@ pub fn desired_firewalls(
     let mut waiting = Vec::new();
     let mut sources = BTreeSet::new();
     let mut by_provider: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut ssh_ports = BTreeSet::new();
     for (node, np) in plan.nodes.iter().filter(|(_, n)| n.cluster == cluster) {
         by_provider.entry(np.provider.clone()).or_default();
         let t = tracked.nodes.get(node);
+        ssh_ports.insert(ssh_port(t, default_ssh_port));
         match t.and_then(|t| t.server_id.clone()) {
             Some(id) => {
                 by_provider
@@ -175,6 +296,23 @@ pub fn desired_firewalls(
             });
         }
     }
+    let management = management_sources(plan, tracked);
+    if management.is_empty() {
+        waiting.push(
+            "no management source yet: a node records the address it sees Legion from on its first deploy \
+             (or set one with `legion config set management-sources CIDR`)"
+                .into(),
+        );
+    } else {
+        for port in ssh_ports {
+            rules.insert(FirewallRule {
+                protocol: Protocol::Tcp,
+                port: Some(port.to_string()),
+                sources: management.clone(),
+                description: MANAGEMENT_RULE.into(),
+            });
+        }
+    }
     let rules: Vec<FirewallRule> = rules.into_iter().collect();
     waiting.sort();
     waiting.dedup();
@@ -185,6 +323,7 @@ pub fn desired_firewalls(
             name: format!("legion-{cluster}"),
             rules: rules.clone(),
             server_ids: ids.into_iter().collect(),
+            management: management.clone(),
         })
         .collect();
     Some((specs, waiting))
@@ -197,9 +336,10 @@ pub fn operator_tasks(
     plan: &Plan,
     tracked: &Tracked,
     cluster: &str,
+    default_ssh_port: u16,
     unmanaged: impl Fn(&str) -> bool,
 ) -> Vec<String> {
-    let Some((specs, _)) = desired_firewalls(plan, tracked, cluster) else {
+    let Some((specs, _)) = desired_firewalls(plan, tracked, cluster, default_ssh_port) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -322,12 +462,17 @@ mod tests {
         let mut s = state();
         track(&mut s, "a", Some("10.0.0.1"));
         track(&mut s, "b", Some("10.0.0.2"));
-        assert!(operator_tasks(&s.plan, &s.tracked, "prod", |_| false).is_empty());
-        let tasks = operator_tasks(&s.plan, &s.tracked, "prod", |p| p == "mock");
+        seen(&mut s, "a", "198.51.100.7", "198.51.100.7");
+        assert!(operator_tasks(&s.plan, &s.tracked, "prod", 22, |_| false).is_empty());
+        let tasks = operator_tasks(&s.plan, &s.tracked, "prod", 22, |p| p == "mock");
+        // Management access is a task like the others: the operator's own host firewall
+        // must keep SSH open from where Legion connects.
         assert_eq!(
             tasks,
             [
+                "open tcp 22 from 198.51.100.7/32 on a (10.0.0.1)",
                 "open tcp 4413 from 10.0.0.1/32, 10.0.0.2/32 on a (10.0.0.1)",
+                "open tcp 22 from 198.51.100.7/32 on b (10.0.0.2)",
                 "open tcp 4413 from 10.0.0.1/32, 10.0.0.2/32 on b (10.0.0.2)",
             ]
         );
@@ -335,25 +480,129 @@ mod tests {
         for t in s.tracked.nodes.values_mut() {
             t.ipv4 = None;
         }
-        assert!(operator_tasks(&s.plan, &s.tracked, "prod", |p| p == "mock").is_empty());
+        assert!(operator_tasks(&s.plan, &s.tracked, "prod", 22, |p| p == "mock").is_empty());
+    }
+
+    fn seen(s: &mut State, node: &str, first: &str, last: &str) {
+        s.tracked.seen_from.insert(
+            node.into(),
+            SeenFrom {
+                first: first.into(),
+                last: last.into(),
+            },
+        );
     }
 
     #[test]
     fn firewall_peer_rules_follow_endpoints() {
         let mut s = state();
-        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod").unwrap();
+        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
         assert_eq!(specs.len(), 1);
         assert!(specs[0].rules.is_empty());
-        assert_eq!(waiting.len(), 4);
+        // Two nodes without server and address, and no management source yet.
+        assert_eq!(waiting.len(), 5);
         track(&mut s, "a", Some("192.0.2.1"));
         track(&mut s, "b", Some("192.0.2.2"));
-        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod").unwrap();
-        assert!(waiting.is_empty());
+        seen(&mut s, "a", "203.0.113.4", "203.0.113.4");
+        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
+        assert!(waiting.is_empty(), "{waiting:?}");
         assert_eq!(specs[0].server_ids, vec!["sv-a", "sv-b"]);
-        assert_eq!(
-            specs[0].rules[0].sources,
-            vec!["192.0.2.1/32", "192.0.2.2/32"]
+        let peers = specs[0]
+            .rules
+            .iter()
+            .find(|r| r.port.as_deref() == Some("4413"))
+            .unwrap();
+        assert_eq!(peers.sources, vec!["192.0.2.1/32", "192.0.2.2/32"]);
+        assert!(desired_firewalls(&s.plan, &s.tracked, "other", 22).is_none());
+    }
+
+    #[test]
+    fn every_firewall_set_keeps_management_access() {
+        let mut s = state();
+        track(&mut s, "a", Some("192.0.2.1"));
+        track(&mut s, "b", Some("192.0.2.2"));
+        // Nothing known: no rule set at all, and the reason says how to give one.
+        let (specs, waiting) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
+        assert!(specs[0].management.is_empty());
+        assert!(
+            waiting[0].contains("legion config set management-sources"),
+            "{waiting:?}"
         );
-        assert!(desired_firewalls(&s.plan, &s.tracked, "other").is_none());
+        // The recorded address plus the configured networks, on the SSH port in use.
+        seen(&mut s, "a", "203.0.113.4", "203.0.113.4");
+        s.plan.management_sources = vec!["2001:db8::/48".into()];
+        let (specs, _) = desired_firewalls(&s.plan, &s.tracked, "prod", 2222).unwrap();
+        let mgmt: Vec<_> = specs[0]
+            .rules
+            .iter()
+            .filter(|r| r.description == MANAGEMENT_RULE)
+            .collect();
+        assert_eq!(mgmt.len(), 1);
+        assert_eq!(mgmt[0].port.as_deref(), Some("2222"));
+        assert_eq!(mgmt[0].protocol, Protocol::Tcp);
+        assert_eq!(mgmt[0].sources, vec!["2001:db8::/48", "203.0.113.4/32"]);
+        // An imported node's own port gets its own rule.
+        s.tracked.nodes.get_mut("b").unwrap().login = Some(Login {
+            user: "ops".into(),
+            port: 2200,
+            sudo: true,
+        });
+        let (specs, _) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
+        let ports: Vec<_> = specs[0]
+            .rules
+            .iter()
+            .filter(|r| r.description == MANAGEMENT_RULE)
+            .filter_map(|r| r.port.clone())
+            .collect();
+        assert_eq!(ports, vec!["22", "2200"]);
+        // A node no longer tracked takes its recorded address with it.
+        seen(&mut s, "gone", "198.51.100.99", "198.51.100.99");
+        assert!(!management_sources(&s.plan, &s.tracked).contains(&"198.51.100.99/32".to_string()));
+    }
+
+    #[test]
+    fn a_set_that_blocks_where_legion_connects_from_is_refused() {
+        let mut s = state();
+        track(&mut s, "a", Some("192.0.2.1"));
+        track(&mut s, "b", Some("192.0.2.2"));
+        seen(&mut s, "a", "203.0.113.4", "203.0.113.4");
+        let (specs, _) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
+        assert_eq!(lockout(&specs[0], &s.plan, &s.tracked), Ok(()));
+        // The jump host moved: node b now sees Legion from another address.
+        seen(&mut s, "b", "203.0.113.4", "198.51.100.7");
+        let (specs, _) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
+        let err = lockout(&specs[0], &s.plan, &s.tracked).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("would block SSH from 198.51.100.7"), "{text}");
+        assert!(text.contains("node b sees you from"), "{text}");
+        assert!(
+            text.contains("legion config set management-sources 198.51.100.7/32"),
+            "{text}"
+        );
+        // A configured network that covers it lifts the refusal.
+        s.plan.management_sources = vec!["198.51.100.0/24".into()];
+        let (specs, _) = desired_firewalls(&s.plan, &s.tracked, "prod", 22).unwrap();
+        assert_eq!(lockout(&specs[0], &s.plan, &s.tracked), Ok(()));
+        // A set with no source at all is never applied.
+        let mut bare = specs[0].clone();
+        bare.management.clear();
+        assert!(matches!(
+            lockout(&bare, &s.plan, &s.tracked),
+            Err(Lockout::NoSource { .. })
+        ));
+    }
+
+    #[test]
+    fn networks_cover_addresses() {
+        assert!(covers("10.0.0.0/8", "10.200.3.4"));
+        assert!(!covers("10.0.0.0/8", "11.0.0.1"));
+        assert!(covers("0.0.0.0/0", "192.0.2.1"));
+        assert!(covers("2001:db8::/48", "2001:db8:0:1::5"));
+        assert!(!covers("2001:db8::/48", "2001:db9::1"));
+        assert!(!covers("10.0.0.0/8", "2001:db8::1"));
+        assert!(covers("127.0.0.1/32", "127.0.0.1"));
+        assert!(!covers("not-a-net", "127.0.0.1"));
+        assert_eq!(host_network("::1").as_deref(), Some("::1/128"));
+        assert_eq!(host_network("nope"), None);
     }
 }

@@ -253,7 +253,7 @@ impl Core {
             ssh: Some(ssh.clone()),
             ssh_behind_own_agents: cfg.ssh_endpoints.is_some(),
         });
-        let supervisor = Arc::new(Supervisor::new(env.clone()));
+        let supervisor = Arc::new(Supervisor::new(env.clone()).with_ssh_port(ssh.settings().port));
         let apply = Arc::new(Mutex::new(ApplyView::Idle));
         let session = Arc::new(Session::new(
             cell.clone(),

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::actors::Connected;
+use super::actors::machine::Machine;
 use super::actors::node::NodeMsg;
 use super::state::model::ServerReading;
 use super::supervisor::Supervisor;
@@ -145,9 +146,22 @@ fn busy_on(sup: &Supervisor, provider: &str) -> bool {
             .map(|(n, _)| n.clone())
             .collect()
     });
-    names
-        .iter()
-        .any(|n| env.board.node(n).is_some_and(|s| s.operation.is_some()))
+    // A node between states (after a reinstall's power-on, say) keeps the short
+    // interval too, so its reading converges to running and its health is checked
+    // again without waiting for an idle round or an apply.
+    names.iter().any(|n| {
+        env.board.node(n).is_some_and(|s| {
+            s.operation.is_some()
+                || matches!(
+                    s.machine,
+                    Machine::Starting
+                        | Machine::Stopping
+                        | Machine::Rebooting
+                        | Machine::Reinstalling
+                        | Machine::Provisioning
+                )
+        })
+    })
 }
 
 /// The interval until the next reading.

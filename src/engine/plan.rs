@@ -64,6 +64,11 @@ pub enum PlanEdit {
     RemoveDomain {
         name: String,
     },
+    /// Replace the configured management sources (CIDR networks allowed to reach every
+    /// node's SSH port through managed firewalls); empty keeps only the recorded ones.
+    SetManagementSources {
+        sources: Vec<String>,
+    },
 }
 
 /// Why a plan edit was not made; the plan is unchanged.
@@ -241,6 +246,17 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
                     "no domain {name:?} in the plan"
                 )));
             }
+        }
+        PlanEdit::SetManagementSources { sources } => {
+            if let Some(bad) = sources.iter().find(|s| !super::parse::is_cidr(s)) {
+                return Err(EditError::Invalid(format!(
+                    "management source {bad:?} is not a network such as 203.0.113.4/32 or 2001:db8::/48"
+                )));
+            }
+            let mut sources = sources;
+            sources.sort();
+            sources.dedup();
+            plan.management_sources = sources;
         }
     }
     Ok(())

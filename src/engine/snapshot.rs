@@ -114,6 +114,10 @@ pub struct AppSnapshot {
     pub zones: Vec<SyncRow>,
     pub firewalls: Vec<SyncRow>,
     pub domains: Vec<SyncRow>,
+    /// The configured management sources (`legion config set management-sources`),
+    /// which the settings form edits; the recorded ones are in each firewall's summary.
+    #[serde(default)]
+    pub management_sources: Vec<String>,
 }
 
 impl AppSnapshot {
@@ -128,6 +132,7 @@ impl AppSnapshot {
             zones: Vec::new(),
             firewalls: Vec::new(),
             domains: Vec::new(),
+            management_sources: Vec::new(),
         }
     }
 
@@ -248,6 +253,7 @@ pub fn assemble(
         zones,
         firewalls,
         domains,
+        management_sources: state.plan.management_sources.clone(),
     }
 }
 

@@ -58,10 +58,21 @@ impl Supervisor {
             zone: Arc::new(ZoneReconciler),
             firewall: Arc::new(FirewallReconciler {
                 providers: env.providers.clone(),
+                ssh_port: 22,
             }),
             domain: Arc::new(DomainReconciler),
             env,
         }
+    }
+
+    /// The SSH port Legion reaches nodes on (`LEGION_SSH_PORT`), which every managed
+    /// firewall keeps open to the management sources; 22 unless set.
+    pub fn with_ssh_port(mut self, port: u16) -> Supervisor {
+        self.firewall = Arc::new(FirewallReconciler {
+            providers: self.env.providers.clone(),
+            ssh_port: port,
+        });
+        self
     }
 
     pub fn env(&self) -> &Arc<ActorEnv> {

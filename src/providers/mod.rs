@@ -315,6 +315,13 @@ pub trait NodeAgent: Send + Sync {
     async fn install(&self, node: &NodeTarget, role: &str) -> Result<(), AgentError>;
     async fn readiness(&self, node: &NodeTarget) -> Result<(), AgentError>;
     async fn health(&self, node: &NodeTarget) -> HealthReading;
+    /// The address the node sees Legion connect from, when the agent knows it without a
+    /// login (the simulated cloud: its servers are this machine's). It becomes a
+    /// management source of the managed firewalls; the SSH agent records what
+    /// `SSH_CONNECTION` says on the node itself, so it answers `None`.
+    fn client_address(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The list of provider modules. Lookups only; no provider-specific branches.

@@ -25,6 +25,8 @@ pub enum FieldsKind {
     Zone,
     Record,
     FirewallRule,
+    /// The management sources every managed firewall keeps SSH open to.
+    ManagementSources,
     /// Import an existing host (the manual provider).
     Import,
 }
@@ -168,6 +170,26 @@ impl FieldsForm {
                 ),
                 field("description", "note", "", "what the rule is for"),
             ],
+            focus: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The configured management sources (`current`, comma-separated), replaced as a
+    /// whole: the same setting as `legion config set management-sources`.
+    pub fn management_sources(current: &str) -> FieldsForm {
+        FieldsForm {
+            title: " management sources: who keeps SSH through managed firewalls ".into(),
+            kind: FieldsKind::ManagementSources,
+            fields: vec![Field {
+                required: false,
+                ..field(
+                    "sources",
+                    "sources",
+                    current,
+                    "CIDRs, comma-separated, besides the addresses nodes see Legion from; apply makes it so",
+                )
+            }],
             focus: 0,
             errors: Vec::new(),
         }
@@ -335,6 +357,14 @@ impl FieldsForm {
                         value,
                     },
                 }))
+            }
+            FieldsKind::ManagementSources => {
+                let sources = parse::sources(&self.value("sources"));
+                if let Err(e) = parse::check_sources(&sources) {
+                    self.error("sources", e.to_string());
+                    return None;
+                }
+                Some(Submitted::Plan(PlanEdit::SetManagementSources { sources }))
             }
             FieldsKind::FirewallRule => {
                 let protocol = match parse::protocol(&self.value("protocol")) {

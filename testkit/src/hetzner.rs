@@ -198,6 +198,34 @@ impl HetznerFake {
         self.world().action_duration = duration;
     }
 
+    /// Enforce firewalls for reachability from now on: every new server gets its own
+    /// loopback address behind `gates` ([`crate::gate`]), and a connection gets through
+    /// when no firewall is applied to the server or an inbound rule allows its protocol,
+    /// port and source (a Hetzner firewall drops everything else).
+    pub fn enforce_firewalls(&self, gates: Arc<crate::gate::Gates>) {
+        let shared = Arc::downgrade(&self.shared);
+        let verdict: crate::gate::Verdict = Arc::new(move |addr, port, from| {
+            shared.upgrade().is_some_and(|s| {
+                let mut world = lock(&s.world);
+                world.tick(Instant::now());
+                world.allows(&addr.to_string(), port, from)
+            })
+        });
+        self.world().gate = Some((gates, verdict));
+    }
+
+    /// Replace a firewall's rules behind the client's back (the API's rule objects).
+    /// False when there is no such firewall.
+    pub fn set_firewall_rules(&self, id: u64, rules: Vec<Value>) -> bool {
+        match self.world().firewalls.get_mut(&id) {
+            Some(fw) => {
+                fw.rules = rules;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Finish every running action now (their effects are applied).
     pub fn finish_all_actions(&self) {
         let mut world = self.world();
@@ -1440,6 +1468,8 @@ struct World {
     ip_counter: u32,
     /// Every new server gets this IPv4 (e.g. 127.0.0.1, so a local sshd stands in for it).
     fixed_ipv4: Option<String>,
+    /// Firewall enforcement: new servers get a gated loopback address instead.
+    gate: Option<(Arc<crate::gate::Gates>, crate::gate::Verdict)>,
 }
 
 impl World {
@@ -1460,6 +1490,7 @@ impl World {
             ignore_shutdown: false,
             ip_counter: 0,
             fixed_ipv4: None,
+            gate: None,
         }
     }
 
@@ -1554,6 +1585,10 @@ impl World {
         let id = self.ids.next(Kind::Server);
         self.ip_counter += 1;
         let n = self.ip_counter;
+        let gated = self
+            .gate
+            .as_ref()
+            .map(|(gates, verdict)| gates.open(verdict.clone()).to_string());
         self.servers.insert(
             id,
             FakeServer {
@@ -1565,8 +1600,9 @@ impl World {
                 image_id,
                 labels,
                 ipv4: ipv4.then(|| {
-                    self.fixed_ipv4
+                    gated
                         .clone()
+                        .or_else(|| self.fixed_ipv4.clone())
                         .unwrap_or_else(|| format!("203.0.{}.{}", 113 + n / 250, 1 + n % 250))
                 }),
                 ipv6: ipv6.then(|| format!("2001:db8:{n:x}::/64")),
@@ -1640,6 +1676,39 @@ impl World {
             "load_balancers": [],
             "primary_disk_size": server_type.map(|t| t.disk).unwrap_or(40),
             "placement_group": Value::Null,
+        })
+    }
+
+    /// Whether a TCP connection from `from` to `port` of the server at `addr` gets
+    /// through: no firewall applied lets everything in; with firewalls, an inbound TCP
+    /// rule must allow the port and the source (Hetzner drops the rest).
+    fn allows(&self, addr: &str, port: u16, from: std::net::IpAddr) -> bool {
+        let Some(server) = self
+            .servers
+            .values()
+            .find(|s| s.ipv4.as_deref() == Some(addr))
+        else {
+            return false;
+        };
+        let applied: Vec<&FakeFirewall> = self
+            .firewalls
+            .values()
+            .filter(|fw| self.firewall_applies_to(fw, server))
+            .collect();
+        if applied.is_empty() {
+            return true;
+        }
+        applied.iter().flat_map(|fw| &fw.rules).any(|r| {
+            r.get("direction").and_then(Value::as_str) == Some("in")
+                && r.get("protocol").and_then(Value::as_str) == Some("tcp")
+                && crate::gate::port_in(r.get("port").and_then(Value::as_str), port)
+                && r.get("source_ips")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ips| {
+                        ips.iter()
+                            .filter_map(Value::as_str)
+                            .any(|c| crate::gate::covers(c, from))
+                    })
         })
     }
 

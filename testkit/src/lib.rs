@@ -7,6 +7,7 @@
 //! changes. Rigs run the `legion` binary found next to the test executable. What needs
 //! Legion's types (the engine harness) stays in `tests/it/support.rs`.
 
+pub mod gate;
 pub mod hetzner;
 pub mod http;
 pub mod ovh;

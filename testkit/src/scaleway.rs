@@ -241,6 +241,35 @@ impl ScalewayFake {
         self.world().action_duration = duration;
     }
 
+    /// Enforce security groups for reachability from now on: every new server gets its
+    /// own loopback address behind `gates` ([`crate::gate`]); a connection is judged by
+    /// the server's group: its inbound rules in position order (the first match's action
+    /// wins), else the group's inbound default policy (`accept` for the project's
+    /// default group, `drop` for the groups clients create).
+    pub fn enforce_firewalls(&self, gates: Arc<crate::gate::Gates>) {
+        let shared = Arc::downgrade(&self.shared);
+        let verdict: crate::gate::Verdict = Arc::new(move |addr, port, from| {
+            shared.upgrade().is_some_and(|s| {
+                let mut world = lock(&s.world);
+                world.tick(Instant::now());
+                world.allows(&addr.to_string(), port, from)
+            })
+        });
+        self.world().gate = Some((gates, verdict));
+    }
+
+    /// Remove every rule of a security group behind the client's back (its default
+    /// policy stays). False when there is no such group.
+    pub fn clear_group_rules(&self, id: &str) -> bool {
+        match self.world().groups.get_mut(id) {
+            Some(g) => {
+                g.rules.clear();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Volumes of a deleted server stay busy (detaching) this long: deleting them is
     /// refused with `precondition_failed` meanwhile.
     pub fn set_volume_detach_delay(&self, delay: Duration) {
@@ -1012,6 +1041,8 @@ struct World {
     action_duration: Duration,
     detach_delay: Duration,
     fixed_ipv4: Option<String>,
+    /// Firewall enforcement: new servers get a gated loopback address instead.
+    gate: Option<(Arc<crate::gate::Gates>, crate::gate::Verdict)>,
 }
 
 impl World {
@@ -1029,7 +1060,42 @@ impl World {
             action_duration: DEFAULT_ACTION_DURATION,
             detach_delay: Duration::ZERO,
             fixed_ipv4: None,
+            gate: None,
         }
+    }
+
+    /// Whether a TCP connection from `from` to `port` of the server at `addr` gets
+    /// through its security group (see [`ScalewayFake::enforce_firewalls`]).
+    fn allows(&self, addr: &str, port: u16, from: std::net::IpAddr) -> bool {
+        let Some(server) = self
+            .servers
+            .values()
+            .find(|s| s.ipv4.as_deref() == Some(addr))
+        else {
+            return false;
+        };
+        let Some(group) = self.groups.get(&server.security_group) else {
+            return true;
+        };
+        let mut rules: Vec<&Value> = group.rules.iter().collect();
+        rules.sort_by_key(|r| r.get("position").and_then(Value::as_u64).unwrap_or(0));
+        for r in rules {
+            let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+            let p = |k: &str| r.get(k).and_then(Value::as_u64);
+            let in_ports = match (p("dest_port_from"), p("dest_port_to")) {
+                (None, _) => true,
+                (Some(a), None) => u64::from(port) == a,
+                (Some(a), Some(b)) => (a..=b).contains(&u64::from(port)),
+            };
+            if text("direction") == "inbound"
+                && matches!(text("protocol"), "TCP" | "ANY")
+                && in_ports
+                && crate::gate::covers(text("ip_range"), from)
+            {
+                return text("action") == "accept";
+            }
+        }
+        group.project_default
     }
 
     fn uuid(&mut self) -> String {
@@ -1171,9 +1237,12 @@ impl World {
             },
         );
         let group = self.default_group(zone, project);
-        let ipv4 = self
-            .fixed_ipv4
-            .clone()
+        let gated = self
+            .gate
+            .as_ref()
+            .map(|(gates, verdict)| gates.open(verdict.clone()).to_string());
+        let ipv4 = gated
+            .or_else(|| self.fixed_ipv4.clone())
             .unwrap_or_else(|| format!("51.15.{}.{}", (n / 250) % 250, n % 250 + 2));
         self.servers.insert(
             id.clone(),

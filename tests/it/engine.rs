@@ -56,10 +56,24 @@ async fn apply_converges_nodes_zones_and_firewall() {
     let fw = h.cloud.firewalls();
     assert_eq!(fw.len(), 1);
     assert_eq!(fw[0].applied_to.len(), 3);
+    let peers = fw[0]
+        .rules
+        .iter()
+        .find(|r| r.port.as_deref() == Some("4413"))
+        .unwrap();
     assert_eq!(
-        fw[0].rules[0].sources.len(),
+        peers.sources.len(),
         6,
         "an IPv4 and an IPv6 peer source per node"
+    );
+    // And management access: the SSH port, from where the nodes see Legion.
+    assert!(
+        fw[0]
+            .rules
+            .iter()
+            .any(|r| r.port.as_deref() == Some("22") && r.sources == ["127.0.0.1/32"]),
+        "{:?}",
+        fw[0].rules
     );
     let zrow = snap
         .zones
@@ -665,8 +679,10 @@ async fn a_lost_firewall_update_is_verified_not_repeated() {
         )),
         "{log:#?}"
     );
-    // One PUT for the first apply, one (lost, verified) for this one.
-    assert_eq!(puts, 2, "{:?}", h.cloud.calls());
+    // The first apply created the firewall with its rules (it waited for the node's
+    // management source and addresses); this one's PUT was lost and verified, not
+    // repeated.
+    assert_eq!(puts, 1, "{:?}", h.cloud.calls());
 }
 
 #[tokio::test(start_paused = true)]

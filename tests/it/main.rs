@@ -22,6 +22,7 @@ mod daemon_trust;
 mod dashboard;
 mod engine;
 mod files;
+mod firewall_access;
 mod hetzner_cli;
 mod hetzner_fake;
 mod host_key;

@@ -229,11 +229,16 @@ fn a_host_is_imported_with_a_password_then_managed_with_the_key_alone() {
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert_eq!(
-        tasks,
-        ["open tcp 4413 from 127.0.0.1/32 on m1 (127.0.0.1)"],
-        "{edge}"
-    );
+    // Management access is a task too: the host's own firewall must keep SSH (the
+    // import's port) open from where Legion connects.
+    let mut want = [
+        format!("open tcp {port} from 127.0.0.1/32 on m1 (127.0.0.1)"),
+        "open tcp 4413 from 127.0.0.1/32 on m1 (127.0.0.1)".to_string(),
+    ];
+    want.sort();
+    let mut tasks = tasks;
+    tasks.sort();
+    assert_eq!(tasks, want, "{edge}");
     let text = home.ok_with(&["firewalls", "list"], &deploy);
     assert!(text.contains("operator task: open tcp 4413"), "{text}");
 

@@ -113,7 +113,7 @@ fn one_dashboard_lists_a_cluster_spread_over_three_clouds() {
     // The cluster's firewall set spans the three clouds; the column says so in full.
     t.text("3");
     t.wait("the web set over three clouds", |s| {
-        row(s, "web").contains("hetzner,ovh,scaleway") && s.contains("operator tasks 1")
+        row(s, "web").contains("hetzner,ovh,scaleway") && s.contains("operator tasks 2")
     });
     t.text("1");
     t.wait_for("Nodes 3/3");

@@ -89,10 +89,18 @@ fn an_ovh_node_from_the_command_line() {
         .flat_map(|r| r["tasks"].as_array().unwrap())
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert_eq!(tasks.len(), 1, "{fw}");
+    // Management access (the SSH port, from where the node saw Legion) and the peers.
+    assert_eq!(tasks.len(), 2, "{fw}");
+    let mgmt = format!(
+        "open tcp {} from 127.0.0.1/32 on ovh-1 (127.0.0.1)",
+        rig.sshd.port()
+    );
+    assert!(tasks.contains(&mgmt.as_str()), "{fw}");
     assert!(
-        tasks[0].starts_with("open tcp 4413 from 127.0.0.1/32, ")
-            && tasks[0].ends_with(" on ovh-1 (127.0.0.1)"),
+        tasks
+            .iter()
+            .any(|t| t.starts_with("open tcp 4413 from 127.0.0.1/32, ")
+                && t.ends_with(" on ovh-1 (127.0.0.1)")),
         "{fw}"
     );
     assert_eq!(fake.ssh_keys().len(), 1);

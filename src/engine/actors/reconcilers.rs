@@ -14,7 +14,7 @@ use super::error::ActorError;
 use super::sync::{Desired, Reconciler};
 use super::{ActorEnv, Connected, ResourceKey};
 use crate::engine::derive::{
-    FirewallSpec, ZoneSpec, desired_firewalls, desired_zone, operator_tasks,
+    FirewallSpec, ZoneSpec, desired_firewalls, desired_zone, lockout, operator_tasks,
 };
 use crate::engine::state::model::{State, TrackedDomain, TrackedZone};
 use crate::providers::{LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, RrSet};
@@ -176,6 +176,9 @@ fn same_rrset(a: &RrSet, b: &RrSet) -> bool {
 pub struct FirewallReconciler {
     /// To tell which providers have no managed firewalls (their rules become tasks).
     pub providers: Arc<super::ProviderSet>,
+    /// The SSH port Legion reaches nodes on (imports may say another): the management
+    /// rule opens it.
+    pub ssh_port: u16,
 }
 
 #[derive(Clone, Serialize)]
@@ -194,12 +197,26 @@ impl Reconciler for FirewallReconciler {
         let Some(plan) = &state.tracked.applied_plan else {
             return not_applied(tracked);
         };
-        match desired_firewalls(plan, &state.tracked, name) {
+        match desired_firewalls(plan, &state.tracked, name, self.ssh_port) {
+            // Without a management source the set would lock Legion out of its nodes:
+            // it waits (with the reason) instead of being applied.
+            Some((specs, waiting)) if specs.iter().any(|s| s.management.is_empty()) => Desired {
+                summary: String::new(),
+                spec: None,
+                tracked,
+                waiting: join_waiting(waiting),
+            },
             Some((specs, waiting)) => Desired {
+                // The management sources are part of the summary, so the Firewalls view
+                // and `firewalls list` say who keeps SSH access.
                 summary: format!(
-                    "{} rules on {} nodes",
+                    "{} rules on {} nodes, SSH from {}",
                     specs.first().map_or(0, |s| s.rules.len()),
-                    specs.iter().map(|s| s.server_ids.len()).sum::<usize>()
+                    specs.iter().map(|s| s.server_ids.len()).sum::<usize>(),
+                    specs
+                        .first()
+                        .map(|s| s.management.join(", "))
+                        .unwrap_or_default()
                 ),
                 spec: Some(FirewallSetSpec(specs)),
                 tracked,
@@ -223,7 +240,7 @@ impl Reconciler for FirewallReconciler {
         let Some(plan) = &state.tracked.applied_plan else {
             return Vec::new();
         };
-        operator_tasks(plan, &state.tracked, name, |p| {
+        operator_tasks(plan, &state.tracked, name, self.ssh_port, |p| {
             self.providers
                 .get(p)
                 .is_some_and(|c| c.api.firewall().is_none())
@@ -238,6 +255,25 @@ impl Reconciler for FirewallReconciler {
         signature: &str,
     ) -> Result<(), ActorError> {
         let res = format!("firewall/{name}");
+        // Refuse the whole set before any provider call when it would cut Legion off
+        // from a node (see `derive::lockout`), checked against the newest state.
+        let managed: Vec<&FirewallSpec> = spec
+            .0
+            .iter()
+            .filter(|w| {
+                env.providers
+                    .get(&w.provider)
+                    .is_some_and(|c| c.api.firewall().is_some())
+            })
+            .collect();
+        env.cell
+            .read(|s| {
+                let plan = s.tracked.applied_plan.as_ref().unwrap_or(&s.plan);
+                managed
+                    .iter()
+                    .try_for_each(|w| lockout(w, plan, &s.tracked))
+            })
+            .map_err(|e| ActorError::Refused(e.to_string()))?;
         let mut tracked = env
             .cell
             .read(|s| s.tracked.firewalls.get(name).cloned())

@@ -288,7 +288,11 @@ pub(super) async fn run_phase(
                         env.timings.reachable_timeout.as_secs()
                     ))
                 })?
-                .map_err(ActorError::from)
+                .map_err(ActorError::from)?;
+            if let Some(addr) = agent.client_address() {
+                crate::engine::ssh_agent::record_seen(&env.cell, name, &addr).await;
+            }
+            Ok(())
         }
         Phase::Bootstrap => {
             let (agent, target) =
@@ -494,7 +498,38 @@ pub(super) async fn image_reset(
         }
     })
     .await?;
-    let _ = events.send(Event::Machine(Machine::Running));
+    // Read the server back and record it: a reading taken while the image was reset
+    // (Scaleway: `starting` during the power-on) must not outlive the reset, or a
+    // restarted engine (the next CLI call) starts from it, shows the node `starting`
+    // and never runs its health check until another reading comes.
+    let now = match compute.get_server(&server_id).await {
+        Ok(Some(server)) => {
+            let machine = Machine::from_status(server.status);
+            env.cell.mutate(|s| {
+                s.observed.servers.insert(
+                    name.to_string(),
+                    ServerReading {
+                        at_ms: now_ms(),
+                        server: Some(server),
+                    },
+                );
+            });
+            machine
+        }
+        // The reset itself finished with the server running.
+        _ => {
+            env.cell.mutate(|s| {
+                if let Some(r) = s.observed.servers.get_mut(name) {
+                    if let Some(sv) = r.server.as_mut() {
+                        sv.status = ServerStatus::Running;
+                    }
+                    r.at_ms = now_ms();
+                }
+            });
+            Machine::Running
+        }
+    };
+    let _ = events.send(Event::Machine(now));
     Ok(())
 }
 

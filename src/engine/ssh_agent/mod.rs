@@ -7,6 +7,11 @@
 //! present the same key. A changed key is refused with both fingerprints named until the
 //! operator re-trusts the node (`legion nodes retrust NAME`).
 //!
+//! Management source: every reachability check and health check reads the node's
+//! `SSH_CONNECTION` and records the client address in `tracked.seen_from` (the first
+//! one, taken on the first deploy before any firewall is attached, becomes a management
+//! source of every managed firewall; see `derive::management_sources`).
+//!
 //! Settings come from the environment the engine started with: `LEGION_SSH_USER`
 //! (default `root`), `LEGION_SSH_PORT` (default 22), and `LEGION_SSH_SANDBOX_ROOT`: a
 //! directory on the node under which Legion writes its files instead of `/`, and the
@@ -241,6 +246,50 @@ async fn pin(cell: &StateCell, name: &str, seen: &HostKeyFingerprint) {
         .await;
 }
 
+/// Prints the node's view of this connection: `client-ip client-port server-ip port`.
+const SSH_CONNECTION: &str = "printf '%s\\n' \"$SSH_CONNECTION\"";
+
+/// The client address in `SSH_CONNECTION` output (its last non-empty line's first
+/// field), when it is an IP address.
+fn client_address(stdout: &str) -> Option<String> {
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty())?;
+    let addr = line.split_whitespace().next()?;
+    addr.parse::<std::net::IpAddr>().ok().map(|a| a.to_string())
+}
+
+/// Record where `name` saw Legion connect from: the first address once (a management
+/// source of every managed firewall), the latest each time it changes (checked before a
+/// firewall is applied). Saves only when something changed.
+pub(crate) async fn record_seen(cell: &StateCell, name: &str, addr: &str) {
+    let same = cell.read(|s| {
+        s.tracked
+            .seen_from
+            .get(name)
+            .is_some_and(|seen| seen.last == addr)
+    });
+    if same {
+        return;
+    }
+    let saved = cell
+        .commit(|s| {
+            if !s.tracked.nodes.contains_key(name) {
+                return;
+            }
+            s.tracked
+                .seen_from
+                .entry(name.to_string())
+                .and_modify(|seen| seen.last = addr.to_string())
+                .or_insert_with(|| crate::engine::state::model::SeenFrom {
+                    first: addr.to_string(),
+                    last: addr.to_string(),
+                });
+        })
+        .await;
+    if let Err(e) = saved {
+        tracing::warn!(node = %name, "could not record the address the node sees Legion from: {e}");
+    }
+}
+
 /// Seconds the HTTP probe may take.
 const PROBE_SECONDS: u32 = 10;
 
@@ -288,10 +337,19 @@ impl SshAgent {
         // answers, and give up at once on what waiting cannot fix.
         loop {
             match self
-                .with_session(&node.name, |s| s.exec_checked("true", COMMAND_TIMEOUT))
+                .with_session(&node.name, |s| {
+                    s.exec_checked(SSH_CONNECTION, COMMAND_TIMEOUT)
+                })
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(out) => {
+                    // Before any firewall is attached on a first deploy: this address
+                    // becomes a management source (see `derive::management_sources`).
+                    if let Some(addr) = client_address(&out.stdout) {
+                        record_seen(&self.cell, &node.name, &addr).await;
+                    }
+                    return Ok(());
+                }
                 Err(e) if transient(&e) => {
                     tracing::debug!(node = %node.name, "not reachable yet: {e}");
                     tokio::time::sleep(RETRY).await;
@@ -444,11 +502,20 @@ impl NodeAgent for SshAgent {
         };
         let checked = self
             .with_session(&node.name, move |s| {
-                s.exec_checked("cat /proc/loadavg", Duration::from_secs(15))?;
-                Ok(probe.as_ref().map(|url| run_probe(s, url)))
+                let out = s.exec_checked(
+                    &format!("cat /proc/loadavg; {SSH_CONNECTION}"),
+                    Duration::from_secs(15),
+                )?;
+                Ok((
+                    client_address(&out.stdout),
+                    probe.as_ref().map(|url| run_probe(s, url)),
+                ))
             })
             .await;
-        match checked {
+        if let Ok((Some(addr), _)) = &checked {
+            record_seen(&self.cell, &node.name, addr).await;
+        }
+        match checked.map(|(_, probe)| probe) {
             Ok(None | Some(Ok(_))) => HealthReading::Healthy,
             Ok(Some(Err(e))) => HealthReading::Degraded(e.to_string()),
             Err(e) => HealthReading::Unreachable(e.to_string()),

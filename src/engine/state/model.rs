@@ -66,6 +66,11 @@ pub struct Plan {
     /// Extra inbound rules per cluster firewall set, on top of the derived peer rules.
     pub firewalls: BTreeMap<String, FirewallPlan>,
     pub domains: BTreeMap<String, DomainPlan>,
+    /// Extra networks (CIDR) every managed firewall lets reach the nodes' SSH port, on
+    /// top of the addresses nodes saw Legion connect from (`legion config set
+    /// management-sources`).
+    #[serde(default)]
+    pub management_sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +152,20 @@ pub struct Tracked {
     /// touches no provider until the next apply.
     #[serde(default)]
     pub applied_plan: Option<Plan>,
+    /// Per node, the address it saw Legion connect from (`SSH_CONNECTION`): the first
+    /// one is a management source of every managed firewall; the latest is checked
+    /// against the firewall before it is applied.
+    #[serde(default)]
+    pub seen_from: BTreeMap<String, SeenFrom>,
+}
+
+/// Where a node saw Legion's SSH connections come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenFrom {
+    /// Recorded once, during the node's first deploy, before any firewall was attached.
+    pub first: String,
+    /// The latest connection's address (deploy phases and health checks).
+    pub last: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

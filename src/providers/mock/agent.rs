@@ -57,6 +57,11 @@ impl MockAgent {
 
 #[async_trait]
 impl NodeAgent for MockAgent {
+    /// Simulated servers live on this machine: they see Legion from loopback.
+    fn client_address(&self) -> Option<String> {
+        Some("127.0.0.1".into())
+    }
+
     async fn wait_reachable(&self, node: &NodeTarget) -> Result<(), AgentError> {
         let mut last = String::new();
         for attempt in 0..REACH_ATTEMPTS {

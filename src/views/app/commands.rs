@@ -167,6 +167,11 @@ impl App {
                 self.fields = Some(Box::new(FieldsForm::firewall_rule(&cluster)));
                 return Vec::new();
             }
+            (Tab::Firewalls, true) => {
+                let current = self.snap.management_sources.join(", ");
+                self.fields = Some(Box::new(FieldsForm::management_sources(&current)));
+                return Vec::new();
+            }
             (Tab::Zones, true) => {
                 let zone = self.lists[1]
                     .selected()
