@@ -49,6 +49,10 @@ pub(crate) async fn status(cli: &Cli, as_json: bool) -> Result<()> {
 /// `legion apply [--wait]`.
 pub(crate) async fn apply(cli: &Cli, wait: bool) -> Result<()> {
     with_link(cli, async |l: &Link| {
+        // Said before the apply starts: the firewall actor refuses these sets anyway.
+        for why in l.lockouts().await? {
+            eprintln!("legion: warning: {}", clean(&why));
+        }
         let id = l.apply().await?;
         if wait {
             let snap = l.wait_apply(id).await?;

@@ -59,6 +59,9 @@ macro_rules! engine_calls {
             fn upsert_node(request: NodeRequest) -> ();
             /// Import an existing host as a node of the manual provider.
             fn import_node(request: ImportRequest) -> ImportReport;
+            /// Why an apply of the current plan would refuse a firewall set (it would block
+            /// SSH from where Legion connects); empty when none would.
+            fn lockouts() -> Vec<String>;
             /// Start an apply; returns its id. Progress and outcome are in the snapshot.
             fn apply() -> u64;
             /// Read every provider now.

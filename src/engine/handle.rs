@@ -219,6 +219,11 @@ impl EngineApi for Engine {
         Ok(s.cell.read(|st| st.plan.clone()))
     }
 
+    async fn lockouts(&self) -> Result<Vec<String>, EngineError> {
+        let s = self.session().await?;
+        Ok(s.cell.read(|st| s.supervisor.lockouts(st)))
+    }
+
     async fn edit_plan(&self, edit: PlanEdit) -> Result<(), EngineError> {
         let s = self.session().await?;
         s.clone().run(async move { s.edit(edit).await }).await

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use legion::engine::state::store::StateFile;
 use legion_testkit::gate::{Gates, first_bytes};
 use legion_testkit::hetzner::HetznerFake;
 use legion_testkit::http::{FaultKind, FaultRule};
@@ -281,4 +282,93 @@ fn the_firewalls_view_edits_the_management_sources() {
             if sources == &["203.0.113.4/32".to_string(), "2001:db8::/48".to_string()]),
         "{fx:?}"
     );
+}
+
+/// The operator moved (a new jump host, a changed NAT): the node now sees Legion from an
+/// address no management source covers. `apply` says so before it starts (the engine's
+/// `lockouts` call), and the firewall actor refuses the changed set before any provider
+/// call: the rules at the provider stay as they were.
+#[test]
+fn apply_warns_and_refuses_a_set_that_would_lock_legion_out() {
+    let Some(rig) = Rig::start("hetzner", || {
+        let fake = HetznerFake::start();
+        fake.set_action_duration(Duration::from_millis(30));
+        let vars = fake.legion_vars();
+        (fake, vars)
+    }) else {
+        return;
+    };
+    let (gates, _) = gates_for(&rig);
+    rig.fake.enforce_firewalls(gates);
+    let out = rig.ok(&[
+        "nodes",
+        "add",
+        "hz-1",
+        "--provider",
+        "hetzner",
+        "--cluster",
+        "web",
+        "--apply",
+        "--wait",
+    ]);
+    assert!(out.contains("converged"), "{out}");
+    let (_, _, quiet) = rig.run(&["apply", "--wait"]);
+    assert!(
+        !quiet.contains("would block SSH"),
+        "no warning yet: {quiet}"
+    );
+    let before = rig.fake.firewalls();
+
+    // Legion's record of where the node last saw it from, as a later health check over
+    // a changed NAT would leave it.
+    let file = StateFile::in_home(&rig.home());
+    let (key, plain) = file.open(b"hetzner end to end").unwrap();
+    let mut state: Value = serde_json::from_slice(&plain).unwrap();
+    // The first address moves too, so the management rule (which keeps it) no longer
+    // covers where Legion connects from, whichever address the next health check sees.
+    state["tracked"]["seen_from"]["hz-1"]["first"] = "203.0.113.9".into();
+    state["tracked"]["seen_from"]["hz-1"]["last"] = "198.51.100.7".into();
+    file.save(&key, &serde_json::to_vec(&state).unwrap())
+        .unwrap();
+
+    rig.ok(&[
+        "firewalls",
+        "add-rule",
+        "web",
+        "--port",
+        "443",
+        "--source",
+        "0.0.0.0/0",
+    ]);
+    let (code, out, err) = rig.run(&["apply", "--wait"]);
+    // Said before the apply starts (a health check during the apply may already have
+    // recorded the loopback address the test's sshd really sees).
+    assert!(
+        err.contains("warning: the firewall set")
+            && err.contains("the address node hz-1 sees you from")
+            && (err.contains("would block SSH from 198.51.100.7")
+                || err.contains("would block SSH from 127.0.0.1"))
+            && err.contains("legion config set management-sources"),
+        "said before the apply: {err}"
+    );
+    assert_ne!(code, 0, "the apply did not converge: {out}");
+    let rows = json(&rig, &["firewalls", "list", "--json"]);
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["state"], "failed", "{row}");
+    assert_eq!(
+        rig.fake.firewalls()[0].rules,
+        before[0].rules,
+        "nothing was sent to the provider"
+    );
+
+    // Adding the address the node sees clears the warning and applies the set.
+    rig.ok(&[
+        "config",
+        "set",
+        "management-sources",
+        "198.51.100.7/32,127.0.0.0/8",
+    ]);
+    let (code, out, err) = rig.run(&["apply", "--wait"]);
+    assert!(!err.contains("would block SSH"), "{err}");
+    assert_eq!(code, 0, "{out}\n{err}");
 }
