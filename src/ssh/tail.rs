@@ -154,8 +154,15 @@ impl Feed {
 /// dropped, and every other control, C1 or bidi character shown escaped by the one
 /// sanitizer ([`crate::core::text`]): a remote cannot move the panel's cursor or colour it.
 pub fn clean_line(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    // The common log line is printable ASCII: copied as it is, without the per-character
+    // escaping below (a 64 MiB tail spent most of its time there).
+    if raw.iter().all(|b| (0x20..0x7f).contains(b))
+        && let Ok(line) = String::from_utf8(raw.to_vec())
+    {
+        return line;
+    }
     let text = String::from_utf8_lossy(raw);
-    let text = text.strip_suffix('\r').unwrap_or(&text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
