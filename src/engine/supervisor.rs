@@ -83,22 +83,7 @@ impl Supervisor {
     /// cutting Legion off from a node (the check the firewall actor makes before its
     /// provider calls, made now so a face can say so before the apply starts).
     pub fn lockouts(&self, state: &crate::engine::state::model::State) -> Vec<String> {
-        let port = self.firewall.ssh_port;
-        crate::engine::derive::planned_clusters(&state.plan)
-            .iter()
-            .filter_map(|c| {
-                crate::engine::derive::desired_firewalls(&state.plan, &state.tracked, c, port)
-            })
-            .flat_map(|(specs, _)| specs)
-            .filter(|w| {
-                self.env
-                    .providers
-                    .get(&w.provider)
-                    .is_some_and(|p| p.api.firewall().is_some())
-            })
-            .filter_map(|w| crate::engine::derive::lockout(&w, &state.plan, &state.tracked).err())
-            .map(|e| e.to_string())
-            .collect()
+        self.firewall.lockouts(state)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Actors> {

@@ -14,9 +14,10 @@ use super::error::ActorError;
 use super::sync::{Desired, Reconciler};
 use super::{ActorEnv, Connected, ResourceKey};
 use crate::engine::derive::{
-    FirewallSpec, ZoneSpec, desired_firewalls, desired_zone, lockout, operator_tasks,
+    FirewallSpec, Lockout, ZoneSpec, desired_firewalls, desired_zone, lockout, operator_tasks,
+    planned_clusters,
 };
-use crate::engine::state::model::{State, TrackedDomain, TrackedZone};
+use crate::engine::state::model::{Plan, State, Tracked, TrackedDomain, TrackedZone};
 use crate::providers::{LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, RrSet};
 
 fn provider(env: &ActorEnv, id: &str) -> Result<std::sync::Arc<Connected>, ActorError> {
@@ -184,6 +185,36 @@ pub struct FirewallReconciler {
 #[derive(Clone, Serialize)]
 pub struct FirewallSetSpec(pub Vec<FirewallSpec>);
 
+impl FirewallReconciler {
+    /// The first firewall of `specs` Legion manages at its provider that would cut
+    /// Legion off from a node (providers without a firewall API get operator tasks).
+    fn lockout(
+        &self,
+        specs: &[FirewallSpec],
+        plan: &Plan,
+        tracked: &Tracked,
+    ) -> Result<(), Lockout> {
+        specs
+            .iter()
+            .filter(|w| {
+                self.providers
+                    .get(&w.provider)
+                    .is_some_and(|c| c.api.firewall().is_some())
+            })
+            .try_for_each(|w| lockout(w, plan, tracked))
+    }
+
+    /// What an apply of the current plan would refuse, one line per firewall set.
+    pub fn lockouts(&self, state: &State) -> Vec<String> {
+        planned_clusters(&state.plan)
+            .iter()
+            .filter_map(|c| desired_firewalls(&state.plan, &state.tracked, c, self.ssh_port))
+            .filter_map(|(specs, _)| self.lockout(&specs, &state.plan, &state.tracked).err())
+            .map(|e| e.to_string())
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Reconciler for FirewallReconciler {
     type Spec = FirewallSetSpec;
@@ -257,21 +288,10 @@ impl Reconciler for FirewallReconciler {
         let res = format!("firewall/{name}");
         // Refuse the whole set before any provider call when it would cut Legion off
         // from a node (see `derive::lockout`), checked against the newest state.
-        let managed: Vec<&FirewallSpec> = spec
-            .0
-            .iter()
-            .filter(|w| {
-                env.providers
-                    .get(&w.provider)
-                    .is_some_and(|c| c.api.firewall().is_some())
-            })
-            .collect();
         env.cell
             .read(|s| {
                 let plan = s.tracked.applied_plan.as_ref().unwrap_or(&s.plan);
-                managed
-                    .iter()
-                    .try_for_each(|w| lockout(w, plan, &s.tracked))
+                self.lockout(&spec.0, plan, &s.tracked)
             })
             .map_err(|e| ActorError::Refused(e.to_string()))?;
         let mut tracked = env
