@@ -44,7 +44,8 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 pub(crate) fn json_safe(text: &str) -> std::borrow::Cow<'_, str> {
     use crate::core::text::is_unsafe;
     let unsafe_here = |c: char| c == '\x7f' || (!c.is_ascii() && is_unsafe(c));
-    if !text.chars().any(unsafe_here) {
+    // The common case, ASCII below DEL, is told by a byte scan that vectorises.
+    if text.bytes().all(|b| b < 0x7f) || !text.chars().any(unsafe_here) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

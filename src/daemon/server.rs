@@ -85,7 +85,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             max_unauthenticated: 32,
             evict_after: Duration::from_millis(500),
-            rate: 5000,
+            rate: 50_000,
         }
     }
 }
@@ -607,6 +607,9 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// The shortest wait [`Bucket::delay`] asks for.
+const TICK: Duration = Duration::from_millis(1);
+
 /// Requests a connection may still send now: refilled at `rate` a second up to `rate`.
 struct Bucket {
     rate: f64,
@@ -625,15 +628,16 @@ impl Bucket {
     }
 
     /// How long to wait before the request at `now` may go (and take its token).
+    ///
+    /// A debt shorter than [`TICK`] is carried rather than slept: the runtime's timer
+    /// cannot sleep less than a millisecond, so paying each token's 20 µs at once would
+    /// cap a connection at a thousand requests a second instead of `rate`.
     fn delay(&mut self, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.rate) - 1.0;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
+        let debt = Duration::from_secs_f64((-self.tokens / self.rate).max(0.0));
+        if debt < TICK { Duration::ZERO } else { debt }
     }
 
     async fn take(&mut self) {

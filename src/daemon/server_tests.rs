@@ -214,3 +214,26 @@ fn the_bucket_lets_a_burst_through_then_paces() {
     }
     assert!(b.delay(later) > Duration::ZERO);
 }
+
+#[test]
+fn a_debt_under_a_timer_tick_is_carried_not_slept() {
+    let t0 = Instant::now();
+    let mut b = Bucket::new(10_000);
+    b.at = t0;
+    for _ in 0..10_000 {
+        assert_eq!(b.delay(t0), Duration::ZERO);
+    }
+    // Nine tokens short is 0.9 ms: carried. About the tenth makes a whole tick, slept at
+    // once (floating point may put it on the eleventh).
+    for _ in 0..9 {
+        assert_eq!(b.delay(t0), Duration::ZERO);
+    }
+    let d = match b.delay(t0) {
+        d if d.is_zero() => b.delay(t0),
+        d => d,
+    };
+    assert!(
+        d >= Duration::from_micros(999) && d <= Duration::from_micros(1101),
+        "{d:?}"
+    );
+}
