@@ -178,7 +178,7 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
     };
     let s = t.wait("Hetzner rows", |s| {
         s.lines()
-            .any(|l| l.contains("│hz-good ") && l.contains("ready"))
+            .any(|l| l.contains("│hz-good ") && l.contains(" running  "))
             && s.lines()
                 .any(|l| l.contains("│hz-bad ") && l.contains("Hetzner:"))
     });
