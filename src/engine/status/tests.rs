@@ -479,3 +479,60 @@ fn wait_targets() {
         Progress::Pending("running".into())
     );
 }
+
+fn row(name: &str, status: NodeStatus) -> crate::engine::snapshot::NodeRow {
+    crate::engine::snapshot::NodeRow {
+        name: name.into(),
+        status,
+        cluster: "demo".into(),
+        role: "worker".into(),
+        provider: "mock".into(),
+        region: "sim-east".into(),
+        offer: "sim-small".into(),
+        image: "debian-12".into(),
+        machine: Machine::Running,
+        system: System::Ready,
+        health: Some(HealthReading::Healthy),
+        address: None,
+        server_id: Some("sv-1".into()),
+        operation: None,
+        last_error: None,
+        error_class: None,
+        waiting: None,
+        planned: true,
+        live: true,
+        execution: None,
+        diffs: vec![],
+        ops_started: 0,
+        ops_finished: 0,
+    }
+}
+
+#[test]
+fn a_fleet_settles_only_when_every_row_is_running_and_converged() {
+    use crate::engine::snapshot::{AppSnapshot, FieldDiff, LockState};
+    let mut snap = AppSnapshot::empty("/h".into(), LockState::Unlocked);
+    snap.nodes = vec![row("a", NodeStatus::Running), row("b", NodeStatus::Running)];
+    assert_eq!(settlement(&snap), Settlement::Settled);
+    snap.nodes[1].status = NodeStatus::RunningUnchecked;
+    assert_eq!(
+        settlement(&snap),
+        Settlement::Pending(vec!["node b: running · unchecked".into()])
+    );
+    snap.nodes[1].status = NodeStatus::Failed {
+        phase: Phase::Configure,
+    };
+    snap.nodes[1].last_error = Some("boom".into());
+    assert_eq!(
+        settlement(&snap),
+        Settlement::Failed(vec!["node b: failed: configure (boom)".into()])
+    );
+    // Running, but not what the plan says: not in sync.
+    snap.nodes[1] = row("b", NodeStatus::Running);
+    snap.nodes[1].diffs.push(FieldDiff {
+        field: "offer".into(),
+        planned: "sim-large".into(),
+        observed: "sim-small".into(),
+    });
+    assert!(matches!(settlement(&snap), Settlement::Failed(r) if r[0].contains("offer")));
+}
