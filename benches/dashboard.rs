@@ -29,6 +29,7 @@ use ratatui::widgets::{Row, Table, Widget};
 fn node(i: usize) -> NodeRow {
     NodeRow {
         name: format!("node-{i:05}"),
+        status: legion::engine::status::NodeStatus::Running,
         cluster: "fleet".into(),
         role: "worker".into(),
         provider: "mock".into(),

@@ -37,7 +37,7 @@ fn demo_dashboard_end_to_end() {
     };
     // The seeded nodes appear and settle.
     let s = t.wait("the first apply to converge", |s| {
-        s.contains("apply #1: converged") && s.matches(" ready ").count() >= 6
+        s.contains("apply #1: converged") && s.matches(" running  ").count() >= 6
     });
     assert!(s.contains("DEMO"), "{s}");
     for n in ["east-1", "east-2", "east-3", "west-4", "west-5", "west-6"] {
@@ -62,7 +62,7 @@ fn demo_dashboard_end_to_end() {
     t.text("u");
     t.wait("east-2 running and ready", |s| {
         let r = row(s, "east-2");
-        r.contains("running") && r.contains("ready")
+        r.contains(" running  ")
     });
 
     // Reboot.
@@ -74,7 +74,7 @@ fn demo_dashboard_end_to_end() {
     // Back up and done: the footer offers an action only once the reboot has finished.
     t.wait("east-2 back up", |s| {
         let r = row(s, "east-2");
-        r.contains("running") && r.contains("ready") && !r.contains("reboot")
+        r.contains(" running  ") && !r.contains("reboot")
     });
 
     // Reinstall asks for the node's name.
@@ -85,7 +85,7 @@ fn demo_dashboard_end_to_end() {
     t.wait_for("reinstall east-2: accepted");
     t.wait("the reinstall to finish", |s| {
         let r = row(s, "east-2");
-        r.contains("running") && r.contains("ready")
+        r.contains(" running  ")
     });
 
     // `/` filters live; Esc clears.
@@ -136,7 +136,7 @@ fn demo_nodes_have_real_shells_and_logs_in_local_sandboxes() {
     };
     // Deployed over SSH into each node's sandbox.
     let s = t.wait("the first apply to converge", |s| {
-        s.contains("apply #1: converged") && s.matches(" ready ").count() >= 6
+        s.contains("apply #1: converged") && s.matches(" running  ").count() >= 6
     });
     assert!(s.contains("a local sshd per node"), "{s}");
     let identity = dir

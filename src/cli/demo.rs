@@ -1,6 +1,7 @@
 //! `legion demo`: a home of its own beside the operator's, the simulated cloud enabled
-//! for its engine only, a seeded fleet, an apply; then the dashboard, or text tables
-//! redrawn as the apply goes (`--once`, or no terminal).
+//! for its engine only, a seeded fleet, an apply; then the dashboard, text tables
+//! redrawn as the apply goes (no terminal), or with `--once` one summary once the fleet
+//! has settled (exit 1 naming the rows that did not).
 //!
 //! The seed and the sandboxes are the engine's (`engine::demo`, `engine::sandbox`); this
 //! file only wires them to a face and must not reach the operator's own state.
@@ -18,6 +19,7 @@ use super::password::read_password;
 use super::session::{has_state, init_tracing};
 use crate::core::secret::Secret;
 use crate::engine::snapshot::ApplyView;
+use crate::engine::status::{Settlement, settlement};
 use crate::engine::{Engine, EngineConfig, demo, home};
 use crate::link::Link;
 use crate::providers::Env;
@@ -28,10 +30,15 @@ pub(crate) struct DemoArgs {
     /// Start the demo fresh.
     #[arg(long)]
     reset: bool,
-    /// Print text tables instead of the dashboard, and exit once the first apply
-    /// finishes (for scripts).
+    /// No dashboard: wait until the demo fleet has settled (every node running and
+    /// reachable, every zone and firewall set converged), print one summary and exit 0;
+    /// exit 1 naming the rows that failed or did not settle within --timeout.
     #[arg(long)]
     once: bool,
+    /// With --once: how long to wait for the fleet to settle (`90s`, `5m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "5m",
+          value_parser = super::nodes::parse_timeout, requires = "once")]
+    timeout: Duration,
     #[command(flatten)]
     pub(crate) dashboard: DashboardArgs,
 }
@@ -97,6 +104,11 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
         home.display(),
         pw_path.display()
     );
+    if args.once {
+        let settled = once(&engine, id, args.timeout).await;
+        engine.logout().await?;
+        return settled;
+    }
     let mut rx = engine.snapshots();
     let mut last = String::new();
     loop {
@@ -116,9 +128,6 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
             let _ = out.flush();
             last = text;
         }
-        if args.once && matches!(&snap.apply, ApplyView::Finished { id: done, .. } if *done >= id) {
-            break;
-        }
         tokio::select! {
             r = rx.changed() => if r.is_err() { break },
             _ = tokio::signal::ctrl_c() => break,
@@ -128,4 +137,49 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
     }
     engine.logout().await?;
     Ok(())
+}
+
+/// `--once`: wait for apply `id`, then until every row has settled (or one has failed, or
+/// `timeout` passed), and print one table and one verdict.
+async fn once(engine: &Engine, id: u64, timeout: Duration) -> Result<()> {
+    let mut verdict = Settlement::Pending(vec![format!("apply #{id} has not finished")]);
+    let waited = tokio::time::timeout(
+        timeout,
+        engine.wait_for(|s| {
+            if !matches!(&s.apply, ApplyView::Finished { id: done, .. } if *done >= id) {
+                return false;
+            }
+            verdict = settlement(s);
+            !matches!(verdict, Settlement::Pending(_))
+        }),
+    )
+    .await;
+    let snap = match waited {
+        Ok(snap) => snap?,
+        Err(_) => engine.snapshot(),
+    };
+    let text: String = plain::render(&snap)
+        .lines()
+        .map(|l| clean(l) + "\n")
+        .collect();
+    outln!("DEMO  {}", text.trim_end());
+    let (nodes, derived) = (
+        snap.nodes.len(),
+        snap.zones.len() + snap.firewalls.len() + snap.domains.len(),
+    );
+    match verdict {
+        Settlement::Settled => {
+            outln!(
+                "demo settled: {nodes} nodes running and reachable, {derived} zones, firewall \
+                 sets and domains converged"
+            );
+            Ok(())
+        }
+        Settlement::Failed(rows) => Err(eyre!("demo did not settle: {}", clean(&rows.join("; ")))),
+        Settlement::Pending(rows) => Err(eyre!(
+            "demo did not settle within {}s: {}",
+            timeout.as_secs(),
+            clean(&rows.join("; "))
+        )),
+    }
 }

@@ -18,6 +18,7 @@ use crate::engine::actors::{Action, Machine, System};
 use crate::engine::import::ImportRequest;
 use crate::engine::plan::{NodeRequest, PlanEdit};
 use crate::engine::snapshot::{AppSnapshot, NodeRow};
+use crate::engine::status::{NodeStatus, Progress, Target, progress};
 use crate::link::Link;
 use crate::providers::BootMode;
 use crate::ssh::SudoStatus;
@@ -121,9 +122,34 @@ pub(crate) enum NodesCommand {
 #[derive(clap::Args)]
 pub(crate) struct NodeActionArgs {
     name: String,
-    /// Wait for the operation to finish; exit 1 if it failed, printing the node's error.
+    /// Wait until the node is where the action leads (start, reboot, reinstall, retry:
+    /// running and reachable by a health check taken after it; stop: stopped); exit 1
+    /// with the reason if it fails or does not get there within --timeout.
     #[arg(long)]
     wait: bool,
+    /// With --wait: how long to wait (`90s`, `5m`, `1h`, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout,
+          requires = "wait")]
+    timeout: Duration,
+}
+
+/// `90s`, `5m`, `1h` or a number of seconds.
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; say 90s, 5m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 /// How long `nodes list`/`show` wait for the first health checks: enough for SSH to
@@ -136,7 +162,7 @@ pub(crate) async fn run(cli: &Cli, command: &NodesCommand) -> Result<()> {
 }
 
 async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
-    let (name, action, wait) = match command {
+    let (name, action) = match command {
         NodesCommand::List { json: as_json } => {
             first_health(engine).await;
             let snap = engine.snapshot();
@@ -282,19 +308,29 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
             return Ok(());
         }
         NodesCommand::Destroy { name, yes } => return destroy(engine, name, *yes).await,
-        NodesCommand::Start(a) => (&a.name, Action::Start, a.wait),
-        NodesCommand::Stop(a) => (&a.name, Action::Stop, a.wait),
-        NodesCommand::Reboot(a) => (&a.name, Action::Reboot, a.wait),
-        NodesCommand::Retry(a) => (&a.name, Action::Retry, a.wait),
-        NodesCommand::Reinstall(a) => (&a.name, Action::Reinstall, a.wait),
+        NodesCommand::Start(a) => (a, Action::Start),
+        NodesCommand::Stop(a) => (a, Action::Stop),
+        NodesCommand::Reboot(a) => (a, Action::Reboot),
+        NodesCommand::Retry(a) => (a, Action::Retry),
+        NodesCommand::Reinstall(a) => (a, Action::Reinstall),
     };
-    node_action(engine, name, action, wait).await
+    node_action(
+        engine,
+        &name.name,
+        action,
+        name.wait.then_some(name.timeout),
+    )
+    .await
 }
 
 /// `nodes show NAME` as text.
 fn print_node(row: &NodeRow) {
     let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), clean);
     outln!("node      {}", clean(&row.name));
+    match &row.status {
+        NodeStatus::Stale { was, .. } => outln!("status    {} (was {was})", row.status),
+        s => outln!("status    {s}"),
+    }
     outln!(
         "plan      {} / {} / {} / {} (cluster {}, role {})",
         clean(&row.provider),
@@ -334,31 +370,80 @@ fn print_node(row: &NodeRow) {
     }
 }
 
-/// Start, stop, reboot, retry or reinstall, followed to its end when the engine lives in
-/// this process or `--wait` asks for it.
-async fn node_action(engine: &Link, name: &str, action: Action, wait: bool) -> Result<()> {
+/// Start, stop, reboot, retry or reinstall. The operation is followed to its end when
+/// the engine lives in this process (leaving sooner would stop it); `--wait` (with its
+/// timeout) also waits for the state the action leads to, after a fresh observation, and
+/// turns anything else into exit 1 with the reason.
+async fn node_action(
+    engine: &Link,
+    name: &str,
+    action: Action,
+    wait: Option<Duration>,
+) -> Result<()> {
     let op = engine.node_action(name.to_string(), action).await?;
     outln!("{action} {name}: accepted");
-    if engine.is_daemon() && !wait {
-        // The daemon's engine carries on; the snapshot shows how it ends.
+    let Some(timeout) = wait else {
+        if engine.is_daemon() {
+            // The daemon's engine carries on; the snapshot shows how it ends.
+            return Ok(());
+        }
+        let row = engine.wait_operation(name, op).await?;
+        match row.last_error {
+            Some(e) => eprintln!("legion: {action} {name} failed: {}", clean(&e)),
+            // Right after the operation: what the status says now, not the target.
+            None => outln!("{action} {name}: finished; now {}", row.status),
+        }
         return Ok(());
+    };
+    let target = Target::of(action);
+    let mut last = String::new();
+    let waited = tokio::time::timeout(
+        timeout,
+        engine.wait_for(|s| {
+            let Some(row) = s.node(name) else {
+                last = "gone from the state".into();
+                return true;
+            };
+            if row.ops_finished < op {
+                last = row.status.to_string();
+                return false;
+            }
+            if row.last_error.is_some() {
+                return true;
+            }
+            match progress(target, &row.status, row.last_error.as_deref()) {
+                Progress::Pending(now) => {
+                    last = now;
+                    false
+                }
+                Progress::Reached | Progress::Failed(_) => true,
+            }
+        }),
+    )
+    .await;
+    let snap = match waited {
+        Ok(snap) => snap?,
+        Err(_) => {
+            return Err(eyre!(
+                "{action} {name}: not {target} after {}s; it is {}",
+                timeout.as_secs(),
+                clean(&last)
+            ));
+        }
+    };
+    let row = snap
+        .node(name)
+        .ok_or_else(|| EngineError::NotFound(format!("node {name:?} is gone")))?;
+    if let Some(e) = &row.last_error {
+        return Err(eyre!("{action} {name} failed ({}): {e}", row.status));
     }
-    // A local engine lives in this process, so the operation is always waited for;
-    // --wait also turns its failure into the exit code.
-    let row = engine.wait_operation(name, op).await?;
-    match row.last_error {
-        Some(e) if wait => Err(eyre!("{action} {name} failed: {e}")),
-        Some(e) => {
-            eprintln!("legion: {action} {name} failed: {}", clean(&e));
+    match progress(target, &row.status, row.last_error.as_deref()) {
+        Progress::Reached => {
+            outln!("{action} {name}: done ({})", row.status);
             Ok(())
         }
-        None => {
-            outln!(
-                "{action} {name}: done ({}, {})",
-                row.machine,
-                clean(&row.system.to_string())
-            );
-            Ok(())
+        Progress::Failed(why) | Progress::Pending(why) => {
+            Err(eyre!("{action} {name} failed: {}", clean(&why)))
         }
     }
 }

@@ -9,6 +9,8 @@ use super::actors::Action;
 use super::error::EngineError;
 use super::session::Session;
 use super::state::model::State;
+use super::status::{Freshness, hh_mm, provider_freshness};
+use crate::providers::ProviderStatus;
 use crate::ssh::SshAccess;
 
 /// Whether `name` is a node of this state (planned or tracked): the node an action is
@@ -21,12 +23,62 @@ pub(crate) fn action_target(state: &State, name: &str) -> Result<(), EngineError
     }
 }
 
+/// The refusal of an action on a node whose provider is disabled or not answering: the
+/// actor would accept it and then fail on the first provider call, while the row showed
+/// a reading that is no longer current.
+pub(crate) fn stale_refusal(
+    state: &State,
+    providers: &[ProviderStatus],
+    name: &str,
+    action: Action,
+) -> Result<(), EngineError> {
+    let Some(provider) = state
+        .tracked
+        .nodes
+        .get(name)
+        .map(|t| t.provider.as_str())
+        .or_else(|| state.plan.nodes.get(name).map(|p| p.provider.as_str()))
+    else {
+        return Ok(());
+    };
+    let reading = state.observed.servers.get(name).map(|r| r.at_ms);
+    match provider_freshness(providers, provider, reading) {
+        Freshness::Current => Ok(()),
+        Freshness::Stale { since_ms, why } => {
+            let since = since_ms.map_or_else(String::new, |ms| {
+                format!("; its row is stale since {} UTC", hh_mm(ms))
+            });
+            let fix = if providers.iter().any(|p| p.id == provider) {
+                "try again once it answers (`legion refresh` checks now)".to_string()
+            } else if state.providers.contains_key(provider) {
+                format!("enable {provider} for this engine (see `legion provider list`)")
+            } else {
+                format!("configure it with `legion provider configure {provider}`")
+            };
+            Err(EngineError::Refused(format!(
+                "cannot {action} {name}: {why}{since}; {fix}"
+            )))
+        }
+    }
+}
+
 impl Session {
     /// Start, stop, reboot, retry or reinstall a node. Returns once the node's actor
     /// accepted (the work continues) or refused (with its reason); the number identifies
     /// the operation for `wait_operation`.
     pub(crate) async fn node_action(&self, name: &str, action: Action) -> Result<u64, EngineError> {
-        self.cell.read(|st| action_target(st, name))?;
+        let providers: Vec<ProviderStatus> = self
+            .supervisor
+            .env()
+            .providers
+            .all()
+            .iter()
+            .map(|c| c.lane.status())
+            .collect();
+        self.cell.read(|st| {
+            action_target(st, name)?;
+            stale_refusal(st, &providers, name, action)
+        })?;
         let handle = self.supervisor.ensure_node(name);
         Ok(handle.action(action).await?)
     }
@@ -136,5 +188,40 @@ mod tests {
         .unwrap();
         st.plan.nodes.insert("web-1".into(), node);
         assert!(action_target(&st, "web-1").is_ok());
+    }
+
+    #[test]
+    fn actions_on_a_stale_provider_are_refused_with_the_reason() {
+        let mut st = State::new("install".into());
+        let node = serde_json::from_value(serde_json::json!({
+            "uid": "0011", "cluster": "web", "role": "node", "provider": "mock",
+            "region": "r", "offer": "o", "image": "i", "boot_mode": "bios"
+        }))
+        .unwrap();
+        st.plan.nodes.insert("web-1".into(), node);
+        let e = stale_refusal(&st, &[], "web-1", Action::Start).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Refused(m)
+            if m.contains("cannot start web-1") && m.contains("not enabled")
+                && m.contains("legion provider configure mock")),
+            "{e}"
+        );
+        let mut status: ProviderStatus = serde_json::from_value(serde_json::json!({
+            "id": "mock", "kind": "mock", "display": "Simulated cloud", "health": "degraded",
+            "last_error": "Simulated cloud: connection reset", "in_flight": 0, "calls": 5,
+            "writes": 0, "rate_limit": null, "rate_remaining": null, "failures": 4,
+            "last_ok_ms": 3_600_000u64
+        }))
+        .unwrap();
+        let e =
+            stale_refusal(&st, std::slice::from_ref(&status), "web-1", Action::Reboot).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Refused(m)
+            if m.contains("not answering") && m.contains("stale since 01:00")
+                && m.contains("legion refresh")),
+            "{e}"
+        );
+        status.failures = 1;
+        assert!(stale_refusal(&st, &[status], "web-1", Action::Reboot).is_ok());
     }
 }

@@ -34,6 +34,7 @@ mod session;
 pub mod snapshot;
 pub(crate) mod ssh_agent;
 pub mod state;
+pub mod status;
 pub(crate) mod supervisor;
 pub(crate) mod wait;
 

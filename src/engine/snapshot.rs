@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
 use super::derive::planned_clusters;
 use super::state::model::{Execution, State};
+use super::status::{
+    Freshness, NodeFacts, NodeStatus, SyncStatus, node_status, provider_freshness, shown_health,
+    sync_status,
+};
 use crate::providers::{ErrorClass, HealthReading, ProviderStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +58,9 @@ pub struct FieldDiff {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRow {
     pub name: String,
+    /// The one state a table shows, derived from the fields below and the provider's
+    /// status (`engine::status`).
+    pub status: NodeStatus,
     pub cluster: String,
     pub role: String,
     pub provider: String,
@@ -62,6 +69,8 @@ pub struct NodeRow {
     pub image: String,
     pub machine: Machine,
     pub system: System,
+    /// The latest health check, only while the system is installed and idle: never
+    /// `healthy` next to a failed, reinstalling or unknown system.
     pub health: Option<HealthReading>,
     pub address: Option<String>,
     pub server_id: Option<String>,
@@ -86,13 +95,19 @@ pub struct NodeRow {
 pub struct SyncRow {
     pub name: String,
     pub provider: String,
+    /// The one state a table shows: the actor's state, or stale.
+    pub status: SyncStatus,
     pub state: SyncState,
     pub summary: String,
     pub waiting: Option<String>,
+    /// The current failure; none once the resource converged.
     pub last_error: Option<String>,
     /// As [`NodeRow::error_class`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<ErrorClass>,
+    /// The failure before the last success: history, not the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_error: Option<String>,
     pub operation: Option<String>,
     pub planned: bool,
     pub live: bool,
@@ -166,7 +181,7 @@ pub fn assemble(
                 Some(Snap::Node(s)) => Some(s),
                 _ => None,
             };
-            node_row(state, name, snap)
+            node_row(state, name, snap, &providers)
         })
         .collect();
     let zone_names: BTreeSet<&String> = state
@@ -190,6 +205,7 @@ pub fn assemble(
                 provider,
                 state.plan.zones.contains_key(z),
                 board.get(&ResourceKey::Zone(z.clone())),
+                &providers,
             )
         })
         .collect();
@@ -217,6 +233,7 @@ pub fn assemble(
                 provider,
                 planned,
                 board.get(&ResourceKey::Firewall(c.clone())),
+                &providers,
             )
         })
         .collect();
@@ -240,6 +257,7 @@ pub fn assemble(
                 provider,
                 state.plan.domains.contains_key(d),
                 board.get(&ResourceKey::Domain(d.clone())),
+                &providers,
             )
         })
         .collect();
@@ -257,14 +275,16 @@ pub fn assemble(
     }
 }
 
-fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow {
+fn node_row(
+    state: &State,
+    name: &str,
+    snap: Option<&Arc<NodeSnap>>,
+    providers: &[ProviderStatus],
+) -> NodeRow {
     let plan = state.plan.nodes.get(name);
     let tracked = state.tracked.nodes.get(name);
-    let observed = state
-        .observed
-        .servers
-        .get(name)
-        .and_then(|r| r.server.as_ref());
+    let reading = state.observed.servers.get(name);
+    let observed = reading.and_then(|r| r.server.as_ref());
     let pick = |p: Option<&String>, t: Option<&String>| p.or(t).cloned().unwrap_or_default();
     let mut diffs = Vec::new();
     if let (Some(p), Some(o)) = (plan, observed) {
@@ -297,26 +317,47 @@ fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow 
             observed: "present".into(),
         });
     }
+    let provider = pick(plan.map(|p| &p.provider), tracked.map(|t| &t.provider));
+    let machine = snap.map_or(Machine::Unknown, |s| s.machine);
+    let system = snap.map_or(System::Unknown, |s| s.system.clone());
+    let operation = snap.and_then(|s| s.operation.clone());
+    let execution = tracked.and_then(|t| t.execution.clone());
+    let has_server = tracked.is_some_and(|t| t.server_id.is_some());
+    let freshness = provider_freshness(providers, &provider, reading.map(|r| r.at_ms));
+    let status = node_status(NodeFacts {
+        planned: plan.is_some(),
+        has_server,
+        live: snap.is_some(),
+        machine,
+        system: &system,
+        health: snap.and_then(|s| s.health.as_ref()),
+        operation: operation.as_deref(),
+        execution: execution.as_ref(),
+        freshness: &freshness,
+    });
+    let health = shown_health(
+        &system,
+        operation.as_deref(),
+        snap.and_then(|s| s.health.as_ref()),
+    );
     NodeRow {
         name: name.to_string(),
+        status,
         cluster: plan.map(|p| p.cluster.clone()).unwrap_or_default(),
         role: plan.map(|p| p.role.clone()).unwrap_or_default(),
-        provider: pick(plan.map(|p| &p.provider), tracked.map(|t| &t.provider)),
+        provider,
         region: pick(plan.map(|p| &p.region), tracked.map(|t| &t.region)),
         offer: pick(plan.map(|p| &p.offer), tracked.map(|t| &t.offer)),
         image: pick(plan.map(|p| &p.image), tracked.map(|t| &t.image)),
-        machine: snap.map_or(Machine::Unknown, |s| s.machine),
-        system: snap.map_or(System::Unknown, |s| s.system.clone()),
-        health: snap.and_then(|s| s.health.clone()),
+        machine,
+        system,
+        health,
         address: tracked.and_then(|t| t.address().map(String::from)),
         server_id: tracked.and_then(|t| t.server_id.clone()),
-        operation: snap.and_then(|s| s.operation.clone()),
+        operation,
         last_error: snap.and_then(|s| s.last_error.clone()),
         error_class: snap.and_then(|s| s.error_class),
-        waiting: match (
-            plan.is_some(),
-            tracked.is_some_and(|t| t.server_id.is_some()),
-        ) {
+        waiting: match (plan.is_some(), has_server) {
             (true, false) if snap.is_none_or(|s| s.operation.is_none()) => {
                 Some("not created yet; apply to create it".into())
             }
@@ -325,26 +366,58 @@ fn node_row(state: &State, name: &str, snap: Option<&Arc<NodeSnap>>) -> NodeRow 
         },
         planned: plan.is_some(),
         live: snap.is_some(),
-        execution: tracked.and_then(|t| t.execution.clone()),
+        execution,
         diffs,
         ops_started: snap.map_or(0, |s| s.ops_started),
         ops_finished: snap.map_or(0, |s| s.ops_finished),
     }
 }
 
-fn sync_row(name: &str, provider: String, planned: bool, snap: Option<&Snap>) -> SyncRow {
+fn sync_row(
+    name: &str,
+    provider: String,
+    planned: bool,
+    snap: Option<&Snap>,
+    providers: &[ProviderStatus],
+) -> SyncRow {
     let snap: Option<&SyncSnap> = match snap {
         Some(Snap::Sync(s)) => Some(s),
         _ => None,
     };
+    let state = snap.map_or(SyncState::Unknown, |s| s.state);
+    // A set spread over several providers is as fresh as its stalest provider. A row
+    // with no provider yet (a firewall set before any node) has nothing to be stale on.
+    let freshness = provider
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| provider_freshness(providers, p, None))
+        .find(|f| *f != Freshness::Current)
+        .unwrap_or(Freshness::Current);
+    // A converged resource has no current error: an error still on the snapshot is the
+    // one before the success, kept as history.
+    let (last_error, error_class, previous_error) = match snap {
+        Some(s) if state == SyncState::Converged => (
+            None,
+            None,
+            s.previous_error.clone().or_else(|| s.last_error.clone()),
+        ),
+        Some(s) => (
+            s.last_error.clone(),
+            s.error_class,
+            s.previous_error.clone(),
+        ),
+        None => (None, None, None),
+    };
     SyncRow {
         name: name.to_string(),
         provider,
-        state: snap.map_or(SyncState::Unknown, |s| s.state),
+        status: sync_status(state, &freshness),
+        state,
         summary: snap.map(|s| s.summary.clone()).unwrap_or_default(),
         waiting: snap.and_then(|s| s.waiting.clone()),
-        last_error: snap.and_then(|s| s.last_error.clone()),
-        error_class: snap.and_then(|s| s.error_class),
+        last_error,
+        error_class,
+        previous_error,
         operation: snap.and_then(|s| s.operation.clone()),
         planned,
         live: snap.is_some(),

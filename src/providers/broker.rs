@@ -60,6 +60,13 @@ pub struct ProviderStatus {
     pub writes: u64,
     pub rate_limit: Option<u32>,
     pub rate_remaining: Option<u32>,
+    /// Provider faults in a row (reset by any success): a run of them means the
+    /// provider is not answering and its rows are stale.
+    #[serde(default)]
+    pub failures: u32,
+    /// When a call last succeeded (ms since the epoch): what "stale since" names.
+    #[serde(default)]
+    pub last_ok_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +81,7 @@ struct LaneState {
     health: ProviderHealth,
     last_error: Option<String>,
     consecutive_failures: u32,
+    last_ok_ms: Option<u64>,
     rate: Option<RateInfo>,
     in_flight: u32,
     calls: u64,
@@ -140,6 +148,7 @@ impl Lane {
                 health: ProviderHealth::Ok,
                 last_error: None,
                 consecutive_failures: 0,
+                last_ok_ms: None,
                 rate: None,
                 in_flight: 0,
                 calls: 0,
@@ -180,6 +189,8 @@ impl Lane {
             writes: st.writes,
             rate_limit: st.rate.map(|r| r.limit),
             rate_remaining: st.rate.map(|r| r.remaining),
+            failures: st.consecutive_failures,
+            last_ok_ms: st.last_ok_ms,
         }
     }
 
@@ -394,11 +405,14 @@ impl Lane {
         let changed = {
             let mut st = self.lock();
             st.in_flight = st.in_flight.saturating_sub(1);
-            let before = (st.health, st.last_error.clone());
+            let before = (st.health, st.last_error.clone(), st.consecutive_failures);
             match &result {
                 Ok(_) => {
                     st.consecutive_failures = 0;
                     st.health = ProviderHealth::Ok;
+                    // Healthy again: the last error is history, not the current state.
+                    st.last_error = None;
+                    st.last_ok_ms = Some(crate::core::time::now_ms());
                 }
                 Err(e) if e.kind == ErrorKind::RateLimited => {
                     st.health = ProviderHealth::RateLimited;
@@ -421,7 +435,7 @@ impl Lane {
                 // the provider's health.
                 Err(_) => {}
             }
-            before != (st.health, st.last_error.clone())
+            before != (st.health, st.last_error.clone(), st.consecutive_failures)
         };
         if changed {
             (self.on_change)();
@@ -600,5 +614,29 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_provider_forgets_its_last_error() {
+        let lane = lane();
+        for _ in 0..3 {
+            let out: ProviderResult<()> = lane
+                .read("x", || async { Err(err(ErrorKind::Unavailable)) })
+                .await;
+            assert!(out.is_err());
+        }
+        let st = lane.status();
+        assert_eq!(st.health, ProviderHealth::Degraded);
+        assert_eq!(st.failures, 3);
+        assert!(st.last_error.is_some());
+        assert_eq!(st.last_ok_ms, None);
+        lane.read("x", || async { Ok::<_, ProviderError>(()) })
+            .await
+            .unwrap();
+        let st = lane.status();
+        assert_eq!(st.health, ProviderHealth::Ok);
+        assert_eq!(st.failures, 0);
+        assert_eq!(st.last_error, None, "the error is history once it answers");
+        assert!(st.last_ok_ms.is_some());
     }
 }

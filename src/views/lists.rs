@@ -11,9 +11,10 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table, Widget};
 use super::plain::clean;
 use super::table::Window;
 use super::theme::Theme;
-use crate::engine::actors::{Machine, System};
+use crate::engine::actors::Machine;
 use crate::engine::snapshot::{AppSnapshot, NodeRow, SyncRow};
-use crate::providers::{HealthReading, ProviderHealth};
+use crate::engine::status::{NodeStatus, SyncStatus};
+use crate::providers::ProviderHealth;
 
 /// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +173,7 @@ pub fn node_matches(n: &NodeRow, needle: &str) -> bool {
         n.region.as_str(),
     ];
     hay.iter().any(|h| h.to_lowercase().contains(needle))
+        || n.status.to_string().contains(needle)
         || n.machine.to_string().contains(needle)
         || n.system.to_string().contains(needle)
 }
@@ -179,32 +181,41 @@ pub fn node_matches(n: &NodeRow, needle: &str) -> bool {
 pub fn sync_matches(r: &SyncRow, needle: &str) -> bool {
     r.name.to_lowercase().contains(needle)
         || r.provider.to_lowercase().contains(needle)
-        || r.state.to_string().contains(needle)
+        || r.status.to_string().contains(needle)
 }
 
 pub fn machine_key(m: Machine) -> String {
     format!("node.machine.{m}")
 }
 
-pub fn system_key(s: &System) -> &'static str {
+/// The theme key of a node's STATUS, from the keys the machine and system regions
+/// already have (so every theme colours it).
+pub fn status_key(s: &NodeStatus) -> String {
     match s {
-        System::Ready => "node.system.ready",
-        System::Installing(_) => "node.system.installing",
-        System::Degraded(_) => "node.system.degraded",
-        System::Unreachable(_) => "node.system.unreachable",
-        System::Failed(_) => "node.system.failed",
-        System::Interrupted(_) => "node.system.interrupted",
-        System::Pending => "node.system.pending",
-        System::Unknown => "node.system.unknown",
+        NodeStatus::Running => "node.system.ready".into(),
+        NodeStatus::RunningDegraded { .. } => "node.system.degraded".into(),
+        NodeStatus::RunningUnreachable { .. } => "node.system.unreachable".into(),
+        NodeStatus::RunningUnchecked | NodeStatus::Unknown => "node.system.unknown".into(),
+        NodeStatus::RunningNotDeployed => "node.system.pending".into(),
+        NodeStatus::Stopped => machine_key(Machine::Stopped),
+        NodeStatus::Failed { .. } => "node.system.failed".into(),
+        NodeStatus::Interrupted { .. } => "node.system.interrupted".into(),
+        NodeStatus::Missing => machine_key(Machine::Missing),
+        NodeStatus::PendingCreate => machine_key(Machine::Absent),
+        NodeStatus::PendingDelete => machine_key(Machine::Deleting),
+        NodeStatus::Provisioning => machine_key(Machine::Provisioning),
+        NodeStatus::Changing { machine } => machine_key(*machine),
+        NodeStatus::Deploying { .. }
+        | NodeStatus::Reinstalling { .. }
+        | NodeStatus::Working { .. } => "node.system.installing".into(),
+        NodeStatus::Stale { .. } => "status.warn".into(),
     }
 }
 
-fn health_text(h: &Option<HealthReading>) -> (&'static str, &'static str) {
-    match h {
-        Some(HealthReading::Healthy) => ("ok", "status.ok"),
-        Some(HealthReading::Degraded(_)) => ("degraded", "status.warn"),
-        Some(HealthReading::Unreachable(_)) => ("down", "status.error"),
-        None => ("-", "text.dim"),
+fn sync_key(s: &SyncStatus) -> String {
+    match s {
+        SyncStatus::Stale { .. } => "status.warn".into(),
+        other => format!("sync.{other}"),
     }
 }
 
@@ -259,27 +270,14 @@ pub fn render_nodes(
             )
         })
         .collect();
-    let header = [
-        "NAME",
-        "PROVIDER",
-        "REGION",
-        "MACHINE",
-        "SYSTEM",
-        "HEALTH",
-        "ADDRESS",
-        "OPERATION",
-        "LAST ERROR",
-    ];
+    // STATUS is the one state column; machine, system, health and the operation are in
+    // the details (enter).
+    let header = ["NAME", "PROVIDER", "REGION", "STATUS", "ADDRESS", "NOTE"];
     let body: Vec<Row> = rows
         .iter()
         .enumerate()
         .map(|(pos, &i)| {
             let n = &snap.nodes[i];
-            let (health, hkey) = health_text(&n.health);
-            let mut system = n.system.to_string();
-            if !n.planned {
-                system = format!("{system} (unplanned)");
-            }
             let trouble = troubled.get(n.provider.as_str());
             let note = n
                 .last_error
@@ -298,16 +296,10 @@ pub fn render_nodes(
                 },
                 Cell::from(trimmed(&n.region, 12)),
                 Cell::from(Span::styled(
-                    n.machine.to_string(),
-                    theme.style(&machine_key(n.machine)),
+                    trimmed(&n.status.to_string(), 34),
+                    theme.style(&status_key(&n.status)),
                 )),
-                Cell::from(Span::styled(
-                    trimmed(&system, 28),
-                    theme.style(system_key(&n.system)),
-                )),
-                Cell::from(Span::styled(health, theme.style(hkey))),
                 Cell::from(trimmed(n.address.as_deref().unwrap_or("-"), 39)),
-                Cell::from(trimmed(n.operation.as_deref().unwrap_or(""), 28)),
                 Cell::from(Span::styled(
                     trimmed(note, 120),
                     theme.style(if n.last_error.is_some() || trouble.is_some() {
@@ -327,7 +319,7 @@ pub fn render_nodes(
     draw_table(
         &header,
         body,
-        &[16, 9, 10, 13, 24, 8, 16, 22],
+        &[16, 9, 10, 26, 16],
         empty,
         theme,
         inner,
@@ -374,7 +366,7 @@ pub fn render_sync(
     let header = [
         name_col,
         "PROVIDER",
-        "STATE",
+        "STATUS",
         summary_col,
         "WAITING / ERROR",
     ];
@@ -388,17 +380,14 @@ pub fn render_sync(
                 (None, Some(w)) => (w.as_str(), "status.warn"),
                 _ => ("", "text.dim"),
             };
-            let mut state = r.state.to_string();
+            let mut state = r.status.to_string();
             if let Some(op) = &r.operation {
                 state = format!("{state} ({op})");
             }
             let row = Row::new(vec![
                 Cell::from(trimmed(&r.name, 40)),
                 Cell::from(trimmed(&r.provider, provider_width)),
-                Cell::from(Span::styled(
-                    state,
-                    theme.style(&format!("sync.{}", r.state)),
-                )),
+                Cell::from(Span::styled(state, theme.style(&sync_key(&r.status)))),
                 Cell::from(trimmed(&r.summary, 40)),
                 Cell::from(Span::styled(trimmed(note, 120), theme.style(key))),
             ]);
@@ -408,7 +397,7 @@ pub fn render_sync(
     let empty = rows_all
         .is_empty()
         .then(|| format!("No {} planned.", tab.title().to_lowercase()));
-    let widths = [28, provider_width as u16, 18, 30];
+    let widths = [28, provider_width as u16, 20, 30];
     draw_table(&header, body, &widths, empty, theme, inner, buf);
 }
 

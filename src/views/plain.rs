@@ -75,23 +75,27 @@ pub fn render(snap: &AppSnapshot) -> String {
         providers.join(", "),
         apply_line(&snap.apply)
     );
+    // STATUS is the one state column (`engine::status`); `nodes show` has the rest.
     let _ = writeln!(
         out,
-        "{:<14} {:<6} {:<10} {:<13} {:<24} {:<16} {:<24} LAST ERROR",
-        "NODE", "PROV", "REGION", "MACHINE", "SYSTEM", "ADDRESS", "OPERATION"
+        "{:<14} {:<6} {:<10} {:<26} {:<16} NOTE",
+        "NODE", "PROV", "REGION", "STATUS", "ADDRESS"
     );
     for n in &snap.nodes {
+        let note = n
+            .last_error
+            .as_deref()
+            .or(n.waiting.as_deref())
+            .unwrap_or("");
         let _ = writeln!(
             out,
-            "{:<14} {:<6} {:<10} {:<13} {:<24} {:<16} {:<24} {}",
+            "{:<14} {:<6} {:<10} {:<26} {:<16} {}",
             trim(&n.name, 14),
             trim(&n.provider, 6),
             trim(&n.region, 10),
-            n.machine.to_string(),
-            trim(&n.system.to_string(), 24),
+            trim(&n.status.to_string(), 26),
             trim(n.address.as_deref().unwrap_or("-"), 16),
-            trim(n.operation.as_deref().unwrap_or("-"), 24),
-            trim(n.last_error.as_deref().unwrap_or(""), 60),
+            trim(note, 60),
         );
     }
     for (title, rows) in [
@@ -104,8 +108,8 @@ pub fn render(snap: &AppSnapshot) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<22} {:<8} {:<10} {:<28} WAITING / ERROR",
-            title, "PROV", "STATE", "SUMMARY"
+            "{:<22} {:<8} {:<18} {:<28} WAITING / ERROR",
+            title, "PROV", "STATUS", "SUMMARY"
         );
         for r in rows.iter() {
             let note = r
@@ -115,10 +119,10 @@ pub fn render(snap: &AppSnapshot) -> String {
                 .unwrap_or("");
             let _ = writeln!(
                 out,
-                "{:<22} {:<8} {:<10} {:<28} {}",
+                "{:<22} {:<8} {:<18} {:<28} {}",
                 trim(&r.name, 22),
                 trim(&r.provider, 8),
-                r.state.to_string(),
+                r.status.to_string(),
                 trim(&r.summary, 28),
                 trim(note, 60)
             );

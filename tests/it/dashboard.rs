@@ -20,6 +20,7 @@ use ratatui::buffer::Buffer;
 fn node(i: usize, machine: Machine, system: System) -> NodeRow {
     NodeRow {
         name: format!("node-{i:02}"),
+        status: legion::engine::status::NodeStatus::Running,
         cluster: "prod".into(),
         role: "worker".into(),
         provider: "mock".into(),
@@ -64,17 +65,25 @@ fn snapshot(n: usize) -> Arc<AppSnapshot> {
     if n > 2 {
         s.nodes[1].machine = Machine::Stopped;
         s.nodes[1].system = System::Unreachable("server is stopped".into());
+        s.nodes[1].status = legion::engine::status::NodeStatus::Stopped;
+        s.nodes[1].health = Some(HealthReading::Unreachable("server is stopped".into()));
         s.nodes[2].last_error = Some("configure failed: simulated failure in configure".into());
         s.nodes[2].system = System::Failed(legion::engine::state::model::Phase::Configure);
+        s.nodes[2].status = legion::engine::status::NodeStatus::Failed {
+            phase: legion::engine::state::model::Phase::Configure,
+        };
+        s.nodes[2].health = None;
     }
     s.zones = vec![SyncRow {
         name: "example.test".into(),
         provider: "mock".into(),
+        status: legion::engine::status::SyncStatus::Waiting,
         state: SyncState::Waiting,
         summary: "2 rrsets".into(),
         waiting: Some("node node-09 has no address yet".into()),
         last_error: None,
         error_class: None,
+        previous_error: None,
         operation: None,
         planned: true,
         live: true,
@@ -462,6 +471,8 @@ fn with_provider(n: usize) -> Arc<AppSnapshot> {
         writes: 0,
         rate_limit: None,
         rate_remaining: None,
+        failures: 0,
+        last_ok_ms: None,
     }];
     Arc::new(s)
 }
@@ -529,11 +540,13 @@ fn firewall_rules_on_unmanaged_hosts_are_listed_as_operator_tasks() {
     snap.firewalls = vec![SyncRow {
         name: "edge".into(),
         provider: "manual".into(),
+        status: legion::engine::status::SyncStatus::Converged,
         state: SyncState::Converged,
         summary: "1 rules on 2 nodes".into(),
         waiting: None,
         last_error: None,
         error_class: None,
+        previous_error: None,
         operation: None,
         planned: true,
         live: true,

@@ -178,7 +178,7 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
     };
     let s = t.wait("Hetzner rows", |s| {
         s.lines()
-            .any(|l| l.contains("│hz-good ") && l.contains("ready"))
+            .any(|l| l.contains("│hz-good ") && l.contains(" running  "))
             && s.lines()
                 .any(|l| l.contains("│hz-bad ") && l.contains("Hetzner:"))
     });
@@ -263,8 +263,14 @@ fn a_changed_host_key_is_refused_until_retrusted() {
     assert!(!out.contains("should-not-run"));
     assert!(err.contains(&pinned) && err.contains(&new), "{err}");
     // Health checks refuse it too, and say so in the node's row.
-    let (code, _, err) = via(&rig, &["nodes", "reboot", "hz-1", "--wait"]);
-    assert_eq!(code, 0, "the power action itself is the provider's: {err}");
+    // The reboot itself is the provider's and succeeds, but the node never becomes
+    // reachable again: `--wait` says so and exits 1 when its time is up.
+    let (code, _, err) = via(
+        &rig,
+        &["nodes", "reboot", "hz-1", "--wait", "--timeout", "10s"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not running and reachable after 10s"), "{err}");
     let health = wait_health(&rig, "a refused host key", &|h| h.contains("changed"));
     assert!(
         health.contains(&new) && health.contains(&pinned),

@@ -21,6 +21,7 @@ mod daemon;
 mod daemon_trust;
 mod dashboard;
 mod engine;
+mod fault_matrix;
 mod files;
 mod firewall_access;
 mod hetzner_cli;

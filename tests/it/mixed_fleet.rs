@@ -103,7 +103,7 @@ fn one_dashboard_lists_a_cluster_spread_over_three_clouds() {
     let s = t.wait("the three clouds' nodes, ready", |s| {
         FLEET
             .iter()
-            .all(|(name, kind)| row(s, name).contains(kind) && row(s, name).contains("ready"))
+            .all(|(name, kind)| row(s, name).contains(kind) && row(s, name).contains(" running  "))
     });
     let header = s.lines().next().unwrap();
     for kind in KINDS {
@@ -132,7 +132,7 @@ fn one_dashboard_lists_a_cluster_spread_over_three_clouds() {
     let header = s.lines().next().unwrap();
     assert!(header.contains("hetzner:ok"), "{header}");
     assert!(header.contains("scaleway:ok"), "{header}");
-    assert!(row(&s, "web-1").contains("ready"), "{s}");
+    assert!(row(&s, "web-1").contains(" running  "), "{s}");
     assert!(!row(&s, "web-1").contains("provider"), "{s}");
 
     // OVHcloud answers again: the next refresh says so.

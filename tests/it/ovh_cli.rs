@@ -232,7 +232,7 @@ fn the_dashboard_shows_ovh_nodes_and_their_errors() {
     };
     let s = t.wait("OVHcloud rows", |s| {
         s.lines()
-            .any(|l| l.contains("│ovh-good ") && l.contains("ready"))
+            .any(|l| l.contains("│ovh-good ") && l.contains(" running  "))
             && s.lines()
                 .any(|l| l.contains("│ovh-bad ") && l.contains("OVHcloud:"))
     });

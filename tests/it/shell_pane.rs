@@ -31,7 +31,7 @@ fn a_shell_in_the_dashboard_runs_commands_and_leaves_the_dashboard_live() {
     };
     t.wait("the node, ready", |s| {
         s.lines()
-            .any(|l| l.contains("│hz-1 ") && l.contains("ready"))
+            .any(|l| l.contains("│hz-1 ") && l.contains(" running  "))
     });
     t.text("s");
     // The tab line shows the session; the connecting mark goes once the shell is open.

@@ -232,6 +232,9 @@ pub struct SyncSnap {
     /// As [`NodeSnap::error_class`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<ErrorClass>,
+    /// The error a later success cleared: history, shown in details only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_error: Option<String>,
     pub operation: Option<String>,
     pub synced_apply: u64,
     /// How many times the actor called the provider to converge (no-ops do not count).

@@ -370,6 +370,9 @@ impl NodeActor {
         self.snap.operation = Some(op.label().to_string());
         self.snap.ops_started += 1;
         self.snap.last_error = None;
+        // The reading described the machine before this operation; `--wait` and the
+        // status must see a check taken after it.
+        self.snap.health = None;
         let env = self.env.clone();
         let name = self.name.clone();
         let events = self.events_tx.clone();
@@ -400,7 +403,8 @@ impl NodeActor {
             }
             Event::System(s) => self.snap.system = s,
             Event::Operation(label) => self.snap.operation = Some(label),
-            Event::Health(h) => {
+            Event::Health(_, probed_at) if probed_at != self.snap.ops_started => {}
+            Event::Health(h, _) => {
                 if self.snap.system.is_installed() && !self.busy() {
                     self.snap.system = if self.snap.machine == Machine::Stopped {
                         System::Unreachable("server is stopped".into())
@@ -458,9 +462,10 @@ impl NodeActor {
             return;
         }
         let events = self.events_tx.clone();
+        let probed_at = self.snap.ops_started;
         self.children.spawn(async move {
             let h = agent.health(&target).await;
-            let _ = events.send(Event::Health(h));
+            let _ = events.send(Event::Health(h, probed_at));
         });
     }
 }

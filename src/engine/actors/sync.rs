@@ -80,6 +80,7 @@ impl SyncHandle {
                 waiting: None,
                 last_error: None,
                 error_class: None,
+                previous_error: None,
                 operation: None,
                 synced_apply: 0,
                 applied_count: 0,
@@ -221,8 +222,7 @@ impl<R: Reconciler> SyncActor<R> {
                         SyncState::Converged
                     };
                     self.snap.waiting = desired.waiting;
-                    self.snap.last_error = None;
-                    self.snap.error_class = None;
+                    self.snap.clear_error();
                     settle(&mut self.snap);
                     return;
                 }
@@ -268,8 +268,7 @@ impl<R: Reconciler> SyncActor<R> {
             Ok(()) => {
                 self.snap.applied_count += 1;
                 self.failed_signature = None;
-                self.snap.last_error = None;
-                self.snap.error_class = None;
+                self.snap.clear_error();
                 self.snap.state = match (&done.signature, &done.waiting) {
                     (None, _) => SyncState::Unknown,
                     (Some(_), Some(_)) => SyncState::Waiting,
@@ -301,5 +300,15 @@ impl<R: Reconciler> SyncActor<R> {
             (None, Some(a)) => self.snap.synced_apply = self.snap.synced_apply.max(a),
             (None, None) => {}
         }
+    }
+}
+
+impl SyncSnap {
+    /// A success: the current error becomes history.
+    fn clear_error(&mut self) {
+        if let Some(e) = self.last_error.take() {
+            self.previous_error = Some(e);
+        }
+        self.error_class = None;
     }
 }

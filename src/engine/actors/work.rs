@@ -25,7 +25,9 @@ pub(super) enum Event {
     System(System),
     Operation(String),
     OpDone(Result<(), ActorError>),
-    Health(HealthReading),
+    /// A health reading and the number of operations started when its probe was: a
+    /// probe from before the latest operation describes a machine that has changed since.
+    Health(HealthReading, u64),
 }
 
 pub(super) enum Op {

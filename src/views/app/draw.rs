@@ -492,6 +492,7 @@ impl App {
                 let Some(n) = self.selected_node() else {
                     return;
                 };
+                lines.push(kv("status", stale_was(&n.status.to_string(), &n.status)));
                 lines.push(kv("machine", n.machine.to_string()));
                 let detail = |s: &str| {
                     if s.is_empty() {
@@ -511,7 +512,7 @@ impl App {
                     Some(HealthReading::Healthy) => "healthy".to_string(),
                     Some(HealthReading::Degraded(d)) => format!("degraded{}", detail(d)),
                     Some(HealthReading::Unreachable(d)) => format!("unreachable{}", detail(d)),
-                    None => "not checked yet".to_string(),
+                    None => "not checked since the last operation".to_string(),
                 };
                 lines.push(kv("health", health));
                 lines.push(kv(
@@ -581,7 +582,10 @@ impl App {
                 let Some(r) = self.lists[tab.index()].selected().and_then(|i| rows.get(i)) else {
                     return;
                 };
-                lines.push(kv("state", r.state.to_string()));
+                lines.push(kv("status", r.status.to_string()));
+                if let crate::engine::status::SyncStatus::Stale { was, .. } = &r.status {
+                    lines.push(kv("last known", was.to_string()));
+                }
                 lines.push(kv("provider", r.provider.clone()));
                 lines.push(kv("summary", r.summary.clone()));
                 lines.push(kv("planned", r.planned.to_string()));
@@ -590,6 +594,9 @@ impl App {
                 }
                 if let Some(e) = &r.last_error {
                     lines.push(kv("last error", e.clone()));
+                }
+                if let Some(e) = &r.previous_error {
+                    lines.push(kv("previous", format!("{e} (resolved since)")));
                 }
                 for task in &r.tasks {
                     lines.push(kv("operator task", task.clone()));
@@ -691,5 +698,13 @@ impl App {
         };
         Paragraph::new(lines).render(inner, buf);
         cursor
+    }
+}
+
+/// A stale status with what it was before the provider stopped answering.
+fn stale_was(label: &str, status: &crate::engine::status::NodeStatus) -> String {
+    match status {
+        crate::engine::status::NodeStatus::Stale { was, .. } => format!("{label} (was {was})"),
+        _ => label.to_string(),
     }
 }

@@ -286,6 +286,7 @@ mod offers {
     fn node(machine: Machine) -> NodeRow {
         NodeRow {
             name: "web-1".into(),
+            status: crate::engine::status::NodeStatus::Running,
             cluster: "prod".into(),
             role: "worker".into(),
             provider: "mock".into(),
