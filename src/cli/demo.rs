@@ -1,6 +1,7 @@
 //! `legion demo`: a home of its own beside the operator's, the simulated cloud enabled
 //! for its engine only, a seeded fleet, an apply; then the dashboard, or text tables
-//! redrawn as the apply goes (`--once`, or no terminal).
+//! redrawn as the apply goes (`--once`, or no terminal). `--readonly` seeds a fresh demo
+//! but never applies: it shows the fleet as it is, in a read-only dashboard.
 //!
 //! The seed and the sandboxes are the engine's (`engine::demo`, `engine::sandbox`); this
 //! file only wires them to a face and must not reach the operator's own state.
@@ -68,7 +69,12 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
     } else {
         engine.unlock(read_password(&pw_path)?).await?;
     }
-    let id = engine.apply().await?;
+    // `--readonly` shows the fleet as it is: no apply (a fresh demo shows its plan).
+    let id = if args.dashboard.readonly {
+        None
+    } else {
+        Some(engine.apply().await?)
+    };
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     if tty && !args.once {
@@ -116,7 +122,11 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
             let _ = out.flush();
             last = text;
         }
-        if args.once && matches!(&snap.apply, ApplyView::Finished { id: done, .. } if *done >= id) {
+        let settled = match id {
+            Some(id) => matches!(&snap.apply, ApplyView::Finished { id: done, .. } if *done >= id),
+            None => true,
+        };
+        if args.once && settled {
             break;
         }
         tokio::select! {

@@ -35,6 +35,7 @@ pub mod snapshot;
 pub(crate) mod ssh_agent;
 pub mod state;
 pub(crate) mod supervisor;
+pub(crate) mod validate;
 pub(crate) mod wait;
 
 pub use actors::{Action, Timings};
