@@ -25,8 +25,8 @@ use crate::views::theme::ColorDepth;
 // comment: a doc comment on a flattened struct would become the command's about text.
 #[derive(clap::Args, Clone)]
 pub(crate) struct DashboardArgs {
-    /// Dashboard: offer no action or form that changes anything.
-    #[arg(long)]
+    /// The global `--readonly`, copied here by `cli::parse_from` for the dashboard.
+    #[arg(skip)]
     pub(super) readonly: bool,
     /// Dashboard theme: dark, light, ansi16, or a NAME.toml in the home's themes/.
     #[arg(long, default_value = "dark")]
@@ -41,7 +41,6 @@ impl DashboardArgs {
     /// Take what was given before the subcommand (`legion --theme light demo`) for what
     /// was not given after it; `matches` are the subcommand's.
     pub(crate) fn inherit(&mut self, outer: &DashboardArgs, matches: &ArgMatches) {
-        self.readonly |= outer.readonly;
         self.colors = self.colors.or(outer.colors);
         if matches.value_source("theme") != Some(ValueSource::CommandLine) {
             self.theme.clone_from(&outer.theme);

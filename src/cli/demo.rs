@@ -1,7 +1,9 @@
 //! `legion demo`: a home of its own beside the operator's, the simulated cloud enabled
 //! for its engine only, a seeded fleet, an apply; then the dashboard, text tables
 //! redrawn as the apply goes (no terminal), or with `--once` one summary once the fleet
-//! has settled (exit 1 naming the rows that did not).
+//! has settled (exit 1 naming the rows that did not). `--readonly` seeds a fresh demo
+//! but never applies: it shows the fleet as it is, in a read-only dashboard (`--once`:
+//! one table).
 //!
 //! The seed and the sandboxes are the engine's (`engine::demo`, `engine::sandbox`); this
 //! file only wires them to a face and must not reach the operator's own state.
@@ -75,7 +77,12 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
     } else {
         engine.unlock(read_password(&pw_path)?).await?;
     }
-    let id = engine.apply().await?;
+    // `--readonly` shows the fleet as it is: no apply (a fresh demo shows its plan).
+    let id = if args.dashboard.readonly {
+        None
+    } else {
+        Some(engine.apply().await?)
+    };
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     if tty && !args.once {
@@ -105,7 +112,18 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
         pw_path.display()
     );
     if args.once {
-        let settled = once(&engine, id, args.timeout).await;
+        let settled = match id {
+            Some(id) => once(&engine, id, args.timeout).await,
+            None => {
+                // Read-only: nothing was applied, so there is nothing to wait for.
+                let text: String = plain::render(&engine.snapshot())
+                    .lines()
+                    .map(|l| clean(l) + "\n")
+                    .collect();
+                outln!("DEMO  {}", text.trim_end());
+                Ok(())
+            }
+        };
         engine.logout().await?;
         return settled;
     }

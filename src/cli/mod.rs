@@ -11,9 +11,10 @@
 //! is printed through `output::clean` (text) or `output::json` (JSON): the one sanitizer,
 //! `core::text`, shows control, C1 and bidi characters escaped.
 //!
-//! Options every command takes (`--home`, `--password-file`, `--daemon-token`) are global;
-//! the dashboard's (`--readonly`, `--theme`, `--colors`: `DashboardArgs`) are offered only
-//! where a dashboard opens: `legion` itself and `legion demo`.
+//! Options every command takes (`--home`, `--password-file`, `--daemon-token`,
+//! `--readonly`) are global; the dashboard's (`--theme`, `--colors`: `DashboardArgs`) are
+//! offered only where a dashboard opens: `legion` itself and `legion demo`. `--readonly`
+//! refuses every command that changes something (`readonly`), before it starts.
 
 mod config;
 mod daemon;
@@ -28,6 +29,7 @@ mod nodes;
 mod output;
 mod password;
 mod provider;
+mod readonly;
 mod session;
 mod ssh;
 
@@ -57,6 +59,11 @@ pub struct Cli {
     /// Read the unlock password from this file (first line).
     #[arg(long, global = true, env = "LEGION_PASSWORD_FILE", value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Change nothing: commands that would (plan edits, apply, node actions, credentials,
+    /// `ssh`) are refused with exit code 1; the dashboard offers no action or form that
+    /// writes; `demo` shows its fleet without applying it.
+    #[arg(long, global = true)]
+    readonly: bool,
     // For `legion` alone (the dashboard); `legion demo` takes them too.
     #[command(flatten)]
     dashboard: DashboardArgs,
@@ -166,12 +173,14 @@ where
 {
     let matches = Cli::command().try_get_matches_from(args)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    cli.dashboard.readonly = cli.readonly;
     // `legion --readonly demo` kept working when the dashboard options stopped being
     // global: what the demo was not told itself it takes from before `demo`.
     if let Some(Command::Demo(demo)) = &mut cli.command
         && let Some(("demo", m)) = matches.subcommand()
     {
         demo.dashboard.inherit(&cli.dashboard, m);
+        demo.dashboard.readonly = cli.readonly;
     }
     Ok(cli)
 }
@@ -182,6 +191,11 @@ pub async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
     let Some(command) = &cli.command else {
         return dashboard::open(&cli, &rt).await;
     };
+    if cli.readonly
+        && let Some(refused) = readonly::writes(command)
+    {
+        return Err(refused.into());
+    }
     match command {
         Command::Demo(args) => demo::run(&cli, &rt, args).await,
         Command::Completions { shell } => generate::completions(*shell),
@@ -248,13 +262,85 @@ mod tests {
 
     #[test]
     fn dashboard_options_are_not_offered_after_other_commands() {
-        let err = parse_from(["legion", "apply", "--readonly"]).err();
+        let err = parse_from(["legion", "apply", "--theme", "light"]).err();
         assert_eq!(
             err.map(|e| e.kind()),
             Some(clap::error::ErrorKind::UnknownArgument)
         );
         // Before the command they still parse (they did when they were global).
-        assert!(parse_from(["legion", "--readonly", "apply"]).is_ok());
+        assert!(parse_from(["legion", "--theme", "light", "apply"]).is_ok());
         assert!(parse_from(["legion", "status", "--home", "/tmp/x"]).is_ok());
+    }
+
+    #[test]
+    fn readonly_is_global_and_refuses_writes_only() {
+        for args in [
+            &["legion", "apply", "--readonly"][..],
+            &["legion", "--readonly", "apply"],
+            &[
+                "legion",
+                "nodes",
+                "--readonly",
+                "add",
+                "x",
+                "--provider",
+                "mock",
+            ],
+            &["legion", "--readonly", "ssh", "web-1"],
+            &[
+                "legion",
+                "--readonly",
+                "firewalls",
+                "remove-rule",
+                "prod",
+                "1",
+            ],
+        ] {
+            let cli = parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(cli.readonly, "{args:?}");
+            let command = cli.command.as_ref().unwrap();
+            assert!(readonly::writes(command).is_some(), "{args:?}");
+        }
+        for args in [
+            &["legion", "--readonly", "status"][..],
+            &["legion", "nodes", "list", "--readonly"],
+            &["legion", "--readonly", "refresh"],
+            &["legion", "--readonly", "demo"],
+        ] {
+            let cli = parse_from(args).unwrap();
+            assert!(
+                readonly::writes(cli.command.as_ref().unwrap()).is_none(),
+                "{args:?}"
+            );
+        }
+        let refused = readonly::writes(
+            parse_from([
+                "legion",
+                "--readonly",
+                "nodes",
+                "add",
+                "x",
+                "--provider",
+                "mock",
+            ])
+            .unwrap()
+            .command
+            .as_ref()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            refused.to_string(),
+            "--readonly: `legion nodes add` changes the plan; run it without --readonly"
+        );
+        assert_eq!(exit::exit_code(&refused.into()), exit::FAILURE);
+        // The dashboard and the demo get it from either side.
+        assert!(demo_options(&["legion", "demo", "--readonly"]).readonly);
+        assert!(
+            parse_from(["legion", "--readonly"])
+                .unwrap()
+                .dashboard
+                .readonly
+        );
     }
 }

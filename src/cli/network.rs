@@ -11,8 +11,9 @@ use super::Cli;
 use super::output::{clean, json, outln, print_rows};
 use super::session::with_link;
 use crate::engine::parse;
-use crate::engine::plan::PlanEdit;
+use crate::engine::plan::{EditError, PlanEdit};
 use crate::engine::state::model::{RecordPlan, RecordValue};
+use crate::engine::validate;
 use crate::link::Link;
 use crate::providers::{FirewallRule, Protocol};
 
@@ -76,6 +77,9 @@ pub(crate) enum FirewallsCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Remove an extra rule from a cluster's firewall set: RULE is its number in
+    /// `firewalls list` (`rule 2`) or its text there (`"tcp 443 from 0.0.0.0/0"`).
+    RemoveRule { cluster: String, rule: String },
 }
 
 pub(crate) async fn zones(cli: &Cli, command: &ZonesCommand) -> Result<()> {
@@ -181,7 +185,34 @@ async fn list_records(engine: &Link, zone: Option<&str>, as_json: bool) -> Resul
 
 pub(crate) async fn firewalls(cli: &Cli, command: &FirewallsCommand) -> Result<()> {
     with_link(cli, async |engine: &Link| match command {
-        FirewallsCommand::List { json } => print_rows(&engine.snapshot().firewalls, *json),
+        FirewallsCommand::List { json } => list_firewalls(engine, *json).await,
+        FirewallsCommand::RemoveRule { cluster, rule } => {
+            let plan = engine.plan().await?;
+            let rules = plan
+                .firewalls
+                .get(cluster)
+                .map(|f| f.rules.as_slice())
+                .unwrap_or_default();
+            let found = find_rule(rules, rule).ok_or_else(|| {
+                let listed: Vec<String> = rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("{} ({r})", i + 1))
+                    .collect();
+                eyre!(
+                    "cluster {cluster} has no extra rule {rule:?}; its rules: {} (see `legion firewalls list`)",
+                    if listed.is_empty() { "none".into() } else { listed.join(", ") }
+                )
+            })?;
+            engine
+                .edit_plan(PlanEdit::RemoveFirewallRule {
+                    cluster: cluster.clone(),
+                    rule: found.clone(),
+                })
+                .await?;
+            outln!("rule {found} removed from the firewall set of {cluster}; apply makes it so");
+            Ok(())
+        }
         FirewallsCommand::AddRule {
             cluster,
             protocol,
@@ -203,6 +234,39 @@ pub(crate) async fn firewalls(cli: &Cli, command: &FirewallsCommand) -> Result<(
     .await
 }
 
+/// `firewalls list`: each firewall set, then the plan's extra rules of each cluster,
+/// numbered as `remove-rule` takes them. `--json` prints the rows alone.
+async fn list_firewalls(engine: &Link, as_json: bool) -> Result<()> {
+    let snap = engine.snapshot();
+    if as_json {
+        return print_rows(&snap.firewalls, true);
+    }
+    print_rows(&snap.firewalls, false)?;
+    let plan = engine.plan().await?;
+    for (cluster, set) in plan.firewalls.iter().filter(|(_, f)| !f.rules.is_empty()) {
+        outln!("extra rules of cluster {}:", clean(cluster));
+        for (i, r) in set.rules.iter().enumerate() {
+            let note = if r.description.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", clean(&r.description))
+            };
+            outln!("  rule {}: {}{note}", i + 1, clean(&r.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// The rule `firewalls remove-rule` names: its number in `firewalls list` or its text.
+fn find_rule<'a>(rules: &'a [FirewallRule], which: &str) -> Option<&'a FirewallRule> {
+    let which = which.trim();
+    let which = which.strip_prefix("rule ").unwrap_or(which);
+    match which.parse::<usize>() {
+        Ok(n) => n.checked_sub(1).and_then(|i| rules.get(i)),
+        Err(_) => rules.iter().find(|r| r.to_string() == which),
+    }
+}
+
 /// The rule `firewalls add-rule` plans, checked as the dashboard's rule form checks it.
 fn firewall_rule(
     protocol: &str,
@@ -213,15 +277,21 @@ fn firewall_rule(
     let protocol: Protocol = parse::protocol(protocol).map_err(|e| eyre!("--protocol: {e}"))?;
     // `--port ''` is no port, as an empty field is in the form.
     let port = port.unwrap_or_default();
-    parse::port(port).map_err(|e| eyre!("--port: {e}"))?;
-    parse::port_required(Some(protocol), port).map_err(|e| eyre!("--port is {e}"))?;
-    parse::check_sources(sources).map_err(|e| eyre!("--source: {e}"))?;
-    Ok(FirewallRule {
+    let rule = FirewallRule {
         protocol,
         port: (!port.is_empty()).then(|| port.to_string()),
         sources: sources.to_vec(),
         description: description.to_string(),
-    })
+    };
+    // The engine's own check (it checks again what arrives), named by the flag here.
+    validate::firewall_rule(&rule).map_err(|e| match e {
+        EditError::Field { field, error } => {
+            let flag = if field == "sources" { "source" } else { field };
+            eyre!("--{flag}: {error}")
+        }
+        e => eyre!(e),
+    })?;
+    Ok(rule)
 }
 
 #[cfg(test)]
@@ -236,7 +306,11 @@ mod tests {
     #[test]
     fn add_rule_checks_what_the_form_checks() {
         let err = rule("tcp", None, &["0.0.0.0/0"]).unwrap_err().to_string();
-        assert_eq!(err, "--port is required for tcp and udp");
+        assert_eq!(err, "--port: required for tcp and udp");
+        let err = rule("tcp", Some("70000"), &["0.0.0.0/0"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--port: a port (22) or a range (8000-8100)");
         let err = rule("udp", Some("http"), &["0.0.0.0/0"])
             .unwrap_err()
             .to_string();
@@ -245,9 +319,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "--source: 10.0.0.1 is not a CIDR (10.0.0.0/8, ::/0)");
+        let err = rule("tcp", Some("22"), &["999.1.1.1/99"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--source: 999.1.1.1/99 is not a CIDR (10.0.0.0/8, ::/0)"
+        );
         let ok = rule("icmp", None, &["::/0"]).unwrap();
         assert_eq!((ok.protocol, ok.port), (Protocol::Icmp, None));
         let ok = rule("tcp", Some("8000-8100"), &["10.0.0.0/8"]).unwrap();
         assert_eq!(ok.port.as_deref(), Some("8000-8100"));
+    }
+
+    #[test]
+    fn remove_rule_takes_the_number_or_the_text_list_shows() {
+        let rules = vec![
+            rule("tcp", Some("443"), &["0.0.0.0/0"]).unwrap(),
+            rule("udp", Some("53"), &["10.0.0.0/8"]).unwrap(),
+        ];
+        assert_eq!(find_rule(&rules, "2"), Some(&rules[1]));
+        assert_eq!(find_rule(&rules, "rule 1"), Some(&rules[0]));
+        assert_eq!(find_rule(&rules, "udp 53 from 10.0.0.0/8"), Some(&rules[1]));
+        assert_eq!(find_rule(&rules, "0"), None);
+        assert_eq!(find_rule(&rules, "3"), None);
+        assert_eq!(find_rule(&rules, "tcp 22 from 0.0.0.0/0"), None);
     }
 }

@@ -16,7 +16,7 @@ use super::session::with_link;
 use crate::engine::EngineError;
 use crate::engine::actors::{Action, Machine, System};
 use crate::engine::import::ImportRequest;
-use crate::engine::plan::{NodeRequest, PlanEdit};
+use crate::engine::plan::{NodeIntent, NodeRequest, PlanEdit};
 use crate::engine::snapshot::{AppSnapshot, NodeRow};
 use crate::engine::status::{NodeStatus, Progress, Target, progress};
 use crate::link::Link;
@@ -62,6 +62,9 @@ pub(crate) enum NodesCommand {
         #[arg(long, requires = "apply")]
         wait: bool,
     },
+    /// Change a planned node: prints each field that changes (old -> new). Apply makes it
+    /// so; a region change needs a new server (a replacement).
+    Set(SetArgs),
     /// Import an existing host (the manual provider): log in once with a password to
     /// install Legion's managed key (the password is never stored), check the user is
     /// root or has passwordless sudo, pin its host key, and plan it. `--apply` deploys it.
@@ -117,6 +120,21 @@ pub(crate) enum NodesCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SetArgs {
+    name: String,
+    #[arg(long)]
+    offer: Option<String>,
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    role: Option<String>,
+    #[arg(long)]
+    cluster: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -217,6 +235,7 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
                             BootMode::Bios
                         }
                     }),
+                    intent: NodeIntent::Add,
                 })
                 .await?;
             outln!("{name} is in the plan");
@@ -308,6 +327,7 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
             return Ok(());
         }
         NodesCommand::Destroy { name, yes } => return destroy(engine, name, *yes).await,
+        NodesCommand::Set(args) => return set(engine, args).await,
         NodesCommand::Start(a) => (a, Action::Start),
         NodesCommand::Stop(a) => (a, Action::Stop),
         NodesCommand::Reboot(a) => (a, Action::Reboot),
@@ -446,6 +466,68 @@ async fn node_action(
             Err(eyre!("{action} {name} failed: {}", clean(&why)))
         }
     }
+}
+
+/// `nodes set`: change the given fields of a planned node and print what changed, from
+/// the plan before and after (the engine checks the new values against the catalog).
+async fn set(engine: &Link, args: &SetArgs) -> Result<()> {
+    let name = &args.name;
+    let before = engine.plan().await?.nodes.get(name).cloned();
+    engine
+        .upsert_node(NodeRequest {
+            name: name.clone(),
+            cluster: args.cluster.clone(),
+            role: args.role.clone(),
+            region: args.region.clone(),
+            offer: args.offer.clone(),
+            image: args.image.clone(),
+            intent: NodeIntent::Set,
+            ..NodeRequest::default()
+        })
+        .await?;
+    let after = engine.plan().await?.nodes.get(name).cloned();
+    let (Some(before), Some(after)) = (before, after) else {
+        return Err(eyre!("{name} is no longer in the plan"));
+    };
+    let changes = node_changes(&before, &after);
+    if changes.is_empty() {
+        outln!("{name}: nothing changes");
+        return Ok(());
+    }
+    outln!("{name}:");
+    for (field, old, new) in &changes {
+        outln!("  ~ {field:<8} {} -> {}", clean(old), clean(new));
+    }
+    if changes.iter().any(|(f, _, _)| *f == "region") {
+        outln!(
+            "  a region change needs a new server in the new region: a replacement (-/+ in `legion plan`)"
+        );
+    }
+    outln!("run `legion apply` to make it so");
+    Ok(())
+}
+
+/// The fields of a planned node that differ: (field, old, new).
+fn node_changes(
+    before: &crate::engine::state::model::NodePlan,
+    after: &crate::engine::state::model::NodePlan,
+) -> Vec<(&'static str, String, String)> {
+    let fields = |n: &crate::engine::state::model::NodePlan| {
+        [
+            ("provider", n.provider.clone()),
+            ("region", n.region.clone()),
+            ("offer", n.offer.clone()),
+            ("image", n.image.clone()),
+            ("role", n.role.clone()),
+            ("cluster", n.cluster.clone()),
+        ]
+    };
+    fields(before)
+        .into_iter()
+        .zip(fields(after))
+        .filter(|((_, old), (_, new))| old != new)
+        .map(|((field, old), (_, new))| (field, old, new))
+        .collect()
 }
 
 async fn destroy(engine: &Link, name: &str, yes: bool) -> Result<()> {

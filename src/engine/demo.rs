@@ -10,8 +10,31 @@ pub const CLUSTER: &str = "demo";
 pub const CLUSTER_ZONE: &str = "demo.legion.test";
 pub const SITE_ZONE: &str = "example.test";
 
+/// The demo roles' install script: what Legion's default install does, with the role.
+const ROLE_SCRIPT: &str = r#"#!/bin/sh
+set -eu
+mkdir -p "$LEGION_ROOT/var/lib/legion"
+cp "$LEGION_ROOT/etc/legion/node.json" "$LEGION_ROOT/var/lib/legion/identity.json"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$LEGION_ROOT/var/lib/legion/installed"
+echo "legion demo: $LEGION_NODE installed as $LEGION_ROLE"
+"#;
+
 /// Configure the simulated cloud and plan the demo fleet (does not apply).
 pub async fn seed(engine: &Engine, latency_ms: u64) -> Result<(), EngineError> {
+    // The demo's roles have install scripts of their own (Legion's default install), as
+    // every planned role must.
+    let roles = engine.home().join("roles");
+    for role in ["gateway", "worker"] {
+        let script = roles.join(format!("{role}.sh"));
+        if !script.exists() {
+            std::fs::create_dir_all(&roles)
+                .and_then(|()| std::fs::write(&script, ROLE_SCRIPT))
+                .map_err(|e| EngineError::Home {
+                    path: script.clone(),
+                    detail: format!("writing the demo's role script: {e}"),
+                })?;
+        }
+    }
     let mut creds = Credentials::new();
     creds.insert("latency_ms".into(), latency_ms.to_string().into());
     engine.configure_provider("mock".into(), creds).await?;

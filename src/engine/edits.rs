@@ -1,47 +1,93 @@
 //! Plan edits: what the operator wants, checked and saved. Editing never touches a cloud;
-//! the only reads are a provider's catalog, for choices left empty.
+//! the only read is a provider's catalog (the cached one; read once when a session has
+//! none yet), for choices left empty and to check the ones given. The checks themselves
+//! are `validate`'s, shared with the forms.
+
+use std::sync::Arc;
 
 use super::error::EngineError;
-
-use super::plan::{EditError, NodeRequest, PlanEdit, apply_edit};
+use super::plan::{EditError, NodeIntent, NodeRequest, PlanEdit, apply_edit};
 use super::session::Session;
 use super::state::model::NodePlan;
-use crate::providers::Credentials;
+use super::validate;
+use crate::providers::{Catalog, Credentials};
 
 impl Session {
-    /// Plan choices for a node request; empty ones come from the provider's catalog, read
-    /// now when it is not cached yet (an engine just started is still loading it).
+    /// Plan choices for a node request, checked: a configured, enabled provider, a role
+    /// with an install script, and a region, offer and image from the provider's catalog.
+    /// Empty choices keep the node's values (`Set`) or come from the catalog's policy.
+    /// The catalog is the cached one; it is read from the provider only when this
+    /// session has none yet (an engine just started is still loading it).
     pub(crate) async fn resolve_node(&self, req: &NodeRequest) -> Result<NodePlan, EngineError> {
-        let module = self.module(&req.provider)?;
-        let policy = module.catalog_policy();
-        let connected = self.supervisor.env().providers.get(&req.provider);
-        let mut unread = None;
-        let catalog = match connected {
-            Some(c) if req.region.is_none() || req.offer.is_none() || req.image.is_none() => {
-                match c.catalog(false).await {
-                    Ok(catalog) => Some(catalog),
-                    Err(e) => {
-                        unread = Some(e.to_string());
-                        None
-                    }
-                }
+        let existing = self.cell.read(|s| s.plan.nodes.get(&req.name).cloned());
+        let base = match (req.intent, existing) {
+            (NodeIntent::Add, Some(_)) => return Err(EditError::Exists(req.name.clone()).into()),
+            (NodeIntent::Set, None) => {
+                return Err(EngineError::NotFound(format!(
+                    "no node {:?} in the plan; add it with `legion nodes add`",
+                    req.name
+                )));
             }
-            Some(c) => c.cached_catalog(),
-            None => None,
+            (NodeIntent::Set, base) => base,
+            _ => None,
         };
-        let region = match (&req.region, &catalog) {
-            (Some(r), _) => r.clone(),
+        let provider = match (&base, req.provider.as_str()) {
+            (Some(b), "") => b.provider.clone(),
+            (_, p) => p.to_string(),
+        };
+        let module = self.module(&provider)?;
+        self.configured(&provider)?;
+        let policy = module.catalog_policy();
+        let display = module.descriptor().display_name;
+        let kept = |f: fn(&NodePlan) -> &String| base.as_ref().map(|b| f(b).clone());
+        let region_in = req.region.clone().or_else(|| kept(|b| &b.region));
+        let offer_in = req.offer.clone().or_else(|| kept(|b| &b.offer));
+        let image_in = req.image.clone().or_else(|| kept(|b| &b.image));
+        // Only what changes is checked: a value the catalog dropped since the node was
+        // planned does not block changing something else.
+        fn new<'a>(
+            asked: &'a Option<String>,
+            base: Option<&NodePlan>,
+            f: fn(&NodePlan) -> &String,
+        ) -> Option<&'a str> {
+            asked.as_deref().filter(|v| base.is_none_or(|b| f(b) != v))
+        }
+        let asked = validate::Choices {
+            region: new(&req.region, base.as_ref(), |b| &b.region),
+            offer: new(&req.offer, base.as_ref(), |b| &b.offer),
+            image: new(&req.image, base.as_ref(), |b| &b.image),
+        };
+        let fill = region_in.is_none() || offer_in.is_none() || image_in.is_none();
+        let check = asked.region.is_some() || asked.offer.is_some() || asked.image.is_some();
+        let (catalog, unread) = if fill || check {
+            self.node_catalog(&provider).await
+        } else {
+            (None, None)
+        };
+        let region = match (region_in, &catalog) {
+            (Some(r), _) => r,
             (None, Some(c)) => policy.region(c).map(String::from).unwrap_or_default(),
             (None, None) => policy.default_region.clone().unwrap_or_default(),
         };
         if region.is_empty() {
             return Err(EngineError::Invalid(format!(
-                "{}: no region given and no default; pass a region",
-                module.descriptor().display_name
+                "{display}: no region given and no default; pass a region"
             )));
         }
-        let offer = match (&req.offer, &catalog) {
-            (Some(o), _) => o.clone(),
+        // The region first: the offer is filled and checked in it.
+        if let Some(c) = &catalog {
+            validate::catalog_choices(
+                &display,
+                c,
+                &region,
+                validate::Choices {
+                    region: asked.region,
+                    ..Default::default()
+                },
+            )?;
+        }
+        let offer = match (offer_in, &catalog) {
+            (Some(o), _) => o,
             (None, Some(c)) => policy
                 .offer(c, &region)
                 .map(|o| o.id.clone())
@@ -51,36 +97,136 @@ impl Session {
             (None, None) => match &policy.default_offer {
                 crate::providers::OfferSelector::Preferred { id, .. } => id.clone(),
                 crate::providers::OfferSelector::Cheapest { .. } => {
-                    return Err(EngineError::Invalid(match unread {
-                        Some(e) => format!("the provider's catalog could not be read ({e}); pass an offer"),
-                        None => "the provider is not connected, so its catalog is unknown; pass an offer".into(),
+                    return Err(EngineError::Invalid(match &unread {
+                        Some(e) => {
+                            format!("{display}'s catalog could not be read ({e}); pass an offer")
+                        }
+                        None => format!(
+                            "{display} is not connected, so its catalog is unknown; pass an offer"
+                        ),
                     }));
                 }
             },
         };
-        let image = match (&req.image, &catalog) {
-            (Some(i), _) => i.clone(),
+        let image = match (image_in, &catalog) {
+            (Some(i), _) => i,
             (None, Some(c)) => policy
                 .image(c)
                 .map(String::from)
                 .unwrap_or(policy.default_image.clone()),
             (None, None) => policy.default_image.clone(),
         };
+        match (&catalog, unread) {
+            (Some(c), _) => validate::catalog_choices(&display, c, &region, asked)?,
+            (None, Some(e)) if check => {
+                return Err(EngineError::Invalid(format!(
+                    "{display}'s catalog could not be read to check the node's region, offer and image ({e}); try again when {display} answers"
+                )));
+            }
+            _ => {}
+        }
+        let role = req
+            .role
+            .clone()
+            .or_else(|| kept(|b| &b.role))
+            .unwrap_or_else(|| validate::DEFAULT_ROLE.into());
+        if base.as_ref().is_none_or(|b| b.role != role) {
+            validate::role(&role, &self.roles())?;
+        }
         let mut uid = [0u8; 8];
         getrandom::fill(&mut uid)
-            .map_err(|e| EngineError::Invalid(format!("system random failed: {e}")))?;
+            .map_err(|e| EngineError::System(format!("system random failed: {e}")))?;
         Ok(NodePlan {
-            uid: hex::encode(uid),
-            cluster: req.cluster.clone().unwrap_or_else(|| "default".into()),
-            role: req.role.clone().unwrap_or_else(|| "node".into()),
-            provider: req.provider.clone(),
+            uid: base
+                .as_ref()
+                .map_or_else(|| hex::encode(uid), |b| b.uid.clone()),
+            cluster: req
+                .cluster
+                .clone()
+                .or_else(|| kept(|b| &b.cluster))
+                .unwrap_or_else(|| "default".into()),
+            role,
+            provider,
             region,
             offer,
             image,
             boot_mode: req
                 .boot_mode
+                .or(base.as_ref().map(|b| b.boot_mode))
                 .unwrap_or(module.deployment_profile().default_boot_mode),
         })
+    }
+
+    /// A provider's catalog for a node edit: the cached one, else one read (counted as
+    /// the wait a face may report); `None` with the reason when it cannot be read.
+    async fn node_catalog(&self, provider: &str) -> (Option<Arc<Catalog>>, Option<String>) {
+        match self.supervisor.env().providers.get(provider) {
+            Some(c) => match c.catalog(false).await {
+                Ok(catalog) => (Some(catalog), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            None => (None, None),
+        }
+    }
+
+    /// The ids of the configured (connected) providers, sorted.
+    fn configured_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .supervisor
+            .env()
+            .providers
+            .all()
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn configured(&self, provider: &str) -> Result<(), EditError> {
+        validate::provider_configured(provider, &self.configured_ids())
+    }
+
+    /// The roles the home defines (the default and every `roles/<role>.sh`).
+    fn roles(&self) -> Vec<String> {
+        validate::roles(self.ssh.settings().roles_dir.as_deref())
+    }
+
+    /// The checks of a whole node sent as a plan edit that need more than the plan: its
+    /// provider, its role and its catalog choices, each only where it differs from the
+    /// planned node (a choice the catalog dropped since does not block other changes).
+    async fn check_node(&self, name: &str, node: &NodePlan) -> Result<(), EngineError> {
+        let module = self.module(&node.provider)?;
+        self.configured(&node.provider)?;
+        let existing = self.cell.read(|s| s.plan.nodes.get(name).cloned());
+        let changed = |f: fn(&NodePlan) -> &String| {
+            let new = f(node);
+            (existing.as_ref().map(f) != Some(new)).then_some(new.as_str())
+        };
+        if changed(|n| &n.role).is_some() {
+            validate::role(&node.role, &self.roles())?;
+        }
+        let asked = validate::Choices {
+            region: changed(|n| &n.region),
+            offer: changed(|n| &n.offer),
+            image: changed(|n| &n.image),
+        };
+        if asked.region.is_none() && asked.offer.is_none() && asked.image.is_none() {
+            return Ok(());
+        }
+        let display = module.descriptor().display_name;
+        match self.node_catalog(&node.provider).await {
+            (Some(c), _) => Ok(validate::catalog_choices(
+                &display,
+                &c,
+                &node.region,
+                asked,
+            )?),
+            (None, e) => Err(EngineError::Invalid(format!(
+                "{display}'s catalog could not be read to check the node's region, offer and image ({}); try again when {display} answers",
+                e.unwrap_or_else(|| "not connected".into())
+            ))),
+        }
     }
 
     pub(crate) async fn import_node(
@@ -178,12 +324,16 @@ impl Session {
         Ok(report)
     }
 
+    /// Apply one plan edit after the checks that need more than the plan (provider,
+    /// catalog, roles); `apply_edit` makes the ones that need only the plan.
     pub(crate) async fn edit(&self, edit: PlanEdit) -> Result<(), EngineError> {
-        if let PlanEdit::UpsertNode { node, .. } = &edit {
-            self.module(&node.provider)?;
-        }
-        if let PlanEdit::UpsertZone { provider, .. } = &edit {
-            self.module(provider)?;
+        match &edit {
+            PlanEdit::UpsertNode { name, node } => self.check_node(name, node).await?,
+            PlanEdit::UpsertZone { provider, .. } => {
+                self.module(provider)?;
+                self.configured(provider)?;
+            }
+            _ => {}
         }
         let v = self
             .cell

@@ -36,6 +36,7 @@ pub(crate) mod ssh_agent;
 pub mod state;
 pub mod status;
 pub(crate) mod supervisor;
+pub(crate) mod validate;
 pub(crate) mod wait;
 
 pub use actors::{Action, Timings};

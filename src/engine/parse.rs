@@ -28,6 +28,8 @@ pub enum ParseError {
     Port,
     #[error("required for tcp and udp")]
     PortRequired,
+    #[error("icmp takes no port")]
+    PortForbidden,
     #[error("{0} is not a CIDR (10.0.0.0/8, ::/0)")]
     Cidr(String),
 }
@@ -74,9 +76,15 @@ pub fn protocol(s: &str) -> Result<Protocol, ParseError> {
     }
 }
 
-/// A port (`22`) or a range (`8000-8100`) of ports from 1; empty means none given.
+/// A port (`22`) or a range (`8000-8100`, low to high) of ports from 1 to 65535; empty
+/// means none given.
 pub fn port(s: &str) -> Result<(), ParseError> {
-    let ok = s.is_empty() || s.split('-').all(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    let one = |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0);
+    let ok = match s.split_once('-') {
+        _ if s.is_empty() => true,
+        None => one(s).is_some(),
+        Some((lo, hi)) => matches!((one(lo), one(hi)), (Some(lo), Some(hi)) if lo <= hi),
+    };
     if ok { Ok(()) } else { Err(ParseError::Port) }
 }
 
@@ -161,6 +169,10 @@ mod tests {
         assert_eq!(port("8000-8100"), Ok(()));
         assert_eq!(port("0"), Err(ParseError::Port));
         assert_eq!(port("http"), Err(ParseError::Port));
+        assert_eq!(port("70000"), Err(ParseError::Port));
+        assert_eq!(port("8100-8000"), Err(ParseError::Port));
+        assert_eq!(port("1-2-3"), Err(ParseError::Port));
+        assert_eq!(port("1-65535"), Ok(()));
         assert_eq!(
             port_required(Some(Protocol::Tcp), ""),
             Err(ParseError::PortRequired)

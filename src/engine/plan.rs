@@ -16,6 +16,25 @@ pub struct NodeRequest {
     pub offer: Option<String>,
     pub image: Option<String>,
     pub boot_mode: Option<BootMode>,
+    /// Whether the name must be new, must exist, or may be either.
+    #[serde(default)]
+    pub intent: NodeIntent,
+}
+
+/// What a [`NodeRequest`] means for a name the plan may already have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeIntent {
+    /// Either; empty choices take the catalog's defaults (the call's first meaning, kept
+    /// for callers that send whole nodes).
+    #[default]
+    Upsert,
+    /// A new node (`nodes add`, the dashboard's `n`): an existing name is refused, so a
+    /// running node is never rewritten by accident.
+    Add,
+    /// Change a planned node (`nodes set`, the dashboard's `e`): empty choices keep the
+    /// node's current values; the provider may be left empty too.
+    Set,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,12 +90,62 @@ pub enum PlanEdit {
     },
 }
 
-/// Why a plan edit was not made; the plan is unchanged.
+/// Why a plan edit was not made; the plan is unchanged. Every variant is the operator's
+/// mistake or a conflict with what is deployed (exit code 1, wire kind `invalid`,
+/// `not_found` or `refused`), and says what the valid choices are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
     /// A name, zone or rule that is not valid, with the rule it breaks.
     #[error("{0}")]
     Invalid(String),
+    /// A typed field refused with the message its form shows beside it.
+    #[error("{field}: {error}")]
+    Field {
+        field: &'static str,
+        error: super::parse::ParseError,
+    },
+    /// A node or zone names a provider that is not configured here.
+    #[error(
+        "provider {provider:?} is not configured; configured here: {} (configure it with `legion provider configure {provider}`)",
+        super::validate::list(configured)
+    )]
+    ProviderNotConfigured {
+        provider: String,
+        configured: Vec<String>,
+    },
+    /// A region, offer or image the provider's catalog does not have (`context`: where,
+    /// " in fsn1" for an offer).
+    #[error(
+        "{provider} has no {what} {value:?}{context}; choose one of: {}",
+        super::validate::list(choices)
+    )]
+    NotInCatalog {
+        provider: String,
+        what: &'static str,
+        value: String,
+        context: String,
+        choices: Vec<String>,
+    },
+    /// A role with no install script in the home's `roles/`.
+    #[error(
+        "role {role:?} has no install script (put it in HOME/roles/{role}.sh); roles here: {}",
+        super::validate::list(roles)
+    )]
+    UnknownRole { role: String, roles: Vec<String> },
+    /// A firewall rule for a cluster none of whose nodes is planned.
+    #[error(
+        "cluster {cluster} has no nodes, so it has no firewall set for the rule; add a node to it first (clusters with nodes: {})",
+        super::validate::list(clusters)
+    )]
+    NoNodes {
+        cluster: String,
+        clusters: Vec<String>,
+    },
+    /// `nodes add` of a name the plan has.
+    #[error(
+        "node {0} exists; change it with `legion nodes set {0} --offer …` (or --image, --region, --role, --cluster)"
+    )]
+    Exists(String),
     /// The edit names something the plan does not have.
     #[error("{0}")]
     NotFound(String),
@@ -89,9 +158,9 @@ impl From<EditError> for crate::engine::EngineError {
     fn from(e: EditError) -> Self {
         use crate::engine::EngineError;
         match e {
-            EditError::Invalid(m) => EngineError::Invalid(m),
             EditError::NotFound(m) => EngineError::NotFound(m),
             EditError::Conflict(m) => EngineError::Refused(m),
+            e => EngineError::Invalid(e.to_string()),
         }
     }
 }
@@ -137,6 +206,7 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
         PlanEdit::UpsertNode { name, node } => {
             validate_name("node", &name)?;
             validate_name("cluster", &node.cluster)?;
+            validate_name("role", &node.role)?;
             if let Some(existing) = plan.nodes.get(&name)
                 && existing.provider != node.provider
                 && state.tracked.nodes.contains_key(&name)
@@ -208,11 +278,8 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
         }
         PlanEdit::AddFirewallRule { cluster, rule } => {
             validate_name("cluster", &cluster)?;
-            if rule.sources.is_empty() {
-                return Err(EditError::Invalid(
-                    "a firewall rule needs at least one source (0.0.0.0/0 for anywhere)".into(),
-                ));
-            }
+            super::validate::firewall_rule(&rule)?;
+            super::validate::rule_cluster(plan, &cluster)?;
             let f = plan.firewalls.entry(cluster).or_default();
             if !f.rules.contains(&rule) {
                 f.rules.push(rule);

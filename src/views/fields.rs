@@ -13,8 +13,9 @@ use ratatui_textarea::TextArea;
 use super::theme::Theme;
 use crate::core::secret::Secret;
 use crate::engine::parse;
-use crate::engine::plan::PlanEdit;
+use crate::engine::plan::{EditError, PlanEdit};
 use crate::engine::state::model::RecordPlan;
+use crate::engine::validate;
 use crate::providers::{Credentials, Descriptor, FirewallRule};
 
 /// What the form builds.
@@ -385,14 +386,26 @@ impl FieldsForm {
                 if let Err(e) = parse::check_sources(&sources) {
                     self.error("sources", e.to_string());
                 }
+                let rule = FirewallRule {
+                    protocol: protocol?,
+                    port: (!port.is_empty()).then_some(port),
+                    sources,
+                    description: self.value("description"),
+                };
+                // The engine's check of the whole rule, for what the fields alone miss
+                // (a port on icmp, a control character in the note).
+                if self.errors.is_empty() {
+                    match validate::firewall_rule(&rule) {
+                        Ok(()) => {}
+                        Err(EditError::Field { field, error }) => {
+                            self.error(field, error.to_string())
+                        }
+                        Err(e) => self.error("description", e.to_string()),
+                    }
+                }
                 Some(Submitted::Plan(PlanEdit::AddFirewallRule {
                     cluster: self.value("cluster"),
-                    rule: FirewallRule {
-                        protocol: protocol?,
-                        port: (!port.is_empty()).then_some(port),
-                        sources,
-                        description: self.value("description"),
-                    },
+                    rule,
                 }))
             }
         }

@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Borders, Clear, Widget};
 use ratatui_textarea::TextArea;
 
 use super::theme::Theme;
-use crate::engine::plan::{NodeRequest, validate_name};
+use crate::engine::plan::{NodeIntent, NodeRequest, validate_name};
 use crate::engine::snapshot::NodeRow;
 use crate::providers::{Catalog, CatalogPolicy};
 
@@ -359,6 +359,11 @@ impl NodeForm {
             offer: self.offer.value().map(String::from),
             image: self.image.value().map(String::from),
             boot_mode: None,
+            intent: if self.editing.is_some() {
+                NodeIntent::Set
+            } else {
+                NodeIntent::Add
+            },
         })
     }
 

@@ -243,6 +243,20 @@ fn zones_records_firewalls_and_logs_from_the_command_line() {
         run(cli(&home, &pw).args(["records", "add", "example.test", "www", "A", "@db"])).0,
         0
     );
+    // A rule needs a cluster with nodes: plan db in prod first.
+    assert_eq!(
+        run(cli(&home, &pw).args([
+            "nodes",
+            "add",
+            "db",
+            "--provider",
+            "mock",
+            "--cluster",
+            "prod"
+        ]))
+        .0,
+        0
+    );
     let (code, _, err) =
         run(cli(&home, &pw).args(["firewalls", "add-rule", "prod", "--source", "0.0.0.0/0"]));
     assert_eq!(code, 1, "tcp needs a port");
@@ -260,17 +274,7 @@ fn zones_records_firewalls_and_logs_from_the_command_line() {
         .0,
         0
     );
-    let (code, out, err) = run(cli(&home, &pw).args([
-        "nodes",
-        "add",
-        "db",
-        "--provider",
-        "mock",
-        "--cluster",
-        "prod",
-        "--apply",
-        "--wait",
-    ]));
+    let (code, out, err) = run(cli(&home, &pw).args(["apply", "--wait"]));
     assert_eq!(code, 0, "{out}{err}");
     let (_, out, _) = run(cli(&home, &pw).args(["records", "list", "--json"]));
     let records: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -1188,3 +1188,76 @@ fn every_provider_has_a_settings_form_made_from_its_descriptor() {
         }
     }
 }
+
+/// `--readonly` (issue 15): in every view, with a node selected, no key sends anything
+/// that writes; each command that changes something says so in the status line, from a
+/// key or from the `:` line (the shell pane included).
+#[test]
+fn readonly_refuses_every_writing_key_and_command_with_a_reason() {
+    use legion::views::keymap::Command;
+    let mut app = readonly_app();
+    let keys: Vec<KeyCode> = (' '..='~')
+        .filter(|c| *c != 'q')
+        .map(KeyCode::Char)
+        .chain([KeyCode::Enter, KeyCode::Delete, KeyCode::Backspace])
+        .collect();
+    for view in ['1', '2', '3', '4'] {
+        for k in &keys {
+            key(&mut app, KeyCode::Char(view));
+            let fx = key(&mut app, *k);
+            assert!(!fx.iter().any(Effect::writes), "{view} {k:?}: {fx:?}");
+            // Close whatever the key opened (help, filter, the `:` line).
+            key(&mut app, KeyCode::Esc);
+            key(&mut app, KeyCode::Esc);
+        }
+    }
+    // A fresh app: the loop above left the log panel open with the focus.
+    let mut app = readonly_app();
+    for (c, label) in [
+        ('u', "start"),
+        ('a', "apply"),
+        ('n', "add"),
+        ('e', "edit"),
+        ('s', "shell"),
+    ] {
+        key(&mut app, KeyCode::Char(c));
+        let s = screen(&mut app, 120, 14);
+        assert!(
+            s.contains(&format!("{label}: not available in --readonly")),
+            "{c}: {s}"
+        );
+    }
+    for cmd in Command::every().filter(|c| c.info().mutating) {
+        let Some(p) = cmd.info().palette else {
+            continue;
+        };
+        key(&mut app, KeyCode::Char(':'));
+        chars(&mut app, p.word);
+        let fx = key(&mut app, KeyCode::Enter);
+        assert!(!fx.iter().any(Effect::writes), ":{} {fx:?}", p.word);
+        let s = screen(&mut app, 120, 14);
+        assert!(
+            s.contains("not available in --readonly"),
+            ":{}: {s}",
+            p.word
+        );
+    }
+}
+
+/// The dashboard as `--readonly` runs it: every key bound, the table refusing.
+fn readonly_app() -> App {
+    let snap = snapshot(4);
+    let mut app = App::new(
+        snap.clone(),
+        Options {
+            readonly: true,
+            demo: None,
+            attached: None,
+            theme: Theme::builtin("dark").unwrap(),
+            keymap: Keymap::defaults(),
+            providers: builtin_descriptors(),
+        },
+    );
+    app.handle(UiEvent::Snapshot(snap));
+    app
+}

@@ -416,15 +416,11 @@ async fn derived_records_and_rules_follow_endpoints_and_noop_when_unchanged() {
     let sets_before = h.cloud.calls().iter().filter(|(m, _)| m != "GET").count();
 
     // An unrelated state change wakes the zone actor; its signature is unchanged: no write.
+    // (A cluster of its own, with no nodes: a firewall rule needs nodes now.)
     h.engine
-        .edit_plan(PlanEdit::AddFirewallRule {
-            cluster: "other".into(),
-            rule: FirewallRule {
-                protocol: Protocol::Tcp,
-                port: Some("443".into()),
-                sources: vec!["0.0.0.0/0".into()],
-                description: "https".into(),
-            },
+        .edit_plan(PlanEdit::UpsertCluster {
+            name: "other".into(),
+            cluster: Default::default(),
         })
         .await
         .unwrap();

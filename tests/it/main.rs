@@ -16,10 +16,12 @@
 mod support;
 
 mod cli;
+mod cli_edits;
 mod contract;
 mod daemon;
 mod daemon_trust;
 mod dashboard;
+mod edits;
 mod engine;
 mod fault_matrix;
 mod files;

@@ -132,7 +132,7 @@ fn an_ovh_node_from_the_command_line() {
         "exactly one create"
     );
 
-    // A provider error reads as OVHcloud's, not as an HTTP status.
+    // An offer the catalog does not have is refused when planned, with the choices.
     let (code, _, err) = run(&[
         "nodes",
         "add",
@@ -144,12 +144,13 @@ fn an_ovh_node_from_the_command_line() {
         "--apply",
         "--wait",
     ]);
-    assert_ne!(code, 0);
+    assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("OVHcloud: Invalid flavorId") && !err.contains("HTTP"),
+        err.contains(
+            "OVHcloud Public Cloud has no offer \"no-such-flavor\" in GRA11; choose one of:"
+        ),
         "{err}"
     );
-    ok(&["nodes", "destroy", "ovh-2", "--yes"]);
     ok(&["nodes", "destroy", "ovh-1", "--yes"]);
     assert!(fake.servers().is_empty());
 
@@ -184,8 +185,8 @@ fn an_ovh_node_from_the_command_line() {
             .iter()
             .filter(|(m, p)| m == "POST" && *p == create_path)
             .count(),
-        2,
-        "ovh-1 once, ovh-2 once (refused)"
+        1,
+        "ovh-1 once; ovh-2 was refused when planned"
     );
     // Every request but the clock and the public price list was signed correctly.
     assert!(
@@ -211,15 +212,11 @@ fn the_dashboard_shows_ovh_nodes_and_their_errors() {
     };
     let ok = |args: &[&str]| rig.ok(args);
     ok(&["nodes", "add", "ovh-good", "--provider", "ovh"]);
-    ok(&[
-        "nodes",
-        "add",
-        "ovh-bad",
-        "--provider",
-        "ovh",
-        "--offer",
-        "zz-999",
-    ]);
+    ok(&["apply", "--wait"]);
+    // An offer missing from the catalog is refused when planned now, so the failure
+    // comes from OVHcloud itself: the next node's build fails.
+    ok(&["nodes", "add", "ovh-bad", "--provider", "ovh"]);
+    rig.fake.fail_next_build();
     let (code, _, _) = rig.run(&["apply", "--wait"]);
     assert_eq!(code, 1, "one node cannot be created");
     let cmd = format!(

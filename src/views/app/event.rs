@@ -89,6 +89,31 @@ pub enum Effect {
     Quit,
 }
 
+impl Effect {
+    /// Whether sending it changes something (the plan, a node, credentials, a pinned
+    /// key) or opens a shell that can: what `--readonly` never sends, whatever asked
+    /// for it. The command table refuses such commands first; this is the last check.
+    pub fn writes(&self) -> bool {
+        match self {
+            Effect::Node(..)
+            | Effect::Apply
+            | Effect::RemoveNode(_)
+            | Effect::UpsertNode(_)
+            | Effect::EditPlan(_)
+            | Effect::ConfigureProvider(..)
+            | Effect::OpenShell { .. }
+            | Effect::PinHostKey(..)
+            | Effect::ImportNode(_) => true,
+            Effect::Refresh
+            | Effect::LoadCatalog(_)
+            | Effect::Unlock(_)
+            | Effect::LoadTheme(..)
+            | Effect::TailNode { .. }
+            | Effect::Quit => false,
+        }
+    }
+}
+
 /// Why an effect did not work, as the status line says it: the engine's error kind when an
 /// engine call failed (`None` for the dashboard's own failures: a theme file, a lost
 /// connection) and the message with what was being done.

@@ -212,7 +212,14 @@ impl App {
 
     /// Handle one event; returns the engine commands to send.
     pub fn handle(&mut self, ev: UiEvent) -> Vec<Effect> {
-        let effects = self.route(ev);
+        let mut effects = self.route(ev);
+        if self.opts.readonly && effects.iter().any(Effect::writes) {
+            effects.retain(|e| !e.writes());
+            self.say(
+                false,
+                "not available in --readonly: it would change something",
+            );
+        }
         self.settle();
         effects
     }

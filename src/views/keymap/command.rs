@@ -643,6 +643,8 @@ impl Command {
                 Group::Shell,
                 &const { [ch('s')] },
             )
+            // A shell can change the node: `--readonly` refuses it.
+            .changes()
             .views(NODES)
             .needs(Needs::Node)
             .footer(16, TABLE)

@@ -107,7 +107,8 @@ fn metadata_is_filled_in_and_consistent() {
             "apply",
             "add",
             "edit",
-            "remove"
+            "remove",
+            "shell"
         ]
     );
     for &c in Command::ALL {
@@ -532,7 +533,9 @@ mod offers {
             .map(|l| l.trim_start_matches('#'))
             .collect();
         assert!(
-            header.contains("(start, stop, reboot, retry, reinstall, apply, add, edit, remove)"),
+            header.contains(
+                "(start, stop, reboot, retry, reinstall, apply, add, edit, remove, shell)"
+            ),
             "{header}"
         );
     }
