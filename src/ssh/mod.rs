@@ -26,6 +26,7 @@ pub(crate) mod pane;
 mod remote;
 mod session;
 pub mod tail;
+mod wait;
 
 use std::fmt;
 use std::time::Duration;

@@ -9,31 +9,37 @@
 //! function) only when the slot goes from empty to full, so a flood of output becomes one
 //! redraw per frame the UI actually takes, and the UI never waits on the session.
 //!
-//! When idle the thread waits on its input channel with a short timeout (at most
-//! [`IDLE_POLL`]): a key typed is sent at once, remote output is picked up within that
-//! bound. libssh2 offers no socket to poll without `unsafe`, so this is the wait.
+//! Between turns the thread blocks (see [`super::wait`]) until the SSH socket is readable
+//! (or writable, when output waits), the UI rings the handle's wake-up after sending
+//! input, or a deadline passes (the keepalive, a frame held back): a key typed is sent at
+//! once, remote output is read as soon as it arrives, and an idle session never wakes.
 //!
 //! It must not touch the UI's state or the terminal, and knows nothing of how a frame is
 //! drawn: everything it says goes through the slot. Nothing here imports the views or
 //! the engine; `views::term::session` plugs the emulator in.
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::access::SshAccess;
 use super::error::LIBSSH2_ERROR_EAGAIN as EAGAIN;
 use super::error::StreamError;
+use super::wait::{self, Bell, Waiting, Wake};
 
-/// The longest the session thread waits before looking at the socket again when idle.
+/// The longest the session thread waits without a socket to wait on (it could not be
+/// duplicated), or before retrying a resize libssh2 put off.
 pub const IDLE_POLL: Duration = Duration::from_millis(20);
-/// The first wait after activity; it doubles up to [`IDLE_POLL`] while nothing happens.
-const BUSY_POLL: Duration = Duration::from_millis(1);
 /// A full slot is replaced by a newer frame at most this often while the UI is busy.
 const REPUBLISH: Duration = Duration::from_millis(16);
-/// Bytes read from the remote per turn before the thread looks at its input again.
-const READ_PER_TURN: usize = 256 * 1024;
+/// Bytes read from the remote per turn (and fed to the screen at once) before the thread
+/// looks at its input again. Large, so a flood is fed in chunks long enough for the
+/// screen to drop the lines that would scroll out of its history unseen; a turn reads
+/// this much only while that much is waiting (libssh2's window is 2 MiB).
+const READ_PER_TURN: usize = 4 << 20;
+/// One read from libssh2: a whole SSH packet's worth and more.
+const READ_BUFFER: usize = 64 * 1024;
 /// How often a keepalive goes out, so a dead connection turns into a closed pane.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -138,6 +144,8 @@ impl<F> FrameSlot<F> {
 pub struct ShellHandle<F> {
     tx: mpsc::Sender<ShellInput>,
     slot: Arc<FrameSlot<F>>,
+    /// Rung after each send, so a waiting session thread sees the input at once.
+    wake: Option<Wake>,
 }
 
 /// The session thread's end of a [`ShellHandle`] (also what tests read).
@@ -145,6 +153,7 @@ pub struct ShellHandle<F> {
 pub struct ShellEnds<F> {
     pub rx: mpsc::Receiver<ShellInput>,
     pub slot: Arc<FrameSlot<F>>,
+    bell: Option<Bell>,
 }
 
 impl<F> ShellHandle<F> {
@@ -157,14 +166,22 @@ impl<F> ShellHandle<F> {
             ShellHandle {
                 tx,
                 slot: slot.clone(),
+                wake: None,
             },
-            ShellEnds { rx, slot },
+            ShellEnds {
+                rx,
+                slot,
+                bell: None,
+            },
         )
     }
 
     /// Never blocks; input for a session that has ended is dropped.
     pub fn send(&self, input: ShellInput) {
         let _ = self.tx.send(input);
+        if let Some(w) = &self.wake {
+            w.ring();
+        }
     }
 
     pub fn take(&self) -> Option<ShellUpdate<F>> {
@@ -181,7 +198,10 @@ pub fn spawn<S: Screen>(
     screen: S,
     wake: impl Fn() -> bool + Send + 'static,
 ) -> io::Result<ShellHandle<S::Frame>> {
-    let (handle, ends) = ShellHandle::pair();
+    let (mut handle, mut ends) = ShellHandle::pair();
+    let (ring, bell) = wait::pair()?;
+    handle.wake = Some(ring);
+    ends.bell = Some(bell);
     std::thread::Builder::new()
         .name(format!("legion-ssh-{node}"))
         .spawn(move || {
@@ -208,7 +228,8 @@ struct Session<S: Screen> {
 /// How one turn of the loop ended.
 enum Turn {
     Continue {
-        busy: bool,
+        /// The read budget ran out: more output is waiting, do not wait for it.
+        more: bool,
     },
     /// The UI dropped its handle.
     Gone,
@@ -270,6 +291,11 @@ impl<S: Screen> Session<S> {
                 Some((u32::from(cols), u32::from(rows), 0, 0)),
             )
             .map_err(|e| failed("cannot get a terminal", e))?;
+        // A PTY merges the remote's stderr already; merged here too, nothing can queue up
+        // unread on a second stream while the thread waits on the socket.
+        channel
+            .handle_extended_data(ssh2::ExtendedData::Merge)
+            .map_err(|e| failed("cannot merge the error stream", e))?;
         channel
             .shell()
             .map_err(|e| failed("cannot start a shell", e))?;
@@ -281,50 +307,66 @@ impl<S: Screen> Session<S> {
         let mut out: Vec<u8> = Vec::new();
         let mut resize: Option<(u16, u16)> = None;
         let mut dirty = false;
-        let mut wait = BUSY_POLL;
         let mut keepalive_at = Instant::now() + KEEPALIVE;
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = Vec::with_capacity(READ_PER_TURN + READ_BUFFER);
         loop {
+            if let Some(bell) = &self.ends.bell {
+                bell.drain();
+            }
             let turn = self.turn(&mut channel, &mut out, &mut resize, &mut dirty, &mut buf);
-            let busy = match turn {
+            let more = match turn {
                 Turn::Gone => return Ok(None),
                 Turn::Closed(why) => {
                     let status = exit_status(sess, &mut channel);
                     return Ok(Some(format!("connection closed: {why}{status}")));
                 }
-                Turn::Continue { busy } => busy,
+                Turn::Continue { more } => more,
             };
-            if Instant::now() >= keepalive_at {
-                keepalive_at = Instant::now() + KEEPALIVE;
+            let now = Instant::now();
+            if now >= keepalive_at {
+                keepalive_at = now + KEEPALIVE;
                 if let Err(e) = sess.keepalive_send()
                     && e.code() != ssh2::ErrorCode::Session(EAGAIN)
                 {
                     return Ok(Some(format!("connection closed: {e}")));
                 }
             }
+            // One frame per frame the UI takes: publish at once into an empty slot; a
+            // full one (the UI is busy) is refreshed at most every REPUBLISH.
+            let mut deadline = keepalive_at;
             if dirty {
-                let recent = self.last_publish.is_some_and(|t| t.elapsed() < REPUBLISH);
-                if !self.ends.slot.is_full() || !recent {
-                    self.publish(ShellState::Open);
-                    dirty = false;
+                let since = self.last_publish.map(|t| t.elapsed());
+                match since {
+                    Some(since) if self.ends.slot.is_full() && since < REPUBLISH => {
+                        deadline = deadline.min(now + (REPUBLISH - since));
+                    }
+                    _ => {
+                        self.publish(ShellState::Open);
+                        dirty = false;
+                    }
                 }
             }
-            wait = if busy {
-                BUSY_POLL
-            } else {
-                (wait * 2).min(IDLE_POLL)
-            };
-            // Pending work that cannot go out yet still needs a soon retry.
-            let wait = if dirty || !out.is_empty() || resize.is_some() {
-                wait.min(Duration::from_millis(4))
-            } else {
-                wait
-            };
-            match self.ends.rx.recv_timeout(wait) {
-                Ok(input) => self.apply(input, &mut out, &mut resize, &mut dirty),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+            if more {
+                // The read budget ran out with output still coming: look at the input,
+                // then read on, without waiting.
+                continue;
             }
+            // Input the remote has no room for yet normally waits for a window adjustment
+            // (the socket turns readable); the bound covers libssh2 keeping that to itself.
+            let socket = ssh.socket();
+            if resize.is_some() || !out.is_empty() || socket.is_none() || self.ends.bell.is_none() {
+                deadline = deadline.min(now + IDLE_POLL);
+            }
+            let writable = matches!(
+                sess.block_directions(),
+                ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+            );
+            let on = Waiting {
+                socket,
+                writable,
+                bell: self.ends.bell.as_ref(),
+            };
+            wait::wait(on, deadline.saturating_duration_since(Instant::now()));
         }
     }
 
@@ -365,15 +407,11 @@ impl<S: Screen> Session<S> {
         out: &mut Vec<u8>,
         resize: &mut Option<(u16, u16)>,
         dirty: &mut bool,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
     ) -> Turn {
-        let mut busy = false;
         loop {
             match self.ends.rx.try_recv() {
-                Ok(input) => {
-                    busy = true;
-                    self.apply(input, out, resize, dirty);
-                }
+                Ok(input) => self.apply(input, out, resize, dirty),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Turn::Gone,
             }
@@ -385,40 +423,60 @@ impl<S: Screen> Session<S> {
                 Err(e) => return Turn::Closed(e.to_string()),
             }
         }
-        while !out.is_empty() {
-            match channel.write(out) {
-                Ok(0) => break,
-                Ok(n) => {
-                    out.drain(..n);
-                    busy = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Turn::Closed(e.to_string()),
-            }
+        if let Err(e) = write_out(channel, out) {
+            return Turn::Closed(e.to_string());
         }
         // No `channel.flush()`: for an ssh2 channel that is libssh2_channel_flush_ex, which
         // *discards* unread incoming data (it lost echoes and output here).
-        let mut read = 0;
-        while read < READ_PER_TURN {
-            match channel.read(buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    read += n;
-                    self.emu.feed(&buf[..n]);
-                    let replies = self.emu.take_replies();
-                    out.extend_from_slice(&replies);
-                    *dirty = true;
-                    busy = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+        // Until libssh2 would block (what it holds already does not wake a wait), into one
+        // chunk for the screen.
+        buf.clear();
+        let more = loop {
+            if buf.len() >= READ_PER_TURN {
+                break true;
+            }
+            let at = buf.len();
+            buf.resize(at + READ_BUFFER, 0);
+            let got = channel.read(&mut buf[at..]);
+            buf.truncate(at + *got.as_ref().unwrap_or(&0));
+            match got {
+                Ok(0) => break false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) => return Turn::Closed(e.to_string()),
             }
+        };
+        if !buf.is_empty() {
+            self.emu.feed(buf);
+            let replies = self.emu.take_replies();
+            out.extend_from_slice(&replies);
+            *dirty = true;
         }
         if channel.eof() {
             return Turn::Closed("the remote shell exited".into());
         }
-        Turn::Continue { busy }
+        // Replies to the remote's queries, and input the remote's window had no room for
+        // before the read took in its window adjustments.
+        if let Err(e) = write_out(channel, out) {
+            return Turn::Closed(e.to_string());
+        }
+        Turn::Continue { more }
     }
+}
+
+/// Write what libssh2 takes of `out` now.
+fn write_out(channel: &mut ssh2::Channel, out: &mut Vec<u8>) -> io::Result<()> {
+    while !out.is_empty() {
+        match channel.write(out) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// ", status N" when the remote said how the shell ended (bounded wait).

@@ -66,6 +66,9 @@ pub fn connect_with(
         timeout: opts.handshake_timeout,
     };
     let mut session = ssh2::Session::new().map_err(|e| handshake.ssh2(&e))?;
+    // A second handle on the socket, for the streaming threads to wait on it (libssh2
+    // shows its own only as a raw descriptor). Without one they poll on a timer.
+    let socket = tcp.try_clone().ok();
     session.set_tcp_stream(tcp);
     session.set_blocking(true);
     session.set_timeout(millis(opts.handshake_timeout));
@@ -81,6 +84,7 @@ pub fn connect_with(
     let seen = HostKeyFingerprint::from_key_blob(blob);
     let ssh = SshSession {
         session,
+        socket,
         target: target.clone(),
         label,
         host_key: seen.clone(),
@@ -142,6 +146,7 @@ fn connect_error(err: &io::Error, label: &str, addr: SocketAddr, timeout: Durati
 /// An authenticated SSH session. Operations take `&mut self`: one at a time.
 pub struct SshSession {
     session: ssh2::Session,
+    socket: Option<TcpStream>,
     target: Target,
     label: String,
     host_key: HostKeyFingerprint,
@@ -192,6 +197,12 @@ impl SshSession {
     /// terminal pane's PTY). Each operation here resets blocking mode and timeout first.
     pub fn ssh2_session(&self) -> &ssh2::Session {
         &self.session
+    }
+
+    /// The session's socket, to wait on while libssh2 is in non-blocking mode (see
+    /// [`super::wait`]); `None` when it could not be duplicated.
+    pub fn socket(&self) -> Option<&TcpStream> {
+        self.socket.as_ref()
     }
 
     /// Run `cmd` (through the login shell, as `ssh host cmd` does) with no input. Fails

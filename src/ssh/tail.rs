@@ -6,7 +6,9 @@
 //! at [`MAX_LINE`] bytes, control characters shown escaped), drops the oldest when the UI has
 //! not taken them and more than [`MAILBOX`] wait (counting what it dropped), and wakes
 //! the UI only when the mailbox goes from empty to non-empty. The UI never waits on the
-//! thread. Dropping the handle ends the thread within one poll interval.
+//! thread. Between reads the thread waits on the SSH socket (see [`super::wait`]), so
+//! output is read as it arrives and an idle tail does not wake; dropping the handle rings
+//! the thread awake and it ends.
 //!
 //! The panel that shows the lines is `views::app::tail`; nothing here imports the views or
 //! the engine.
@@ -20,13 +22,17 @@ use std::time::{Duration, Instant};
 use super::access::SshAccess;
 use super::error::LIBSSH2_ERROR_EAGAIN as EAGAIN;
 use super::error::StreamError;
+use super::wait::{self, Bell, Waiting, Wake};
 
 /// Lines waiting for the UI at most; older ones are dropped (and counted).
 pub const MAILBOX: usize = 10_000;
 /// A longer line is cut here (and the rest starts a new line).
 pub const MAX_LINE: usize = 4096;
-/// The longest the thread sleeps between looks at the socket when nothing comes.
+/// The longest the thread waits between looks at the socket when it has no socket or
+/// wake-up to wait on (either could not be made).
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Bytes read per turn before the thread checks whether it should stop.
+const READ_PER_TURN: usize = 1 << 20;
 /// How often a keepalive goes out, so a dead connection is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
@@ -69,6 +75,8 @@ impl Mailbox {
 pub struct TailHandle {
     mailbox: Arc<Mutex<Mailbox>>,
     stop: Arc<AtomicBool>,
+    /// Rung on drop, so a waiting thread sees the stop at once.
+    wake: Option<Wake>,
 }
 
 impl TailHandle {
@@ -87,6 +95,9 @@ impl TailHandle {
 impl Drop for TailHandle {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = &self.wake {
+            w.ring();
+        }
     }
 }
 
@@ -96,6 +107,7 @@ pub struct Feed {
     stop: Arc<AtomicBool>,
     wake: Box<dyn Fn() -> bool + Send>,
     partial: Vec<u8>,
+    bell: Option<Bell>,
 }
 
 impl Feed {
@@ -119,14 +131,31 @@ impl Feed {
     /// Split `bytes` into lines; complete ones go to the mailbox.
     pub fn bytes(&mut self, bytes: &[u8]) {
         let mut done = Vec::new();
-        for &b in bytes {
-            if b == b'\n' {
-                done.push(clean_line(&std::mem::take(&mut self.partial)));
-            } else if self.partial.len() >= MAX_LINE {
-                done.push(clean_line(&std::mem::take(&mut self.partial)));
-                self.partial.push(b);
-            } else {
-                self.partial.push(b);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // Up to the next line end, or as much as fills the line being cut.
+            let room = MAX_LINE - self.partial.len();
+            let end = rest.iter().take(room + 1).position(|&b| b == b'\n');
+            match end {
+                Some(i) => {
+                    if self.partial.is_empty() {
+                        // The common case: a whole line in this read, cleaned in place.
+                        done.push(clean_line(&rest[..i]));
+                    } else {
+                        self.partial.extend_from_slice(&rest[..i]);
+                        done.push(clean_line(&std::mem::take(&mut self.partial)));
+                    }
+                    rest = &rest[i + 1..];
+                }
+                None if rest.len() > room => {
+                    self.partial.extend_from_slice(&rest[..room]);
+                    done.push(clean_line(&std::mem::take(&mut self.partial)));
+                    rest = &rest[room..];
+                }
+                None => {
+                    self.partial.extend_from_slice(rest);
+                    rest = &[];
+                }
             }
         }
         if done.is_empty() {
@@ -158,9 +187,9 @@ pub fn clean_line(raw: &[u8]) -> String {
     // The common log line is printable ASCII: copied as it is, without the per-character
     // escaping below (a 64 MiB tail spent most of its time there).
     if raw.iter().all(|b| (0x20..0x7f).contains(b))
-        && let Ok(line) = String::from_utf8(raw.to_vec())
+        && let Ok(line) = std::str::from_utf8(raw)
     {
-        return line;
+        return line.to_string();
     }
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len());
@@ -182,8 +211,16 @@ pub fn pair(wake: impl Fn() -> bool + Send + 'static) -> (TailHandle, Feed) {
         stop: stop.clone(),
         wake: Box::new(wake),
         partial: Vec::new(),
+        bell: None,
     };
-    (TailHandle { mailbox, stop }, feed)
+    (
+        TailHandle {
+            mailbox,
+            stop,
+            wake: None,
+        },
+        feed,
+    )
 }
 
 /// Start following `node`'s logs with `access.log_command`.
@@ -192,7 +229,10 @@ pub fn spawn(
     access: SshAccess,
     wake: impl Fn() -> bool + Send + 'static,
 ) -> io::Result<TailHandle> {
-    let (handle, mut feed) = pair(wake);
+    let (mut handle, mut feed) = pair(wake);
+    let (ring, bell) = wait::pair()?;
+    handle.wake = Some(ring);
+    feed.bell = Some(bell);
     std::thread::Builder::new()
         .name(format!("legion-tail-{node}"))
         .spawn(move || {
@@ -226,48 +266,78 @@ fn follow(access: &SshAccess, feed: &mut Feed) -> Result<Option<String>, StreamE
     let mut channel = sess
         .channel_session()
         .map_err(|e| failed("cannot open a channel", e))?;
+    // Anything on stderr comes with the lines (and cannot queue up unread while the
+    // thread waits on the socket).
+    channel
+        .handle_extended_data(ssh2::ExtendedData::Merge)
+        .map_err(|e| failed("cannot merge the error stream", e))?;
     channel
         .exec(&access.log_command)
         .map_err(|e| failed("cannot run the log command", e))?;
     sess.set_keepalive(false, KEEPALIVE.as_secs() as u32);
     sess.set_blocking(false);
     feed.state(TailState::Following);
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut wait = Duration::from_millis(1);
+    let mut buf = vec![0u8; 64 * 1024];
     let mut keepalive_at = Instant::now() + KEEPALIVE;
     loop {
+        if let Some(bell) = &feed.bell {
+            bell.drain();
+        }
         if feed.stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        match channel.read(&mut buf) {
-            Ok(0) if channel.eof() => {
-                feed.flush_partial();
-                sess.set_blocking(true);
-                let _ = channel.wait_close();
-                let status = channel.exit_status().unwrap_or(-1);
-                return Ok(Some(format!(
-                    "the log command ended (exit status {status})"
-                )));
+        // Read until libssh2 would block (what it holds already does not wake a wait),
+        // or a turn's worth, then look at the stop flag again.
+        let mut read = 0;
+        let more = loop {
+            if read >= READ_PER_TURN {
+                break true;
             }
-            Ok(0) => {}
-            Ok(n) => {
-                feed.bytes(&buf[..n]);
-                wait = Duration::from_millis(1);
-                continue;
+            match channel.read(&mut buf) {
+                Ok(0) if channel.eof() => {
+                    feed.flush_partial();
+                    sess.set_blocking(true);
+                    let _ = channel.wait_close();
+                    let status = channel.exit_status().unwrap_or(-1);
+                    return Ok(Some(format!(
+                        "the log command ended (exit status {status})"
+                    )));
+                }
+                Ok(0) => break false,
+                Ok(n) => {
+                    read += n;
+                    feed.bytes(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(e) => return Ok(Some(format!("connection to {} lost: {e}", access.target))),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Ok(Some(format!("connection to {} lost: {e}", access.target))),
-        }
-        if Instant::now() >= keepalive_at {
-            keepalive_at = Instant::now() + KEEPALIVE;
+        };
+        let now = Instant::now();
+        if now >= keepalive_at {
+            keepalive_at = now + KEEPALIVE;
             if let Err(e) = sess.keepalive_send()
                 && e.code() != ssh2::ErrorCode::Session(EAGAIN)
             {
                 return Ok(Some(format!("connection to {} lost: {e}", access.target)));
             }
         }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(IDLE_POLL);
+        if more {
+            continue;
+        }
+        let writable = matches!(
+            sess.block_directions(),
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        );
+        let on = Waiting {
+            socket: ssh.socket(),
+            writable,
+            bell: feed.bell.as_ref(),
+        };
+        let mut timeout = keepalive_at.saturating_duration_since(now);
+        if on.socket.is_none() || on.bell.is_none() {
+            timeout = timeout.min(IDLE_POLL);
+        }
+        wait::wait(on, timeout);
     }
 }
 
@@ -318,6 +388,33 @@ mod tests {
         f.bytes(b"\n");
         let lens: Vec<usize> = h.take().lines.iter().map(String::len).collect();
         assert_eq!(lens, [MAX_LINE, MAX_LINE, 10]);
+    }
+
+    #[test]
+    fn lines_come_out_the_same_whatever_the_reads_cut() {
+        let mut stream = Vec::new();
+        for i in 0..300 {
+            stream.extend_from_slice(format!("line {i} ").as_bytes());
+            stream.extend(std::iter::repeat_n(b'x', (i * 37) % (MAX_LINE + 500)));
+            stream.extend_from_slice(if i % 7 == 0 { b"\r\n" } else { b"\n" });
+        }
+        let whole = {
+            let (mut f, h, _) = feed();
+            f.bytes(&stream);
+            h.take().lines
+        };
+        for cut in [1, 2, 7, 100, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 65536] {
+            let (mut f, h, _) = feed();
+            for chunk in stream.chunks(cut) {
+                f.bytes(chunk);
+            }
+            assert_eq!(h.take().lines, whole, "reads of {cut} bytes");
+        }
+        assert!(whole.iter().all(|l| l.len() <= MAX_LINE));
+        assert!(
+            whole.iter().any(|l| l.len() == MAX_LINE),
+            "some lines were cut"
+        );
     }
 
     #[test]

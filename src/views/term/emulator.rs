@@ -7,6 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ratatui::style::{Color, Modifier};
 
+use super::flood::{self, Seq};
+
 /// Smallest rows and columns the parser is given; vt100 panics below 2x2.
 pub const MIN_SIZE: u16 = 2;
 /// Largest rows and columns the parser is given. A 1000x1000 screen is 32 MB of cells;
@@ -120,6 +122,8 @@ pub struct Emulator {
     scrollback: usize,
     notice: Option<&'static str>,
     resets: u32,
+    /// Whether the bytes fed so far left an escape sequence open (see `flood`).
+    seq: Seq,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -143,6 +147,7 @@ impl Emulator {
             scrollback,
             notice: None,
             resets: 0,
+            seq: Seq::Ground,
         }
     }
 
@@ -154,8 +159,26 @@ impl Emulator {
     /// Parse `bytes` the remote wrote. Escape sequences and UTF-8 may be split anywhere
     /// between calls. Never panics: a parser panic rebuilds the parser at the same size
     /// (the screen is lost, the title kept) and sets [`RESET_NOTICE`].
+    ///
+    /// The plain lines at the start of a flood that would scroll out of the history before
+    /// the chunk ends are dropped unparsed (see [`Emulator::flood_cut`]); the screen and
+    /// the history end exactly as if they had been parsed.
     pub fn feed(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[self.flood_cut(bytes)..];
+        self.seq = self.seq.after(bytes);
         self.feed_with(bytes, |parser, bytes| parser.process(bytes));
+    }
+
+    /// How many bytes at the start of `bytes` cannot show on the screen nor in the history
+    /// once all of `bytes` is fed: plain lines followed by more plain line ends than the
+    /// screen and the history hold. Only on the live primary screen, from the parser's
+    /// ground state (`flood` says why).
+    pub(super) fn flood_cut(&self, bytes: &[u8]) -> usize {
+        if self.seq != Seq::Ground || self.alternate_screen() || self.scroll_offset() > 0 {
+            return 0;
+        }
+        let (rows, _) = self.size();
+        flood::cut(bytes, flood::keep(rows, self.scrollback))
     }
 
     fn feed_with(&mut self, bytes: &[u8], process: impl FnOnce(&mut vt100::Parser<Hooks>, &[u8])) {
@@ -174,6 +197,7 @@ impl Emulator {
             replies: Vec::new(),
         };
         self.parser = Self::parser(rows, cols, self.scrollback, hooks);
+        self.seq = Seq::Ground;
         self.notice = Some(RESET_NOTICE);
         self.resets = self.resets.saturating_add(1);
         tracing::warn!(

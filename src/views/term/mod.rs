@@ -13,6 +13,7 @@
 //! whatever the remote sends.
 
 mod emulator;
+mod flood;
 mod keys;
 pub mod session;
 mod view;
