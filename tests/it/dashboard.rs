@@ -46,6 +46,7 @@ fn node(i: usize, machine: Machine, system: System) -> NodeRow {
         diffs: vec![],
         ops_started: 0,
         ops_finished: 0,
+        pending: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn snapshot(n: usize) -> Arc<AppSnapshot> {
         operation: None,
         planned: true,
         live: true,
+        pending: None,
         tasks: vec![],
     }];
     Arc::new(s)
@@ -537,6 +539,7 @@ fn firewall_rules_on_unmanaged_hosts_are_listed_as_operator_tasks() {
         operation: None,
         planned: true,
         live: true,
+        pending: None,
         tasks: vec![
             "open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m1 (10.0.0.2)".into(),
             "open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m2 (10.0.0.3)".into(),
