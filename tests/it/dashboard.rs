@@ -315,7 +315,9 @@ fn command_line_completes_and_runs() {
     assert!(screen(&mut app, 100, 14).contains("DNS Zones 1/1"));
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "apply");
-    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Apply]);
+    // `:apply` opens the plan overlay, as `a` does; the change set is asked for.
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::LoadChanges]);
+    key(&mut app, KeyCode::Esc);
     // A refresh reads every provider now, from ctrl-r or `:refresh`, read-only or not.
     assert_eq!(ctrl(&mut app, 'r'), vec![Effect::Refresh]);
     assert!(screen(&mut app, 100, 14).contains("reading every provider"));

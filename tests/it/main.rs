@@ -33,6 +33,7 @@ mod mock_provider;
 mod node_session;
 mod ovh_cli;
 mod ovh_fake;
+mod plan;
 mod provider_http;
 mod scaleway_adapter;
 mod scaleway_cli;
