@@ -61,6 +61,7 @@ fn node(i: usize) -> NodeRow {
         diffs: vec![],
         ops_started: 1,
         ops_finished: 1,
+        pending: None,
     }
 }
 

@@ -28,7 +28,9 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args, handle)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", cli::error_line(&e));
+            if !cli::exit::is_silent(&e) {
+                eprintln!("{}", cli::error_line(&e));
+            }
             ExitCode::from(cli::exit::exit_code(&e))
         }
     }

@@ -1,7 +1,7 @@
 //! The process exit code for an error: the one place that decides it.
 //!
 //! Codes (documented in `--help` and docs/cli.md): 0 ok, 1 failure, 2 usage (clap exits
-//! with it itself), 3 locked / wrong password / state in use / wrong daemon token, 4 the
+//! with it itself) or, for `legion plan --detailed-exitcode`, changes to make, 3 locked / wrong password / state in use / wrong daemon token, 4 the
 //! daemon is unavailable. The choice reads the [`EngineError`] in the error's chain, never
 //! the message text.
 
@@ -10,11 +10,27 @@ use color_eyre::eyre::Report;
 use crate::engine::EngineError;
 
 pub const FAILURE: u8 = 1;
+/// `legion plan --detailed-exitcode` found changes (Terraform's convention).
+pub const CHANGES: u8 = 2;
 pub const LOCKED: u8 = 3;
 pub const DAEMON_UNAVAILABLE: u8 = 4;
 
+/// `legion plan --detailed-exitcode` found this many changes: exit [`CHANGES`] and print
+/// no error (the plan itself was the output).
+#[derive(Debug, thiserror::Error)]
+#[error("the plan has {0} changes")]
+pub struct PlanHasChanges(pub usize);
+
+/// Whether the error is an outcome already reported on stdout, not a failure to print.
+pub fn is_silent(err: &Report) -> bool {
+    err.downcast_ref::<PlanHasChanges>().is_some()
+}
+
 /// The exit code for an error a command returned.
 pub fn exit_code(err: &Report) -> u8 {
+    if is_silent(err) {
+        return CHANGES;
+    }
     err.chain()
         .find_map(|c| c.downcast_ref::<EngineError>())
         .map_or(FAILURE, EngineError::exit_code)
@@ -44,5 +60,8 @@ mod tests {
             FAILURE
         );
         assert_eq!(exit_code(&eyre!("anything else")), FAILURE);
+        let changes: Report = PlanHasChanges(3).into();
+        assert!(is_silent(&changes));
+        assert_eq!(exit_code(&changes), CHANGES);
     }
 }

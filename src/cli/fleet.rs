@@ -1,11 +1,15 @@
-//! Commands about the whole fleet rather than one resource: `status`, `apply`, `refresh`.
+//! Commands about the whole fleet rather than one resource: `status`, `apply`, `refresh`
+//! (`plan` is `plan.rs`).
 //!
 //! Each is one engine call through the [`Link`] and a line or a table of its answer.
 
 use color_eyre::eyre::{Result, eyre};
 
+use std::io::IsTerminal;
+
 use super::Cli;
 use super::output::{clean, json, outln, print_block};
+use super::plan;
 use super::session::with_link;
 use crate::engine::snapshot::ApplyView;
 use crate::link::Link;
@@ -24,9 +28,13 @@ pub(crate) async fn status(cli: &Cli, as_json: bool) -> Result<()> {
                 "version": r.status().version,
             }),
         };
+        // The plan's counts from the engine now, not the snapshot's (a fresh local engine
+        // may not have published them yet).
+        let counts = l.changes().await?.counts();
         if as_json {
             let mut v = serde_json::to_value(&*snap)?;
             v["engine"] = via;
+            v["changes"] = serde_json::to_value(counts)?;
             json(&v)?;
         } else {
             match l {
@@ -40,25 +48,47 @@ pub(crate) async fn status(cli: &Cli, as_json: bool) -> Result<()> {
                 ),
             }
             print_block(&plain::render(&snap));
+            if counts.is_empty() {
+                outln!("plan: in sync with the last readings");
+            } else {
+                outln!("plan: {counts} (`legion plan` shows them)");
+            }
         }
         Ok(())
     })
     .await
 }
 
-/// `legion apply [--wait]`.
-pub(crate) async fn apply(cli: &Cli, wait: bool) -> Result<()> {
+/// `legion apply [--wait] [--yes]`: the plan first; on a terminal (stdin and stdout) a
+/// confirmation unless `--yes`; without one it proceeds, as scripts expect. An empty plan
+/// says so and starts nothing.
+pub(crate) async fn apply(cli: &Cli, wait: bool, yes: bool) -> Result<()> {
     with_link(cli, async |l: &Link| {
+        let set = l.changes().await?;
+        if set.is_empty() {
+            outln!("nothing to do: the plan matches what the providers show; no apply started");
+            return Ok(());
+        }
+        print_block(&plan::render(&set));
         // Said before the apply starts: the firewall actor refuses these sets anyway.
         for why in l.lockouts().await? {
             eprintln!("legion: warning: {}", clean(&why));
+        }
+        let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        if terminal && !yes {
+            let ok = tokio::task::spawn_blocking(plan::confirmed).await??;
+            if !ok {
+                return Err(eyre!("apply cancelled; nothing was changed"));
+            }
         }
         let id = l.apply().await?;
         if wait {
             let snap = l.wait_apply(id).await?;
             outln!("{}", clean(&plain::apply_line(&snap.apply)));
             if !matches!(snap.apply, ApplyView::Finished { ok: true, .. }) {
-                return Err(eyre!("apply #{id} did not converge"));
+                return Err(eyre!(
+                    "apply #{id} did not converge; `legion plan` shows what still differs"
+                ));
             }
         } else {
             outln!("apply #{id} started");

@@ -28,6 +28,7 @@ mod network;
 mod nodes;
 mod output;
 mod password;
+mod plan;
 mod provider;
 mod readonly;
 mod session;
@@ -46,7 +47,7 @@ use dashboard::DashboardArgs;
     name = "legion",
     version,
     about = "Run fleets of cloud servers from a terminal",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 locked, wrong password, state \
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage error (`plan --detailed-exitcode`: changes to make), 3 locked, wrong password, state \
                   held by another process or wrong daemon token, 4 daemon unavailable (not \
                   running, stale socket, connection lost).\n\
                   With LEGION_DAEMON_TOKEN set (or --daemon-token), commands go through the \
@@ -106,11 +107,17 @@ enum Command {
         #[command(subcommand)]
         command: nodes::NodesCommand,
     },
-    /// Apply the plan: create, converge and tear down what the plan says.
+    /// What an apply would change: `+` create, `~` update, `-/+` replace, `-` delete.
+    Plan(plan::PlanArgs),
+    /// Apply the plan: create, converge and tear down what the plan says. Shows the plan
+    /// first; on a terminal asks before it starts (`--yes` does not ask).
     Apply {
-        /// Wait until every resource settles; exit 1 if any failed.
+        /// Wait until every resource settles; exit 1 unless the plan is then empty.
         #[arg(long)]
         wait: bool,
+        /// Start without asking for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// The operation log (provider writes, transitions, actions), from the home's
     /// `logs/operations.jsonl`; needs no unlock.
@@ -204,7 +211,8 @@ pub async fn run(cli: Cli, rt: tokio::runtime::Handle) -> Result<()> {
         Command::Config { command } => config::run(&cli, command).await,
         Command::Status { json } => fleet::status(&cli, *json).await,
         Command::Nodes { command } => nodes::run(&cli, command).await,
-        Command::Apply { wait } => fleet::apply(&cli, *wait).await,
+        Command::Plan(args) => plan::run(&cli, args).await,
+        Command::Apply { wait, yes } => fleet::apply(&cli, *wait, *yes).await,
         Command::Logs(args) => logs::run(&cli, args).await,
         Command::Zones { command } => network::zones(&cli, command).await,
         Command::Records { command } => network::records(&cli, command).await,

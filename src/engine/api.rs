@@ -62,6 +62,8 @@ macro_rules! engine_calls {
             /// Why an apply of the current plan would refuse a firewall set (it would block
             /// SSH from where Legion connects); empty when none would.
             fn lockouts() -> Vec<String>;
+            /// What an apply of the current plan would change, resource by resource.
+            fn changes() -> crate::engine::changes::ChangeSet;
             /// Start an apply; returns its id. Progress and outcome are in the snapshot.
             fn apply() -> u64;
             /// Read every provider now.

@@ -1,12 +1,17 @@
 //! Apply (materialize): the only path from plan to cloud. One at a time; nodes first, then
 //! the cluster peer lists, then the derived resources (zones, firewalls, domains) that
-//! depend on node endpoints. Progress comes from actor snapshots, never a guess.
+//! depend on node endpoints. Progress comes from actor snapshots, never a guess. It ends
+//! with a fresh reading of the providers it touched and the change set recomputed: it is
+//! converged only when nothing is left, otherwise `Finished.waiting` lists each remaining
+//! difference and why.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::actors::{ResourceKey, Snap, SyncState};
+use super::changes::{self, ChangeSet};
 use super::error::EngineError;
 use super::observe;
 use super::session::Session;
@@ -27,6 +32,42 @@ impl Session {
         } else {
             Err(EngineError::Providers(errors))
         }
+    }
+
+    /// One observation round of every provider the plan or the tracked state uses (the
+    /// end of an apply: what it reports must come from a fresh reading).
+    async fn refresh_affected(&self) -> Result<(), EngineError> {
+        let used: BTreeSet<String> = self.cell.read(|s| {
+            let nodes = s.plan.nodes.values().map(|n| &n.provider);
+            let tracked = s.tracked.nodes.values().map(|n| &n.provider);
+            let zones = s.plan.zones.values().map(|z| &z.provider);
+            let tzones = s.tracked.zones.values().map(|z| &z.provider);
+            nodes
+                .chain(tracked)
+                .chain(zones)
+                .chain(tzones)
+                .cloned()
+                .collect()
+        });
+        let mut errors = Vec::new();
+        for p in self.supervisor.env().providers.all() {
+            if used.contains(&p.id)
+                && let Err(e) = observe::observe_provider(&self.supervisor, &p).await
+            {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Providers(errors))
+        }
+    }
+
+    /// What an apply of the current plan would change, with every field.
+    pub(crate) fn changes(&self) -> ChangeSet {
+        let env = self.supervisor.change_env();
+        self.cell.read(|s| changes::compute(s, &env, true))
     }
 
     pub(crate) fn start_apply(self: &Arc<Self>) -> Result<u64, EngineError> {
@@ -102,25 +143,42 @@ impl Session {
         let derived = self.supervisor.sync_derived(Some(id));
         self.wait_settled(id, "zones, firewalls and domains", &derived)
             .await;
+        // Converged means planned == observed: read every affected provider again and
+        // recompute the change set; whatever is left is listed with why.
+        self.set_apply(ApplyView::Running {
+            id,
+            stage: "reading the providers".into(),
+            total: 0,
+            settled: 0,
+            failed: 0,
+        });
+        let mut waiting = Vec::new();
+        if let Err(e) = self.refresh_affected().await {
+            waiting.push(format!(
+                "not read again, so not known to match the plan: {e}"
+            ));
+        }
+        waiting.extend(self.changes().changes.iter().map(|c| c.line()));
         let board = env.board.snapshot();
         let mut failed = Vec::new();
-        let mut waiting = Vec::new();
         for key in nodes.iter().chain(derived.iter()) {
             match board.get(key) {
                 Some(Snap::Node(n)) if n.last_error.is_some() => failed.push(key.to_string()),
                 Some(Snap::Sync(s)) if s.state == SyncState::Failed => failed.push(key.to_string()),
-                Some(Snap::Sync(s)) if s.state == SyncState::Waiting => {
-                    waiting.push(format!("{key}: {}", s.waiting.clone().unwrap_or_default()))
-                }
                 _ => {}
             }
         }
-        let ok = failed.is_empty();
+        let ok = failed.is_empty() && waiting.is_empty();
         env.oplog.record(
             None,
             OpKind::Apply,
             if ok {
                 format!("apply #{id} finished: converged")
+            } else if failed.is_empty() {
+                format!(
+                    "apply #{id} finished: not converged, {} still differ from the plan",
+                    waiting.len()
+                )
             } else {
                 format!(
                     "apply #{id} finished: {} failed ({})",

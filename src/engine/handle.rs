@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::actors::Action;
 use super::api::{CatalogReply, EngineApi};
+use super::changes::ChangeSet;
 use super::config::EngineConfig;
 use super::error::EngineError;
 use super::import::{ImportReport, ImportRequest};
@@ -248,6 +249,10 @@ impl EngineApi for Engine {
         s.clone()
             .run(async move { s.import_node(request).await })
             .await
+    }
+
+    async fn changes(&self) -> Result<ChangeSet, EngineError> {
+        Ok(self.session().await?.changes())
     }
 
     async fn apply(&self) -> Result<u64, EngineError> {

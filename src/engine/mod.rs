@@ -16,6 +16,7 @@ pub(crate) mod actions;
 pub(crate) mod actors;
 pub mod api;
 mod apply;
+pub mod changes;
 mod config;
 pub(crate) mod demo;
 pub(crate) mod derive;

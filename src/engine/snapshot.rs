@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 // A row's machine and system states and the board that `assemble` joins are the actors'
 // types; they are part of what a face reads, so they leave the crate from here.
 pub use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
+use super::changes::{ChangeAction, ChangeCounts};
 use super::derive::planned_clusters;
 use super::state::model::{Execution, State};
 use super::status::{
@@ -42,8 +43,12 @@ pub enum ApplyView {
     },
     Finished {
         id: u64,
+        /// Converged: nothing failed and, after a fresh reading, nothing differs from the
+        /// plan.
         ok: bool,
         failed: Vec<String>,
+        /// What still differs from the plan after the apply, one change per line with
+        /// why (blocked, waiting, not read).
         waiting: Vec<String>,
     },
 }
@@ -88,6 +93,9 @@ pub struct NodeRow {
     pub diffs: Vec<FieldDiff>,
     pub ops_started: u64,
     pub ops_finished: u64,
+    /// What the next apply would do to this node (`None`: in sync with the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<ChangeAction>,
 }
 
 /// A zone, firewall set or domain.
@@ -115,6 +123,9 @@ pub struct SyncRow {
     /// web-1 (203.0.113.5)"): firewall rules on providers Legion cannot manage them on.
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// As [`NodeRow::pending`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<ChangeAction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +144,9 @@ pub struct AppSnapshot {
     /// which the settings form edits; the recorded ones are in each firewall's summary.
     #[serde(default)]
     pub management_sources: Vec<String>,
+    /// How many changes the next apply would make ("3 to create, 1 to change").
+    #[serde(default)]
+    pub changes: ChangeCounts,
 }
 
 impl AppSnapshot {
@@ -148,6 +162,7 @@ impl AppSnapshot {
             firewalls: Vec::new(),
             domains: Vec::new(),
             management_sources: Vec::new(),
+            changes: ChangeCounts::default(),
         }
     }
 
@@ -272,6 +287,7 @@ pub fn assemble(
         firewalls,
         domains,
         management_sources: state.plan.management_sources.clone(),
+        changes: ChangeCounts::default(),
     }
 }
 
@@ -370,6 +386,7 @@ fn node_row(
         diffs,
         ops_started: snap.map_or(0, |s| s.ops_started),
         ops_finished: snap.map_or(0, |s| s.ops_finished),
+        pending: None,
     }
 }
 
@@ -422,5 +439,6 @@ fn sync_row(
         planned,
         live: snap.is_some(),
         tasks: snap.map(|s| s.tasks.clone()).unwrap_or_default(),
+        pending: None,
     }
 }

@@ -12,6 +12,7 @@ use super::actors::node::{NodeHandle, NodeMsg};
 use super::actors::reconcilers::{DomainReconciler, FirewallReconciler, ZoneReconciler};
 use super::actors::sync::{Reconciler, SyncHandle};
 use super::actors::{ActorEnv, ResourceKey};
+use super::changes::{ChangeEnv, compute, mark_pending};
 use super::derive::planned_clusters;
 use super::snapshot::{AppSnapshot, ApplyView, assemble};
 
@@ -263,9 +264,26 @@ impl Supervisor {
             .collect();
         providers.sort_by(|a, b| a.id.cmp(&b.id));
         let apply = apply.lock().map(|a| a.clone()).unwrap_or(ApplyView::Idle);
-        self.env
-            .cell
-            .read(|s| assemble(seq, home, s, &board, providers, apply))
+        let changes = self.change_env();
+        self.env.cell.read(|s| {
+            let mut snap = assemble(seq, home, s, &board, providers, apply);
+            mark_pending(&mut snap, &compute(s, &changes, false));
+            snap
+        })
+    }
+
+    /// What decides which changes are blocked: the connected providers, the SSH port.
+    pub fn change_env(&self) -> ChangeEnv {
+        ChangeEnv {
+            providers: self
+                .env
+                .providers
+                .all()
+                .iter()
+                .map(|c| (c.id.clone(), c.api.firewall().is_some()))
+                .collect(),
+            ssh_port: self.firewall.ssh_port,
+        }
     }
 }
 

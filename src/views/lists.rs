@@ -286,7 +286,7 @@ pub fn render_nodes(
                 .or(n.waiting.as_deref())
                 .unwrap_or("");
             let row = Row::new(vec![
-                Cell::from(trimmed(&n.name, 24)),
+                name_cell(&n.name, 24, n.pending, theme),
                 match trouble {
                     Some(_) => Cell::from(Span::styled(
                         format!("{}!", trimmed(&n.provider, 9)),
@@ -385,7 +385,7 @@ pub fn render_sync(
                 state = format!("{state} ({op})");
             }
             let row = Row::new(vec![
-                Cell::from(trimmed(&r.name, 40)),
+                name_cell(&r.name, 40, r.pending, theme),
                 Cell::from(trimmed(&r.provider, provider_width)),
                 Cell::from(Span::styled(state, theme.style(&sync_key(&r.status)))),
                 Cell::from(trimmed(&r.summary, 40)),
@@ -454,4 +454,29 @@ fn empty_hint(text: &str, theme: &Theme, area: Rect, buf: &mut Buffer) {
     }
     let at = Rect::new(area.x + 1, area.y + 2, area.width.saturating_sub(2), 1);
     Line::from(Span::styled(text.to_string(), theme.style("text.dim"))).render(at, buf);
+}
+
+/// A row's name, after a marker when the next apply would change it (`+` create, `~`
+/// update, `±` replace, `-` delete, `?` not observed yet); unmarked rows are unchanged.
+fn name_cell(
+    name: &str,
+    width: usize,
+    pending: Option<crate::engine::changes::ChangeAction>,
+    theme: &Theme,
+) -> Cell<'static> {
+    use crate::engine::changes::ChangeAction;
+    let Some(action) = pending else {
+        return Cell::from(trimmed(name, width));
+    };
+    let (mark, key) = match action {
+        ChangeAction::Create => ("+", "status.ok"),
+        ChangeAction::Update => ("~", "status.warn"),
+        ChangeAction::Replace => ("±", "sync.deleting"),
+        ChangeAction::Delete => ("-", "sync.deleting"),
+        ChangeAction::Unknown => ("?", "text.dim"),
+    };
+    Cell::from(Line::from(vec![
+        Span::styled(mark, theme.style(key)),
+        Span::raw(trimmed(name, width.saturating_sub(1))),
+    ]))
 }

@@ -33,22 +33,18 @@ pub fn apply_line(apply: &ApplyView) -> String {
             settled,
             failed,
         } => format!("apply #{id}: {stage} {settled}/{total} settled, {failed} failed"),
+        ApplyView::Finished { id, ok: true, .. } => format!("apply #{id}: converged"),
+        // Not converged without a failure: what still differs, and why.
         ApplyView::Finished {
             id,
-            ok: true,
+            failed,
             waiting,
             ..
-        } if waiting.is_empty() => {
-            format!("apply #{id}: converged")
-        }
-        ApplyView::Finished {
-            id,
-            ok: true,
-            waiting,
-            ..
-        } => {
-            format!("apply #{id}: converged, waiting: {}", waiting.join("; "))
-        }
+        } if failed.is_empty() => format!(
+            "apply #{id}: not converged, {} still differ: {}",
+            waiting.len(),
+            waiting.join("; ")
+        ),
         ApplyView::Finished { id, failed, .. } => {
             format!(
                 "apply #{id}: {} failed: {}",

@@ -248,6 +248,11 @@ fn perform(rt: &Handle, engine: &Link, effect: Effect, tx: mpsc::Sender<UiEvent>
                 .await
                 .map(|id| format!("apply #{id} started"))
                 .map_err(Failed::from),
+            Effect::LoadChanges => {
+                let set = engine.changes().await.map_err(|e| Failed::doing("plan", &e));
+                let _ = tx.send(UiEvent::Changes(set));
+                return;
+            }
             Effect::Refresh => engine
                 .refresh()
                 .await

@@ -47,6 +47,7 @@ fn node(i: usize, machine: Machine, system: System) -> NodeRow {
         diffs: vec![],
         ops_started: 0,
         ops_finished: 0,
+        pending: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn snapshot(n: usize) -> Arc<AppSnapshot> {
         operation: None,
         planned: true,
         live: true,
+        pending: None,
         tasks: vec![],
     }];
     Arc::new(s)
@@ -322,7 +324,9 @@ fn command_line_completes_and_runs() {
     assert!(screen(&mut app, 100, 14).contains("DNS Zones 1/1"));
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "apply");
-    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Apply]);
+    // `:apply` opens the plan overlay, as `a` does; the change set is asked for.
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::LoadChanges]);
+    key(&mut app, KeyCode::Esc);
     // A refresh reads every provider now, from ctrl-r or `:refresh`, read-only or not.
     assert_eq!(ctrl(&mut app, 'r'), vec![Effect::Refresh]);
     assert!(screen(&mut app, 100, 14).contains("reading every provider"));
@@ -550,6 +554,7 @@ fn firewall_rules_on_unmanaged_hosts_are_listed_as_operator_tasks() {
         operation: None,
         planned: true,
         live: true,
+        pending: None,
         tasks: vec![
             "open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m1 (10.0.0.2)".into(),
             "open tcp 4413 from 10.0.0.2/32, 10.0.0.3/32 on m2 (10.0.0.3)".into(),

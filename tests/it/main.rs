@@ -37,6 +37,7 @@ mod node_session;
 mod ovh_cli;
 mod ovh_fake;
 mod pane_io;
+mod plan;
 mod provider_http;
 mod scaleway_adapter;
 mod scaleway_cli;

@@ -498,6 +498,7 @@ fn row(name: &str, status: NodeStatus) -> crate::engine::snapshot::NodeRow {
         operation: None,
         last_error: None,
         error_class: None,
+        pending: None,
         waiting: None,
         planned: true,
         live: true,

@@ -108,7 +108,7 @@ impl App {
                     typed,
                 });
             }
-            Command::Apply => return vec![Effect::Apply],
+            Command::Apply => return self.open_plan(),
             Command::Refresh => {
                 self.say(true, "reading every provider…");
                 return vec![Effect::Refresh];

@@ -23,7 +23,7 @@ fn hms(ts_ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect::new(
@@ -130,6 +130,7 @@ impl App {
             Overlay::Help => self.render_help(area, buf),
             Overlay::Details => self.render_details(area, buf),
             Overlay::Confirm(c) => return self.render_confirm(c, area, buf),
+            Overlay::Plan(p) => self.render_plan(p, area, buf),
             _ => {}
         }
         if let Some(f) = &self.form {
@@ -236,6 +237,18 @@ impl App {
             ));
         }
         spans.push(Span::styled(apply_line(&self.snap.apply), t.style("text")));
+        // What the next apply would do ("3 to create, 1 to change, 2 unknown").
+        let changes = &self.snap.changes;
+        if !changes.is_empty() {
+            spans.push(Span::styled(
+                format!("  plan: {changes}"),
+                t.style(if changes.blocked > 0 {
+                    "status.error"
+                } else {
+                    "status.warn"
+                }),
+            ));
+        }
         Line::from(spans).style(t.style("header")).render(area, buf);
     }
 

@@ -38,6 +38,8 @@ pub enum UiEvent {
         catalog: Arc<crate::providers::Catalog>,
         policy: crate::providers::CatalogPolicy,
     },
+    /// The change set for the plan overlay (`Effect::LoadChanges`).
+    Changes(Result<crate::engine::changes::ChangeSet, Failed>),
     /// A shell session has a new frame in its slot.
     Term(u64),
     /// A shell session's thread started, or why it could not.
@@ -53,6 +55,8 @@ pub enum UiEvent {
 pub enum Effect {
     Node(String, Action),
     Apply,
+    /// Compute the change set; it comes back as `UiEvent::Changes`.
+    LoadChanges,
     /// Read every provider now; the outcome comes back in the status line.
     Refresh,
     RemoveNode(String),
@@ -106,6 +110,7 @@ impl Effect {
             | Effect::ImportNode(_) => true,
             Effect::Refresh
             | Effect::LoadCatalog(_)
+            | Effect::LoadChanges
             | Effect::Unlock(_)
             | Effect::LoadTheme(..)
             | Effect::TailNode { .. }

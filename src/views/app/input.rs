@@ -101,6 +101,7 @@ impl App {
                 return Vec::new();
             }
             Overlay::Confirm(c) => return self.confirm_key(k, c),
+            Overlay::Plan(p) => return self.plan_key(k, p),
             Overlay::Help | Overlay::Details => {
                 // The overlay's keys are the table's: whatever applies in the overlay layer.
                 let cmd = self

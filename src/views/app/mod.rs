@@ -8,7 +8,7 @@
 //! with plain values.
 //!
 //! The files: `event` (what comes in and goes out), `input` (keys, paste and the dialogs),
-//! `palette` (the `:` line), `commands` (what each command of the table does), `layout`
+//! `palette` (the `:` line), `plan` (the plan overlay `a` opens), `commands` (what each command of the table does), `layout`
 //! (where things go), `draw`, `shell` (the terminal pane) and `tail` (a node's logs).
 
 use std::collections::VecDeque;
@@ -22,6 +22,7 @@ mod event;
 mod input;
 mod layout;
 mod palette;
+mod plan;
 mod shell;
 mod tail;
 
@@ -69,6 +70,8 @@ enum Overlay {
     Command(String),
     /// `/` filter being typed (table or log).
     Filter,
+    /// What an apply would change, with Cancel and Apply (`a`).
+    Plan(plan::PlanOverlay),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +262,10 @@ impl App {
             }
             UiEvent::Theme(t) => {
                 self.opts.theme = *t;
+                Vec::new()
+            }
+            UiEvent::Changes(set) => {
+                self.plan_loaded(set);
                 Vec::new()
             }
             UiEvent::Catalog {

@@ -309,6 +309,7 @@ mod offers {
             diffs: vec![],
             ops_started: 0,
             ops_finished: 0,
+            pending: None,
         }
     }
 
