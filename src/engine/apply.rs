@@ -2,6 +2,7 @@
 //! the cluster peer lists, then the derived resources (zones, firewalls, domains) that
 //! depend on node endpoints. Progress comes from actor snapshots, never a guess.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -11,7 +12,7 @@ use super::error::EngineError;
 use super::observe;
 use super::session::Session;
 use super::snapshot::ApplyView;
-use super::state::model::State;
+use super::state::model::{State, membership_id, memberships};
 use crate::core::oplog::OpKind;
 
 impl Session {
@@ -138,16 +139,27 @@ impl Session {
     }
 
     /// Nodes whose cluster gained or lost members since they were configured write the
-    /// new peer list (a reconfigure: configure and readiness); wait for them.
+    /// new peer list (a reconfigure: configure and readiness); wait for them. Every
+    /// cluster's membership is computed once here, in one pass over the plan; each node
+    /// then compares one id.
     pub(crate) async fn reconcile_clusters(&self, id: u64) {
         let env = self.supervisor.env().clone();
+        let memberships: Arc<BTreeMap<String, String>> = Arc::new(self.cell.read(|s| {
+            memberships(s)
+                .into_iter()
+                .map(|(cluster, members)| (cluster, membership_id(&members)))
+                .collect()
+        }));
         let mut started = Vec::new();
         for name in self.supervisor.node_names() {
             let Some(handle) = self.supervisor.node(&name) else {
                 continue;
             };
             let (reply, rx) = oneshot::channel();
-            if !handle.send(super::actors::node::NodeMsg::Reconcile { reply }) {
+            if !handle.send(super::actors::node::NodeMsg::Reconcile {
+                memberships: memberships.clone(),
+                reply,
+            }) {
                 continue;
             }
             if let Ok(Some(op)) = rx.await {

@@ -264,7 +264,11 @@ impl StoreError {
             | FormatError::ChecksumMismatch
             | FormatError::InvalidVersion { .. }
             | FormatError::UnknownFlags { .. }
-            | FormatError::AuthenticationFailed) => StoreError::Corrupted { path, detail },
+            | FormatError::AuthenticationFailed
+            | FormatError::JournalBadMagic
+            | FormatError::JournalTruncatedHeader { .. }
+            | FormatError::JournalVersion { .. }
+            | FormatError::JournalTampered { .. }) => StoreError::Corrupted { path, detail },
         }
     }
 }
