@@ -1,5 +1,6 @@
-//! A synthetic state of `n` nodes, as a busy fleet looks: planned, tracked with a finished
-//! execution, and observed.
+//! Synthetic states, as a busy fleet looks after an apply: planned, tracked with a finished
+//! execution (and, for [`fleet`], the cluster peer lists the nodes were configured with),
+//! and observed.
 
 #![allow(dead_code)]
 
@@ -7,7 +8,8 @@ use std::collections::BTreeMap;
 
 use legion::engine::phases_for;
 use legion::engine::state::model::{
-    ClusterPlan, Execution, ExecutionKind, NodePlan, ServerReading, State, TrackedNode,
+    ClusterPlan, ClusterTracked, Execution, ExecutionKind, NodePlan, ServerReading, State,
+    TrackedNode, memberships,
 };
 use legion::providers::{BootMode, LABEL_NODE, ObservedServer, ServerStatus};
 
@@ -16,14 +18,52 @@ pub fn node_name(i: usize) -> String {
 }
 
 pub fn state_with_nodes(n: usize) -> State {
+    fleet_without_peers(n, n.max(1))
+}
+
+/// Cluster `c`'s name: `fleet` for the first (so one-cluster fleets keep the old name).
+pub fn cluster_name(c: usize) -> String {
+    if c == 0 {
+        "fleet".into()
+    } else {
+        format!("fleet-{c:03}")
+    }
+}
+
+/// `n` nodes in clusters of `cluster_size`, tracked as after an apply: every node was
+/// configured with its cluster's membership.
+pub fn fleet(n: usize, cluster_size: usize) -> State {
+    let mut s = fleet_without_peers(n, cluster_size);
+    configure_peers(&mut s);
+    s
+}
+
+/// Record, as the configure phase does, that every tracked node was configured with its
+/// cluster's membership (stored once per cluster; each node keeps its id).
+pub fn configure_peers(s: &mut State) {
+    for (cluster, members) in memberships(s) {
+        let c = ClusterTracked::new(members);
+        for name in c.members.keys() {
+            if let Some(t) = s.tracked.nodes.get_mut(name) {
+                t.configured_membership = Some(c.membership.clone());
+            }
+        }
+        s.tracked.clusters.insert(cluster, c);
+    }
+}
+
+fn fleet_without_peers(n: usize, cluster_size: usize) -> State {
     let mut s = State::new("0123456789abcdef".into());
-    s.plan.clusters.insert(
-        "fleet".into(),
-        ClusterPlan {
-            dns_zone: Some("fleet.example.test".into()),
-            peer_ports: vec![4413],
-        },
-    );
+    let cluster_size = cluster_size.max(1);
+    for c in 0..n.div_ceil(cluster_size).max(1) {
+        s.plan.clusters.insert(
+            cluster_name(c),
+            ClusterPlan {
+                dns_zone: Some(format!("{}.example.test", cluster_name(c))),
+                peer_ports: vec![4413],
+            },
+        );
+    }
     for i in 0..n {
         let name = node_name(i);
         let uid = format!("{i:016x}");
@@ -36,7 +76,7 @@ pub fn state_with_nodes(n: usize) -> State {
             name.clone(),
             NodePlan {
                 uid: uid.clone(),
-                cluster: "fleet".into(),
+                cluster: cluster_name(i / cluster_size),
                 role: "worker".into(),
                 provider: "mock".into(),
                 region: region.into(),
@@ -63,6 +103,7 @@ pub fn state_with_nodes(n: usize) -> State {
                 offer: "sim-small".into(),
                 image: "debian-12".into(),
                 host_key: Some(format!("SHA256:{uid}{uid}")),
+                configured_membership: None,
                 configured_peers: None,
                 login: None,
                 image_user: None,

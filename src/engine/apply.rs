@@ -5,7 +5,7 @@
 //! converged only when nothing is left, otherwise `Finished.waiting` lists each remaining
 //! difference and why.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -16,7 +16,7 @@ use super::error::EngineError;
 use super::observe;
 use super::session::Session;
 use super::snapshot::ApplyView;
-use super::state::model::State;
+use super::state::model::{State, membership_id, memberships};
 use crate::core::oplog::OpKind;
 
 impl Session {
@@ -196,16 +196,27 @@ impl Session {
     }
 
     /// Nodes whose cluster gained or lost members since they were configured write the
-    /// new peer list (a reconfigure: configure and readiness); wait for them.
+    /// new peer list (a reconfigure: configure and readiness); wait for them. Every
+    /// cluster's membership is computed once here, in one pass over the plan; each node
+    /// then compares one id.
     pub(crate) async fn reconcile_clusters(&self, id: u64) {
         let env = self.supervisor.env().clone();
+        let memberships: Arc<BTreeMap<String, String>> = Arc::new(self.cell.read(|s| {
+            memberships(s)
+                .into_iter()
+                .map(|(cluster, members)| (cluster, membership_id(&members)))
+                .collect()
+        }));
         let mut started = Vec::new();
         for name in self.supervisor.node_names() {
             let Some(handle) = self.supervisor.node(&name) else {
                 continue;
             };
             let (reply, rx) = oneshot::channel();
-            if !handle.send(super::actors::node::NodeMsg::Reconcile { reply }) {
+            if !handle.send(super::actors::node::NodeMsg::Reconcile {
+                memberships: memberships.clone(),
+                reply,
+            }) {
                 continue;
             }
             if let Ok(Some(op)) = rx.await {

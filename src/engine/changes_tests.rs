@@ -51,6 +51,7 @@ fn tracked(exec: Option<Execution>) -> TrackedNode {
         image: "ubuntu-24.04".into(),
         host_key: None,
         configured_peers: None,
+        configured_membership: None,
         login: None,
         image_user: None,
         execution: exec,

@@ -424,6 +424,7 @@ mod tests {
                 offer: "o".into(),
                 image: "i".into(),
                 host_key: None,
+                configured_membership: None,
                 configured_peers: None,
                 login: None,
                 image_user: None,

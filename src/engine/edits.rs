@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::error::EngineError;
 use super::plan::{EditError, NodeIntent, NodeRequest, PlanEdit, apply_edit};
 use super::session::Session;
+use super::state::change::{Key, keys_of};
 use super::state::model::NodePlan;
 use super::validate;
 use crate::providers::{Catalog, Credentials};
@@ -281,19 +282,24 @@ impl Session {
         };
         let tracked = import::tracked(&node, &target, seen.as_str(), sudo);
         let name = req.name.clone();
+        let keys = [
+            Key::PlanNode(name.clone()),
+            Key::PlanCluster(node.cluster.clone()),
+            Key::TrackedNode(name.clone()),
+        ];
+        // In place: apply_edit checks before it changes anything, and the insert after it
+        // cannot fail, so a refused import leaves the state as it was.
         let v = self
             .cell
-            .try_mutate(|s| {
-                let mut draft = s.clone();
+            .try_change(&keys, |s| {
                 apply_edit(
-                    &mut draft,
+                    s,
                     PlanEdit::UpsertNode {
                         name: name.clone(),
                         node,
                     },
                 )?;
-                draft.tracked.nodes.insert(name.clone(), tracked);
-                *s = draft;
+                s.tracked.nodes.insert(name.clone(), tracked);
                 Ok::<(), EditError>(())
             })?
             .1;
@@ -335,13 +341,10 @@ impl Session {
             }
             _ => {}
         }
-        let v = self
-            .cell
-            .try_mutate(|s| {
-                let mut draft = s.clone();
-                apply_edit(&mut draft, edit).map(|()| *s = draft)
-            })?
-            .1;
+        // In place, no copy of the state: apply_edit checks before it changes anything.
+        // The save is one journal record of what the edit touched.
+        let keys = keys_of(&edit);
+        let v = self.cell.try_change(&keys, |s| apply_edit(s, edit))?.1;
         self.cell
             .persist(v)
             .await

@@ -145,6 +145,7 @@ pub fn tracked(plan: &NodePlan, target: &Target, host_key: &str, sudo: SudoStatu
         offer: plan.offer.clone(),
         image: plan.image.clone(),
         host_key: Some(host_key.to_string()),
+        configured_membership: None,
         configured_peers: None,
         login: Some(Login {
             user: target.user.clone(),

@@ -143,7 +143,16 @@ impl Core {
                 self.config.home.display()
             ),
         );
-        self.open_session(state, file, key, lock).await
+        let journal = super::state::journal::Journal::beside(&file);
+        let opened = super::state::open::Opened {
+            key,
+            state,
+            journal,
+            clean: true,
+            replayed: 0,
+            warnings: Vec::new(),
+        };
+        self.open_session(opened, file, lock).await
     }
 
     pub(crate) async fn unlock(&mut self, password: Secret) -> Result<(), EngineError> {
@@ -159,27 +168,34 @@ impl Core {
         }
         self.prepare_home()?;
         let lock = StateLock::acquire(&self.config.home)?;
-        let (file, key, plaintext) = tokio::task::spawn_blocking(move || {
-            file.open(password.expose().as_bytes())
-                .map(|(key, pt)| (file, key, pt))
+        let (file, opened) = tokio::task::spawn_blocking(move || {
+            super::state::open::open(&file, password.expose().as_bytes()).map(|o| (file, o))
         })
         .await
-        .map_err(|_| EngineError::Stopped)??;
-        let state: State = serde_json::from_slice(&plaintext).map_err(|e| {
-            EngineError::Invalid(format!(
-                "the state decrypted but could not be read ({e}); it may come from an incompatible Legion"
-            ))
+        .map_err(|_| EngineError::Stopped)?
+        .map_err(|e| match e {
+            super::state::open::OpenError::Store(e) => EngineError::from(e),
+            e @ super::state::open::OpenError::Unreadable(_) => EngineError::Invalid(e.to_string()),
         })?;
-        self.open_session(state, file, key, lock).await
+        for w in &opened.warnings {
+            self.oplog.warn(None, w.clone());
+        }
+        self.open_session(opened, file, lock).await
     }
 
     pub(crate) async fn open_session(
         &mut self,
-        state: State,
+        opened: super::state::open::Opened,
         file: StateFile,
-        key: super::state::crypto::StateKey,
         lock: StateLock,
     ) -> Result<(), EngineError> {
+        let super::state::open::Opened {
+            key,
+            state,
+            journal,
+            clean,
+            ..
+        } = opened;
         let cfg = self.config.clone();
         if let Err(e) = crate::core::secret::deny_core_dumps() {
             tracing::warn!(%e, "could not disable core dumps while the state is unlocked");
@@ -197,7 +213,7 @@ impl Core {
                     .map_err(|e| EngineError::Invalid(format!("making the SSH key: {e}")))?,
             ),
         };
-        let cell = StateCell::start(state, file, key);
+        let cell = StateCell::start_opened(state, file, key, journal, clean);
         // Executions found running belong to a process that is gone.
         let interrupted = cell.mutate(|s| {
             if managed_key.is_some() {

@@ -44,6 +44,7 @@ mod scaleway_cli;
 mod scaleway_fake;
 mod shell_pane;
 mod ssh;
+mod state_journal;
 mod state_store;
 mod themes;
 mod untrusted;

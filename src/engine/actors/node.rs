@@ -5,6 +5,7 @@
 //! so the actor keeps answering (and refusing) while a long execution runs. Executions
 //! persist their phase before and after each step.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -17,7 +18,7 @@ use super::machine::{
 use super::work::*;
 use super::{ActorEnv, NodeSnap, ResourceKey, Snap};
 use crate::core::oplog::OpKind;
-use crate::engine::state::model::{ExecutionKind, ServerReading};
+use crate::engine::state::model::{ExecutionKind, ServerReading, membership_id};
 use crate::providers::HealthReading;
 
 pub enum NodeMsg {
@@ -30,10 +31,14 @@ pub enum NodeMsg {
         /// The operation's number (see `NodeSnap::ops_started`), or why it was refused.
         reply: oneshot::Sender<Result<u64, ActorError>>,
     },
-    /// Cluster membership may have changed: reconfigure if this node's peers differ
-    /// from those it was configured with. Replies with the operation's number when it
-    /// started one.
-    Reconcile { reply: oneshot::Sender<Option<u64>> },
+    /// Cluster membership may have changed: reconfigure if this node was configured
+    /// with another membership than its cluster's current one (`memberships`: cluster
+    /// to [`membership_id`], computed once for every node). Replies with the operation's
+    /// number when it started one.
+    Reconcile {
+        memberships: Arc<BTreeMap<String, String>>,
+        reply: oneshot::Sender<Option<u64>>,
+    },
 }
 
 /// Cheap to clone; the task ends when every handle is dropped.
@@ -185,8 +190,8 @@ impl NodeActor {
         match msg {
             NodeMsg::Sync { apply } => self.on_sync(apply),
             NodeMsg::Observed => self.on_observed(),
-            NodeMsg::Reconcile { reply } => {
-                let op = self.on_reconcile();
+            NodeMsg::Reconcile { memberships, reply } => {
+                let op = self.on_reconcile(&memberships);
                 self.publish();
                 let _ = reply.send(op);
             }
@@ -234,7 +239,7 @@ impl NodeActor {
         self.start(op);
     }
 
-    fn on_reconcile(&mut self) -> Option<u64> {
+    fn on_reconcile(&mut self, memberships: &BTreeMap<String, String>) -> Option<u64> {
         if self.busy() || self.snap.machine != Machine::Running {
             return None;
         }
@@ -245,8 +250,12 @@ impl NodeActor {
                 .execution
                 .as_ref()
                 .is_some_and(|e| e.status == crate::engine::state::model::ExecStatus::Succeeded);
-            let configured = t.configured_peers.as_ref()?;
-            (done && *configured != cluster_peers(s, &self.name, &plan.cluster)).then_some(())
+            let configured = t.configured_membership.as_ref()?;
+            let now = memberships
+                .get(&plan.cluster)
+                .cloned()
+                .unwrap_or_else(|| membership_id(&BTreeMap::new()));
+            (done && *configured != now).then_some(())
         });
         stale?;
         self.env.oplog.info(

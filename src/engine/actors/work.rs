@@ -13,7 +13,8 @@ use super::machine::{Action, Machine, System};
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
 use crate::engine::state::model::{
-    Execution, ExecutionKind, NodePlan, Phase, ServerReading, State, TrackedNode,
+    ClusterTracked, Execution, ExecutionKind, NodePlan, Phase, ServerReading, State, TrackedNode,
+    membership,
 };
 use crate::providers::{
     HealthReading, LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, LABEL_NODE, NodeAgent, NodeConfig,
@@ -199,6 +200,7 @@ pub(super) async fn run_execution(
                 offer: plan.offer.clone(),
                 image: plan.image.clone(),
                 host_key: None,
+                configured_membership: None,
                 configured_peers: None,
                 login: None,
                 image_user: None,
@@ -304,16 +306,23 @@ pub(super) async fn run_phase(
         Phase::Configure => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
-            let peers = env.cell.read(|s| cluster_peers(s, name, &plan.cluster));
+            let members = env.cell.read(|s| membership(s, &plan.cluster));
+            let cluster = ClusterTracked::new(members);
             let config = NodeConfig {
                 cluster: plan.cluster.clone(),
                 role: plan.role.clone(),
-                peers: peers.clone(),
+                peers: cluster.peers_of(name),
             };
             agent.configure(&target, &config).await?;
             persist(env, |s| {
                 if let Some(t) = s.tracked.nodes.get_mut(name) {
-                    t.configured_peers = Some(peers);
+                    t.configured_membership = Some(cluster.membership.clone());
+                    t.configured_peers = None;
+                }
+                // The members are stored once per cluster, as of the latest configure.
+                let stored = s.tracked.clusters.entry(plan.cluster.clone()).or_default();
+                if stored.membership != cluster.membership {
+                    *stored = cluster;
                 }
             })
             .await
@@ -329,19 +338,6 @@ pub(super) async fn run_phase(
             Ok(agent.readiness(&target).await?)
         }
     }
-}
-
-/// The addresses of the other planned nodes of `cluster`, sorted.
-pub(super) fn cluster_peers(s: &State, name: &str, cluster: &str) -> Vec<String> {
-    let mut peers: Vec<String> = s
-        .plan
-        .nodes
-        .iter()
-        .filter(|(n, p)| p.cluster == cluster && n.as_str() != name)
-        .filter_map(|(n, _)| s.tracked.nodes.get(n)?.address().map(String::from))
-        .collect();
-    peers.sort();
-    peers
 }
 
 pub(super) fn no_agent(provider: &Connected, name: &str) -> ActorError {

@@ -1,22 +1,42 @@
 //! The unlocked state in memory, and its persister.
 //!
-//! Every mutation bumps a version; a persister task writes the newest version to the
-//! encrypted file, so a burst of mutations becomes one save (group commit). Callers that
-//! need durability (execution phases, plan edits) await [`StateCell::persist`] for their
-//! version. Readers take a short read lock and never hold it across an await.
+//! Every mutation bumps a version; a persister task writes the newest version, so a burst
+//! of mutations becomes one write (group commit). Callers that need durability (execution
+//! phases, plan edits) await [`StateCell::persist`] for their version. Readers take a
+//! short read lock and never hold it across an await.
 //!
-//! A version whose serialized state is byte-for-byte what the file already holds is not
-//! written: a mutation that changed nothing (a read-only command's bookkeeping) must not
-//! rotate the previous generation out of `.bak`, nor fail on a full disk.
+//! A change reaches the disk one of two ways:
+//! - a *keyed* change ([`StateCell::try_change`]: a plan edit, an import) names the
+//!   resources it touched; their new values become one record appended to the journal
+//!   (`journal`), a cost that does not grow with the fleet;
+//! - any other mutation ([`StateCell::mutate`]) makes the next write a *full save* of the
+//!   state file, which also empties the journal.
+//!
+//! The journal is compacted (a full save) when it outgrows the state file (at least
+//! [`COMPACT_MIN_BYTES`]), so replaying it never costs more than reading the state, and
+//! at [`StateCell::flush`] (logout, lock, the engine stopping), so a stopped Legion leaves
+//! one self-contained state file. Whatever is captured for a write, snapshot or records,
+//! is taken under the state lock together with the pending records, and written under the
+//! file's lock: the journal never holds a change older than the state file it follows.
+//!
+//! A full save whose serialized state is byte-for-byte what the file already holds (and
+//! with no journal to replace) is not written: a mutation that changed nothing (a
+//! read-only command's bookkeeping) must not rotate the previous generation out of
+//! `.bak`, nor fail on a full disk.
 
 use std::sync::{Arc, RwLock, Weak};
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use zeroize::Zeroizing;
 
+use super::change::{Change, Key};
 use super::crypto::{KdfParams, StateKey};
+use super::journal::Journal;
 use super::model::State;
 use super::store::{StateFile, StoreError};
+
+/// The journal is compacted once it is larger than this and than the state file.
+pub const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Persisted {
@@ -24,13 +44,34 @@ struct Persisted {
     error: Option<String>,
 }
 
-/// The file and the key that seals it. Held behind one lock so a password change and a
-/// save never interleave.
+/// Changes made since the last write was captured.
+#[derive(Default)]
+struct Pending {
+    /// A mutation the journal cannot describe: the next write is a full save.
+    full: bool,
+    /// Serialized [`Change`] lists, oldest first.
+    records: Vec<Zeroizing<Vec<u8>>>,
+    /// Their total size.
+    bytes: u64,
+}
+
+/// The file, its journal and the key that seals both. Held behind one lock so a password
+/// change, a compaction and an append never interleave.
 struct Sealed {
     file: StateFile,
     key: StateKey,
-    /// SHA-256 of the plaintext the file holds (as last opened or written).
+    journal: Journal,
+    /// SHA-256 of the plaintext the state file holds (as last opened or written), when
+    /// known to equal a state this cell had.
     saved: Option<[u8; 32]>,
+    /// Plaintext size of the state file, for the compaction threshold.
+    snapshot_len: u64,
+}
+
+impl Sealed {
+    fn journal_too_big(&self, adding: u64) -> bool {
+        self.journal.bytes() + adding > COMPACT_MIN_BYTES.max(self.snapshot_len)
+    }
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -42,6 +83,7 @@ pub struct StateCell {
     state: RwLock<State>,
     version: watch::Sender<u64>,
     persisted: watch::Sender<Persisted>,
+    pending: std::sync::Mutex<Pending>,
     sealed: Arc<Mutex<Sealed>>,
 }
 
@@ -63,20 +105,47 @@ pub enum PersistError {
     Store(#[from] StoreError),
 }
 
+/// What one write does, captured under the state lock.
+enum Work {
+    Full(Zeroizing<Vec<u8>>),
+    Append(Vec<Zeroizing<Vec<u8>>>),
+}
+
 impl StateCell {
-    /// Wrap an opened state and start its persister on the current runtime. `state` must
-    /// be what the file holds: saves that would write it again are skipped.
+    /// Wrap a state that is exactly what `file` holds, with no journal to replay, and
+    /// start its persister on the current runtime.
     pub fn start(state: State, file: StateFile, key: StateKey) -> Arc<StateCell> {
+        let journal = Journal::beside(&file);
+        Self::start_opened(state, file, key, journal, true)
+    }
+
+    /// Wrap an opened state and start its persister. `clean`: `state` is byte-for-byte
+    /// what the state file holds (no journal replayed, nothing migrated), so writing it
+    /// again is skipped.
+    pub fn start_opened(
+        state: State,
+        file: StateFile,
+        key: StateKey,
+        journal: Journal,
+        clean: bool,
+    ) -> Arc<StateCell> {
         let (version, _) = watch::channel(0);
         let (persisted, _) = watch::channel(Persisted::default());
-        let saved = serde_json::to_vec(&state)
-            .ok()
-            .map(|b| digest(&Zeroizing::new(b)));
+        let bytes = serde_json::to_vec(&state).ok().map(Zeroizing::new);
+        let snapshot_len = bytes.as_ref().map_or(0, |b| b.len() as u64);
+        let saved = bytes.filter(|_| clean).map(|b| digest(&b));
         let cell = Arc::new(StateCell {
             state: RwLock::new(state),
             version,
             persisted,
-            sealed: Arc::new(Mutex::new(Sealed { file, key, saved })),
+            pending: std::sync::Mutex::new(Pending::default()),
+            sealed: Arc::new(Mutex::new(Sealed {
+                file,
+                key,
+                journal,
+                saved,
+                snapshot_len,
+            })),
         });
         tokio::spawn(persister(Arc::downgrade(&cell), cell.version.subscribe()));
         cell
@@ -87,18 +156,29 @@ impl StateCell {
         f(&guard)
     }
 
-    /// Apply a mutation in memory; returns its result and the version to persist.
-    pub fn mutate<R>(&self, f: impl FnOnce(&mut State) -> R) -> (R, u64) {
-        let result = {
-            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard)
-        };
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) -> u64 {
         let mut v = 0;
         self.version.send_modify(|ver| {
             *ver += 1;
             v = *ver;
         });
-        (result, v)
+        v
+    }
+
+    /// Apply a mutation in memory; returns its result and the version to persist. The
+    /// next write is a full save.
+    pub fn mutate<R>(&self, f: impl FnOnce(&mut State) -> R) -> (R, u64) {
+        let result = {
+            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut guard);
+            self.pending().full = true;
+            r
+        };
+        (result, self.bump())
     }
 
     /// Like [`StateCell::mutate`], but an `Err` leaves the version alone: nothing to save,
@@ -109,14 +189,39 @@ impl StateCell {
     ) -> Result<(R, u64), E> {
         let result = {
             let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard)
-        }?;
-        let mut v = 0;
-        self.version.send_modify(|ver| {
-            *ver += 1;
-            v = *ver;
-        });
-        Ok((result, v))
+            let r = f(&mut guard)?;
+            self.pending().full = true;
+            r
+        };
+        Ok((result, self.bump()))
+    }
+
+    /// A change that touches only `keys`, made in place: the closure validates first and
+    /// changes the state only when it returns `Ok` (there is no copy to roll back to). Its
+    /// save is one journal record holding those resources' new values.
+    pub fn try_change<R, E>(
+        &self,
+        keys: &[Key],
+        f: impl FnOnce(&mut State) -> Result<R, E>,
+    ) -> Result<(R, u64), E> {
+        let result = {
+            let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut guard)?;
+            let mut pending = self.pending();
+            // A full save is due anyway: it will hold this change.
+            if !pending.full {
+                let changes: Vec<Change> = keys.iter().map(|k| k.capture(&guard)).collect();
+                match serde_json::to_vec(&changes) {
+                    Ok(bytes) => {
+                        pending.bytes += bytes.len() as u64;
+                        pending.records.push(Zeroizing::new(bytes));
+                    }
+                    Err(_) => pending.full = true,
+                }
+            }
+            r
+        };
+        Ok((result, self.bump()))
     }
 
     /// Mutate and wait until the change is on disk.
@@ -152,31 +257,119 @@ impl StateCell {
         }
     }
 
-    /// Wait until everything mutated so far is saved.
-    pub async fn flush(&self) -> Result<(), PersistError> {
-        self.persist(self.version()).await
+    /// Wait until everything mutated so far is saved, then fold the journal into the
+    /// state file (a stopped Legion leaves one self-contained file).
+    pub async fn flush(self: &Arc<Self>) -> Result<(), PersistError> {
+        self.persist(self.version()).await?;
+        let sealed = self.sealed.clone().lock_owned().await;
+        if sealed.journal.records() == 0 && !sealed.journal.is_broken() {
+            return Ok(());
+        }
+        write(self.clone(), sealed, true)
+            .await
+            .map_err(PersistError::Save)
     }
 
-    fn serialize(&self) -> Result<Zeroizing<Vec<u8>>, PersistError> {
-        self.read(serde_json::to_vec)
+    /// Capture what the next write does. Under the state lock, so no change can fall
+    /// between the snapshot and the records that follow it.
+    fn capture(&self, sealed: &Sealed, compact: bool) -> Result<Work, String> {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending();
+        let full = compact
+            || pending.full
+            || sealed.journal.is_broken()
+            || (!pending.records.is_empty() && sealed.journal_too_big(pending.bytes));
+        if !full {
+            pending.bytes = 0;
+            return Ok(Work::Append(std::mem::take(&mut pending.records)));
+        }
+        let bytes = serde_json::to_vec(&*guard)
             .map(Zeroizing::new)
-            .map_err(|e| PersistError::Save(format!("could not serialize the state: {e}")))
+            .map_err(|e| format!("could not serialize the state: {e}"))?;
+        *pending = Pending::default();
+        Ok(Work::Full(bytes))
     }
 
-    /// Re-encrypt under a new password (new salt, new key). The old key is dropped.
+    /// A write failed: what it had taken is not on disk, so the next write is full.
+    fn write_failed(&self) {
+        self.pending().full = true;
+    }
+
+    /// Re-encrypt under a new password (new salt, new key). The old key is dropped, and
+    /// the journal (sealed with it) is folded in and removed.
     pub async fn change_password(
         &self,
         new_password: &[u8],
         params: KdfParams,
     ) -> Result<(), PersistError> {
         let mut sealed = self.sealed.lock().await;
-        let plaintext = self.serialize()?;
-        let key = sealed
+        let plaintext = match self.capture(&sealed, true) {
+            Ok(Work::Full(bytes)) => bytes,
+            Ok(Work::Append(_)) => return Err(PersistError::Save("nothing captured".into())),
+            Err(e) => {
+                self.write_failed();
+                return Err(PersistError::Save(e));
+            }
+        };
+        let sealed = &mut *sealed;
+        let key = match sealed
             .file
-            .change_password(&sealed.key, new_password, params, &plaintext)?;
+            .change_password(&sealed.key, new_password, params, &plaintext)
+        {
+            Ok(key) => key,
+            Err(e) => {
+                self.write_failed();
+                return Err(e.into());
+            }
+        };
         sealed.key = key;
         sealed.saved = Some(digest(&plaintext));
+        sealed.snapshot_len = plaintext.len() as u64;
+        sealed.journal.discard();
         Ok(())
+    }
+}
+
+/// One write, off the async workers: a full save (serializing a large state takes a
+/// while) or an append.
+async fn write(
+    cell: Arc<StateCell>,
+    mut sealed: OwnedMutexGuard<Sealed>,
+    compact: bool,
+) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        let result = write_blocking(&cell, &mut sealed, compact);
+        if result.is_err() {
+            cell.write_failed();
+        }
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the save task failed: {e}")))
+}
+
+fn write_blocking(cell: &StateCell, sealed: &mut Sealed, compact: bool) -> Result<(), String> {
+    match cell.capture(sealed, compact)? {
+        Work::Append(records) => sealed
+            .journal
+            .append(&sealed.key, &records)
+            .map_err(|e| e.to_string()),
+        Work::Full(bytes) => {
+            let hash = digest(&bytes);
+            let journal_empty = sealed.journal.records() == 0 && !sealed.journal.is_broken();
+            if sealed.saved == Some(hash) && journal_empty {
+                return Ok(());
+            }
+            sealed
+                .file
+                .save(&sealed.key, &bytes)
+                .map_err(|e| e.to_string())?;
+            sealed.saved = Some(hash);
+            sealed.snapshot_len = bytes.len() as u64;
+            // The state file now holds everything the journal did.
+            sealed.journal.discard();
+            Ok(())
+        }
     }
 }
 
@@ -190,25 +383,8 @@ async fn persister(cell: Weak<StateCell>, mut versions: watch::Receiver<u64>) {
         if target <= cell.persisted.borrow().version {
             continue;
         }
-        let outcome = match cell.serialize() {
-            Ok(bytes) => {
-                let mut sealed = cell.sealed.clone().lock_owned().await;
-                tokio::task::spawn_blocking(move || {
-                    let hash = digest(&bytes);
-                    if sealed.saved == Some(hash) {
-                        return Ok(());
-                    }
-                    sealed
-                        .file
-                        .save(&sealed.key, &bytes)
-                        .map(|_| sealed.saved = Some(hash))
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .unwrap_or_else(|e| Err(format!("the save task failed: {e}")))
-            }
-            Err(e) => Err(e.to_string()),
-        };
+        let sealed = cell.sealed.clone().lock_owned().await;
+        let outcome = write(cell.clone(), sealed, false).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "state save failed");
         }

@@ -313,6 +313,30 @@ pub enum FormatError {
     /// Argon2 itself failed (out of memory; the parameters were already checked).
     #[error("key derivation failed: {0}")]
     Kdf(argon2::Error),
+    /// The journal beside the state file does not start with the journal marker.
+    #[error("the state journal does not start with the Legion journal marker")]
+    JournalBadMagic,
+    /// A journal shorter than its header (Legion writes the header in one piece).
+    #[error("the state journal is {len} bytes, shorter than its header: it was truncated")]
+    JournalTruncatedHeader {
+        /// Length found.
+        len: usize,
+    },
+    /// A journal version this build does not know.
+    #[error("the state journal uses format version {found}, which this Legion does not know")]
+    JournalVersion {
+        /// Version found.
+        found: u16,
+    },
+    /// A journal header or complete record failed authentication.
+    #[error(
+        "{}: the journal was modified (authentication failed); a crash only ever cuts its end",
+        match record { Some(n) => format!("state journal record {n}"), None => "state journal header".to_owned() }
+    )]
+    JournalTampered {
+        /// Which record (from 0); `None` for the header.
+        record: Option<u64>,
+    },
 }
 
 /// A decoded header. Decoding does not validate; [`check_integrity`] does.
@@ -450,6 +474,11 @@ impl StateKey {
         self.params
     }
 
+    /// The salt this key was derived with (the journal names its state file by it).
+    pub(crate) fn salt(&self) -> [u8; SALT_LEN] {
+        self.salt
+    }
+
     /// Whether `header` belongs to a file written with this key (same salt and key check).
     pub fn matches(&self, header: &Header) -> bool {
         header.salt == self.salt && header.key_check == self.key_check
@@ -513,6 +542,43 @@ pub fn seal(key: &StateKey, generation: u64, plaintext: &[u8]) -> Result<Vec<u8>
     let digest: [u8; DIGEST_LEN] = Sha256::digest(&out).into();
     out.extend_from_slice(&digest);
     Ok(out)
+}
+
+/// Seals `plaintext` in place for the journal (a record, or with an empty plaintext a
+/// header's tag) with a fresh random nonce and `aad`; returns the nonce and the tag.
+pub(crate) fn journal_seal(
+    key: &StateKey,
+    aad: &[u8],
+    plaintext: &mut [u8],
+) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), FormatError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(FormatError::Randomness)?;
+    let len = plaintext.len();
+    let tag = key
+        .cipher()
+        .encrypt_inout_detached(&Nonce::from(nonce), aad, plaintext.into())
+        .map_err(|_| FormatError::PlaintextTooLarge { len })?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag.as_slice());
+    Ok((nonce, out))
+}
+
+/// Opens in place what [`journal_seal`] sealed; `AuthenticationFailed` when anything
+/// (bytes, nonce, tag or `aad`) differs.
+pub(crate) fn journal_open(
+    key: &StateKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &mut [u8],
+    tag: &[u8],
+) -> Result<(), FormatError> {
+    if tag.len() != TAG_LEN {
+        return Err(FormatError::AuthenticationFailed);
+    }
+    let tag = Tag::from(array::<TAG_LEN>(tag, 0));
+    key.cipher()
+        .decrypt_inout_detached(&Nonce::from(*nonce), aad, ciphertext.into(), &tag)
+        .map_err(|_| FormatError::AuthenticationFailed)
 }
 
 /// Checks everything that can be checked without the password, in order: length and

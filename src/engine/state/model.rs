@@ -49,7 +49,53 @@ impl State {
             managed_key: None,
         }
     }
+
+    /// Bring a state read from an older Legion to the current shape; `true` when
+    /// something changed (the next save writes it).
+    ///
+    /// Peer lists stored per node become membership ids: a node whose list is what its
+    /// cluster's current membership gives it records that membership (stored once for
+    /// the cluster); any other was configured with an older membership and gets an id
+    /// no membership has, so the next apply rewrites its peers, as it would have.
+    pub fn migrate(&mut self) -> bool {
+        let legacy: Vec<String> = self
+            .tracked
+            .nodes
+            .iter()
+            .filter(|(_, t)| t.configured_peers.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        if legacy.is_empty() {
+            return false;
+        }
+        let current: BTreeMap<String, ClusterTracked> = memberships(self)
+            .into_iter()
+            .map(|(c, m)| (c, ClusterTracked::new(m)))
+            .collect();
+        for name in legacy {
+            let cluster = self.plan.nodes.get(&name).map(|p| p.cluster.clone());
+            let Some(t) = self.tracked.nodes.get_mut(&name) else {
+                continue;
+            };
+            let peers = t.configured_peers.take();
+            let now = cluster.as_ref().and_then(|c| current.get(c));
+            t.configured_membership = match (peers, now) {
+                (Some(peers), Some(now)) if peers == now.peers_of(&name) => {
+                    if let Some(c) = &cluster {
+                        self.tracked.clusters.insert(c.clone(), now.clone());
+                    }
+                    Some(now.membership.clone())
+                }
+                _ => Some(STALE_MEMBERSHIP.to_string()),
+            };
+        }
+        true
+    }
 }
+
+/// The membership id of a node configured with a peer list that no current membership
+/// gives: never equal to a [`membership_id`] (those are hex).
+pub const STALE_MEMBERSHIP: &str = "older";
 
 /// A configured provider. The id is the provider kind (one account per kind for now).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +203,83 @@ pub struct Tracked {
     /// against the firewall before it is applied.
     #[serde(default)]
     pub seen_from: BTreeMap<String, SeenFrom>,
+    /// Per cluster, the membership its nodes were last configured against, stored once:
+    /// a node records only which membership it was configured with
+    /// ([`TrackedNode::configured_membership`]), so the state grows linearly with the
+    /// fleet whatever the cluster sizes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, ClusterTracked>,
+}
+
+/// A cluster's membership: its planned nodes that have an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterTracked {
+    /// [`membership_id`] of `members`.
+    pub membership: String,
+    /// Node name to address.
+    pub members: BTreeMap<String, String>,
+}
+
+impl ClusterTracked {
+    pub fn new(members: BTreeMap<String, String>) -> ClusterTracked {
+        ClusterTracked {
+            membership: membership_id(&members),
+            members,
+        }
+    }
+
+    /// The peer list a member is configured with: the other members' addresses, sorted.
+    pub fn peers_of(&self, name: &str) -> Vec<String> {
+        let mut peers: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(_, a)| a.clone())
+            .collect();
+        peers.sort();
+        peers
+    }
+}
+
+/// A short, stable name for a membership (16 hex digits of its SHA-256): equal names,
+/// equal memberships. Nodes store it instead of their peer list.
+pub fn membership_id(members: &BTreeMap<String, String>) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (name, addr) in members {
+        h.update(name.as_bytes());
+        h.update(b"=");
+        h.update(addr.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Every cluster's current membership (planned nodes with a tracked address), in one
+/// pass over the plan.
+pub fn memberships(s: &State) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, p) in &s.plan.nodes {
+        if let Some(addr) = s.tracked.nodes.get(name).and_then(TrackedNode::address) {
+            out.entry(p.cluster.clone())
+                .or_default()
+                .insert(name.clone(), addr.to_string());
+        }
+    }
+    out
+}
+
+/// One cluster's current membership.
+pub fn membership(s: &State, cluster: &str) -> BTreeMap<String, String> {
+    s.plan
+        .nodes
+        .iter()
+        .filter(|(_, p)| p.cluster == cluster)
+        .filter_map(|(n, _)| {
+            let addr = s.tracked.nodes.get(n)?.address()?;
+            Some((n.clone(), addr.to_string()))
+        })
+        .collect()
 }
 
 /// Where a node saw Legion's SSH connections come from.
@@ -180,9 +303,14 @@ pub struct TrackedNode {
     pub image: String,
     /// SHA-256 fingerprint pinned on first contact.
     pub host_key: Option<String>,
-    /// The cluster peers (addresses) the node was last configured with; an apply
-    /// reconfigures nodes whose cluster membership changed since.
-    #[serde(default)]
+    /// The cluster membership ([`membership_id`]) the node was last configured with;
+    /// an apply reconfigures nodes whose cluster membership changed since. The members
+    /// themselves are stored once per cluster ([`Tracked::clusters`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_membership: Option<String>,
+    /// The peer list itself, as state files before membership per cluster kept it (one
+    /// copy per node: O(cluster²)). Read to migrate ([`State::migrate`]), never written.
+    #[serde(default, skip_serializing)]
     pub configured_peers: Option<Vec<String>>,
     /// How to log in when it is not the engine's default (root on port 22): imported
     /// hosts keep the user and port they were imported with.

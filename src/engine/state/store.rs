@@ -4,6 +4,7 @@
 //! Files in the home:
 //! - `state.legion`: the current generation (format in `crypto`);
 //! - `state.legion.bak`: the previous generation, a hard link kept by every save;
+//! - `state.legion.journal`: changes since the current generation (owned by `journal`);
 //! - `state.lock`: advisory lock held while a process has the state unlocked;
 //! - `.state.legion.tmp.<pid>.<random>`: a save in progress (or left by a crash).
 //!
@@ -264,7 +265,11 @@ impl StoreError {
             | FormatError::ChecksumMismatch
             | FormatError::InvalidVersion { .. }
             | FormatError::UnknownFlags { .. }
-            | FormatError::AuthenticationFailed) => StoreError::Corrupted { path, detail },
+            | FormatError::AuthenticationFailed
+            | FormatError::JournalBadMagic
+            | FormatError::JournalTruncatedHeader { .. }
+            | FormatError::JournalVersion { .. }
+            | FormatError::JournalTampered { .. }) => StoreError::Corrupted { path, detail },
         }
     }
 }
