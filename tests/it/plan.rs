@@ -149,7 +149,7 @@ fn the_dashboard_shows_the_plan_before_it_applies() {
         s.contains("plan: 2 to create")
     });
     assert!(
-        s.contains("│+web-1"),
+        s.contains("│web-1 +"),
         "the row carries the create marker:\n{s}"
     );
     assert!(s.contains("apply: idle"), "{s}");
@@ -171,7 +171,7 @@ fn the_dashboard_shows_the_plan_before_it_applies() {
     let s = t.wait("the apply to converge and the plan to empty", |s| {
         s.contains("apply #1: converged") && !s.contains("plan: ")
     });
-    assert!(!s.contains("│+web-1"), "the marker cleared:\n{s}");
+    assert!(!s.contains("│web-1 +"), "the marker cleared:\n{s}");
     assert!(s.contains("│web-1 "), "{s}");
 
     t.text("q");
