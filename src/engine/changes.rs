@@ -268,7 +268,7 @@ impl ChangeSet {
 }
 
 /// What the engine can reach, which decides what is blocked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangeEnv {
     /// Connected providers (configured and enabled here), and whether each manages
     /// firewalls (those without get operator tasks instead).
@@ -417,6 +417,9 @@ fn node_change(
                             .into(),
                     );
                 }
+                // An execution still running is work in progress, not a change to make
+                // (after a crash it is marked interrupted at unlock and resumes).
+                SyncDecision::Resume if exec.is_some_and(|e| e.status == ExecStatus::Running) => {}
                 SyncDecision::Resume => {
                     let e = exec?;
                     let phase = e.current_phase().map(|ph| ph.to_string());

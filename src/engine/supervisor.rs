@@ -12,7 +12,7 @@ use super::actors::node::{NodeHandle, NodeMsg};
 use super::actors::reconcilers::{DomainReconciler, FirewallReconciler, ZoneReconciler};
 use super::actors::sync::{Reconciler, SyncHandle};
 use super::actors::{ActorEnv, ResourceKey};
-use super::changes::{ChangeEnv, compute, mark_pending};
+use super::changes::{ChangeEnv, ChangeSet, compute, mark_pending};
 use super::derive::planned_clusters;
 use super::snapshot::{AppSnapshot, ApplyView, assemble};
 
@@ -30,6 +30,9 @@ pub struct Supervisor {
     zone: Arc<ZoneReconciler>,
     firewall: Arc<FirewallReconciler>,
     domain: Arc<DomainReconciler>,
+    /// The snapshot's change set, with the state version and providers it was computed
+    /// for: a publication caused by actors alone (health checks) reuses it.
+    changes: Mutex<Option<(u64, ChangeEnv, Arc<ChangeSet>)>>,
 }
 
 fn reconcile_set<R: Reconciler>(
@@ -56,6 +59,7 @@ impl Supervisor {
     pub fn new(env: Arc<ActorEnv>) -> Supervisor {
         Supervisor {
             actors: Mutex::new(Actors::default()),
+            changes: Mutex::new(None),
             zone: Arc::new(ZoneReconciler),
             firewall: Arc::new(FirewallReconciler {
                 providers: env.providers.clone(),
@@ -264,10 +268,21 @@ impl Supervisor {
             .collect();
         providers.sort_by(|a, b| a.id.cmp(&b.id));
         let apply = apply.lock().map(|a| a.clone()).unwrap_or(ApplyView::Idle);
-        let changes = self.change_env();
+        let cenv = self.change_env();
+        // Read before the state: a change in between only makes the next one recompute.
+        let version = self.env.cell.version();
+        let mut cache = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         self.env.cell.read(|s| {
+            let set = match &*cache {
+                Some((v, e, set)) if *v == version && *e == cenv => set.clone(),
+                _ => {
+                    let set = Arc::new(compute(s, &cenv, false));
+                    *cache = Some((version, cenv, set.clone()));
+                    set
+                }
+            };
             let mut snap = assemble(seq, home, s, &board, providers, apply);
-            mark_pending(&mut snap, &compute(s, &changes, false));
+            mark_pending(&mut snap, &set);
             snap
         })
     }

@@ -456,8 +456,10 @@ fn empty_hint(text: &str, theme: &Theme, area: Rect, buf: &mut Buffer) {
     Line::from(Span::styled(text.to_string(), theme.style("text.dim"))).render(at, buf);
 }
 
-/// A row's name, after a marker when the next apply would change it (`+` create, `~`
+/// A row's name, then a marker when the next apply would change it (`+` create, `~`
 /// update, `±` replace, `-` delete, `?` not observed yet); unmarked rows are unchanged.
+/// The marker follows the name so the name keeps its column (and `│name ` still finds
+/// the row).
 fn name_cell(
     name: &str,
     width: usize,
@@ -476,7 +478,8 @@ fn name_cell(
         ChangeAction::Unknown => ("?", "text.dim"),
     };
     Cell::from(Line::from(vec![
+        Span::raw(trimmed(name, width.saturating_sub(2))),
+        Span::raw(" "),
         Span::styled(mark, theme.style(key)),
-        Span::raw(trimmed(name, width.saturating_sub(1))),
     ]))
 }

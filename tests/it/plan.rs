@@ -9,6 +9,7 @@ use legion::core::secret::Secret;
 use legion::engine::plan::PlanEdit;
 use legion::engine::{Engine, EngineConfig};
 use legion::providers::{Env, Registry};
+use legion_testkit::tmux::Tmux;
 
 fn cli(home: &Path, pw: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_legion"));
@@ -117,4 +118,62 @@ fn plan_exit_codes_follow_the_change_set_and_apply_never_hides_a_difference() {
     let (_, out, _) = run(cli(&home, &pw).args(["plan", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["changes"][0]["fields"][0]["old"], "sim-small", "{v}");
+}
+
+/// The dashboard on a home with a planned, unapplied node: the header counts and the row
+/// marker show it, `a` opens the plan overlay, Cancel (focused) changes nothing, Apply
+/// applies, and the counts and the marker clear once the apply converged.
+#[test]
+fn the_dashboard_shows_the_plan_before_it_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "plan password\n").unwrap();
+    assert_eq!(run(cli(&home, &pw).args(["config", "init"])).0, 0);
+    let (code, _, err) =
+        run(cli(&home, &pw).args(["provider", "configure", "mock", "--latency-ms", "5"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(cli(&home, &pw).args(["nodes", "add", "web-1", "--provider", "mock"]));
+    assert_eq!(code, 0, "{err}");
+    let command = format!(
+        "env -u NO_COLOR -u LEGION_DAEMON_TOKEN LEGION_MOCK_NETWORK=1 LEGION_HOME={} \
+         LEGION_PASSWORD_FILE={} TERM=xterm-256color {}; echo LEGION-EXITED $?; sleep 60",
+        home.display(),
+        pw.display(),
+        env!("CARGO_BIN_EXE_legion")
+    );
+    let Some(t) = Tmux::start(&command, 140, 36) else {
+        return;
+    };
+    let s = t.wait("the plan's counts in the header", |s| {
+        s.contains("plan: 2 to create")
+    });
+    assert!(
+        s.contains("│web-1 +"),
+        "the row carries the create marker:\n{s}"
+    );
+    assert!(s.contains("apply: idle"), "{s}");
+
+    t.text("a");
+    let s = t.wait_for("Plan: 2 to create");
+    assert!(s.contains("+   web-1  (create)"), "{s}");
+    assert!(s.contains("offer sim-small"), "{s}");
+    assert!(s.contains("Firewall sets"), "{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("apply cancelled: nothing was changed");
+    assert!(s.contains("apply: idle"), "Cancel started nothing:\n{s}");
+    assert!(s.contains("plan: 2 to create"), "{s}");
+
+    t.text("a");
+    t.wait_for("Plan: 2 to create");
+    t.keys(&["Tab"]);
+    t.keys(&["Enter"]);
+    let s = t.wait("the apply to converge and the plan to empty", |s| {
+        s.contains("apply #1: converged") && !s.contains("plan: ")
+    });
+    assert!(!s.contains("│web-1 +"), "the marker cleared:\n{s}");
+    assert!(s.contains("│web-1 "), "{s}");
+
+    t.text("q");
+    t.wait_for("LEGION-EXITED 0");
 }
