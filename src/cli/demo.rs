@@ -115,8 +115,18 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
         let settled = match id {
             Some(id) => once(&engine, id, args.timeout).await,
             None => {
-                // Read-only: nothing was applied, so there is nothing to wait for.
-                let text: String = plain::render(&engine.snapshot())
+                // Read-only: nothing was applied, so there is nothing to wait for but the
+                // first publication that has every planned node's row.
+                let shown = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    engine.wait_for(|s| !s.nodes.is_empty() && s.nodes.iter().all(|n| n.live)),
+                )
+                .await;
+                let snap = match shown {
+                    Ok(snap) => snap?,
+                    Err(_) => engine.snapshot(),
+                };
+                let text: String = plain::render(&snap)
                     .lines()
                     .map(|l| clean(l) + "\n")
                     .collect();

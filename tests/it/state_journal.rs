@@ -24,7 +24,9 @@ use legion::engine::state::open::{OpenError, open};
 use legion::engine::state::store::{StateFile, StateLock, StoreError};
 use legion::engine::{Engine, EngineConfig, Timings};
 use legion::providers::mock::{MockCloud, MockModule};
-use legion::providers::{BootMode, Env, LABEL_NODE, ObservedServer, Registry, ServerStatus};
+use legion::providers::{
+    BootMode, Credentials, Env, LABEL_NODE, ObservedServer, Registry, ServerStatus,
+};
 use zeroize::Zeroizing;
 
 const FAST: KdfParams = KdfParams {
@@ -48,7 +50,7 @@ fn node(cluster: &str, i: usize) -> NodePlan {
     NodePlan {
         uid: format!("{i:016x}"),
         cluster: cluster.into(),
-        role: "worker".into(),
+        role: "node".into(),
         provider: "mock".into(),
         region: "sim-east".into(),
         offer: "sim-small".into(),
@@ -433,6 +435,13 @@ fn journal_crash_child_entry() {
         let engine = Engine::start(engine_config(&home));
         engine
             .unlock(Secret::new("journal test password"))
+            .await
+            .unwrap();
+        // The engine checks every planned node's provider: it must be configured here.
+        let mut creds = Credentials::new();
+        creds.insert("latency_ms".into(), "0".into());
+        engine
+            .configure_provider("mock".into(), creds)
             .await
             .unwrap();
         let next = engine.plan().await.unwrap().nodes.len();
