@@ -21,7 +21,7 @@ use super::password::read_password;
 use super::session::{has_state, init_tracing};
 use crate::core::secret::Secret;
 use crate::engine::snapshot::ApplyView;
-use crate::engine::status::{Settlement, settlement};
+use crate::engine::status::Settlement;
 use crate::engine::{Engine, EngineConfig, demo, home};
 use crate::link::Link;
 use crate::providers::Env;
@@ -177,7 +177,7 @@ async fn once(engine: &Engine, id: u64, timeout: Duration) -> Result<()> {
             if !matches!(&s.apply, ApplyView::Finished { id: done, .. } if *done >= id) {
                 return false;
             }
-            verdict = settlement(s);
+            verdict = s.settlement();
             !matches!(verdict, Settlement::Pending(_))
         }),
     )

@@ -11,9 +11,10 @@ use super::Cli;
 use super::output::{clean, json, outln, print_rows};
 use super::session::with_link;
 use crate::engine::parse;
-use crate::engine::plan::{EditError, PlanEdit};
+use crate::engine::plan::PlanEdit;
 use crate::engine::state::model::{RecordPlan, RecordValue};
 use crate::engine::validate;
+use crate::engine::validate::EditError;
 use crate::link::Link;
 use crate::providers::{FirewallRule, Protocol};
 

@@ -23,7 +23,6 @@ use super::actors::Machine;
 use super::actors::machine::{SyncDecision, decide_sync};
 use super::actors::reconcilers::DomainSpec;
 use super::derive::{desired_firewalls, desired_zone, lockout, planned_clusters, signature};
-use super::snapshot::AppSnapshot;
 use super::state::model::{ExecStatus, NodePlan, Plan, ServerReading, State, TrackedNode};
 use crate::providers::{FirewallRule, RrSet};
 
@@ -759,37 +758,6 @@ fn domain_change(state: &State, domain: &str, env: &ChangeEnv, detail: bool) -> 
         Some(&spec.nameservers.join(", ")),
     );
     Some(c)
-}
-
-/// Put the change set's actions on the snapshot's rows and its counts in the header.
-/// Rows are sorted by name, so each change is one binary search; a record's change is
-/// shown on its zone's row, which the zone's own change already marks.
-pub fn mark_pending(snap: &mut AppSnapshot, set: &ChangeSet) {
-    fn find<'a, T>(rows: &'a mut [T], name: &str, key: impl Fn(&T) -> &str) -> Option<&'a mut T> {
-        let i = rows.binary_search_by(|r| key(r).cmp(name)).ok()?;
-        rows.get_mut(i)
-    }
-    snap.changes = set.counts();
-    for c in &set.changes {
-        let slot = match c.kind {
-            ResourceKind::Node => {
-                find(&mut snap.nodes, &c.name, |r| &r.name).map(|r| &mut r.pending)
-            }
-            ResourceKind::Zone => {
-                find(&mut snap.zones, &c.name, |r| &r.name).map(|r| &mut r.pending)
-            }
-            ResourceKind::Firewall => {
-                find(&mut snap.firewalls, &c.name, |r| &r.name).map(|r| &mut r.pending)
-            }
-            ResourceKind::Domain => {
-                find(&mut snap.domains, &c.name, |r| &r.name).map(|r| &mut r.pending)
-            }
-            ResourceKind::Record => None,
-        };
-        if let Some(slot) = slot {
-            *slot = Some(c.action);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use super::error::EngineError;
-use super::plan::{EditError, NodeIntent, NodeRequest, PlanEdit, apply_edit};
+use super::plan::{NodeIntent, NodeRequest, PlanEdit, apply_edit};
 use super::session::Session;
 use super::state::change::{Key, keys_of};
 use super::state::model::NodePlan;
 use super::validate;
+use super::validate::EditError;
 use crate::providers::{Catalog, Credentials};
 
 impl Session {

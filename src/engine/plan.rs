@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::state::model::{ClusterPlan, DomainPlan, NodePlan, RecordPlan, State, ZonePlan};
+use super::validate::{EditError, validate_name};
 use crate::providers::{BootMode, FirewallRule, RecordType};
 
 /// A node as the operator asks for it; empty choices take the provider's defaults.
@@ -88,99 +89,6 @@ pub enum PlanEdit {
     SetManagementSources {
         sources: Vec<String>,
     },
-}
-
-/// Why a plan edit was not made; the plan is unchanged. Every variant is the operator's
-/// mistake or a conflict with what is deployed (exit code 1, wire kind `invalid`,
-/// `not_found` or `refused`), and says what the valid choices are.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EditError {
-    /// A name, zone or rule that is not valid, with the rule it breaks.
-    #[error("{0}")]
-    Invalid(String),
-    /// A typed field refused with the message its form shows beside it.
-    #[error("{field}: {error}")]
-    Field {
-        field: &'static str,
-        error: super::parse::ParseError,
-    },
-    /// A node or zone names a provider that is not configured here.
-    #[error(
-        "provider {provider:?} is not configured; configured here: {} (configure it with `legion provider configure {provider}`)",
-        super::validate::list(configured)
-    )]
-    ProviderNotConfigured {
-        provider: String,
-        configured: Vec<String>,
-    },
-    /// A region, offer or image the provider's catalog does not have (`context`: where,
-    /// " in fsn1" for an offer).
-    #[error(
-        "{provider} has no {what} {value:?}{context}; choose one of: {}",
-        super::validate::list(choices)
-    )]
-    NotInCatalog {
-        provider: String,
-        what: &'static str,
-        value: String,
-        context: String,
-        choices: Vec<String>,
-    },
-    /// A role with no install script in the home's `roles/`.
-    #[error(
-        "role {role:?} has no install script (put it in HOME/roles/{role}.sh); roles here: {}",
-        super::validate::list(roles)
-    )]
-    UnknownRole { role: String, roles: Vec<String> },
-    /// A firewall rule for a cluster none of whose nodes is planned.
-    #[error(
-        "cluster {cluster} has no nodes, so it has no firewall set for the rule; add a node to it first (clusters with nodes: {})",
-        super::validate::list(clusters)
-    )]
-    NoNodes {
-        cluster: String,
-        clusters: Vec<String>,
-    },
-    /// `nodes add` of a name the plan has.
-    #[error(
-        "node {0} exists; change it with `legion nodes set {0} --offer …` (or --image, --region, --role, --cluster)"
-    )]
-    Exists(String),
-    /// The edit names something the plan does not have.
-    #[error("{0}")]
-    NotFound(String),
-    /// The edit contradicts what is deployed (moving a running node between providers).
-    #[error("{0}")]
-    Conflict(String),
-}
-
-impl From<EditError> for crate::engine::EngineError {
-    fn from(e: EditError) -> Self {
-        use crate::engine::EngineError;
-        match e {
-            EditError::NotFound(m) => EngineError::NotFound(m),
-            EditError::Conflict(m) => EngineError::Refused(m),
-            e => EngineError::Invalid(e.to_string()),
-        }
-    }
-}
-
-/// A DNS-label-like name: what servers, clusters and records can be called.
-pub fn validate_name(what: &str, name: &str) -> Result<(), EditError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(EditError::Invalid(format!(
-            "invalid {what} name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        )))
-    }
 }
 
 fn validate_zone(name: &str) -> Result<(), EditError> {

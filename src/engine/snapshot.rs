@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 // A row's machine and system states and the board that `assemble` joins are the actors'
 // types; they are part of what a face reads, so they leave the crate from here.
 pub use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
-use super::changes::{ChangeAction, ChangeCounts};
+use super::changes::{ChangeAction, ChangeCounts, ChangeSet, ResourceKind};
 use super::derive::planned_clusters;
 use super::state::model::{Execution, State};
 use super::status::{
-    Freshness, NodeFacts, NodeStatus, SyncStatus, node_status, provider_freshness, shown_health,
-    sync_status,
+    Freshness, NodeFacts, NodeStatus, Settlement, SyncStatus, node_status, provider_freshness,
+    shown_health, sync_status,
 };
 use crate::providers::{ErrorClass, HealthReading, ProviderStatus};
 
@@ -163,6 +163,106 @@ impl AppSnapshot {
             domains: Vec::new(),
             management_sources: Vec::new(),
             changes: ChangeCounts::default(),
+        }
+    }
+
+    /// Where `snap`'s rows stand; `rows` of a fleet that is settled say nothing.
+    pub fn settlement(&self) -> Settlement {
+        let snap = self;
+        let mut pending = Vec::new();
+        let mut failed = Vec::new();
+        for n in &snap.nodes {
+            let what = || match (&n.last_error, &n.waiting) {
+                (Some(e), _) => format!("node {}: {} ({e})", n.name, n.status),
+                (None, Some(w)) => format!("node {}: {} ({w})", n.name, n.status),
+                _ => format!("node {}: {}", n.name, n.status),
+            };
+            match &n.status {
+                NodeStatus::Failed { .. }
+                | NodeStatus::Interrupted { .. }
+                | NodeStatus::Missing
+                | NodeStatus::Stale { .. }
+                | NodeStatus::PendingCreate
+                | NodeStatus::PendingDelete => failed.push(what()),
+                s if s.is_reachable() && n.diffs.is_empty() && n.last_error.is_none() => {}
+                s if s.is_reachable() && n.operation.is_none() => {
+                    let d: Vec<String> = n
+                        .diffs
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{}: planned {}, observed {}",
+                                d.field, d.planned, d.observed
+                            )
+                        })
+                        .collect();
+                    failed.push(format!("node {}: {s}, differs ({})", n.name, d.join("; ")));
+                }
+                _ => pending.push(what()),
+            }
+        }
+        for (kind, rows) in [
+            ("zone", &snap.zones),
+            ("firewall set", &snap.firewalls),
+            ("domain", &snap.domains),
+        ] {
+            for r in rows.iter() {
+                let what = || {
+                    let why = r.last_error.as_deref().or(r.waiting.as_deref());
+                    match why {
+                        Some(w) => format!("{kind} {}: {} ({w})", r.name, r.status),
+                        None => format!("{kind} {}: {}", r.name, r.status),
+                    }
+                };
+                match r.status {
+                    SyncStatus::Converged => {}
+                    SyncStatus::Failed | SyncStatus::Stale { .. } => failed.push(what()),
+                    _ => pending.push(what()),
+                }
+            }
+        }
+        if !failed.is_empty() {
+            Settlement::Failed(failed)
+        } else if !pending.is_empty() {
+            Settlement::Pending(pending)
+        } else {
+            Settlement::Settled
+        }
+    }
+
+    /// Put the change set's actions on the snapshot's rows and its counts in the header.
+    /// Rows are sorted by name, so each change is one binary search; a record's change is
+    /// shown on its zone's row, which the zone's own change already marks.
+    pub fn mark_pending(&mut self, set: &ChangeSet) {
+        let snap = self;
+        fn find<'a, T>(
+            rows: &'a mut [T],
+            name: &str,
+            key: impl Fn(&T) -> &str,
+        ) -> Option<&'a mut T> {
+            let i = rows.binary_search_by(|r| key(r).cmp(name)).ok()?;
+            rows.get_mut(i)
+        }
+        snap.changes = set.counts();
+        for c in &set.changes {
+            let slot = match c.kind {
+                ResourceKind::Node => {
+                    find(&mut snap.nodes, &c.name, |r| &r.name).map(|r| &mut r.pending)
+                }
+                ResourceKind::Zone => {
+                    find(&mut snap.zones, &c.name, |r| &r.name).map(|r| &mut r.pending)
+                }
+                ResourceKind::Firewall => {
+                    find(&mut snap.firewalls, &c.name, |r| &r.name).map(|r| &mut r.pending)
+                }
+                ResourceKind::Domain => {
+                    find(&mut snap.domains, &c.name, |r| &r.name).map(|r| &mut r.pending)
+                }
+                ResourceKind::Record => None,
+            };
+            if let Some(slot) = slot {
+                *slot = Some(c.action);
+            }
         }
     }
 

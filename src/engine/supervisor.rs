@@ -12,7 +12,7 @@ use super::actors::node::{NodeHandle, NodeMsg};
 use super::actors::reconcilers::{DomainReconciler, FirewallReconciler, ZoneReconciler};
 use super::actors::sync::{Reconciler, SyncHandle};
 use super::actors::{ActorEnv, ResourceKey};
-use super::changes::{ChangeEnv, ChangeSet, compute, mark_pending};
+use super::changes::{ChangeEnv, ChangeSet, compute};
 use super::derive::planned_clusters;
 use super::snapshot::{AppSnapshot, ApplyView, assemble};
 
@@ -282,7 +282,7 @@ impl Supervisor {
                 }
             };
             let mut snap = assemble(seq, home, s, &board, providers, apply);
-            mark_pending(&mut snap, &set);
+            snap.mark_pending(&set);
             snap
         })
     }

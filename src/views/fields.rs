@@ -13,9 +13,10 @@ use ratatui_textarea::TextArea;
 use super::theme::Theme;
 use crate::core::secret::Secret;
 use crate::engine::parse;
-use crate::engine::plan::{EditError, PlanEdit};
+use crate::engine::plan::PlanEdit;
 use crate::engine::state::model::RecordPlan;
 use crate::engine::validate;
+use crate::engine::validate::EditError;
 use crate::providers::{Credentials, Descriptor, FirewallRule};
 
 /// What the form builds.

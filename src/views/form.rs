@@ -13,8 +13,9 @@ use ratatui::widgets::{Block, Borders, Clear, Widget};
 use ratatui_textarea::TextArea;
 
 use super::theme::Theme;
-use crate::engine::plan::{NodeIntent, NodeRequest, validate_name};
+use crate::engine::plan::{NodeIntent, NodeRequest};
 use crate::engine::snapshot::NodeRow;
+use crate::engine::validate::validate_name;
 use crate::providers::{Catalog, CatalogPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,6 +105,17 @@ pub enum PersistError {
     Store(#[from] StoreError),
 }
 
+/// Why one write did not reach the disk; the persister reports it to every waiter.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("could not serialize the state: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("the save task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What one write does, captured under the state lock.
 enum Work {
     Full(Zeroizing<Vec<u8>>),
@@ -267,12 +278,12 @@ impl StateCell {
         }
         write(self.clone(), sealed, true)
             .await
-            .map_err(PersistError::Save)
+            .map_err(|e| PersistError::Save(e.to_string()))
     }
 
     /// Capture what the next write does. Under the state lock, so no change can fall
     /// between the snapshot and the records that follow it.
-    fn capture(&self, sealed: &Sealed, compact: bool) -> Result<Work, String> {
+    fn capture(&self, sealed: &Sealed, compact: bool) -> Result<Work, WriteError> {
         let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
         let mut pending = self.pending();
         let full = compact
@@ -283,9 +294,7 @@ impl StateCell {
             pending.bytes = 0;
             return Ok(Work::Append(std::mem::take(&mut pending.records)));
         }
-        let bytes = serde_json::to_vec(&*guard)
-            .map(Zeroizing::new)
-            .map_err(|e| format!("could not serialize the state: {e}"))?;
+        let bytes = serde_json::to_vec(&*guard).map(Zeroizing::new)?;
         *pending = Pending::default();
         Ok(Work::Full(bytes))
     }
@@ -308,7 +317,7 @@ impl StateCell {
             Ok(Work::Append(_)) => return Err(PersistError::Save("nothing captured".into())),
             Err(e) => {
                 self.write_failed();
-                return Err(PersistError::Save(e));
+                return Err(PersistError::Save(e.to_string()));
             }
         };
         let sealed = &mut *sealed;
@@ -336,7 +345,7 @@ async fn write(
     cell: Arc<StateCell>,
     mut sealed: OwnedMutexGuard<Sealed>,
     compact: bool,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     tokio::task::spawn_blocking(move || {
         let result = write_blocking(&cell, &mut sealed, compact);
         if result.is_err() {
@@ -345,25 +354,22 @@ async fn write(
         result
     })
     .await
-    .unwrap_or_else(|e| Err(format!("the save task failed: {e}")))
+    .unwrap_or_else(|e| Err(WriteError::from(e)))
 }
 
-fn write_blocking(cell: &StateCell, sealed: &mut Sealed, compact: bool) -> Result<(), String> {
+fn write_blocking(cell: &StateCell, sealed: &mut Sealed, compact: bool) -> Result<(), WriteError> {
     match cell.capture(sealed, compact)? {
         Work::Append(records) => sealed
             .journal
             .append(&sealed.key, &records)
-            .map_err(|e| e.to_string()),
+            .map_err(WriteError::from),
         Work::Full(bytes) => {
             let hash = digest(&bytes);
             let journal_empty = sealed.journal.records() == 0 && !sealed.journal.is_broken();
             if sealed.saved == Some(hash) && journal_empty {
                 return Ok(());
             }
-            sealed
-                .file
-                .save(&sealed.key, &bytes)
-                .map_err(|e| e.to_string())?;
+            sealed.file.save(&sealed.key, &bytes)?;
             sealed.saved = Some(hash);
             sealed.snapshot_len = bytes.len() as u64;
             // The state file now holds everything the journal did.
@@ -390,7 +396,7 @@ async fn persister(cell: Weak<StateCell>, mut versions: watch::Receiver<u64>) {
         }
         cell.persisted.send_replace(Persisted {
             version: target,
-            error: outcome.err(),
+            error: outcome.err().map(|e| e.to_string()),
         });
     }
 }

@@ -514,10 +514,10 @@ fn a_fleet_settles_only_when_every_row_is_running_and_converged() {
     use crate::engine::snapshot::{AppSnapshot, FieldDiff, LockState};
     let mut snap = AppSnapshot::empty("/h".into(), LockState::Unlocked);
     snap.nodes = vec![row("a", NodeStatus::Running), row("b", NodeStatus::Running)];
-    assert_eq!(settlement(&snap), Settlement::Settled);
+    assert_eq!(snap.settlement(), Settlement::Settled);
     snap.nodes[1].status = NodeStatus::RunningUnchecked;
     assert_eq!(
-        settlement(&snap),
+        snap.settlement(),
         Settlement::Pending(vec!["node b: running · unchecked".into()])
     );
     snap.nodes[1].status = NodeStatus::Failed {
@@ -525,7 +525,7 @@ fn a_fleet_settles_only_when_every_row_is_running_and_converged() {
     };
     snap.nodes[1].last_error = Some("boom".into());
     assert_eq!(
-        settlement(&snap),
+        snap.settlement(),
         Settlement::Failed(vec!["node b: failed: configure (boom)".into()])
     );
     // Running, but not what the plan says: not in sync.
@@ -535,5 +535,5 @@ fn a_fleet_settles_only_when_every_row_is_running_and_converged() {
         planned: "sim-large".into(),
         observed: "sim-small".into(),
     });
-    assert!(matches!(settlement(&snap), Settlement::Failed(r) if r[0].contains("offer")));
+    assert!(matches!(snap.settlement(), Settlement::Failed(r) if r[0].contains("offer")));
 }

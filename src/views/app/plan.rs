@@ -21,7 +21,7 @@ use crate::views::theme::Theme;
 #[derive(Debug, Clone)]
 pub(super) struct PlanOverlay {
     /// `None` while the engine computes it; the error says why it could not.
-    set: Option<Result<ChangeSet, String>>,
+    set: Option<Result<ChangeSet, Failed>>,
     scroll: u16,
     on_apply: bool,
 }
@@ -105,7 +105,7 @@ impl App {
     /// The engine's answer; ignored when the overlay was closed meanwhile.
     pub(super) fn plan_loaded(&mut self, set: Result<ChangeSet, Failed>) {
         if let Overlay::Plan(p) = &mut self.overlay {
-            p.set = Some(set.map_err(|e| e.message));
+            p.set = Some(set);
         }
     }
 
@@ -180,7 +180,7 @@ impl App {
         let content = match &p.set {
             None => vec![Line::from("Computing what an apply would change…")],
             Some(Err(e)) => vec![Line::from(Span::styled(
-                format!("The plan could not be read: {}", clean(e)),
+                format!("The plan could not be read: {}", clean(&e.message)),
                 t.style("status.error"),
             ))],
             Some(Ok(set)) => lines(t, set),
