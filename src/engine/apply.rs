@@ -233,17 +233,27 @@ impl Session {
                 .iter()
                 .filter(|(n, op)| env.board.node(n).is_none_or(|s| s.ops_finished >= *op))
                 .count();
-            self.set_apply(ApplyView::Running {
+            self.show_progress(ApplyView::Running {
                 id,
                 stage: "cluster peer lists".to_string(),
                 total,
                 settled: done,
                 failed: 0,
             });
-            changes.borrow_and_update();
             if done == total || changes.changed().await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// Publishes the apply's progress when it changed. The publication bumps the board,
+    /// so the waiter's next `changed()` returns once more and finds nothing new; it must
+    /// not mark the board seen after the bump instead (`borrow_and_update`), which would
+    /// also swallow an actor's publication made in between and wait forever for it.
+    fn show_progress(&self, view: ApplyView) {
+        let changed = self.apply.lock().map(|a| *a != view).unwrap_or(true);
+        if changed {
+            self.set_apply(view);
         }
     }
 
@@ -284,11 +294,7 @@ impl Session {
                 settled,
                 failed,
             };
-            let changed = self.apply.lock().map(|a| *a != view).unwrap_or(true);
-            if changed {
-                self.set_apply(view);
-                changes.borrow_and_update();
-            }
+            self.show_progress(view);
             if settled == keys.len() {
                 return;
             }
