@@ -16,6 +16,7 @@ use super::home;
 use super::session::Session;
 use super::snapshot::{AppSnapshot, ApplyView, LockState};
 use super::state::cell::StateCell;
+use super::state::crypto::KdfParams;
 use super::state::model::State;
 use super::state::store::{StateFile, StateLock, StoreError};
 use super::supervisor::Supervisor;
@@ -115,6 +116,23 @@ impl Core {
             })
     }
 
+    /// The key-derivation settings for a file written now (a new home, a new password):
+    /// `LEGION_KDF` (`strong`, the default, or `light`) when set, else the configured
+    /// ones. Files already written keep theirs: the header records them.
+    fn kdf_for_new_files(&self) -> Result<KdfParams, EngineError> {
+        match self.config.env.get("LEGION_KDF") {
+            None => Ok(self.config.kdf),
+            Some(name) => KdfParams::named(name).ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "LEGION_KDF={:?} is not a key-derivation setting: use strong (the \
+                     default: Argon2id, 64 MiB, 3 passes) or light (19 MiB, 2 passes: \
+                     OWASP's minimum, for small jump hosts)",
+                    name
+                ))
+            }),
+        }
+    }
+
     pub(crate) async fn init(&mut self, password: Secret) -> Result<(), EngineError> {
         if self.session.is_some() {
             return Err(EngineError::AlreadyUnlocked);
@@ -129,7 +147,7 @@ impl Core {
         let plaintext = zeroize::Zeroizing::new(
             serde_json::to_vec(&state).map_err(|e| EngineError::Persist(e.to_string()))?,
         );
-        let kdf = self.config.kdf;
+        let kdf = self.kdf_for_new_files()?;
         let (file, key) = tokio::task::spawn_blocking(move || {
             file.create(password.expose().as_bytes(), kdf, &plaintext)
                 .map(|key| (file, key))
@@ -339,7 +357,7 @@ impl Core {
             .map_err(|e| EngineError::Persist(e.to_string()))?;
         session
             .cell
-            .change_password(new.expose().as_bytes(), self.config.kdf)
+            .change_password(new.expose().as_bytes(), self.kdf_for_new_files()?)
             .await
             .map_err(|e| EngineError::Persist(e.to_string()))?;
         self.oplog.info(None, "the state password was changed");

@@ -938,3 +938,50 @@ fn sigkill_during_save_always_leaves_a_complete_generation() {
     );
     assert!(kills_with_temp_left > 0, "no kill landed during a write");
 }
+
+/// `LEGION_KDF` picks the key-derivation settings of files written from then on: `light`
+/// is OWASP's minimum, `strong` the default; anything else is refused before a file is
+/// written, naming the choices. Unset, the configured settings apply.
+#[test]
+fn legion_kdf_names_the_settings_of_new_files_and_refuses_others() {
+    use legion::core::secret::Secret;
+    use legion::engine::Engine;
+    use legion::providers::Env;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let header_m = |choice: Option<&str>| {
+        let dir = new_home();
+        let mut config =
+            crate::support::Harness::config(&dir, &legion::providers::mock::MockCloud::new(1));
+        config.env = match choice {
+            Some(v) => Env::default().with("LEGION_KDF", v),
+            None => Env::default(),
+        };
+        let home = config.home.clone();
+        let result = rt.block_on(async {
+            let engine = Engine::start(config);
+            let r = engine.init(Secret::new(PW_TEXT)).await;
+            drop(engine);
+            r
+        });
+        match result {
+            Ok(()) => Ok(u32_at(
+                &fs::read(home.join(STATE_FILE_NAME)).unwrap(),
+                OFF_M,
+            )),
+            Err(e) => {
+                assert!(!home.join(STATE_FILE_NAME).exists(), "nothing written: {e}");
+                Err(e.to_string())
+            }
+        }
+    };
+    assert_eq!(header_m(Some("light")), Ok(KdfParams::LIGHT.m_cost_kib));
+    assert_eq!(header_m(Some("strong")), Ok(KdfParams::DEFAULT.m_cost_kib));
+    assert_eq!(header_m(None), Ok(crate::support::TEST_KDF.m_cost_kib));
+    let err = header_m(Some("weak")).unwrap_err();
+    assert!(err.contains("LEGION_KDF=\"weak\""), "{err}");
+    assert!(err.contains("strong") && err.contains("light"), "{err}");
+}

@@ -108,6 +108,25 @@ impl KdfParams {
         p_cost: 4,
     };
 
+    /// OWASP's minimum for Argon2id (19 MiB, 2 passes, 1 lane): about a fifth of the work
+    /// of [`KdfParams::DEFAULT`], for jump hosts short of memory or CPU, and for test
+    /// suites that unlock hundreds of fresh homes. Chosen with `LEGION_KDF=light`.
+    pub const LIGHT: KdfParams = KdfParams {
+        m_cost_kib: 19 * 1024,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
+    /// The settings an operator may choose by name (`LEGION_KDF`): nothing weaker than
+    /// OWASP's minimum can be chosen this way.
+    pub fn named(name: &str) -> Option<KdfParams> {
+        match name {
+            "strong" => Some(Self::DEFAULT),
+            "light" => Some(Self::LIGHT),
+            _ => None,
+        }
+    }
+
     /// Caps applied to parameters read from a file (and to parameters a caller asks for).
     ///
     /// Parameters come from the file *before* the password is checked, so a crafted file
