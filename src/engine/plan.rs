@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::model::{ClusterPlan, DomainPlan, NodePlan, RecordPlan, State, ZonePlan};
+use super::state::model::{
+    ClusterPlan, DomainPlan, NodePlan, Plan, RecordPlan, State, Tracked, ZonePlan,
+};
 use super::validate::{EditError, validate_name};
 use crate::providers::{BootMode, FirewallRule, RecordType};
 
@@ -109,7 +111,13 @@ fn validate_zone(name: &str) -> Result<(), EditError> {
 
 /// Apply one edit to the plan. Errors leave the state unchanged.
 pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
-    let plan = &mut state.plan;
+    edit_plan(&mut state.plan, &state.tracked, edit)
+}
+
+/// Apply one edit to `plan` (`tracked`: what is deployed, for the edits it forbids).
+/// Errors leave the plan unchanged. A whole-document import runs its entries through
+/// this too (`plan_file::build`), so every face gets the same checks and messages.
+pub fn edit_plan(plan: &mut Plan, tracked: &Tracked, edit: PlanEdit) -> Result<(), EditError> {
     match edit {
         PlanEdit::UpsertNode { name, node } => {
             validate_name("node", &name)?;
@@ -117,7 +125,7 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
             validate_name("role", &node.role)?;
             if let Some(existing) = plan.nodes.get(&name)
                 && existing.provider != node.provider
-                && state.tracked.nodes.contains_key(&name)
+                && tracked.nodes.contains_key(&name)
             {
                 return Err(EditError::Conflict(format!(
                     "{name} already runs on {}; remove it and add a new node to move providers",
