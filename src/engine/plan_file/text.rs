@@ -403,6 +403,22 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_in_docs_cli_md_parse_and_say_the_same() {
+        let docs = include_str!("../../../docs/cli.md");
+        let section = &docs[docs.find("## Plan documents").unwrap()..];
+        let block = |fence: &str| {
+            let start = section.find(fence).unwrap() + fence.len();
+            &section[start..start + section[start..].find("```").unwrap()]
+        };
+        let json = parse(block("```json\n"), Format::Json).unwrap_or_else(|e| panic!("{e}"));
+        let toml = parse(block("```toml\n"), Format::Toml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json.nodes["web-1"].offer.as_deref(), Some("cx22"));
+        assert_eq!(toml.nodes.keys().collect::<Vec<_>>(), ["web-1", "web-2"]);
+        assert_eq!(toml.firewalls, json.firewalls);
+        assert_eq!(toml.management_sources, json.management_sources);
+    }
+
+    #[test]
     fn syntax_and_type_errors_carry_their_position() {
         let e = parse(
             "{\n  \"version\": 1,\n  \"nodes\": {\n    \"a\": {\"provider\": 3}\n  }\n}",
