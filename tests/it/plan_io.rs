@@ -1,10 +1,13 @@
 //! `legion plan export` and `legion plan import FILE` with the real binary on the
 //! simulated cloud: an export imports as a no-op (JSON and TOML), a file with bad entries
 //! is refused whole with each error at its line, an import goes through the daemon as
-//! one request, and `--readonly` refuses it.
+//! one request, `--readonly` refuses it, and on a terminal nodes an import would remove
+//! are listed and asked about.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use legion_testkit::tmux::Tmux;
 
 struct Home {
     _dir: tempfile::TempDir,
@@ -354,4 +357,53 @@ fn readonly_refuses_an_import_but_not_an_export_or_a_dry_run() {
             .contains("\"web-1\"")
     );
     assert_eq!(h.state(), before);
+}
+
+#[test]
+fn on_a_terminal_removing_nodes_is_shown_and_asked_and_only_yes_proceeds() {
+    let h = Home::new();
+    h.ok(&["nodes", "add", "web-1", "--provider", "mock"]);
+    h.ok(&["nodes", "add", "web-2", "--provider", "mock"]);
+    let file = h.file("one.json");
+    std::fs::write(
+        &file,
+        r#"{"version": 1, "nodes": {"web-1": {"provider": "mock"}}}"#,
+    )
+    .unwrap();
+    let before = h.state();
+    let command = |answer_file: &str| {
+        format!(
+            "env -u LEGION_DAEMON_TOKEN LEGION_MOCK_NETWORK=1 LEGION_HOME={} \
+             LEGION_PASSWORD_FILE={} TERM=xterm-256color {} plan import {answer_file}; \
+             echo LEGION-EXITED $?; sleep 60",
+            h.home.display(),
+            h.pw.display(),
+            env!("CARGO_BIN_EXE_legion")
+        )
+    };
+    let Some(t) = Tmux::start(&command(p(&file)), 140, 30) else {
+        return;
+    };
+    let s = t.wait_for("Only 'yes' is accepted");
+    assert!(s.contains("  - web-2"), "{s}");
+    assert!(s.contains("Remove 1 nodes from the plan?"), "{s}");
+    t.text("no");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("LEGION-EXITED");
+    assert!(s.contains("import cancelled; nothing was changed"), "{s}");
+    assert!(s.contains("LEGION-EXITED 1"), "{s}");
+    drop(t);
+    assert_eq!(h.state(), before, "nothing written");
+
+    let Some(t) = Tmux::start(&command(p(&file)), 140, 30) else {
+        return;
+    };
+    t.wait_for("Only 'yes' is accepted");
+    t.text("yes");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("LEGION-EXITED");
+    assert!(s.contains("nodes 1 removed"), "{s}");
+    assert!(s.contains("LEGION-EXITED 0"), "{s}");
+    let exported: serde_json::Value = serde_json::from_str(&h.ok(&["plan", "export"])).unwrap();
+    assert!(exported["nodes"].get("web-2").is_none(), "{exported}");
 }
