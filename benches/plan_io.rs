@@ -97,7 +97,7 @@ impl Drop for Home {
 fn document(n: usize) -> PlanDocument {
     let mut doc = PlanDocument::from_plan(&common::fleet(n, 100).plan);
     for node in doc.nodes.values_mut() {
-        node.role = None;
+        node.role = Some("node".into());
     }
     doc
 }
