@@ -77,8 +77,8 @@ pub(super) fn writes(command: &Command) -> Option<ReadonlyRefused> {
             SshKeyCommand::Show => return None,
         },
         Command::Ssh { .. } => ("ssh", "opens a shell that can change the node"),
-        // `plan` (`show`) only reads.
-        Command::Plan(_) => return None,
+        // `plan` (`show`, `export`) only reads; `import` writes.
+        Command::Plan(args) => super::plan::writes(args)?,
         Command::Demo(_)
         | Command::Completions { .. }
         | Command::Man

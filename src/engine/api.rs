@@ -55,6 +55,13 @@ macro_rules! engine_calls {
             /// A copy of the operator's plan.
             fn plan() -> Plan;
             fn edit_plan(edit: PlanEdit) -> ();
+            /// Check a whole plan document and (unless `dry_run`) make it the plan as one
+            /// edit; refusals come back in the report, each with its place in the document.
+            fn import_plan(
+                document: crate::engine::plan_file::PlanDocument,
+                mode: crate::engine::plan_file::ImportMode,
+                dry_run: bool
+            ) -> crate::engine::plan_file::ImportReport;
             /// Plan a node, filling empty choices from the provider's catalog policy.
             fn upsert_node(request: NodeRequest) -> ();
             /// Import an existing host as a node of the manual provider.

@@ -12,7 +12,7 @@ use super::state::change::{Key, keys_of};
 use super::state::model::NodePlan;
 use super::validate;
 use super::validate::EditError;
-use crate::providers::{Catalog, Credentials};
+use crate::providers::{Catalog, Credentials, ProviderModule};
 
 impl Session {
     /// Plan choices for a node request, checked: a configured, enabled provider, a role
@@ -37,125 +37,29 @@ impl Session {
             (Some(b), "") => b.provider.clone(),
             (_, p) => p.to_string(),
         };
-        let module = self.module(&provider)?;
-        self.configured(&provider)?;
-        let policy = module.catalog_policy();
-        let display = module.descriptor().display_name;
-        let kept = |f: fn(&NodePlan) -> &String| base.as_ref().map(|b| f(b).clone());
-        let region_in = req.region.clone().or_else(|| kept(|b| &b.region));
-        let offer_in = req.offer.clone().or_else(|| kept(|b| &b.offer));
-        let image_in = req.image.clone().or_else(|| kept(|b| &b.image));
-        // Only what changes is checked: a value the catalog dropped since the node was
-        // planned does not block changing something else.
-        fn new<'a>(
-            asked: &'a Option<String>,
-            base: Option<&NodePlan>,
-            f: fn(&NodePlan) -> &String,
-        ) -> Option<&'a str> {
-            asked.as_deref().filter(|v| base.is_none_or(|b| f(b) != v))
-        }
-        let asked = validate::Choices {
-            region: new(&req.region, base.as_ref(), |b| &b.region),
-            offer: new(&req.offer, base.as_ref(), |b| &b.offer),
-            image: new(&req.image, base.as_ref(), |b| &b.image),
-        };
-        let fill = region_in.is_none() || offer_in.is_none() || image_in.is_none();
-        let check = asked.region.is_some() || asked.offer.is_some() || asked.image.is_some();
-        let (catalog, unread) = if fill || check {
-            self.node_catalog(&provider).await
+        let want = needs_catalog(req, base.as_ref());
+        let ctx = self.node_context(&provider, want).await?;
+        resolve_with(req, base.as_ref(), &ctx, &self.roles())
+    }
+
+    /// A provider's module, checked configured and enabled, and (`catalog`) its catalog.
+    pub(crate) async fn node_context(
+        &self,
+        provider: &str,
+        catalog: bool,
+    ) -> Result<NodeContext, EngineError> {
+        let module = self.module(provider)?;
+        self.configured(provider)?;
+        let (catalog, unread) = if catalog {
+            self.node_catalog(provider).await
         } else {
             (None, None)
         };
-        let region = match (region_in, &catalog) {
-            (Some(r), _) => r,
-            (None, Some(c)) => policy.region(c).map(String::from).unwrap_or_default(),
-            (None, None) => policy.default_region.clone().unwrap_or_default(),
-        };
-        if region.is_empty() {
-            return Err(EngineError::Invalid(format!(
-                "{display}: no region given and no default; pass a region"
-            )));
-        }
-        // The region first: the offer is filled and checked in it.
-        if let Some(c) = &catalog {
-            validate::catalog_choices(
-                &display,
-                c,
-                &region,
-                validate::Choices {
-                    region: asked.region,
-                    ..Default::default()
-                },
-            )?;
-        }
-        let offer = match (offer_in, &catalog) {
-            (Some(o), _) => o,
-            (None, Some(c)) => policy
-                .offer(c, &region)
-                .map(|o| o.id.clone())
-                .ok_or_else(|| {
-                    EngineError::Invalid(format!("no offer is available in {region}"))
-                })?,
-            (None, None) => match &policy.default_offer {
-                crate::providers::OfferSelector::Preferred { id, .. } => id.clone(),
-                crate::providers::OfferSelector::Cheapest { .. } => {
-                    return Err(EngineError::Invalid(match &unread {
-                        Some(e) => {
-                            format!("{display}'s catalog could not be read ({e}); pass an offer")
-                        }
-                        None => format!(
-                            "{display} is not connected, so its catalog is unknown; pass an offer"
-                        ),
-                    }));
-                }
-            },
-        };
-        let image = match (image_in, &catalog) {
-            (Some(i), _) => i,
-            (None, Some(c)) => policy
-                .image(c)
-                .map(String::from)
-                .unwrap_or(policy.default_image.clone()),
-            (None, None) => policy.default_image.clone(),
-        };
-        match (&catalog, unread) {
-            (Some(c), _) => validate::catalog_choices(&display, c, &region, asked)?,
-            (None, Some(e)) if check => {
-                return Err(EngineError::Invalid(format!(
-                    "{display}'s catalog could not be read to check the node's region, offer and image ({e}); try again when {display} answers"
-                )));
-            }
-            _ => {}
-        }
-        let role = req
-            .role
-            .clone()
-            .or_else(|| kept(|b| &b.role))
-            .unwrap_or_else(|| validate::DEFAULT_ROLE.into());
-        if base.as_ref().is_none_or(|b| b.role != role) {
-            validate::role(&role, &self.roles())?;
-        }
-        let mut uid = [0u8; 8];
-        getrandom::fill(&mut uid)
-            .map_err(|e| EngineError::System(format!("system random failed: {e}")))?;
-        Ok(NodePlan {
-            uid: base
-                .as_ref()
-                .map_or_else(|| hex::encode(uid), |b| b.uid.clone()),
-            cluster: req
-                .cluster
-                .clone()
-                .or_else(|| kept(|b| &b.cluster))
-                .unwrap_or_else(|| "default".into()),
-            role,
-            provider,
-            region,
-            offer,
-            image,
-            boot_mode: req
-                .boot_mode
-                .or(base.as_ref().map(|b| b.boot_mode))
-                .unwrap_or(module.deployment_profile().default_boot_mode),
+        Ok(NodeContext {
+            provider: provider.to_string(),
+            module,
+            catalog,
+            unread,
         })
     }
 
@@ -185,12 +89,12 @@ impl Session {
         ids
     }
 
-    fn configured(&self, provider: &str) -> Result<(), EditError> {
+    pub(crate) fn configured(&self, provider: &str) -> Result<(), EditError> {
         validate::provider_configured(provider, &self.configured_ids())
     }
 
     /// The roles the home defines (the default and every `roles/<role>.sh`).
-    fn roles(&self) -> Vec<String> {
+    pub(crate) fn roles(&self) -> Vec<String> {
         validate::roles(self.ssh.settings().roles_dir.as_deref())
     }
 
@@ -351,4 +255,159 @@ impl Session {
             .await
             .map_err(|e| EngineError::Persist(e.to_string()))
     }
+}
+
+/// What resolving nodes of one provider needs, gathered once: an import of many nodes
+/// reads each provider's catalog and the roles folder once, not once per node.
+pub(crate) struct NodeContext {
+    provider: String,
+    module: Arc<dyn ProviderModule>,
+    catalog: Option<Arc<Catalog>>,
+    /// Why the catalog could not be read, when it could not.
+    unread: Option<String>,
+}
+
+/// Whether resolving `req` against `base` reads the catalog: to fill a choice left
+/// empty, or to check one that changes.
+fn needs_catalog(req: &NodeRequest, base: Option<&NodePlan>) -> bool {
+    let missing = |asked: &Option<String>| asked.is_none() && base.is_none();
+    let changed = |asked: &Option<String>, f: fn(&NodePlan) -> &String| {
+        asked
+            .as_deref()
+            .is_some_and(|v| base.is_none_or(|b| f(b) != v))
+    };
+    missing(&req.region)
+        || missing(&req.offer)
+        || missing(&req.image)
+        || changed(&req.region, |b| &b.region)
+        || changed(&req.offer, |b| &b.offer)
+        || changed(&req.image, |b| &b.image)
+}
+
+/// [`Session::resolve_node`] once the planned node (`base`, for a `Set`), the provider's
+/// context and the roles are known: pure but for the random uid of a new node.
+pub(crate) fn resolve_with(
+    req: &NodeRequest,
+    base: Option<&NodePlan>,
+    ctx: &NodeContext,
+    roles: &[String],
+) -> Result<NodePlan, EngineError> {
+    let provider = ctx.provider.clone();
+    let module = &ctx.module;
+    let policy = module.catalog_policy();
+    let display = module.descriptor().display_name;
+    let kept = |f: fn(&NodePlan) -> &String| base.map(|b| f(b).clone());
+    let region_in = req.region.clone().or_else(|| kept(|b| &b.region));
+    let offer_in = req.offer.clone().or_else(|| kept(|b| &b.offer));
+    let image_in = req.image.clone().or_else(|| kept(|b| &b.image));
+    // Only what changes is checked: a value the catalog dropped since the node was
+    // planned does not block changing something else.
+    fn new<'a>(
+        asked: &'a Option<String>,
+        base: Option<&NodePlan>,
+        f: fn(&NodePlan) -> &String,
+    ) -> Option<&'a str> {
+        asked.as_deref().filter(|v| base.is_none_or(|b| f(b) != v))
+    }
+    let asked = validate::Choices {
+        region: new(&req.region, base, |b| &b.region),
+        offer: new(&req.offer, base, |b| &b.offer),
+        image: new(&req.image, base, |b| &b.image),
+    };
+    let check = asked.region.is_some() || asked.offer.is_some() || asked.image.is_some();
+    let catalog = &ctx.catalog;
+    let unread = &ctx.unread;
+    let region = match (region_in, catalog) {
+        (Some(r), _) => r,
+        (None, Some(c)) => policy.region(c).map(String::from).unwrap_or_default(),
+        (None, None) => policy.default_region.clone().unwrap_or_default(),
+    };
+    if region.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "{display}: no region given and no default; pass a region"
+        )));
+    }
+    // The region first: the offer is filled and checked in it.
+    if let Some(c) = catalog {
+        validate::catalog_choices(
+            &display,
+            c,
+            &region,
+            validate::Choices {
+                region: asked.region,
+                ..Default::default()
+            },
+        )?;
+    }
+    let offer = match (offer_in, catalog) {
+        (Some(o), _) => o,
+        (None, Some(c)) => policy
+            .offer(c, &region)
+            .map(|o| o.id.clone())
+            .ok_or_else(|| EngineError::Invalid(format!("no offer is available in {region}")))?,
+        (None, None) => match &policy.default_offer {
+            crate::providers::OfferSelector::Preferred { id, .. } => id.clone(),
+            crate::providers::OfferSelector::Cheapest { .. } => {
+                return Err(EngineError::Invalid(match unread {
+                    Some(e) => {
+                        format!("{display}'s catalog could not be read ({e}); pass an offer")
+                    }
+                    None => format!(
+                        "{display} is not connected, so its catalog is unknown; pass an offer"
+                    ),
+                }));
+            }
+        },
+    };
+    let image = match (image_in, catalog) {
+        (Some(i), _) => i,
+        (None, Some(c)) => policy
+            .image(c)
+            .map(String::from)
+            .unwrap_or(policy.default_image.clone()),
+        (None, None) => policy.default_image.clone(),
+    };
+    match (catalog, unread) {
+        (Some(c), _) => validate::catalog_choices(&display, c, &region, asked)?,
+        (None, Some(e)) if check => {
+            return Err(EngineError::Invalid(format!(
+                "{display}'s catalog could not be read to check the node's region, offer and image ({e}); try again when {display} answers"
+            )));
+        }
+        _ => {}
+    }
+    let role = req
+        .role
+        .clone()
+        .or_else(|| kept(|b| &b.role))
+        .unwrap_or_else(|| validate::DEFAULT_ROLE.into());
+    if base.is_none_or(|b| b.role != role) {
+        validate::role(&role, roles)?;
+    }
+    let uid = match base {
+        Some(b) => b.uid.clone(),
+        None => {
+            let mut uid = [0u8; 8];
+            getrandom::fill(&mut uid)
+                .map_err(|e| EngineError::System(format!("system random failed: {e}")))?;
+            hex::encode(uid)
+        }
+    };
+    Ok(NodePlan {
+        uid,
+        cluster: req
+            .cluster
+            .clone()
+            .or_else(|| kept(|b| &b.cluster))
+            .unwrap_or_else(|| "default".into()),
+        role,
+        provider,
+        region,
+        offer,
+        image,
+        boot_mode: req
+            .boot_mode
+            .or(base.map(|b| b.boot_mode))
+            .unwrap_or(module.deployment_profile().default_boot_mode),
+    })
 }

@@ -18,6 +18,7 @@ use super::error::EngineError;
 use super::import::{ImportReport, ImportRequest};
 use super::lifecycle::{Command, Core, Reply};
 use super::plan::{NodeRequest, PlanEdit};
+use super::plan_file::{ImportMode, ImportReport as PlanImportReport, PlanDocument};
 use super::session::Session;
 use super::snapshot::{AppSnapshot, LockState, NodeRow};
 use super::state::model::Plan;
@@ -228,6 +229,18 @@ impl EngineApi for Engine {
     async fn edit_plan(&self, edit: PlanEdit) -> Result<(), EngineError> {
         let s = self.session().await?;
         s.clone().run(async move { s.edit(edit).await }).await
+    }
+
+    async fn import_plan(
+        &self,
+        document: PlanDocument,
+        mode: ImportMode,
+        dry_run: bool,
+    ) -> Result<PlanImportReport, EngineError> {
+        let s = self.session().await?;
+        s.clone()
+            .run(async move { s.import_plan(document, mode, dry_run).await })
+            .await
     }
 
     async fn upsert_node(&self, request: NodeRequest) -> Result<(), EngineError> {

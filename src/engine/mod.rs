@@ -30,6 +30,7 @@ mod lifecycle;
 pub(crate) mod observe;
 pub(crate) mod parse;
 pub mod plan;
+pub mod plan_file;
 pub(crate) mod sandbox;
 mod session;
 pub mod snapshot;

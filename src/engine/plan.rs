@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::model::{ClusterPlan, DomainPlan, NodePlan, RecordPlan, State, ZonePlan};
+use super::state::model::{
+    ClusterPlan, DomainPlan, NodePlan, Plan, RecordPlan, State, Tracked, ZonePlan,
+};
 use super::validate::{EditError, validate_name};
 use crate::providers::{BootMode, FirewallRule, RecordType};
 
@@ -107,9 +109,53 @@ fn validate_zone(name: &str) -> Result<(), EditError> {
     }
 }
 
+/// A record's TTL and value, whatever face sent it: a TTL of at least 30 s (as the CLI
+/// and the form read it), a literal `A`/`AAAA` value that is an IPv4/IPv6 address, any
+/// other literal non-empty and without control characters, a node reference that is a
+/// node name.
+fn record_value(record: &RecordPlan) -> Result<(), EditError> {
+    use super::state::model::RecordValue;
+    super::parse::check_ttl(record.ttl).map_err(|error| EditError::Field {
+        field: "ttl",
+        error,
+    })?;
+    match &record.value {
+        RecordValue::NodeAddress(node) => validate_name("node", node),
+        RecordValue::Literal(v) => {
+            let ok = match record.rtype {
+                RecordType::A => v.parse::<std::net::Ipv4Addr>().is_ok(),
+                RecordType::AAAA => v.parse::<std::net::Ipv6Addr>().is_ok(),
+                _ => !v.is_empty() && !v.chars().any(char::is_control),
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(EditError::Invalid(format!(
+                    "{} record {:?}: {v:?} is not {}",
+                    record.rtype,
+                    record.name,
+                    match record.rtype {
+                        RecordType::A =>
+                            "an IPv4 address (192.0.2.1); `@NODE` names a node's address",
+                        RecordType::AAAA =>
+                            "an IPv6 address (2001:db8::1); `@NODE` names a node's address",
+                        _ => "a value without control characters",
+                    }
+                )))
+            }
+        }
+    }
+}
+
 /// Apply one edit to the plan. Errors leave the state unchanged.
 pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
-    let plan = &mut state.plan;
+    edit_plan(&mut state.plan, &state.tracked, edit)
+}
+
+/// Apply one edit to `plan` (`tracked`: what is deployed, for the edits it forbids).
+/// Errors leave the plan unchanged. A whole-document import runs its entries through
+/// this too (`plan_file::build`), so every face gets the same checks and messages.
+pub fn edit_plan(plan: &mut Plan, tracked: &Tracked, edit: PlanEdit) -> Result<(), EditError> {
     match edit {
         PlanEdit::UpsertNode { name, node } => {
             validate_name("node", &name)?;
@@ -117,7 +163,7 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
             validate_name("role", &node.role)?;
             if let Some(existing) = plan.nodes.get(&name)
                 && existing.provider != node.provider
-                && state.tracked.nodes.contains_key(&name)
+                && tracked.nodes.contains_key(&name)
             {
                 return Err(EditError::Conflict(format!(
                     "{name} already runs on {}; remove it and add a new node to move providers",
@@ -165,6 +211,7 @@ pub fn apply_edit(state: &mut State, edit: PlanEdit) -> Result<(), EditError> {
             if record.name != "@" {
                 validate_name("record", &record.name)?;
             }
+            record_value(&record)?;
             z.records.retain(|r| {
                 !(r.name == record.name && r.rtype == record.rtype && r.value == record.value)
             });
@@ -337,6 +384,33 @@ mod tests {
             },
         )
         .unwrap();
+        assert_eq!(s.plan.zones["example.test"].records.len(), 1);
+        for (rtype, ttl, value, why) in [
+            (RecordType::A, 300, "not-an-ip", "is not an IPv4 address"),
+            (RecordType::AAAA, 300, "192.0.2.1", "is not an IPv6 address"),
+            (RecordType::TXT, 300, "", "without control characters"),
+            (
+                RecordType::A,
+                5,
+                "192.0.2.1",
+                "ttl: a number of seconds, at least 30",
+            ),
+        ] {
+            let e = apply_edit(
+                &mut s,
+                PlanEdit::UpsertRecord {
+                    zone: "example.test".into(),
+                    record: RecordPlan {
+                        name: "bad".into(),
+                        rtype,
+                        ttl,
+                        value: RecordValue::Literal(value.into()),
+                    },
+                },
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
         assert_eq!(s.plan.zones["example.test"].records.len(), 1);
         assert!(
             apply_edit(

@@ -274,7 +274,7 @@ fn oversized_and_malformed_lines_are_refused_while_others_are_served() {
 
     // A line over the bound: refused and the connection closed, without the daemon
     // buffering it whole.
-    let big = vec![b'x'; 3 << 20];
+    let big = vec![b'x'; 5 << 20];
     let _ = bad.send_line(&big);
     let r = bad.recv().unwrap();
     assert_eq!(r["error"]["code"], "too_large", "{r}");

@@ -424,7 +424,7 @@ fn over_long_requests_close_only_their_connection_and_memory_stays_bounded() {
             std::thread::spawn(move || {
                 let mut c = Raw::connect(&socket);
                 assert!(c.call(&status)["result"]["pid"].is_u64());
-                // 16 MiB without a newline: the daemon stops reading at 1 MiB.
+                // 16 MiB without a newline: the daemon stops reading at 4 MiB.
                 let chunk = vec![b'x'; 1 << 20];
                 for _ in 0..16 {
                     if c.w.write_all(&chunk).is_err() {

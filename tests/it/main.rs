@@ -38,6 +38,7 @@ mod ovh_cli;
 mod ovh_fake;
 mod pane_io;
 mod plan;
+mod plan_io;
 mod provider_http;
 mod scaleway_adapter;
 mod scaleway_cli;
