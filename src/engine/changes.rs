@@ -21,9 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use super::actors::Machine;
 use super::actors::machine::{SyncDecision, decide_sync};
+use super::actors::replace::{NodeCaps, NodeDiff, Route, node_diff, route};
 use super::actors::reconcilers::DomainSpec;
 use super::derive::{desired_firewalls, desired_zone, lockout, planned_clusters, signature};
-use super::state::model::{ExecStatus, NodePlan, Plan, ServerReading, State, TrackedNode};
+use super::state::model::{
+    ExecStatus, ExecutionKind, NodePlan, Plan, ServerReading, State, TrackedNode, membership_id,
+    memberships,
+};
 use crate::providers::{FirewallRule, RrSet};
 
 /// What kind of resource a change is about; the order is the order they are shown in.
@@ -274,6 +278,10 @@ pub struct ChangeEnv {
     pub providers: BTreeMap<String, bool>,
     /// The SSH port the management rule opens (`LEGION_SSH_PORT`).
     pub ssh_port: u16,
+    /// What each connected provider can do to an existing server (resize, rebuild,
+    /// create for a replace); a provider missing here is treated as able (it is
+    /// blocked as not connected anyway).
+    pub caps: BTreeMap<String, NodeCaps>,
 }
 
 impl ChangeEnv {
@@ -287,12 +295,6 @@ impl ChangeEnv {
     }
 }
 
-const RESIZE: &str = "changing the offer of an existing server (a resize) is not supported yet; \
-                      remove the node, apply, and add it again to replace it";
-const REIMAGE: &str = "apply does not change the image of an existing server (reinstall keeps \
-                       the installed one); remove the node, apply, and add it again";
-const REPLACE: &str = "apply does not replace servers yet; remove the node, apply, and add it \
-                       again to move it";
 
 /// The change set of `state`. `detail: false` skips the field lists (the snapshot only
 /// needs actions and counts; `legion plan` and the overlay ask for the details).
@@ -304,16 +306,16 @@ pub fn compute(state: &State, env: &ChangeEnv, detail: bool) -> ChangeSet {
     };
     let plan = &state.plan;
     let tracked = &state.tracked;
+    let clusters = ClusterViews::of(state);
     let names: BTreeSet<&String> = plan.nodes.keys().chain(tracked.nodes.keys()).collect();
     for name in names {
-        push(node_change(
+        let node = NodeView {
             name,
-            plan.nodes.get(name),
-            tracked.nodes.get(name),
-            state.observed.servers.get(name),
-            env,
-            detail,
-        ));
+            plan: plan.nodes.get(name),
+            tracked: tracked.nodes.get(name),
+            reading: state.observed.servers.get(name),
+        };
+        push(node_change(node, &clusters, env, detail));
     }
     let mut records = Vec::new();
     let zones: BTreeSet<&String> = plan.zones.keys().chain(tracked.zones.keys()).collect();
@@ -343,14 +345,26 @@ pub fn compute(state: &State, env: &ChangeEnv, detail: bool) -> ChangeSet {
     set
 }
 
+/// One node's plan, tracked record and last reading.
+struct NodeView<'a> {
+    name: &'a str,
+    plan: Option<&'a NodePlan>,
+    tracked: Option<&'a TrackedNode>,
+    reading: Option<&'a ServerReading>,
+}
+
 fn node_change(
-    name: &str,
-    plan: Option<&NodePlan>,
-    tracked: Option<&TrackedNode>,
-    reading: Option<&ServerReading>,
+    node: NodeView<'_>,
+    clusters: &ClusterViews,
     env: &ChangeEnv,
     detail: bool,
 ) -> Option<Change> {
+    let NodeView {
+        name,
+        plan,
+        tracked,
+        reading,
+    } = node;
     let has_server = tracked.is_some_and(|t| t.server_id.is_some());
     let machine = match reading {
         Some(ServerReading { server: None, .. }) if has_server => Machine::Missing,
@@ -393,8 +407,9 @@ fn node_change(
             }
             if let Some(e) = exec.filter(|e| e.is_retryable() || e.status == ExecStatus::Running) {
                 c.reason = Some(format!(
-                    "resumes its {} add execution{}",
+                    "resumes its {} {} execution{}",
                     status_word(e.status),
+                    kind_word(e.kind),
                     e.current_phase()
                         .map(|ph| format!(" at {ph}"))
                         .unwrap_or_default()
@@ -408,6 +423,7 @@ fn node_change(
         (Some(p), d) => {
             let t = tracked?;
             let mut c = Change::new(ResourceKind::Node, name, ChangeAction::Update);
+            let deployed = d == SyncDecision::Nothing;
             match d {
                 SyncDecision::Reprovision => {
                     c.action = ChangeAction::Replace;
@@ -432,10 +448,14 @@ fn node_change(
                         )),
                         Some("resumed"),
                     );
-                    c.reason = Some(format!(
-                        "resumes its {} execution",
-                        format!("{:?}", e.kind).to_lowercase()
-                    ));
+                    c.reason = Some(format!("resumes its {} execution", kind_word(e.kind)));
+                    if let Some(old) = &e.retiring {
+                        c.reason = Some(format!(
+                            "resumes its {} execution; it then destroys the old server {}",
+                            kind_word(e.kind),
+                            old.server_id
+                        ));
+                    }
                 }
                 SyncDecision::Provision => {
                     c.field(detail, "deployment", Some("not installed"), Some(&p.role));
@@ -443,36 +463,33 @@ fn node_change(
                 }
                 SyncDecision::Nothing | SyncDecision::Teardown => {}
             }
-            if p.provider != t.provider {
-                c.action = ChangeAction::Replace;
-                c.field(detail, "provider", Some(&t.provider), Some(&p.provider));
-                c.reason = Some("a provider change needs a new server".into());
-                c.block(REPLACE.into());
-            }
-            match reading.map(|r| r.server.as_ref()) {
+            let observed = match reading.map(|r| r.server.as_ref()) {
+                Some(Some(o)) => Some(o),
+                _ => None,
+            };
+            // Only a deployed node is compared: one still deploying gets the plan's
+            // values when its execution runs.
+            let diff = node_diff(p, t, observed);
+            let compare = if p.provider != t.provider {
+                Some(diff)
+            } else if deployed {
+                observed.map(|_| diff)
+            } else {
+                None
+            };
+            match compare {
+                Some(diff) if !diff.is_empty() => server_change(&mut c, &diff, t, p, env, detail),
                 // Nothing read yet: whether region, offer and image match is unknown.
-                None if c.action != ChangeAction::Replace && c.reason.is_none() => {
+                None if deployed && reading.is_none() => {
                     c.action = ChangeAction::Unknown;
                     c.reason = Some(
                         "not observed yet; `legion refresh` reads it from the provider".into(),
                     );
                 }
-                Some(Some(o)) => {
-                    if o.region != p.region {
-                        c.action = ChangeAction::Replace;
-                        c.field(detail, "region", Some(&o.region), Some(&p.region));
-                        c.reason = Some("a region change needs a new server".into());
-                        c.block(REPLACE.into());
-                    }
-                    if o.offer != p.offer {
-                        c.field(detail, "offer", Some(&o.offer), Some(&p.offer));
-                        c.block(RESIZE.into());
-                    }
-                    if let Some(img) = &o.image
-                        && img != &p.image
-                    {
-                        c.field(detail, "image", Some(img), Some(&p.image));
-                        c.block(REIMAGE.into());
+                _ if deployed => {
+                    if let Some(why) = clusters.peers_change(name, p, t) {
+                        c.field(detail, "peers", None, None);
+                        c.reason = Some(why);
                     }
                 }
                 _ => {}
@@ -488,6 +505,126 @@ fn node_change(
         }
     };
     Some(c)
+}
+
+/// How apply makes a deployed node's server match its plan (see `actors::replace`).
+fn server_change(
+    c: &mut Change,
+    diff: &NodeDiff,
+    t: &TrackedNode,
+    p: &NodePlan,
+    env: &ChangeEnv,
+    detail: bool,
+) {
+    for (f, old, new) in diff.fields() {
+        c.field(detail, f, Some(old), Some(new));
+    }
+    let old_id = t.server_id.as_deref().unwrap_or("?");
+    match route(diff, &t.provider, &p.provider, |p| env.caps.get(p).copied()) {
+        Route::Resize => c.reason = Some("resize: the server stops for it".into()),
+        Route::Rebuild => {
+            c.action = ChangeAction::Replace;
+            c.reason = Some(format!(
+                "rebuild: server {old_id} keeps its id and address, its disk is reset to the \
+                 new image (data on it is lost)"
+            ));
+        }
+        Route::Replace { cause } => {
+            c.action = ChangeAction::Replace;
+            c.reason = Some(format!(
+                "{cause}; a new server is created and deployed first, then replace destroys \
+                 {old_id}"
+            ));
+        }
+        Route::Blocked(why) => c.block(why),
+    }
+}
+
+fn kind_word(k: ExecutionKind) -> &'static str {
+    match k {
+        ExecutionKind::Add => "add",
+        ExecutionKind::Reinstall => "reinstall",
+        ExecutionKind::Reconfigure => "reconfigure",
+        ExecutionKind::Resize => "resize",
+        ExecutionKind::Replace => "replace",
+    }
+}
+
+/// Per cluster, the membership an apply configures its nodes with: one pass over the
+/// plan, then one comparison per node (never a node against every other).
+struct ClusterViews {
+    /// Cluster to (current membership id, planned member names).
+    clusters: BTreeMap<String, (String, BTreeSet<String>)>,
+    /// Cluster to the members its nodes were last configured with (stored once).
+    configured: BTreeMap<String, (String, BTreeSet<String>)>,
+}
+
+impl ClusterViews {
+    fn of(state: &State) -> ClusterViews {
+        let current = memberships(state);
+        let mut clusters: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+        for (name, p) in &state.plan.nodes {
+            clusters
+                .entry(p.cluster.clone())
+                .or_insert_with(|| {
+                    let id = membership_id(current.get(&p.cluster).unwrap_or(&BTreeMap::new()));
+                    (id, BTreeSet::new())
+                })
+                .1
+                .insert(name.clone());
+        }
+        let configured = state
+            .tracked
+            .clusters
+            .iter()
+            .map(|(c, t)| {
+                (
+                    c.clone(),
+                    (t.membership.clone(), t.members.keys().cloned().collect()),
+                )
+            })
+            .collect();
+        ClusterViews {
+            clusters,
+            configured,
+        }
+    }
+
+    /// Why a deployed node's peer list is rewritten by the next apply, if it is: its
+    /// cluster's planned members or their addresses differ from what it was configured
+    /// with. `membership changed: +web-4 -web-2`.
+    fn peers_change(&self, name: &str, p: &NodePlan, t: &TrackedNode) -> Option<String> {
+        let done = t
+            .execution
+            .as_ref()
+            .is_some_and(|e| e.status == ExecStatus::Succeeded);
+        let configured = t.configured_membership.as_ref().filter(|_| done)?;
+        let (now, planned) = self.clusters.get(&p.cluster)?;
+        // The names it was configured with, when the cluster's stored membership is the
+        // one it has (else only the id tells that something changed).
+        let had = self
+            .configured
+            .get(&p.cluster)
+            .filter(|(id, _)| id == configured)
+            .map(|(_, names)| names);
+        let (added, removed): (Vec<&String>, Vec<&String>) = match had {
+            Some(had) => (
+                planned.difference(had).filter(|n| *n != name).collect(),
+                had.difference(planned).filter(|n| *n != name).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        if configured == now && added.is_empty() && removed.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = added.iter().map(|n| format!("+{n}")).collect();
+        parts.extend(removed.iter().map(|n| format!("-{n}")));
+        Some(if parts.is_empty() {
+            "membership changed: member addresses".into()
+        } else {
+            format!("membership changed: {}", parts.join(" "))
+        })
+    }
 }
 
 fn status_word(s: ExecStatus) -> &'static str {
