@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::actors::Machine;
 use super::actors::machine::{SyncDecision, decide_sync};
-use super::actors::replace::{NodeCaps, NodeDiff, Route, node_diff, route};
 use super::actors::reconcilers::DomainSpec;
+use super::actors::replace::{NodeCaps, NodeDiff, Route, node_diff, route};
 use super::derive::{desired_firewalls, desired_zone, lockout, planned_clusters, signature};
 use super::state::model::{
     ExecStatus, ExecutionKind, NodePlan, Plan, ServerReading, State, TrackedNode, membership_id,
@@ -294,7 +294,6 @@ impl ChangeEnv {
         })
     }
 }
-
 
 /// The change set of `state`. `detail: false` skips the field lists (the snapshot only
 /// needs actions and counts; `legion plan` and the overlay ask for the details).

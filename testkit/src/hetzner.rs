@@ -2407,8 +2407,7 @@ impl World {
                 "server type architecture does not match the server",
             ));
         }
-        let orderable = !to.deprecated
-            && to.prices.iter().any(|p| p.0 == location && p.3);
+        let orderable = !to.deprecated && to.prices.iter().any(|p| p.0 == location && p.3);
         if !orderable {
             return Err(ApiError::new(
                 412,

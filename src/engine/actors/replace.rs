@@ -19,9 +19,7 @@ use super::machine::Machine;
 use super::work::{Event, connected, persist};
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
-use crate::engine::state::model::{
-    ExecutionKind, NodePlan, RetiringServer, State, TrackedNode,
-};
+use crate::engine::state::model::{ExecutionKind, NodePlan, RetiringServer, State, TrackedNode};
 use crate::providers::{ObservedServer, ServerStatus, StopMode};
 
 /// What one provider can do to an existing server.
@@ -74,7 +72,11 @@ impl NodeDiff {
 
 /// The plan against the server as last read (`observed`), or as recorded when nothing
 /// was read. An image the provider does not report is taken as unchanged.
-pub fn node_diff(plan: &NodePlan, tracked: &TrackedNode, observed: Option<&ObservedServer>) -> NodeDiff {
+pub fn node_diff(
+    plan: &NodePlan,
+    tracked: &TrackedNode,
+    observed: Option<&ObservedServer>,
+) -> NodeDiff {
     let pair = |old: &str, new: &str| (old != new).then(|| (old.to_string(), new.to_string()));
     let region = observed.map_or(tracked.region.as_str(), |o| o.region.as_str());
     let offer = observed.map_or(tracked.offer.as_str(), |o| o.offer.as_str());
@@ -119,7 +121,12 @@ const MANUAL_ROUTE: &str = "remove the node, apply, and add it again with the ne
 
 /// `caps(provider)`: what a connected provider can do (`None`: not connected; the change
 /// set blocks that separately, so it is treated here as able).
-pub fn route(diff: &NodeDiff, old: &str, new: &str, caps: impl Fn(&str) -> Option<NodeCaps>) -> Route {
+pub fn route(
+    diff: &NodeDiff,
+    old: &str,
+    new: &str,
+    caps: impl Fn(&str) -> Option<NodeCaps>,
+) -> Route {
     let able = |p: &str| {
         caps(p).unwrap_or(NodeCaps {
             resize: true,

@@ -421,8 +421,7 @@ pub(super) async fn provision(
             .await?
             .into_iter()
             .find(|s| {
-                s.node_uid() == Some(plan.uid.as_str())
-                    && Some(s.id.as_str()) != target.never_adopt
+                s.node_uid() == Some(plan.uid.as_str()) && Some(s.id.as_str()) != target.never_adopt
             });
         if let Some(s) = &server {
             env.oplog.info(

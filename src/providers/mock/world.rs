@@ -256,9 +256,13 @@ pub enum Action {
     Shutdown,
     PowerOff,
     Reboot,
-    Rebuild { image: String },
+    Rebuild {
+        image: String,
+    },
     /// Hetzner's `change_type`: the server must be off; it stays off.
-    ChangeType { offer: String },
+    ChangeType {
+        offer: String,
+    },
 }
 
 impl Action {
