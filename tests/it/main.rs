@@ -39,6 +39,7 @@ mod ovh_fake;
 mod pane_io;
 mod plan;
 mod provider_http;
+mod replace;
 mod scaleway_adapter;
 mod scaleway_cli;
 mod scaleway_fake;
