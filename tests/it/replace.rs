@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use legion_testkit::hetzner::HetznerFake;
+use legion_testkit::ovh::OvhFake;
 use legion_testkit::rig::Rig;
 use legion_testkit::scaleway::ScalewayFake;
 use serde_json::Value;
@@ -449,19 +450,7 @@ fn without_resize_the_offer_change_is_blocked_and_apply_exits_one_naming_it() {
     let before = rig.fake.server_by_name("scw-1").unwrap();
     let catalog: Value = serde_json::from_str(&rig.ok(&["catalog", "scaleway", "--json"])).unwrap();
     let row: Value = serde_json::from_str(&rig.ok(&["nodes", "show", "scw-1", "--json"])).unwrap();
-    let other = catalog["catalog"]["offers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["deprecated"] != true)
-        .filter(|o| {
-            o["regions"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|x| *x == row["region"]))
-        })
-        .map(|o| o["id"].as_str().unwrap().to_string())
-        .find(|id| Some(id.as_str()) != row["offer"].as_str())
-        .expect("another offer in the zone");
+    let other = another_offer(&catalog, &row);
     rig.ok(&["nodes", "set", "scw-1", "--offer", &other]);
     let (code, out) = plan(|a| rig.run(a));
     assert_eq!(code, 2, "{out}");
@@ -481,4 +470,65 @@ fn without_resize_the_offer_change_is_blocked_and_apply_exits_one_naming_it() {
     assert!(err.contains("did not converge"), "{err}");
     let after = rig.fake.server_by_name("scw-1").unwrap();
     assert_eq!(after, before, "the server is untouched");
+}
+
+/// OVHcloud: `POST /instance/{id}/resize` with the region's flavor id, on the stopped
+/// instance, which is started again after.
+#[test]
+fn ovh_resizes_an_instance_to_another_flavor() {
+    let Some(rig) = Rig::start("ovh", || {
+        let fake = OvhFake::start();
+        fake.set_task_duration(Duration::from_millis(30));
+        fake.set_server_ipv4("127.0.0.1");
+        let vars = fake.legion_vars();
+        (fake, vars)
+    }) else {
+        return;
+    };
+    std::fs::create_dir_all(rig.home().join("roles")).unwrap();
+    std::fs::write(rig.home().join("roles/node.sh"), ROLE).unwrap();
+    rig.ok(&[
+        "nodes",
+        "add",
+        "ovh-1",
+        "--provider",
+        "ovh",
+        "--apply",
+        "--wait",
+    ]);
+    let before = rig.fake.servers().into_iter().next().unwrap();
+    let catalog: Value = serde_json::from_str(&rig.ok(&["catalog", "ovh", "--json"])).unwrap();
+    let row: Value = serde_json::from_str(&rig.ok(&["nodes", "show", "ovh-1", "--json"])).unwrap();
+    let other = another_offer(&catalog, &row);
+    rig.ok(&["nodes", "set", "ovh-1", "--offer", &other]);
+    let (code, out) = plan(|a| rig.run(a));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("why: resize: the server stops for it"),
+        "{out}"
+    );
+    let out = rig.ok(&["apply", "--wait"]);
+    assert!(out.contains("converged"), "{out}");
+    let (code, out) = plan(|a| rig.run(a));
+    assert_eq!(code, 0, "the fresh reading shows the new flavor: {out}");
+    let after = rig.fake.server(&before.id).unwrap();
+    assert_ne!(after.flavor_id, before.flavor_id);
+    assert_eq!(after.status, "ACTIVE");
+}
+
+/// An orderable offer in the node's region other than its own.
+fn another_offer(catalog: &Value, row: &Value) -> String {
+    catalog["catalog"]["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["deprecated"] != true)
+        .filter(|o| {
+            o["regions"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| *x == row["region"]))
+        })
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .find(|id| Some(id.as_str()) != row["offer"].as_str())
+        .expect("another offer in the region")
 }
