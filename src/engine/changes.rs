@@ -28,7 +28,7 @@ use super::state::model::{
     ExecStatus, ExecutionKind, NodePlan, Plan, ServerReading, State, TrackedNode, membership_id,
     memberships,
 };
-use crate::providers::{FirewallRule, RrSet};
+use crate::providers::{FirewallRule, RrSet, ServerStatus};
 
 /// What kind of resource a change is about; the order is the order they are shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -489,6 +489,15 @@ fn node_change(
                     if let Some(why) = clusters.peers_change(name, p, t) {
                         c.field(detail, "peers", None, None);
                         c.reason = Some(why);
+                        // The rewrite is a login: a node that is not running keeps its
+                        // stale list until it runs again and an apply reaches it.
+                        if let Some(o) = observed.filter(|o| o.status != ServerStatus::Running) {
+                            c.block(format!(
+                                "{name} is {} at the provider; start it (`legion nodes start \
+                                 {name}`) and apply to rewrite its peer list",
+                                o.status
+                            ));
+                        }
                     }
                 }
                 _ => {}

@@ -300,6 +300,27 @@ fn a_membership_change_rewrites_the_other_members_peers() {
         "~ node web-1: peers (membership changed: +web-2)"
     );
     assert_eq!(web1.action, ChangeAction::Update, "counted as a change");
+    // A stopped node cannot be reached to rewrite it: blocked, saying what to do.
+    s.observed
+        .servers
+        .get_mut("web-1")
+        .unwrap()
+        .server
+        .as_mut()
+        .unwrap()
+        .status = ServerStatus::Off;
+    let set = compute(&s, &env(), true);
+    let web1 = set.changes.iter().find(|c| c.name == "web-1").unwrap();
+    assert!(
+        web1.blocked
+            .as_deref()
+            .unwrap()
+            .contains("web-1 is off at the provider; start it (`legion nodes start web-1`)"),
+        "{web1:?}"
+    );
+    s.observed
+        .servers
+        .insert("web-1".into(), reading("sim-east", "sim-small"));
     // Without details (the snapshot) it is still counted.
     assert!(
         compute(&s, &env(), false)
