@@ -22,9 +22,13 @@ use serde::{Deserialize, Serialize};
 use super::actors::Machine;
 use super::actors::machine::{SyncDecision, decide_sync};
 use super::actors::reconcilers::DomainSpec;
+use super::actors::replace::{NodeCaps, NodeDiff, Route, node_diff, route};
 use super::derive::{desired_firewalls, desired_zone, lockout, planned_clusters, signature};
-use super::state::model::{ExecStatus, NodePlan, Plan, ServerReading, State, TrackedNode};
-use crate::providers::{FirewallRule, RrSet};
+use super::state::model::{
+    ExecStatus, ExecutionKind, NodePlan, Plan, ServerReading, State, TrackedNode,
+};
+use crate::providers::{FirewallRule, RrSet, ServerStatus};
+use peers::ClusterViews;
 
 /// What kind of resource a change is about; the order is the order they are shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -274,6 +278,10 @@ pub struct ChangeEnv {
     pub providers: BTreeMap<String, bool>,
     /// The SSH port the management rule opens (`LEGION_SSH_PORT`).
     pub ssh_port: u16,
+    /// What each connected provider can do to an existing server (resize, rebuild,
+    /// create for a replace); a provider missing here is treated as able (it is
+    /// blocked as not connected anyway).
+    pub caps: BTreeMap<String, NodeCaps>,
 }
 
 impl ChangeEnv {
@@ -287,13 +295,6 @@ impl ChangeEnv {
     }
 }
 
-const RESIZE: &str = "changing the offer of an existing server (a resize) is not supported yet; \
-                      remove the node, apply, and add it again to replace it";
-const REIMAGE: &str = "apply does not change the image of an existing server (reinstall keeps \
-                       the installed one); remove the node, apply, and add it again";
-const REPLACE: &str = "apply does not replace servers yet; remove the node, apply, and add it \
-                       again to move it";
-
 /// The change set of `state`. `detail: false` skips the field lists (the snapshot only
 /// needs actions and counts; `legion plan` and the overlay ask for the details).
 pub fn compute(state: &State, env: &ChangeEnv, detail: bool) -> ChangeSet {
@@ -304,16 +305,16 @@ pub fn compute(state: &State, env: &ChangeEnv, detail: bool) -> ChangeSet {
     };
     let plan = &state.plan;
     let tracked = &state.tracked;
+    let clusters = ClusterViews::of(state);
     let names: BTreeSet<&String> = plan.nodes.keys().chain(tracked.nodes.keys()).collect();
     for name in names {
-        push(node_change(
+        let node = NodeView {
             name,
-            plan.nodes.get(name),
-            tracked.nodes.get(name),
-            state.observed.servers.get(name),
-            env,
-            detail,
-        ));
+            plan: plan.nodes.get(name),
+            tracked: tracked.nodes.get(name),
+            reading: state.observed.servers.get(name),
+        };
+        push(node_change(node, &clusters, env, detail));
     }
     let mut records = Vec::new();
     let zones: BTreeSet<&String> = plan.zones.keys().chain(tracked.zones.keys()).collect();
@@ -343,14 +344,26 @@ pub fn compute(state: &State, env: &ChangeEnv, detail: bool) -> ChangeSet {
     set
 }
 
+/// One node's plan, tracked record and last reading.
+struct NodeView<'a> {
+    name: &'a str,
+    plan: Option<&'a NodePlan>,
+    tracked: Option<&'a TrackedNode>,
+    reading: Option<&'a ServerReading>,
+}
+
 fn node_change(
-    name: &str,
-    plan: Option<&NodePlan>,
-    tracked: Option<&TrackedNode>,
-    reading: Option<&ServerReading>,
+    node: NodeView<'_>,
+    clusters: &ClusterViews,
     env: &ChangeEnv,
     detail: bool,
 ) -> Option<Change> {
+    let NodeView {
+        name,
+        plan,
+        tracked,
+        reading,
+    } = node;
     let has_server = tracked.is_some_and(|t| t.server_id.is_some());
     let machine = match reading {
         Some(ServerReading { server: None, .. }) if has_server => Machine::Missing,
@@ -393,8 +406,9 @@ fn node_change(
             }
             if let Some(e) = exec.filter(|e| e.is_retryable() || e.status == ExecStatus::Running) {
                 c.reason = Some(format!(
-                    "resumes its {} add execution{}",
+                    "resumes its {} {} execution{}",
                     status_word(e.status),
+                    kind_word(e.kind),
                     e.current_phase()
                         .map(|ph| format!(" at {ph}"))
                         .unwrap_or_default()
@@ -408,6 +422,7 @@ fn node_change(
         (Some(p), d) => {
             let t = tracked?;
             let mut c = Change::new(ResourceKind::Node, name, ChangeAction::Update);
+            let deployed = d == SyncDecision::Nothing;
             match d {
                 SyncDecision::Reprovision => {
                     c.action = ChangeAction::Replace;
@@ -432,10 +447,14 @@ fn node_change(
                         )),
                         Some("resumed"),
                     );
-                    c.reason = Some(format!(
-                        "resumes its {} execution",
-                        format!("{:?}", e.kind).to_lowercase()
-                    ));
+                    c.reason = Some(format!("resumes its {} execution", kind_word(e.kind)));
+                    if let Some(old) = &e.retiring {
+                        c.reason = Some(format!(
+                            "resumes its {} execution; it then destroys the old server {}",
+                            kind_word(e.kind),
+                            old.server_id
+                        ));
+                    }
                 }
                 SyncDecision::Provision => {
                     c.field(detail, "deployment", Some("not installed"), Some(&p.role));
@@ -443,36 +462,42 @@ fn node_change(
                 }
                 SyncDecision::Nothing | SyncDecision::Teardown => {}
             }
-            if p.provider != t.provider {
-                c.action = ChangeAction::Replace;
-                c.field(detail, "provider", Some(&t.provider), Some(&p.provider));
-                c.reason = Some("a provider change needs a new server".into());
-                c.block(REPLACE.into());
-            }
-            match reading.map(|r| r.server.as_ref()) {
+            let observed = match reading.map(|r| r.server.as_ref()) {
+                Some(Some(o)) => Some(o),
+                _ => None,
+            };
+            // Only a deployed node is compared: one still deploying gets the plan's
+            // values when its execution runs.
+            let diff = node_diff(p, t, observed);
+            let compare = if p.provider != t.provider {
+                Some(diff)
+            } else if deployed {
+                observed.map(|_| diff)
+            } else {
+                None
+            };
+            match compare {
+                Some(diff) if !diff.is_empty() => server_change(&mut c, &diff, t, p, env, detail),
                 // Nothing read yet: whether region, offer and image match is unknown.
-                None if c.action != ChangeAction::Replace && c.reason.is_none() => {
+                None if deployed && reading.is_none() => {
                     c.action = ChangeAction::Unknown;
                     c.reason = Some(
                         "not observed yet; `legion refresh` reads it from the provider".into(),
                     );
                 }
-                Some(Some(o)) => {
-                    if o.region != p.region {
-                        c.action = ChangeAction::Replace;
-                        c.field(detail, "region", Some(&o.region), Some(&p.region));
-                        c.reason = Some("a region change needs a new server".into());
-                        c.block(REPLACE.into());
-                    }
-                    if o.offer != p.offer {
-                        c.field(detail, "offer", Some(&o.offer), Some(&p.offer));
-                        c.block(RESIZE.into());
-                    }
-                    if let Some(img) = &o.image
-                        && img != &p.image
-                    {
-                        c.field(detail, "image", Some(img), Some(&p.image));
-                        c.block(REIMAGE.into());
+                _ if deployed => {
+                    if let Some(why) = clusters.peers_change(name, p, t) {
+                        c.field(detail, "peers", None, None);
+                        c.reason = Some(why);
+                        // The rewrite is a login: a node that is not running keeps its
+                        // stale list until it runs again and an apply reaches it.
+                        if let Some(o) = observed.filter(|o| o.status != ServerStatus::Running) {
+                            c.block(format!(
+                                "{name} is {} at the provider; start it (`legion nodes start \
+                                 {name}`) and apply to rewrite its peer list",
+                                o.status
+                            ));
+                        }
                     }
                 }
                 _ => {}
@@ -488,6 +513,49 @@ fn node_change(
         }
     };
     Some(c)
+}
+
+/// How apply makes a deployed node's server match its plan (see `actors::replace`).
+fn server_change(
+    c: &mut Change,
+    diff: &NodeDiff,
+    t: &TrackedNode,
+    p: &NodePlan,
+    env: &ChangeEnv,
+    detail: bool,
+) {
+    for (f, old, new) in diff.fields() {
+        c.field(detail, f, Some(old), Some(new));
+    }
+    let old_id = t.server_id.as_deref().unwrap_or("?");
+    match route(diff, &t.provider, &p.provider, |p| env.caps.get(p).copied()) {
+        Route::Resize => c.reason = Some("resize: the server stops for it".into()),
+        Route::Rebuild => {
+            c.action = ChangeAction::Replace;
+            c.reason = Some(format!(
+                "rebuild: server {old_id} keeps its id and address, its disk is reset to the \
+                 new image (data on it is lost)"
+            ));
+        }
+        Route::Replace { cause } => {
+            c.action = ChangeAction::Replace;
+            c.reason = Some(format!(
+                "{cause}; a new server is created and deployed first, then replace destroys \
+                 {old_id}"
+            ));
+        }
+        Route::Blocked(why) => c.block(why),
+    }
+}
+
+fn kind_word(k: ExecutionKind) -> &'static str {
+    match k {
+        ExecutionKind::Add => "add",
+        ExecutionKind::Reinstall => "reinstall",
+        ExecutionKind::Reconfigure => "reconfigure",
+        ExecutionKind::Resize => "resize",
+        ExecutionKind::Replace => "replace",
+    }
 }
 
 fn status_word(s: ExecStatus) -> &'static str {
@@ -759,6 +827,9 @@ fn domain_change(state: &State, domain: &str, env: &ChangeEnv, detail: bool) -> 
     );
     Some(c)
 }
+
+#[path = "changes_peers.rs"]
+mod peers;
 
 #[cfg(test)]
 #[path = "changes_tests.rs"]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::engine::derive::signature;
+use crate::engine::state::model::memberships;
 use crate::engine::state::model::{
     ExecStatus, Execution, ExecutionKind, PhaseStatus, RecordPlan, RecordValue, SeenFrom,
     TrackedFirewallSet, TrackedZone, ZonePlan,
@@ -14,6 +15,7 @@ fn env() -> ChangeEnv {
     ChangeEnv {
         providers: BTreeMap::from([("mock".to_string(), true)]),
         ssh_port: 22,
+        caps: BTreeMap::new(),
     }
 }
 
@@ -156,11 +158,25 @@ fn a_planned_node_is_created_field_by_field_and_blocked_without_its_provider() {
     assert_eq!(set.changes[0].marker(), "!");
 }
 
+fn caps(resize: bool, rebuild: bool, create: bool) -> ChangeEnv {
+    ChangeEnv {
+        caps: BTreeMap::from([(
+            "mock".to_string(),
+            NodeCaps {
+                resize,
+                rebuild,
+                create,
+            },
+        )]),
+        ..env()
+    }
+}
+
 #[test]
-fn an_offer_change_is_an_update_apply_cannot_make_and_says_so() {
+fn an_offer_change_is_a_resize_where_the_provider_has_one() {
     let mut s = converged();
     s.plan.nodes.get_mut("web-1").unwrap().offer = "sim-large".into();
-    let set = compute(&s, &env(), true);
+    let set = compute(&s, &caps(true, true, true), true);
     let c = only(&set);
     assert_eq!(c.action, ChangeAction::Update);
     assert_eq!(
@@ -171,13 +187,31 @@ fn an_offer_change_is_an_update_apply_cannot_make_and_says_so() {
             new: Some("sim-large".into()),
         }]
     );
-    assert!(c.blocked.as_deref().unwrap().contains("resize"), "{c:?}");
+    assert_eq!(c.blocked, None);
     assert_eq!(
         c.line(),
-        format!(
-            "! node web-1: offer sim-small -> sim-large [blocked: {}]",
-            c.blocked.as_deref().unwrap()
-        )
+        "~ node web-1: offer sim-small -> sim-large (resize: the server stops for it)"
+    );
+    assert_eq!(set.counts().to_string(), "1 to change");
+}
+
+#[test]
+fn an_offer_change_without_resize_is_blocked_naming_the_provider_and_the_manual_route() {
+    let mut s = converged();
+    s.plan.nodes.get_mut("web-1").unwrap().offer = "sim-large".into();
+    let set = compute(&s, &caps(false, true, true), true);
+    let c = only(&set);
+    assert_eq!(c.action, ChangeAction::Update);
+    let why = c.blocked.as_deref().unwrap();
+    assert!(
+        why.contains("provider \"mock\" cannot change the offer")
+            && why.contains("sim-small -> sim-large")
+            && why.contains("remove the node, apply, and add it again"),
+        "{why}"
+    );
+    assert_eq!(
+        c.line(),
+        format!("! node web-1: offer sim-small -> sim-large [blocked: {why}]")
     );
     let counts = set.counts();
     assert_eq!((counts.update, counts.blocked), (1, 1));
@@ -185,19 +219,137 @@ fn an_offer_change_is_an_update_apply_cannot_make_and_says_so() {
 }
 
 #[test]
-fn a_region_change_is_a_replace_with_its_reason() {
+fn a_region_change_is_a_replace_that_names_the_server_it_destroys() {
     let mut s = converged();
     s.observed
         .servers
         .insert("web-1".into(), reading("sim-west", "sim-small"));
-    let c = only(&compute(&s, &env(), true)).clone();
+    let c = only(&compute(&s, &caps(true, true, true), true)).clone();
     assert_eq!(c.action, ChangeAction::Replace);
     assert_eq!(
         c.reason.as_deref(),
-        Some("a region change needs a new server")
+        Some(
+            "a region change needs a new server; a new server is created and deployed \
+             first, then replace destroys s-1"
+        )
     );
-    assert!(c.blocked.is_some());
+    assert_eq!(c.blocked, None);
     assert_eq!(c.fields[0].old.as_deref(), Some("sim-west"));
+    assert!(
+        c.line()
+            .starts_with("-/+ node web-1: region sim-west -> sim-east (")
+    );
+    // A provider that cannot create servers (a manual host) cannot move it.
+    let c = only(&compute(&s, &caps(true, true, false), true)).clone();
+    assert!(
+        c.blocked
+            .as_deref()
+            .unwrap()
+            .contains("cannot create servers"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn an_image_change_is_a_rebuild_or_else_a_replace() {
+    let mut s = converged();
+    s.plan.nodes.get_mut("web-1").unwrap().image = "debian-12".into();
+    let c = only(&compute(&s, &caps(true, true, true), true)).clone();
+    assert_eq!(c.action, ChangeAction::Replace);
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("rebuild: server s-1 keeps its id"),
+        "{c:?}"
+    );
+    let c = only(&compute(&s, &caps(true, false, true), true)).clone();
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap()
+            .contains("replace destroys s-1"),
+        "{c:?}"
+    );
+    // Offer and image together: one new server does both.
+    s.plan.nodes.get_mut("web-1").unwrap().offer = "sim-large".into();
+    let c = only(&compute(&s, &caps(true, true, true), true)).clone();
+    assert_eq!(c.action, ChangeAction::Replace);
+    assert_eq!(c.fields.len(), 2);
+}
+
+#[test]
+fn a_membership_change_rewrites_the_other_members_peers() {
+    let mut s = converged();
+    let members = memberships(&s).remove("prod").unwrap();
+    let cluster = crate::engine::state::model::ClusterTracked::new(members);
+    s.tracked
+        .nodes
+        .get_mut("web-1")
+        .unwrap()
+        .configured_membership = Some(cluster.membership.clone());
+    s.tracked.clusters.insert("prod".into(), cluster);
+    assert!(compute(&s, &env(), true).is_empty());
+    // web-2 planned in the same cluster: web-1's peer list changes with it.
+    let mut p2 = node_plan();
+    p2.uid = "u2".into();
+    s.plan.nodes.insert("web-2".into(), p2);
+    let set = compute(&s, &env(), true);
+    let web1 = set.changes.iter().find(|c| c.name == "web-1").unwrap();
+    assert_eq!(
+        web1.line(),
+        "~ node web-1: peers (membership changed: +web-2)"
+    );
+    assert_eq!(web1.action, ChangeAction::Update, "counted as a change");
+    // A stopped node cannot be reached to rewrite it: blocked, saying what to do.
+    s.observed
+        .servers
+        .get_mut("web-1")
+        .unwrap()
+        .server
+        .as_mut()
+        .unwrap()
+        .status = ServerStatus::Off;
+    let set = compute(&s, &env(), true);
+    let web1 = set.changes.iter().find(|c| c.name == "web-1").unwrap();
+    assert!(
+        web1.blocked
+            .as_deref()
+            .unwrap()
+            .contains("web-1 is off at the provider; start it (`legion nodes start web-1`)"),
+        "{web1:?}"
+    );
+    s.observed
+        .servers
+        .insert("web-1".into(), reading("sim-east", "sim-small"));
+    // Without details (the snapshot) it is still counted.
+    assert!(
+        compute(&s, &env(), false)
+            .changes
+            .iter()
+            .any(|c| c.name == "web-1")
+    );
+    // web-1's peers configured with web-2 in them: nothing left for web-1.
+    let mut t2 = tracked(Some(succeeded()));
+    t2.uid = "u2".into();
+    t2.server_id = Some("s-2".into());
+    t2.ipv4 = Some("198.51.100.8".into());
+    s.tracked.nodes.insert("web-2".into(), t2);
+    let members = memberships(&s).remove("prod").unwrap();
+    let cluster = crate::engine::state::model::ClusterTracked::new(members);
+    for n in ["web-1", "web-2"] {
+        s.tracked.nodes.get_mut(n).unwrap().configured_membership =
+            Some(cluster.membership.clone());
+    }
+    s.tracked.clusters.insert("prod".into(), cluster);
+    let set = compute(&s, &env(), true);
+    assert!(
+        !set.changes
+            .iter()
+            .any(|c| c.kind == ResourceKind::Node && c.line().contains("peers")),
+        "{:#?}",
+        set.changes
+    );
 }
 
 #[test]

@@ -26,6 +26,22 @@ pub fn phases_for(kind: ExecutionKind) -> &'static [Phase] {
             Phase::Readiness,
         ],
         ExecutionKind::Reconfigure => &[Phase::Configure, Phase::Readiness],
+        ExecutionKind::Resize => &[
+            Phase::PowerOff,
+            Phase::Resize,
+            Phase::PowerOn,
+            Phase::WaitReachable,
+            Phase::Readiness,
+        ],
+        ExecutionKind::Replace => &[
+            Phase::Provision,
+            Phase::WaitReachable,
+            Phase::Bootstrap,
+            Phase::Configure,
+            Phase::Install,
+            Phase::Readiness,
+            Phase::DestroyOld,
+        ],
     }
 }
 
@@ -47,6 +63,7 @@ impl Execution {
                 .collect(),
             started_ms: now_ms(),
             finished_ms: None,
+            retiring: None,
         }
     }
 

@@ -298,6 +298,13 @@ impl Supervisor {
                 .map(|c| (c.id.clone(), c.api.firewall().is_some()))
                 .collect(),
             ssh_port: self.firewall.ssh_port,
+            caps: self
+                .env
+                .providers
+                .all()
+                .iter()
+                .map(|c| (c.id.clone(), super::actors::replace::node_caps(c)))
+                .collect(),
         }
     }
 }

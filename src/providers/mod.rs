@@ -228,6 +228,29 @@ pub trait ComputeApi: Send + Sync {
     /// to `image`.
     async fn reset_image(&self, id: &str, image: &str, res: &str) -> ProviderResult<()>;
     async fn destroy_server(&self, id: &str, res: &str) -> ProviderResult<()>;
+    /// Whether this provider creates servers (a manual host is imported, never created):
+    /// a replace needs it.
+    fn can_create(&self) -> bool {
+        true
+    }
+    /// Whether [`ComputeApi::resize_server`] works here; the change set and the node actor
+    /// ask before they plan a resize.
+    fn can_resize(&self) -> bool {
+        false
+    }
+    /// Change a stopped server's offer in place (its id, address and disk stay). The
+    /// caller stops it first and starts it after; a provider without resize answers
+    /// [`ErrorKind::Unsupported`].
+    async fn resize_server(&self, _id: &str, offer: &str, _res: &str) -> ProviderResult<()> {
+        Err(ProviderError::new(
+            "compute",
+            ErrorKind::Unsupported,
+            format!(
+                "this provider cannot change a server's offer in place (to {offer}); \
+                 remove the node, apply, and add it again with the new offer"
+            ),
+        ))
+    }
 }
 
 #[async_trait]

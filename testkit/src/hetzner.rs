@@ -2272,13 +2272,22 @@ impl World {
             .unwrap_or("x86");
         let has_keys = !server.ssh_keys.is_empty();
         let known = [
-            "poweron", "poweroff", "shutdown", "reboot", "reset", "rebuild",
+            "poweron",
+            "poweroff",
+            "shutdown",
+            "reboot",
+            "reset",
+            "rebuild",
+            "change_type",
         ];
         if !known.contains(&action) {
             return Err(ApiError::not_found("action endpoint"));
         }
         if self.server_locked(id) {
             return Err(ApiError::locked());
+        }
+        if action == "change_type" {
+            return self.change_type(id, &status, body);
         }
         let was = |s: &str| -> &'static str {
             match s {
@@ -2367,6 +2376,67 @@ impl World {
             };
         }
         Ok((201, Some(out)))
+    }
+
+    /// `POST /servers/{id}/actions/change_type`: `server_type` (name or id) and
+    /// `upgrade_disk` (required); the server must be off and stays off. The type must be
+    /// orderable in the server's location and match its architecture.
+    fn change_type(&mut self, id: u64, status: &str, body: &Value) -> ApiResult {
+        let type_v = body
+            .get("server_type")
+            .ok_or_else(|| ApiError::invalid_input("server_type", "is required"))?;
+        if !body.get("upgrade_disk").is_some_and(Value::is_boolean) {
+            return Err(ApiError::invalid_input("upgrade_disk", "is required"));
+        }
+        let (location, current) = match self.servers.get(&id) {
+            Some(s) => (s.location.clone(), s.server_type.clone()),
+            None => return Err(ApiError::not_found("server")),
+        };
+        let from_arch = self
+            .catalog
+            .server_type(&json!(current))
+            .map(|t| t.architecture)
+            .unwrap_or("x86");
+        let to = self
+            .catalog
+            .server_type(type_v)
+            .ok_or_else(|| ApiError::invalid_input("server_type", "server type not found"))?;
+        if to.architecture != from_arch {
+            return Err(ApiError::invalid_input(
+                "server_type",
+                "server type architecture does not match the server",
+            ));
+        }
+        let orderable = !to.deprecated && to.prices.iter().any(|p| p.0 == location && p.3);
+        if !orderable {
+            return Err(ApiError::new(
+                412,
+                "resource_unavailable",
+                format!("server type {} is not available in {location}", to.name),
+            ));
+        }
+        if status != "off" {
+            return Err(ApiError::new(
+                412,
+                "server_not_stopped",
+                "the server must be powered off to change its type",
+            ));
+        }
+        let name = to.name.to_string();
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.server_type = name;
+        }
+        let action_id = self.new_action(
+            "change_server_type",
+            vec![(id, "server")],
+            Effect::ServerStatus {
+                id,
+                success: "off",
+                error: "off",
+            },
+            1,
+        );
+        Ok((201, Some(json!({ "action": self.action_json(action_id) }))))
     }
 
     // ----- SSH keys --------------------------------------------------------------------

@@ -1151,6 +1151,31 @@ impl World {
                 }
                 ("REBUILD", "ACTIVE", "rebuilding", Some(image))
             }
+            // `POST /instance/{id}/resize` with `flavorId` (the region's flavor id):
+            // OVHcloud confirms the resize itself; the instance keeps its power state.
+            "resize" => {
+                let flavor = str_field(body, "flavorId")?;
+                match Self::find_flavor(&flavor) {
+                    Some((r, f)) if r == region && flavor_available(&r, f.0) => {}
+                    _ => {
+                        return Err(ApiError::bad(format!(
+                            "Invalid flavorId: flavor {flavor} does not exist in region {region}"
+                        )));
+                    }
+                }
+                if status != "ACTIVE" && status != "SHUTOFF" {
+                    return refuse("resize");
+                }
+                if let Some(i) = self.instances.get_mut(id) {
+                    i.flavor_id = flavor;
+                }
+                let then: &'static str = if status == "ACTIVE" {
+                    "ACTIVE"
+                } else {
+                    "SHUTOFF"
+                };
+                ("RESIZE", then, "resize_prep", None)
+            }
             _ => {
                 return Err(ApiError::class(
                     404,
@@ -1171,7 +1196,7 @@ impl World {
                 new_image,
             },
         );
-        if action == "reinstall" {
+        if action == "reinstall" || action == "resize" {
             let i = self.instances[id].clone();
             return Ok((200, self.instance_json(&i, false)));
         }

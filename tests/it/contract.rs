@@ -637,6 +637,57 @@ async fn create_observe_act_destroy(s: &dyn Subject) {
     assert_eq!(s.servers_named("web-1"), 0);
 }
 
+/// A provider that can resize changes a stopped server's offer in place (same id, still
+/// off); one that cannot says so with `Unsupported`.
+async fn resize_changes_the_offer_in_place_or_is_unsupported(s: &dyn Subject) {
+    let compute = s.api().compute().unwrap();
+    let spec = spec(s, "web-rs", INSTALL).await;
+    let server = compute.create_server(&spec, "node/web-rs").await.unwrap();
+    let id = server.id.clone();
+    let catalog = compute.catalog().await.unwrap();
+    let others: Vec<String> = catalog
+        .offers
+        .iter()
+        .filter(|o| !o.deprecated && o.id != server.offer)
+        .filter(|o| o.regions.contains(&spec.region))
+        .map(|o| o.id.clone())
+        .collect();
+    if !compute.can_resize() {
+        let to = others.first().map_or("x", String::as_str);
+        let e = compute
+            .resize_server(&id, to, "node/web-rs")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported, "{}: {e}", s.name());
+        compute.destroy_server(&id, "node/web-rs").await.unwrap();
+        return;
+    }
+    compute
+        .stop_server(&id, StopMode::Graceful, "node/web-rs")
+        .await
+        .unwrap();
+    // The catalog does not say which offers share the server's architecture: the first
+    // the provider accepts (a refusal is a clean input error, never a half change).
+    let mut other = None;
+    for to in &others {
+        match compute.resize_server(&id, to, "node/web-rs").await {
+            Ok(()) => {
+                other = Some(to.clone());
+                break;
+            }
+            Err(e) => assert_eq!(e.kind, ErrorKind::InvalidInput, "{}: {e}", s.name()),
+        }
+    }
+    let other = other.unwrap_or_else(|| panic!("{}: no offer to resize to", s.name()));
+    let after = compute.get_server(&id).await.unwrap().unwrap();
+    assert_eq!(after.id, id, "{}: resized in place", s.name());
+    assert_eq!(after.offer, other, "{}", s.name());
+    assert_eq!(after.status, ServerStatus::Off, "{}: still off", s.name());
+    compute.start_server(&id, "node/web-rs").await.unwrap();
+    assert_eq!(status(s, &id).await, Some(ServerStatus::Running));
+    compute.destroy_server(&id, "node/web-rs").await.unwrap();
+}
+
 async fn absence_driven_cleanup_touches_only_our_servers(s: &dyn Subject) {
     let compute = s.api().compute().unwrap();
     let foreign = spec(s, "theirs", "another-install").await;
@@ -1016,6 +1067,7 @@ macro_rules! contract {
 contract!(
     catalog_is_sane_and_the_policy_picks_an_orderable_default,
     create_observe_act_destroy,
+    resize_changes_the_offer_in_place_or_is_unsupported,
     absence_driven_cleanup_touches_only_our_servers,
     ensure_key_is_idempotent,
     firewall_ensure_is_idempotent,

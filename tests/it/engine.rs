@@ -287,11 +287,36 @@ async fn out_of_band_changes_reach_the_snapshot_within_one_interval() {
     let row = h.node("b", |n| n.machine == Machine::Missing).await;
     assert!(start.elapsed() <= interval + Duration::from_secs(1));
     assert!(row.last_error.unwrap().contains("no longer exists"));
-    // An apply re-creates it, explicitly.
+    // An apply re-creates it, explicitly. The stopped node's peer list still names b's
+    // old address: the apply says so instead of claiming convergence.
     let snap = h.apply().await;
-    assert!(apply_ok(&snap), "{:?}", snap.apply);
+    match &snap.apply {
+        ApplyView::Finished {
+            ok: false,
+            failed,
+            waiting,
+            ..
+        } => {
+            assert!(failed.is_empty(), "{:?}", snap.apply);
+            assert_eq!(waiting.len(), 1, "{waiting:?}");
+            assert!(waiting[0].contains("node a: peers"), "{waiting:?}");
+            assert!(waiting[0].contains("start it"), "{waiting:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     let row = h.node("b", ready).await;
     assert_ne!(row.server_id.unwrap(), b_id);
+    // Started and applied again: its peers are rewritten, and the apply converges.
+    h.engine
+        .node_action("a".into(), Action::Start)
+        .await
+        .unwrap();
+    h.node("a", |n| {
+        n.machine == Machine::Running && n.operation.is_none()
+    })
+    .await;
+    let snap = h.apply().await;
+    assert!(apply_ok(&snap), "{:?}", snap.apply);
 }
 
 #[tokio::test(start_paused = true)]

@@ -40,6 +40,7 @@ mod pane_io;
 mod plan;
 mod plan_io;
 mod provider_http;
+mod replace;
 mod scaleway_adapter;
 mod scaleway_cli;
 mod scaleway_fake;

@@ -9,6 +9,7 @@ mod error;
 pub mod machine;
 pub mod node;
 pub mod reconcilers;
+pub mod replace;
 pub mod sync;
 mod work;
 

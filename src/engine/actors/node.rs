@@ -217,10 +217,18 @@ impl NodeActor {
             )
         });
         let op = match decision {
-            SyncDecision::Nothing => {
-                self.snap.synced_apply = self.snap.synced_apply.max(apply);
-                return;
-            }
+            // Deployed: the server itself may still differ from the plan (offer, image,
+            // region), which a resize, rebuild or replace execution makes true.
+            SyncDecision::Nothing => match super::replace::planned_route(&self.env, &self.name) {
+                Some(kind) if self.snap.machine != Machine::Unknown => Op::Execute {
+                    fresh: Some(kind),
+                    forget_server: false,
+                },
+                _ => {
+                    self.snap.synced_apply = self.snap.synced_apply.max(apply);
+                    return;
+                }
+            },
             SyncDecision::Provision => Op::Execute {
                 fresh: Some(ExecutionKind::Add),
                 forget_server: false,

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::error::ActorError;
 use super::machine::{Action, Machine, System};
+use super::replace;
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
 use crate::engine::state::model::{
@@ -48,6 +49,14 @@ impl Op {
                 fresh: Some(ExecutionKind::Reinstall),
                 ..
             } => "reinstall",
+            Op::Execute {
+                fresh: Some(ExecutionKind::Resize),
+                ..
+            } => "resize",
+            Op::Execute {
+                fresh: Some(ExecutionKind::Replace),
+                ..
+            } => "replace",
             Op::Execute { fresh: None, .. } => "retry",
             Op::Execute { .. } => "provisioning",
             Op::Power(Action::Start) => "start",
@@ -239,6 +248,8 @@ pub(super) async fn run_execution(
         ExecutionKind::Add => "add",
         ExecutionKind::Reinstall => "reinstall",
         ExecutionKind::Reconfigure => "reconfigure",
+        ExecutionKind::Resize => "resize",
+        ExecutionKind::Replace => "replace",
     };
     loop {
         let next = env.cell.read(|s| {
@@ -279,8 +290,30 @@ pub(super) async fn run_phase(
     let provider = &connected(env, &plan.provider)?;
     let res = format!("node/{name}");
     match phase {
-        Phase::Provision => provision(env, name, plan, provider, &res, resumed, events).await,
+        Phase::Provision => {
+            let replacing = env.cell.read(|s| {
+                let e = s.tracked.nodes.get(name)?.execution.as_ref()?;
+                (e.kind == ExecutionKind::Replace).then_some(e.id)
+            });
+            let (server_name, old) = match replacing {
+                Some(exec) => (
+                    replace::successor_name(name, exec),
+                    replace::retire_old(env, name, plan).await?,
+                ),
+                None => (name.to_string(), None),
+            };
+            let target = Provision {
+                server_name: &server_name,
+                never_adopt: old.as_deref(),
+                resumed,
+            };
+            provision(env, name, plan, provider, &res, target, events).await
+        }
         Phase::ImageReset => image_reset(env, name, plan, provider, &res, events).await,
+        Phase::PowerOff => replace::power_off(env, name, events).await,
+        Phase::Resize => replace::resize(env, name, plan).await,
+        Phase::PowerOn => replace::power_on(env, name, events).await,
+        Phase::DestroyOld => replace::destroy_old(env, name).await,
         Phase::WaitReachable => {
             let (agent, target) =
                 agent_target(env, name).ok_or_else(|| no_agent(provider, name))?;
@@ -351,15 +384,26 @@ fn no_compute(provider: &Connected) -> ActorError {
     ActorError::precondition(format!("{}: no compute", provider.lane.display()))
 }
 
+/// The server a provision phase creates or finds.
+pub(super) struct Provision<'a> {
+    /// Its name at the provider: the node's, or a replace's successor name.
+    pub server_name: &'a str,
+    /// A replace's old server: it carries the node's labels too.
+    pub never_adopt: Option<&'a str>,
+    /// A resumed execution may find the server an unrecorded create left.
+    pub resumed: bool,
+}
+
 pub(super) async fn provision(
     env: &ActorEnv,
     name: &str,
     plan: &NodePlan,
     provider: &Connected,
     res: &str,
-    resumed: bool,
+    target: Provision<'_>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), ActorError> {
+    let resumed = target.resumed;
     let compute = provider.api.compute().ok_or_else(|| no_compute(provider))?;
     let _ = events.send(Event::Machine(Machine::Provisioning));
     let known = env
@@ -376,7 +420,9 @@ pub(super) async fn provision(
             .list_servers(&env.install_id)
             .await?
             .into_iter()
-            .find(|s| s.node_uid() == Some(plan.uid.as_str()));
+            .find(|s| {
+                s.node_uid() == Some(plan.uid.as_str()) && Some(s.id.as_str()) != target.never_adopt
+            });
         if let Some(s) = &server {
             env.oplog.info(
                 Some(res.to_string()),
@@ -397,7 +443,7 @@ pub(super) async fn provision(
             labels.insert(LABEL_CLUSTER.to_string(), plan.cluster.clone());
             let ssh_key_id = ensure_managed_key(env, provider, res).await?;
             let spec = ServerSpec {
-                name: name.to_string(),
+                name: target.server_name.to_string(),
                 region: plan.region.clone(),
                 offer: plan.offer.clone(),
                 image: plan.image.clone(),
@@ -464,14 +510,14 @@ pub(super) async fn image_reset(
             Some((t.server_id.clone()?, t.image.clone()))
         })
         .ok_or_else(|| ActorError::precondition(format!("{name} has no server to reinstall")))?;
-    // Reuse the tracked image while the provider still offers it; otherwise the policy
-    // picks a current one.
+    // The planned image while the provider offers it, then the tracked one; otherwise
+    // the policy picks a current one.
     let catalog = provider.catalog(true).await?;
     let current = |id: &str| catalog.images.iter().any(|i| i.id == id && !i.deprecated);
-    let image = if current(&tracked_image) {
-        tracked_image
-    } else if current(&plan.image) {
+    let image = if current(&plan.image) {
         plan.image.clone()
+    } else if current(&tracked_image) {
+        tracked_image
     } else {
         provider
             .policy()

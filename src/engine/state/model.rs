@@ -388,6 +388,18 @@ pub struct Execution {
     pub phases: Vec<PhaseRecord>,
     pub started_ms: u64,
     pub finished_ms: Option<u64>,
+    /// A replace's old server, destroyed by its last phase: recorded before the new
+    /// server is created, so a resumed replace never adopts it and never forgets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring: Option<RetiringServer>,
+}
+
+/// The server a replace retires once the new one is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiringServer {
+    pub provider: String,
+    pub server_id: String,
+    pub region: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,6 +408,11 @@ pub enum ExecutionKind {
     Add,
     Reinstall,
     Reconfigure,
+    /// An offer change in place: power off, change the server type, power on.
+    Resize,
+    /// A new server (region, provider, or image where no rebuild exists), deployed before
+    /// the old one is destroyed.
+    Replace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,6 +438,12 @@ pub enum Phase {
     /// The role's install script, uploaded and run.
     Install,
     Readiness,
+    /// A resize's first step: the provider changes the type of a stopped server only.
+    PowerOff,
+    Resize,
+    PowerOn,
+    /// A replace's last step: the old server goes once the new one is ready.
+    DestroyOld,
 }
 
 impl std::fmt::Display for Phase {
@@ -433,6 +456,10 @@ impl std::fmt::Display for Phase {
             Phase::Configure => "configure",
             Phase::Install => "install",
             Phase::Readiness => "readiness",
+            Phase::PowerOff => "power off",
+            Phase::Resize => "resize",
+            Phase::PowerOn => "power on",
+            Phase::DestroyOld => "destroy the old server",
         })
     }
 }

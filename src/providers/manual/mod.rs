@@ -212,6 +212,10 @@ impl ProviderApi for ManualApi {
 
 #[async_trait]
 impl ComputeApi for ManualApi {
+    fn can_create(&self) -> bool {
+        false
+    }
+
     async fn catalog(&self) -> ProviderResult<Catalog> {
         Ok(catalog())
     }

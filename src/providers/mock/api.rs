@@ -164,6 +164,17 @@ impl ComputeApi for MockApi {
         .await
     }
 
+    fn can_resize(&self) -> bool {
+        true
+    }
+
+    async fn resize_server(&self, id: &str, offer: &str, res: &str) -> ProviderResult<()> {
+        let action = Action::ChangeType {
+            offer: offer.to_string(),
+        };
+        self.act(id, action, res, |s| s.offer == offer).await
+    }
+
     async fn destroy_server(&self, id: &str, res: &str) -> ProviderResult<()> {
         let cloud = &*self.cloud;
         self.lane

@@ -256,7 +256,13 @@ pub enum Action {
     Shutdown,
     PowerOff,
     Reboot,
-    Rebuild { image: String },
+    Rebuild {
+        image: String,
+    },
+    /// Hetzner's `change_type`: the server must be off; it stays off.
+    ChangeType {
+        offer: String,
+    },
 }
 
 impl Action {
@@ -268,6 +274,7 @@ impl Action {
             Action::PowerOff => "poweroff",
             Action::Reboot => "reboot",
             Action::Rebuild { .. } => "rebuild",
+            Action::ChangeType { .. } => "change_type",
         }
     }
 }
@@ -429,6 +436,18 @@ impl World {
         {
             return Err(invalid(format!("unknown image {image:?}")));
         }
+        if let Action::ChangeType { offer } = action {
+            let region = self.server_mut(id)?.region.clone();
+            match catalog().offers.iter().find(|o| &o.id == offer) {
+                None => return Err(invalid(format!("unknown offer {offer:?}"))),
+                Some(o) if !o.regions.contains(&region) => {
+                    return Err(invalid(format!(
+                        "offer {offer} is not available in {region}"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         let server = self.server_mut(id)?;
         match action {
             Action::PowerOn => server.status = ServerStatus::Running,
@@ -442,6 +461,14 @@ impl World {
             Action::Rebuild { image } => {
                 server.image = image.clone();
                 server.status = ServerStatus::Running;
+            }
+            Action::ChangeType { offer } => {
+                if server.status != ServerStatus::Off {
+                    return Err(invalid(
+                        "the server must be off to change its type (stop it first)",
+                    ));
+                }
+                server.offer = offer.clone();
             }
         }
         Ok(())

@@ -14,6 +14,7 @@
 //! | `POST /instance/{id}/start`, `/reboot` | the instance `ACTIVE` |
 //! | `POST /instance/{id}/stop` | the instance `SHUTOFF` |
 //! | `POST /instance/{id}/reinstall` | the instance `ACTIVE` with the requested image |
+//! | `POST /instance/{id}/resize` | the instance with the requested flavor, `ACTIVE` or `SHUTOFF` |
 //! | `DELETE /instance/{id}` | the instance gone or `DELETING` (a 404 is success) |
 //! | `POST /sshkey` | a key with this name and this public key |
 //! | `DELETE /sshkey/{id}`, `/domain/zone/{z}/record/{id}` | gone (a 404 is success) |
@@ -547,6 +548,42 @@ impl ComputeApi for OvhApi {
         )
         .await
         .map(|_| ())
+    }
+
+    fn can_resize(&self) -> bool {
+        true
+    }
+
+    /// `POST /instance/{id}/resize` with the region's `flavorId`; OVHcloud confirms the
+    /// resize itself and the instance keeps its power state (the caller stopped it).
+    async fn resize_server(&self, id: &str, offer: &str, res: &str) -> ProviderResult<()> {
+        let region = self
+            .server(id, Via::Lane)
+            .await?
+            .map(|s| s.region)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    DISPLAY,
+                    ErrorKind::NotFound,
+                    format!("instance {id} not found"),
+                )
+            })?;
+        let flavor_id = self.flavor_id(offer, &region).await?;
+        let resized = |s: &ObservedServer| s.offer == offer || s.offer == flavor_id;
+        let settled = |s: &ObservedServer| {
+            resized(s) && matches!(s.status, ServerStatus::Off | ServerStatus::Running)
+        };
+        self.instance_action(
+            id,
+            "resize",
+            Some(json!({"flavorId": flavor_id})),
+            res,
+            settled,
+        )
+        .await?;
+        self.wait_until(id, "resizing", self.client.action_timeout(), false, settled)
+            .await
+            .map(|_| ())
     }
 
     async fn destroy_server(&self, id: &str, res: &str) -> ProviderResult<()> {

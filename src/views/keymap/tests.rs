@@ -321,6 +321,7 @@ mod offers {
             phases: vec![],
             started_ms: 0,
             finished_ms: None,
+            retiring: None,
         });
         n
     }

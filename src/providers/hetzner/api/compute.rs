@@ -244,6 +244,18 @@ impl ComputeApi for HetznerApi {
         .await
     }
 
+    fn can_resize(&self) -> bool {
+        true
+    }
+
+    /// `change_type` on a powered-off server. `upgrade_disk: false` keeps the disk, so a
+    /// later change back to a smaller type stays possible (Hetzner refuses to shrink a disk).
+    async fn resize_server(&self, id: &str, offer: &str, res: &str) -> ProviderResult<()> {
+        let body = json!({ "server_type": offer, "upgrade_disk": false });
+        self.server_action(id, "change_type", Some(body), res, |s| s.offer == offer)
+            .await
+    }
+
     async fn destroy_server(&self, id: &str, res: &str) -> ProviderResult<()> {
         self.delete_at(format!("/servers/{id}"), res).await
     }
