@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    ClusterPlan, ClusterTracked, DomainPlan, FirewallPlan, NodePlan, ServerReading, State,
-    TrackedNode, ZonePlan,
+    ClusterPlan, ClusterTracked, DomainPlan, FirewallPlan, NodePlan, SeenFrom, ServerReading,
+    State, TrackedNode, ZonePlan,
 };
 use crate::engine::plan::PlanEdit;
 use crate::providers::{ObservedFirewall, ObservedZone};
@@ -38,6 +38,8 @@ pub enum Key {
     /// A zone as last read (`observed.zones`).
     ObservedZone(String),
     NextExecutionId,
+    /// The address a node sees Legion connect from (`tracked.seen_from`).
+    SeenFrom(String),
 }
 
 /// One resource's value after a change.
@@ -93,6 +95,10 @@ pub enum Change {
     },
     NextExecutionId {
         value: u64,
+    },
+    SeenFrom {
+        name: String,
+        value: Option<SeenFrom>,
     },
 }
 
@@ -150,6 +156,10 @@ impl Key {
             Key::NextExecutionId => Change::NextExecutionId {
                 value: s.next_execution_id,
             },
+            Key::SeenFrom(n) => Change::SeenFrom {
+                name: n.clone(),
+                value: s.tracked.seen_from.get(n).cloned(),
+            },
         }
     }
 }
@@ -184,6 +194,7 @@ impl Change {
             Change::ObservedFirewall { name, value } => put(&mut s.observed.firewalls, name, value),
             Change::ObservedZone { name, value } => put(&mut s.observed.zones, name, value),
             Change::NextExecutionId { value } => s.next_execution_id = value,
+            Change::SeenFrom { name, value } => put(&mut s.tracked.seen_from, name, value),
         }
     }
 }
@@ -370,6 +381,18 @@ mod tests {
                     s.tracked
                         .clusters
                         .insert("prod".into(), ClusterTracked::new(members));
+                }),
+            ),
+            (
+                vec![Key::SeenFrom("web-1".into())],
+                Box::new(|s| {
+                    s.tracked.seen_from.insert(
+                        "web-1".into(),
+                        SeenFrom {
+                            first: "192.0.2.9".into(),
+                            last: "192.0.2.9".into(),
+                        },
+                    );
                 }),
             ),
             (
