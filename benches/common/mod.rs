@@ -132,3 +132,9 @@ fn fleet_without_peers(n: usize, cluster_size: usize) -> State {
     }
     s
 }
+
+/// The plan of `n` nodes in clusters of `cluster_size` on provider `mock`, nothing
+/// tracked or observed yet: what an apply starts from.
+pub fn planned_fleet(n: usize, cluster_size: usize) -> legion::engine::state::model::Plan {
+    fleet_without_peers(n, cluster_size).plan
+}

@@ -243,6 +243,8 @@ impl Session {
             if done == total || changes.changed().await.is_err() {
                 return;
             }
+            // Count again once per window, not once per change of every node.
+            tokio::time::sleep(env.timings.coalesce).await;
         }
     }
 
@@ -257,65 +259,103 @@ impl Session {
         }
     }
 
+    /// Wait until every resource of `keys` has settled for apply `id`, showing the
+    /// count. Only the keys not yet settled are looked at again, once per coalescing
+    /// window at most, in one read of the state and one of the board: a change costs
+    /// what is left, and the fleet's wave of changes is not re-counted change by change.
     pub(crate) async fn wait_settled(&self, id: u64, stage: &str, keys: &[ResourceKey]) {
         let env = self.supervisor.env().clone();
         let mut changes = env.board.subscribe();
+        let mut pending: Vec<&ResourceKey> = keys.iter().collect();
+        let mut failed = 0;
         loop {
-            let board = env.board.snapshot();
-            let mut settled = 0;
-            let mut failed = 0;
-            for key in keys {
-                // Gone from plan and tracked state: torn down. Checked first, because an
-                // actor stopped mid-publication can leave a last snapshot on the board.
-                if !env.cell.read(|s| still_stored(s, key)) {
-                    settled += 1;
-                    continue;
-                }
-                match board.get(key) {
-                    Some(Snap::Node(n)) if n.synced_apply >= id => {
-                        settled += 1;
-                        if n.last_error.is_some() {
-                            failed += 1;
-                        }
+            // Gone from plan and tracked state: torn down. Checked first, because an
+            // actor stopped mid-publication can leave a last snapshot on the board.
+            let stored: Vec<bool> = env.cell.read(|s| {
+                let firewalls = pending
+                    .iter()
+                    .any(|k| matches!(k, ResourceKey::Firewall(_)));
+                let clusters = if firewalls {
+                    Clusters::of(s)
+                } else {
+                    Clusters::default()
+                };
+                pending
+                    .iter()
+                    .map(|k| still_stored(s, &clusters, k))
+                    .collect()
+            });
+            let mut left = Vec::with_capacity(pending.len());
+            env.board.with(|board| {
+                for (key, stored) in pending.iter().zip(stored) {
+                    if !stored {
+                        continue;
                     }
-                    Some(Snap::Sync(s)) if s.synced_apply >= id => {
-                        settled += 1;
-                        if s.state == SyncState::Failed {
-                            failed += 1;
+                    match board.get(*key) {
+                        Some(Snap::Node(n)) if n.synced_apply >= id => {
+                            if n.last_error.is_some() {
+                                failed += 1;
+                            }
                         }
+                        Some(Snap::Sync(s)) if s.synced_apply >= id => {
+                            if s.state == SyncState::Failed {
+                                failed += 1;
+                            }
+                        }
+                        _ => left.push(*key),
                     }
-                    _ => {}
                 }
-            }
+            });
+            pending = left;
             let view = ApplyView::Running {
                 id,
                 stage: stage.to_string(),
                 total: keys.len(),
-                settled,
+                settled: keys.len() - pending.len(),
                 failed,
             };
             self.show_progress(view);
-            if settled == keys.len() {
+            if pending.is_empty() {
                 return;
             }
             if changes.changed().await.is_err() {
                 return;
             }
+            tokio::time::sleep(env.timings.coalesce).await;
         }
     }
 }
 
-fn still_stored(s: &State, key: &ResourceKey) -> bool {
+/// The clusters a firewall set is stored for, computed once per look rather than once
+/// per firewall key.
+#[derive(Default)]
+struct Clusters {
+    planned: BTreeSet<String>,
+    applied: BTreeSet<String>,
+}
+
+impl Clusters {
+    fn of(s: &State) -> Clusters {
+        Clusters {
+            planned: super::derive::planned_clusters(&s.plan),
+            applied: s
+                .tracked
+                .applied_plan
+                .as_ref()
+                .map(super::derive::planned_clusters)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn still_stored(s: &State, clusters: &Clusters, key: &ResourceKey) -> bool {
     match key {
         ResourceKey::Node(n) => s.plan.nodes.contains_key(n) || s.tracked.nodes.contains_key(n),
         ResourceKey::Zone(n) => s.plan.zones.contains_key(n) || s.tracked.zones.contains_key(n),
         ResourceKey::Firewall(n) => {
-            super::derive::planned_clusters(&s.plan).contains(n)
+            clusters.planned.contains(n)
                 || s.tracked.firewalls.contains_key(n)
-                || s.tracked
-                    .applied_plan
-                    .as_ref()
-                    .is_some_and(|p| super::derive::planned_clusters(p).contains(n))
+                || clusters.applied.contains(n)
         }
         ResourceKey::Domain(n) => {
             s.plan.domains.contains_key(n) || s.tracked.domains.contains_key(n)

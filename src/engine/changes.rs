@@ -23,7 +23,7 @@ use super::actors::Machine;
 use super::actors::machine::{SyncDecision, decide_sync};
 use super::actors::reconcilers::DomainSpec;
 use super::actors::replace::{NodeCaps, NodeDiff, Route, node_diff, route};
-use super::derive::{desired_firewalls, desired_zone, lockout, planned_clusters, signature};
+use super::derive::{PlanIndex, desired_firewalls_in, desired_zone_in, lockout_among, signature};
 use super::state::model::{
     ExecStatus, ExecutionKind, NodePlan, Plan, ServerReading, State, TrackedNode,
 };
@@ -316,16 +316,18 @@ pub fn compute(state: &State, env: &ChangeEnv, detail: bool) -> ChangeSet {
         };
         push(node_change(node, &clusters, env, detail));
     }
+    // Built once: each zone and firewall set then costs its cluster's size.
+    let index = PlanIndex::of(plan);
     let mut records = Vec::new();
     let zones: BTreeSet<&String> = plan.zones.keys().chain(tracked.zones.keys()).collect();
     for z in zones {
-        push(zone_change(state, z, env, detail, &mut records));
+        push(zone_change(state, &index, z, env, detail, &mut records));
     }
     set.changes.append(&mut records);
-    let mut clusters = planned_clusters(plan);
+    let mut clusters = index.clusters().clone();
     clusters.extend(tracked.firewalls.keys().cloned());
     for c in &clusters {
-        let change = firewall_change(state, c, env, detail);
+        let change = firewall_change(state, &index, c, env, detail);
         match change {
             Some(ch) => set.changes.push(ch),
             None => set.unchanged += 1,
@@ -575,13 +577,14 @@ fn rrset_value(r: &RrSet) -> String {
 
 fn zone_change(
     state: &State,
+    index: &PlanIndex,
     zone: &str,
     env: &ChangeEnv,
     detail: bool,
     records: &mut Vec<Change>,
 ) -> Option<Change> {
     let tz = state.tracked.zones.get(zone);
-    let Some((spec, waiting)) = desired_zone(&state.plan, &state.tracked, zone) else {
+    let Some((spec, waiting)) = desired_zone_in(&state.plan, index, &state.tracked, zone) else {
         let tz = tz?;
         let mut c = Change::new(ResourceKind::Zone, zone, ChangeAction::Delete);
         c.reason = Some(if tz.created_by_legion {
@@ -690,10 +693,17 @@ fn rule_text(r: &FirewallRule) -> String {
     format!("{r} ({})", r.description)
 }
 
-fn firewall_change(state: &State, cluster: &str, env: &ChangeEnv, detail: bool) -> Option<Change> {
+fn firewall_change(
+    state: &State,
+    index: &PlanIndex,
+    cluster: &str,
+    env: &ChangeEnv,
+    detail: bool,
+) -> Option<Change> {
     let plan: &Plan = &state.plan;
     let tf = state.tracked.firewalls.get(cluster);
-    let Some((specs, waiting)) = desired_firewalls(plan, &state.tracked, cluster, env.ssh_port)
+    let Some((specs, waiting)) =
+        desired_firewalls_in(plan, index, &state.tracked, cluster, env.ssh_port)
     else {
         let tf = tf?;
         let mut c = Change::new(ResourceKind::Firewall, cluster, ChangeAction::Delete);
@@ -764,7 +774,7 @@ fn firewall_change(state: &State, cluster: &str, env: &ChangeEnv, detail: bool) 
                 }
             }
             Some(true) if !no_source => {
-                if let Err(e) = lockout(s, plan, &state.tracked) {
+                if let Err(e) = lockout_among(s, plan, &state.tracked, index.members(cluster)) {
                     c.block(e.to_string());
                 }
             }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::engine::derive::signature;
+use crate::engine::derive::{desired_firewalls, desired_zone, signature};
 use crate::engine::state::model::memberships;
 use crate::engine::state::model::{
     ExecStatus, Execution, ExecutionKind, PhaseStatus, RecordPlan, RecordValue, SeenFrom,

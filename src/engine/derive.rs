@@ -9,7 +9,7 @@
 //! from, plus the configured networks). [`lockout`] is the check made before a set is
 //! applied: the address a node last saw Legion connect from must stay allowed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -31,8 +31,55 @@ pub struct ZoneSpec {
     pub rrsets: Vec<RrSet>,
 }
 
+/// Planned nodes by cluster (in name order) and the clusters a firewall set exists for,
+/// built in one pass over a plan: a derivation per cluster then costs that cluster's
+/// size, not the fleet's (a pass per cluster made every state change O(clusters x nodes)).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PlanIndex {
+    members: HashMap<String, Vec<String>>,
+    clusters: BTreeSet<String>,
+}
+
+impl PlanIndex {
+    pub fn of(plan: &Plan) -> PlanIndex {
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, n) in &plan.nodes {
+            members
+                .entry(n.cluster.clone())
+                .or_default()
+                .push(name.clone());
+        }
+        let mut clusters: BTreeSet<String> = plan.clusters.keys().cloned().collect();
+        clusters.extend(plan.firewalls.keys().cloned());
+        clusters.extend(members.keys().cloned());
+        PlanIndex { members, clusters }
+    }
+
+    /// The planned nodes of `cluster`, in name order.
+    pub fn members(&self, cluster: &str) -> &[String] {
+        self.members.get(cluster).map_or(&[], Vec::as_slice)
+    }
+
+    /// [`planned_clusters`] of the indexed plan.
+    pub fn clusters(&self) -> &BTreeSet<String> {
+        &self.clusters
+    }
+}
+
 /// The zone's desired RRsets, and what it waits for. `None` when the zone is not planned.
+#[cfg(test)]
 pub fn desired_zone(plan: &Plan, tracked: &Tracked, zone: &str) -> Option<(ZoneSpec, Vec<String>)> {
+    desired_zone_in(plan, &PlanIndex::of(plan), tracked, zone)
+}
+
+/// The zone's desired RRsets and what it waits for (see [`desired_zone`]), with the
+/// plan's index built once by the caller.
+pub fn desired_zone_in(
+    plan: &Plan,
+    index: &PlanIndex,
+    tracked: &Tracked,
+    zone: &str,
+) -> Option<(ZoneSpec, Vec<String>)> {
     let all = plan;
     let plan = all.zones.get(zone)?;
     let mut sets: BTreeMap<(String, RecordType), (u32, BTreeSet<String>)> = BTreeMap::new();
@@ -66,10 +113,7 @@ pub fn desired_zone(plan: &Plan, tracked: &Tracked, zone: &str) -> Option<(ZoneS
         if cluster.dns_zone.as_deref() != Some(zone) {
             continue;
         }
-        for (node, np) in &all.nodes {
-            if &np.cluster != cluster_name {
-                continue;
-            }
+        for node in index.members(cluster_name) {
             let t = tracked.nodes.get(node);
             let v4 = t.and_then(|t| t.ipv4.clone());
             let v6 = t.and_then(|t| t.ipv6.clone());
@@ -198,16 +242,32 @@ pub enum Lockout {
 /// Before applying `spec`: every node it applies to must still be reachable from the
 /// address it last saw Legion connect from. Nodes not reached yet are not checked.
 pub fn lockout(spec: &FirewallSpec, plan: &Plan, tracked: &Tracked) -> Result<(), Lockout> {
+    lockout_among(spec, plan, tracked, tracked.nodes.keys())
+}
+
+/// [`lockout`] checking only `nodes` (in that order): the planned members of the
+/// spec's cluster are the only nodes its servers can belong to, so a caller with a
+/// [`PlanIndex`] checks the cluster, not the fleet.
+pub fn lockout_among<'a>(
+    spec: &FirewallSpec,
+    plan: &Plan,
+    tracked: &Tracked,
+    nodes: impl IntoIterator<Item = &'a String>,
+) -> Result<(), Lockout> {
     if spec.management.is_empty() {
         return Err(Lockout::NoSource {
             firewall: spec.name.clone(),
         });
     }
-    for (node, t) in &tracked.nodes {
+    let on: HashSet<&str> = spec.server_ids.iter().map(String::as_str).collect();
+    for node in nodes {
+        let Some(t) = tracked.nodes.get(node) else {
+            continue;
+        };
         let on_set = t
             .server_id
             .as_ref()
-            .is_some_and(|id| t.provider == spec.provider && spec.server_ids.contains(id));
+            .is_some_and(|id| t.provider == spec.provider && on.contains(id.as_str()));
         if !on_set || !plan.nodes.contains_key(node) {
             continue;
         }
@@ -237,13 +297,32 @@ pub fn planned_clusters(plan: &Plan) -> BTreeSet<String> {
 /// The cluster's firewall set, one firewall per provider its nodes run on, and what it
 /// waits for. `None` when the cluster is not planned. `default_ssh_port` is the port
 /// Legion reaches nodes on when their import does not say another.
+#[cfg(test)]
 pub fn desired_firewalls(
     plan: &Plan,
     tracked: &Tracked,
     cluster: &str,
     default_ssh_port: u16,
 ) -> Option<(Vec<FirewallSpec>, Vec<String>)> {
-    if !planned_clusters(plan).contains(cluster) {
+    desired_firewalls_in(
+        plan,
+        &PlanIndex::of(plan),
+        tracked,
+        cluster,
+        default_ssh_port,
+    )
+}
+
+/// The cluster's firewall set (see [`desired_firewalls`]), with the plan's index built
+/// once by the caller: it costs the cluster's size, not the fleet's.
+pub fn desired_firewalls_in(
+    plan: &Plan,
+    index: &PlanIndex,
+    tracked: &Tracked,
+    cluster: &str,
+    default_ssh_port: u16,
+) -> Option<(Vec<FirewallSpec>, Vec<String>)> {
+    if !index.clusters().contains(cluster) {
         return None;
     }
     let peer_ports = plan
@@ -255,7 +334,11 @@ pub fn desired_firewalls(
     let mut sources = BTreeSet::new();
     let mut by_provider: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut ssh_ports = BTreeSet::new();
-    for (node, np) in plan.nodes.iter().filter(|(_, n)| n.cluster == cluster) {
+    let members = index
+        .members(cluster)
+        .iter()
+        .filter_map(|n| Some((n, plan.nodes.get(n)?)));
+    for (node, np) in members {
         by_provider.entry(np.provider.clone()).or_default();
         let t = tracked.nodes.get(node);
         ssh_ports.insert(ssh_port(t, default_ssh_port));
@@ -332,6 +415,7 @@ pub fn desired_firewalls(
 /// Firewall changes Legion cannot make itself: for each node of `cluster` on a provider
 /// whose firewalls Legion does not manage (`unmanaged(provider)`), one line per rule of the
 /// cluster's set, for the operator to carry out on the host.
+#[cfg(test)]
 pub fn operator_tasks(
     plan: &Plan,
     tracked: &Tracked,
@@ -339,16 +423,31 @@ pub fn operator_tasks(
     default_ssh_port: u16,
     unmanaged: impl Fn(&str) -> bool,
 ) -> Vec<String> {
-    let Some((specs, _)) = desired_firewalls(plan, tracked, cluster, default_ssh_port) else {
+    let index = PlanIndex::of(plan);
+    operator_tasks_in(plan, &index, tracked, cluster, default_ssh_port, unmanaged)
+}
+
+/// [`operator_tasks`] with the plan's index built once by the caller.
+pub fn operator_tasks_in(
+    plan: &Plan,
+    index: &PlanIndex,
+    tracked: &Tracked,
+    cluster: &str,
+    default_ssh_port: u16,
+    unmanaged: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let Some((specs, _)) = desired_firewalls_in(plan, index, tracked, cluster, default_ssh_port)
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for spec in specs.iter().filter(|s| unmanaged(&s.provider)) {
-        let nodes = plan
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.cluster == cluster && n.provider == spec.provider);
-        for (node, _) in nodes {
+        let nodes = index.members(cluster).iter().filter(|n| {
+            plan.nodes
+                .get(*n)
+                .is_some_and(|p| p.provider == spec.provider)
+        });
+        for node in nodes {
             let Some(addr) = tracked.nodes.get(node).and_then(|t| t.address()) else {
                 continue;
             };

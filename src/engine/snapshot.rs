@@ -4,7 +4,7 @@
 //! their field differences. A stored resource whose actor has not published yet shows as
 //! `unknown`; it is never hidden. Assembly is a pure function so it can be benchmarked.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 // types; they are part of what a face reads, so they leave the crate from here.
 pub use super::actors::{Machine, NodeSnap, ResourceKey, Snap, SyncSnap, SyncState, System};
 use super::changes::{ChangeAction, ChangeCounts, ChangeSet, ResourceKind};
-use super::derive::planned_clusters;
 use super::state::model::{Execution, State};
 use super::status::{
     Freshness, NodeFacts, NodeStatus, Settlement, SyncStatus, node_status, provider_freshness,
@@ -324,30 +323,38 @@ pub fn assemble(
             )
         })
         .collect();
-    let mut clusters = planned_clusters(&state.plan);
-    clusters.extend(state.tracked.firewalls.keys().cloned());
+    // One pass over the planned nodes for every cluster's providers: a pass per cluster
+    // made assembly O(clusters x nodes).
+    let mut by_cluster: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for n in state.plan.nodes.values() {
+        by_cluster
+            .entry(n.cluster.as_str())
+            .or_default()
+            .insert(n.provider.as_str());
+    }
+    let clusters: BTreeSet<&str> = by_cluster
+        .keys()
+        .copied()
+        .chain(state.plan.clusters.keys().map(String::as_str))
+        .chain(state.plan.firewalls.keys().map(String::as_str))
+        .chain(state.tracked.firewalls.keys().map(String::as_str))
+        .collect();
     let firewalls = clusters
-        .iter()
+        .into_iter()
         .map(|c| {
-            let mut provs: BTreeSet<&str> = state
-                .plan
-                .nodes
-                .values()
-                .filter(|n| &n.cluster == c)
-                .map(|n| n.provider.as_str())
-                .collect();
+            let mut provs: BTreeSet<&str> = by_cluster.get(c).cloned().unwrap_or_default();
             if let Some(t) = state.tracked.firewalls.get(c) {
                 provs.extend(t.firewall_ids.keys().map(String::as_str));
             }
             let provider = provs.into_iter().collect::<Vec<_>>().join(",");
-            let planned = state.plan.nodes.values().any(|n| &n.cluster == c)
+            let planned = by_cluster.contains_key(c)
                 || state.plan.clusters.contains_key(c)
                 || state.plan.firewalls.contains_key(c);
             sync_row(
                 c,
                 provider,
                 planned,
-                board.get(&ResourceKey::Firewall(c.clone())),
+                board.get(&ResourceKey::Firewall(c.to_string())),
                 &providers,
             )
         })

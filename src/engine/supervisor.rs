@@ -2,8 +2,9 @@
 //! resource is gone from both plan and tracked state, wakes derived-resource actors on
 //! state changes, and publishes coalesced `AppSnapshot`s.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -15,6 +16,10 @@ use super::actors::{ActorEnv, ResourceKey};
 use super::changes::{ChangeEnv, ChangeSet, compute};
 use super::derive::planned_clusters;
 use super::snapshot::{AppSnapshot, ApplyView, assemble};
+use super::state::change::Key;
+
+/// The publisher waits at least this many times what its last publication cost.
+const PUBLISH_DUTY: u32 = 4;
 
 #[derive(Default)]
 struct Actors {
@@ -22,6 +27,36 @@ struct Actors {
     zones: HashMap<String, (SyncHandle, JoinHandle<()>)>,
     firewalls: HashMap<String, (SyncHandle, JoinHandle<()>)>,
     domains: HashMap<String, (SyncHandle, JoinHandle<()>)>,
+    /// What the firewall actors follow, kept so a keyed change costs what it touched:
+    /// each planned node's cluster, the planned nodes per cluster, and the clusters
+    /// that have a firewall set for another reason (planned, tracked, applied; those
+    /// change only with a full sync).
+    node_cluster: HashMap<String, String>,
+    cluster_nodes: HashMap<String, usize>,
+    fixed_clusters: BTreeSet<String>,
+    applied_clusters: BTreeSet<String>,
+}
+
+impl Actors {
+    fn set_node_cluster(&mut self, node: &str, cluster: Option<&str>) -> Option<String> {
+        let old = match cluster {
+            Some(c) if self.node_cluster.get(node).is_some_and(|o| o == c) => return None,
+            Some(c) => self.node_cluster.insert(node.to_string(), c.to_string()),
+            None => self.node_cluster.remove(node),
+        };
+        if let Some(c) = cluster {
+            *self.cluster_nodes.entry(c.to_string()).or_default() += 1;
+        }
+        if let Some(o) = &old
+            && let Some(n) = self.cluster_nodes.get_mut(o)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.cluster_nodes.remove(o);
+            }
+        }
+        old
+    }
 }
 
 pub struct Supervisor {
@@ -55,16 +90,30 @@ fn reconcile_set<R: Reconciler>(
     }
 }
 
+/// Start or stop the one actor of `name` in `map`.
+fn one<R: Reconciler>(
+    env: &Arc<ActorEnv>,
+    rec: &Arc<R>,
+    map: &mut HashMap<String, (SyncHandle, JoinHandle<()>)>,
+    name: String,
+    keep: bool,
+) {
+    if keep {
+        map.entry(name.clone())
+            .or_insert_with(|| SyncHandle::spawn(env.clone(), rec.clone(), name));
+    } else if let Some((_, task)) = map.remove(&name) {
+        task.abort();
+        env.board.remove(&rec.key(&name));
+    }
+}
+
 impl Supervisor {
     pub fn new(env: Arc<ActorEnv>) -> Supervisor {
         Supervisor {
             actors: Mutex::new(Actors::default()),
             changes: Mutex::new(None),
-            zone: Arc::new(ZoneReconciler),
-            firewall: Arc::new(FirewallReconciler {
-                providers: env.providers.clone(),
-                ssh_port: 22,
-            }),
+            zone: Arc::new(ZoneReconciler::default()),
+            firewall: Arc::new(FirewallReconciler::new(env.providers.clone(), 22)),
             domain: Arc::new(DomainReconciler),
             env,
         }
@@ -73,10 +122,7 @@ impl Supervisor {
     /// The SSH port Legion reaches nodes on (`LEGION_SSH_PORT`), which every managed
     /// firewall keeps open to the management sources; 22 unless set.
     pub fn with_ssh_port(mut self, port: u16) -> Supervisor {
-        self.firewall = Arc::new(FirewallReconciler {
-            providers: self.env.providers.clone(),
-            ssh_port: port,
-        });
+        self.firewall = Arc::new(FirewallReconciler::new(self.env.providers.clone(), port));
         self
     }
 
@@ -97,7 +143,7 @@ impl Supervisor {
 
     /// Ensure an actor for every planned or tracked resource; stop the rest.
     pub fn sync_from_state(&self) {
-        let (nodes, zones, clusters, domains) = self.env.cell.read(|s| {
+        let (nodes, zones, node_cluster, fixed, applied, domains) = self.env.cell.read(|s| {
             let nodes: BTreeSet<String> = s
                 .plan
                 .nodes
@@ -112,11 +158,22 @@ impl Supervisor {
                 .chain(s.tracked.zones.keys())
                 .cloned()
                 .collect();
-            let mut clusters = planned_clusters(&s.plan);
-            clusters.extend(s.tracked.firewalls.keys().cloned());
-            if let Some(applied) = &s.tracked.applied_plan {
-                clusters.extend(planned_clusters(applied));
-            }
+            let node_cluster: HashMap<String, String> = s
+                .plan
+                .nodes
+                .iter()
+                .map(|(n, p)| (n.clone(), p.cluster.clone()))
+                .collect();
+            let applied = s
+                .tracked
+                .applied_plan
+                .as_ref()
+                .map(planned_clusters)
+                .unwrap_or_default();
+            let mut fixed: BTreeSet<String> = s.plan.clusters.keys().cloned().collect();
+            fixed.extend(s.plan.firewalls.keys().cloned());
+            fixed.extend(s.tracked.firewalls.keys().cloned());
+            fixed.extend(applied.iter().cloned());
             let domains: BTreeSet<String> = s
                 .plan
                 .domains
@@ -124,9 +181,19 @@ impl Supervisor {
                 .chain(s.tracked.domains.keys())
                 .cloned()
                 .collect();
-            (nodes, zones, clusters, domains)
+            (nodes, zones, node_cluster, fixed, applied, domains)
         });
         let mut a = self.lock();
+        let a = &mut *a;
+        a.cluster_nodes.clear();
+        for c in node_cluster.values() {
+            *a.cluster_nodes.entry(c.clone()).or_default() += 1;
+        }
+        a.node_cluster = node_cluster;
+        a.fixed_clusters = fixed;
+        a.applied_clusters = applied;
+        let mut clusters = a.fixed_clusters.clone();
+        clusters.extend(a.cluster_nodes.keys().cloned());
         a.nodes.retain(|name, (_, task)| {
             let keep = nodes.contains(name);
             if !keep {
@@ -143,6 +210,86 @@ impl Supervisor {
         reconcile_set(&self.env, &self.zone, &mut a.zones, zones);
         reconcile_set(&self.env, &self.firewall, &mut a.firewalls, clusters);
         reconcile_set(&self.env, &self.domain, &mut a.domains, domains);
+    }
+
+    /// [`Supervisor::sync_from_state`] for the resources `keys` name only: a plan edit or
+    /// an execution's phase costs what it touched, not the fleet's size.
+    pub fn sync_keys(&self, keys: &HashSet<Key>) {
+        struct Wanted {
+            node: Vec<(String, bool, Option<String>)>,
+            zone: Vec<(String, bool)>,
+            domain: Vec<(String, bool)>,
+            fixed: Vec<(String, bool)>,
+        }
+        let w = self.env.cell.read(|s| {
+            let mut w = Wanted {
+                node: Vec::new(),
+                zone: Vec::new(),
+                domain: Vec::new(),
+                fixed: Vec::new(),
+            };
+            for key in keys {
+                match key {
+                    Key::PlanNode(n) | Key::TrackedNode(n) => {
+                        let plan = s.plan.nodes.get(n);
+                        let keep = plan.is_some() || s.tracked.nodes.contains_key(n);
+                        w.node
+                            .push((n.clone(), keep, plan.map(|p| p.cluster.clone())));
+                    }
+                    Key::PlanZone(n) => w.zone.push((
+                        n.clone(),
+                        s.plan.zones.contains_key(n) || s.tracked.zones.contains_key(n),
+                    )),
+                    Key::PlanDomain(n) => w.domain.push((
+                        n.clone(),
+                        s.plan.domains.contains_key(n) || s.tracked.domains.contains_key(n),
+                    )),
+                    Key::PlanCluster(c) | Key::PlanFirewall(c) => w.fixed.push((
+                        c.clone(),
+                        s.plan.clusters.contains_key(c)
+                            || s.plan.firewalls.contains_key(c)
+                            || s.tracked.firewalls.contains_key(c),
+                    )),
+                    _ => {}
+                }
+            }
+            w
+        });
+        let mut a = self.lock();
+        let a = &mut *a;
+        let mut clusters: BTreeSet<String> = BTreeSet::new();
+        for (name, keep, cluster) in w.node {
+            if let Some(old) = a.set_node_cluster(&name, cluster.as_deref()) {
+                clusters.insert(old);
+            }
+            clusters.extend(cluster);
+            if keep {
+                a.nodes
+                    .entry(name.clone())
+                    .or_insert_with(|| NodeHandle::spawn(self.env.clone(), name));
+            } else if let Some((_, task)) = a.nodes.remove(&name) {
+                task.abort();
+                self.env.board.remove(&ResourceKey::Node(name));
+            }
+        }
+        for (c, fixed) in w.fixed {
+            if fixed || a.applied_clusters.contains(&c) {
+                a.fixed_clusters.insert(c.clone());
+            } else {
+                a.fixed_clusters.remove(&c);
+            }
+            clusters.insert(c);
+        }
+        for c in clusters {
+            let keep = a.fixed_clusters.contains(&c) || a.cluster_nodes.contains_key(&c);
+            one(&self.env, &self.firewall, &mut a.firewalls, c, keep);
+        }
+        for (z, keep) in w.zone {
+            one(&self.env, &self.zone, &mut a.zones, z, keep);
+        }
+        for (d, keep) in w.domain {
+            one(&self.env, &self.domain, &mut a.domains, d, keep);
+        }
     }
 
     /// The actor of node `name`, started now if the state follower has not started it
@@ -212,7 +359,12 @@ impl Supervisor {
             while versions.changed().await.is_ok() {
                 versions.borrow_and_update();
                 let Some(sup) = sup.upgrade() else { return };
-                sup.sync_from_state();
+                let touched = sup.env.cell.take_touched();
+                if touched.all {
+                    sup.sync_from_state();
+                } else {
+                    sup.sync_keys(&touched.keys);
+                }
                 sup.sync_derived(None);
             }
         })
@@ -232,15 +384,21 @@ impl Supervisor {
         let window = self.env.timings.coalesce;
         tokio::spawn(async move {
             let mut seq = out.borrow().seq;
+            // What the last publication cost: the next one waits at least a few times
+            // that, so a large fleet's publisher takes a bounded share of the CPU (its
+            // publications spread out) instead of assembling back to back while every
+            // actor changes. A small fleet costs far less than the window.
+            let mut cost = Duration::ZERO;
             loop {
                 tokio::select! {
                     r = board.changed() => if r.is_err() { return },
                     r = versions.changed() => if r.is_err() { return },
                 }
-                tokio::time::sleep(window).await;
+                tokio::time::sleep(window.max(cost * PUBLISH_DUTY)).await;
                 board.borrow_and_update();
                 versions.borrow_and_update();
                 let Some(sup) = sup.upgrade() else { return };
+                let started = std::time::Instant::now();
                 let mut snap = sup.assemble(seq + 1, home.clone(), &apply);
                 // Only a snapshot that differs wakes the faces.
                 out.send_if_modified(|current| {
@@ -253,6 +411,7 @@ impl Supervisor {
                     *current = Arc::new(snap);
                     true
                 });
+                cost = started.elapsed();
             }
         })
     }
@@ -312,5 +471,131 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::oplog::OpLog;
+    use crate::engine::actors::{Board, ProviderSet, Timings};
+    use crate::engine::plan::{PlanEdit, apply_edit};
+    use crate::engine::state::cell::StateCell;
+    use crate::engine::state::change::keys_of;
+    use crate::engine::state::crypto::KdfParams;
+    use crate::engine::state::model::{ClusterPlan, NodePlan, State};
+    use crate::engine::state::store::StateFile;
+    use crate::providers::BootMode;
+
+    impl Supervisor {
+        fn actor_keys(&self) -> BTreeSet<ResourceKey> {
+            let a = self.lock();
+            let mut out: BTreeSet<ResourceKey> =
+                a.nodes.keys().cloned().map(ResourceKey::Node).collect();
+            out.extend(a.zones.keys().cloned().map(ResourceKey::Zone));
+            out.extend(a.firewalls.keys().cloned().map(ResourceKey::Firewall));
+            out.extend(a.domains.keys().cloned().map(ResourceKey::Domain));
+            out
+        }
+    }
+
+    fn node(cluster: &str) -> NodePlan {
+        NodePlan {
+            uid: format!("u-{cluster}"),
+            cluster: cluster.into(),
+            role: "app".into(),
+            provider: "mock".into(),
+            region: "r".into(),
+            offer: "o".into(),
+            image: "i".into(),
+            boot_mode: BootMode::Bios,
+        }
+    }
+
+    fn upsert(name: &str, cluster: &str) -> PlanEdit {
+        PlanEdit::UpsertNode {
+            name: name.into(),
+            node: node(cluster),
+        }
+    }
+
+    fn supervisor(cell: &Arc<StateCell>) -> Supervisor {
+        let oplog = OpLog::default();
+        Supervisor::new(Arc::new(ActorEnv {
+            cell: cell.clone(),
+            providers: Arc::new(ProviderSet::default()),
+            board: Arc::new(Board::new(oplog.clone())),
+            oplog,
+            timings: Timings::default(),
+            install_id: "test".into(),
+            ssh: None,
+            ssh_behind_own_agents: false,
+        }))
+    }
+
+    /// The state follower syncs only what a keyed change touched: after every kind of
+    /// plan edit (nodes in, out and between clusters, a cluster emptied, clusters and
+    /// zones planned and removed) it runs the same actors as a full sync would.
+    #[tokio::test]
+    async fn keyed_changes_keep_the_actors_of_a_full_sync() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = State::new("i".into());
+        let file = StateFile::in_home(dir.path());
+        let bytes = serde_json::to_vec(&state).unwrap_or_else(|e| panic!("{e}"));
+        let fast = KdfParams {
+            m_cost_kib: 1024,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let key = file
+            .create(b"pw", fast, &bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cell = StateCell::start(state, file, key);
+        let sup = supervisor(&cell);
+        sup.sync_from_state();
+        assert!(cell.take_touched().all, "the first look syncs everything");
+        let edits = vec![
+            upsert("a", "x"),
+            upsert("b", "x"),
+            upsert("c", "y"),
+            upsert("b", "y"),
+            PlanEdit::RemoveNode { name: "c".into() },
+            upsert("d", "z"),
+            PlanEdit::RemoveNode { name: "a".into() },
+            PlanEdit::UpsertCluster {
+                name: "w".into(),
+                cluster: ClusterPlan {
+                    dns_zone: None,
+                    peer_ports: vec![1],
+                },
+            },
+            PlanEdit::UpsertZone {
+                name: "example.test".into(),
+                provider: "mock".into(),
+            },
+            upsert("e", "w"),
+            PlanEdit::RemoveNode { name: "e".into() },
+            PlanEdit::RemoveZone {
+                name: "example.test".into(),
+            },
+            PlanEdit::RemoveNode { name: "b".into() },
+        ];
+        for edit in edits {
+            let what = format!("{edit:?}");
+            let keys = keys_of(&edit);
+            cell.try_change(&keys, |s| apply_edit(s, edit))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let touched = cell.take_touched();
+            assert!(!touched.all, "{what} was keyed");
+            sup.sync_keys(&touched.keys);
+            let full = supervisor(&cell);
+            full.sync_from_state();
+            assert_eq!(sup.actor_keys(), full.actor_keys(), "after {what}");
+        }
+        assert!(
+            sup.actor_keys()
+                .contains(&ResourceKey::Firewall("w".into())),
+            "a planned cluster keeps its firewall set without nodes"
+        );
     }
 }

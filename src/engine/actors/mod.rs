@@ -294,6 +294,15 @@ impl Board {
         self.snaps.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// Look at the board in place, under its lock (keep `f` short: actors wait to
+    /// publish): no copy of every snapshot for a question about a few.
+    pub fn with<R>(&self, f: impl FnOnce(&HashMap<ResourceKey, Snap>) -> R) -> R {
+        match self.snaps.lock() {
+            Ok(m) => f(&m),
+            Err(e) => f(&e.into_inner()),
+        }
+    }
+
     pub fn node(&self, name: &str) -> Option<Arc<NodeSnap>> {
         match self
             .snaps

@@ -14,8 +14,8 @@ use super::error::ActorError;
 use super::sync::{Desired, Reconciler};
 use super::{ActorEnv, Connected, ResourceKey};
 use crate::engine::derive::{
-    FirewallSpec, Lockout, ZoneSpec, desired_firewalls, desired_zone, lockout, operator_tasks,
-    planned_clusters,
+    FirewallSpec, Lockout, PlanIndex, ZoneSpec, desired_firewalls_in, desired_zone_in, lockout,
+    operator_tasks_in,
 };
 use crate::engine::state::model::{Plan, State, Tracked, TrackedDomain, TrackedZone};
 use crate::providers::{LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, RrSet};
@@ -44,7 +44,30 @@ fn not_applied<S>(tracked: bool) -> Desired<S> {
     }
 }
 
-pub struct ZoneReconciler;
+/// The applied plan's [`PlanIndex`], built once per state epoch (the applied plan changes
+/// only with an unkeyed change, which advances the epoch) and shared by every actor of a
+/// reconciler: each derivation then costs its cluster's size, not the fleet's.
+#[derive(Default)]
+pub struct IndexCache(std::sync::Mutex<Option<(u64, Arc<PlanIndex>)>>);
+
+impl IndexCache {
+    fn get(&self, epoch: u64, plan: &Plan) -> Arc<PlanIndex> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((at, index)) if *at == epoch => index.clone(),
+            _ => {
+                let index = Arc::new(PlanIndex::of(plan));
+                *slot = Some((epoch, index.clone()));
+                index
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ZoneReconciler {
+    index: IndexCache,
+}
 
 #[async_trait]
 impl Reconciler for ZoneReconciler {
@@ -54,12 +77,13 @@ impl Reconciler for ZoneReconciler {
         ResourceKey::Zone(name.to_string())
     }
 
-    fn desired(&self, name: &str, state: &State) -> Desired<ZoneSpec> {
+    fn desired(&self, name: &str, state: &State, epoch: u64) -> Desired<ZoneSpec> {
         let tracked = state.tracked.zones.contains_key(name);
         let Some(plan) = &state.tracked.applied_plan else {
             return not_applied(tracked);
         };
-        match desired_zone(plan, &state.tracked, name) {
+        let index = self.index.get(epoch, plan);
+        match desired_zone_in(plan, &index, &state.tracked, name) {
             Some((spec, waiting)) => Desired {
                 summary: format!("{} rrsets", spec.rrsets.len()),
                 spec: Some(spec),
@@ -180,12 +204,21 @@ pub struct FirewallReconciler {
     /// The SSH port Legion reaches nodes on (imports may say another): the management
     /// rule opens it.
     pub ssh_port: u16,
+    index: IndexCache,
 }
 
 #[derive(Clone, Serialize)]
 pub struct FirewallSetSpec(pub Vec<FirewallSpec>);
 
 impl FirewallReconciler {
+    pub fn new(providers: Arc<super::ProviderSet>, ssh_port: u16) -> FirewallReconciler {
+        FirewallReconciler {
+            providers,
+            ssh_port,
+            index: IndexCache::default(),
+        }
+    }
+
     /// The first firewall of `specs` Legion manages at its provider that would cut
     /// Legion off from a node (providers without a firewall API get operator tasks).
     fn lockout(
@@ -206,9 +239,13 @@ impl FirewallReconciler {
 
     /// What an apply of the current plan would refuse, one line per firewall set.
     pub fn lockouts(&self, state: &State) -> Vec<String> {
-        planned_clusters(&state.plan)
+        let index = PlanIndex::of(&state.plan);
+        index
+            .clusters()
             .iter()
-            .filter_map(|c| desired_firewalls(&state.plan, &state.tracked, c, self.ssh_port))
+            .filter_map(|c| {
+                desired_firewalls_in(&state.plan, &index, &state.tracked, c, self.ssh_port)
+            })
             .filter_map(|(specs, _)| self.lockout(&specs, &state.plan, &state.tracked).err())
             .map(|e| e.to_string())
             .collect()
@@ -223,12 +260,13 @@ impl Reconciler for FirewallReconciler {
         ResourceKey::Firewall(name.to_string())
     }
 
-    fn desired(&self, name: &str, state: &State) -> Desired<FirewallSetSpec> {
+    fn desired(&self, name: &str, state: &State, epoch: u64) -> Desired<FirewallSetSpec> {
         let tracked = state.tracked.firewalls.contains_key(name);
         let Some(plan) = &state.tracked.applied_plan else {
             return not_applied(tracked);
         };
-        match desired_firewalls(plan, &state.tracked, name, self.ssh_port) {
+        let index = self.index.get(epoch, plan);
+        match desired_firewalls_in(plan, &index, &state.tracked, name, self.ssh_port) {
             // Without a management source the set would lock Legion out of its nodes:
             // it waits (with the reason) instead of being applied.
             Some((specs, waiting)) if specs.iter().any(|s| s.management.is_empty()) => Desired {
@@ -267,11 +305,12 @@ impl Reconciler for FirewallReconciler {
     }
 
     /// Rules for nodes on providers without managed firewalls, as of the last apply.
-    fn tasks(&self, name: &str, state: &State) -> Vec<String> {
+    fn tasks(&self, name: &str, state: &State, epoch: u64) -> Vec<String> {
         let Some(plan) = &state.tracked.applied_plan else {
             return Vec::new();
         };
-        operator_tasks(plan, &state.tracked, name, self.ssh_port, |p| {
+        let index = self.index.get(epoch, plan);
+        operator_tasks_in(plan, &index, &state.tracked, name, self.ssh_port, |p| {
             self.providers
                 .get(p)
                 .is_some_and(|c| c.api.firewall().is_none())
@@ -399,7 +438,7 @@ impl Reconciler for DomainReconciler {
         ResourceKey::Domain(name.to_string())
     }
 
-    fn desired(&self, name: &str, state: &State) -> Desired<DomainSpec> {
+    fn desired(&self, name: &str, state: &State, _epoch: u64) -> Desired<DomainSpec> {
         let tracked = state.tracked.domains.contains_key(name);
         let Some(applied) = &state.tracked.applied_plan else {
             return not_applied(tracked);

@@ -19,6 +19,7 @@ use super::machine::Machine;
 use super::work::{Event, connected, persist};
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
+use crate::engine::state::change::Key;
 use crate::engine::state::model::{ExecutionKind, NodePlan, RetiringServer, State, TrackedNode};
 use crate::providers::{ObservedServer, ServerStatus, StopMode};
 
@@ -247,19 +248,26 @@ pub(super) async fn resize(env: &ActorEnv, name: &str, plan: &NodePlan) -> Resul
     if !done {
         compute.resize_server(&id, &plan.offer, &res(name)).await?;
     }
-    persist(env, |s| {
-        if let Some(t) = s.tracked.nodes.get_mut(name) {
-            t.offer = plan.offer.clone();
-        }
-        if let Some(sv) = s
-            .observed
-            .servers
-            .get_mut(name)
-            .and_then(|r| r.server.as_mut())
-        {
-            sv.offer = plan.offer.clone();
-        }
-    })
+    persist(
+        env,
+        &[
+            Key::TrackedNode(name.to_string()),
+            Key::ObservedServer(name.to_string()),
+        ],
+        |s| {
+            if let Some(t) = s.tracked.nodes.get_mut(name) {
+                t.offer = plan.offer.clone();
+            }
+            if let Some(sv) = s
+                .observed
+                .servers
+                .get_mut(name)
+                .and_then(|r| r.server.as_mut())
+            {
+                sv.offer = plan.offer.clone();
+            }
+        },
+    )
     .await
 }
 
@@ -314,19 +322,26 @@ pub(super) async fn retire_old(
             old.server_id, old.region
         ),
     );
-    persist(env, |s| {
-        if let Some(t) = s.tracked.nodes.get_mut(name) {
-            t.provider = plan.provider.clone();
-            t.server_id = None;
-            t.ipv4 = None;
-            t.ipv6 = None;
-            t.host_key = None;
-            if let Some(e) = t.execution.as_mut() {
-                e.retiring = Some(old);
+    persist(
+        env,
+        &[
+            Key::TrackedNode(name.to_string()),
+            Key::ObservedServer(name.to_string()),
+        ],
+        |s| {
+            if let Some(t) = s.tracked.nodes.get_mut(name) {
+                t.provider = plan.provider.clone();
+                t.server_id = None;
+                t.ipv4 = None;
+                t.ipv6 = None;
+                t.host_key = None;
+                if let Some(e) = t.execution.as_mut() {
+                    e.retiring = Some(old);
+                }
             }
-        }
-        s.observed.servers.remove(name);
-    })
+            s.observed.servers.remove(name);
+        },
+    )
     .await?;
     Ok(Some(id))
 }
@@ -357,7 +372,7 @@ pub(super) async fn destroy_old(env: &ActorEnv, name: &str) -> Result<(), ActorE
         Some(res(name)),
         format!("{name}: destroyed its old server {}", old.server_id),
     );
-    persist(env, |s| {
+    persist(env, &[Key::TrackedNode(name.to_string())], |s| {
         if let Some(e) = s
             .tracked
             .nodes

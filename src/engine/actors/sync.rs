@@ -31,7 +31,9 @@ pub struct Desired<S> {
 pub trait Reconciler: Send + Sync + 'static {
     type Spec: Serialize + Clone + Send + Sync + 'static;
     fn key(&self, name: &str) -> ResourceKey;
-    fn desired(&self, name: &str, state: &State) -> Desired<Self::Spec>;
+    /// `epoch`: the state's [`StateCell::epoch`](crate::engine::state::cell::StateCell::epoch),
+    /// under which what a reconciler derived from the applied plan stays valid.
+    fn desired(&self, name: &str, state: &State, epoch: u64) -> Desired<Self::Spec>;
     fn applied_signature(&self, name: &str, state: &State) -> Option<String>;
     /// Make the provider match `spec`, then record `signature` as applied.
     async fn converge(
@@ -45,7 +47,7 @@ pub trait Reconciler: Send + Sync + 'static {
     async fn remove(&self, env: &ActorEnv, name: &str) -> Result<(), ActorError>;
     /// Changes the operator has to make by hand (what the provider cannot be asked to
     /// do); shown with the resource, never pretended applied.
-    fn tasks(&self, _name: &str, _state: &State) -> Vec<String> {
+    fn tasks(&self, _name: &str, _state: &State, _epoch: u64) -> Vec<String> {
         Vec::new()
     }
 }
@@ -174,11 +176,11 @@ impl<R: Reconciler> SyncActor<R> {
     }
 
     fn evaluate(&mut self, apply: Option<u64>) {
-        let (desired, applied, tasks) = self.env.cell.read(|s| {
+        let (desired, applied, tasks) = self.env.cell.read_at(|s, epoch| {
             (
-                self.reconciler.desired(&self.name, s),
+                self.reconciler.desired(&self.name, s, epoch),
                 self.reconciler.applied_signature(&self.name, s),
-                self.reconciler.tasks(&self.name, s),
+                self.reconciler.tasks(&self.name, s, epoch),
             )
         });
         self.snap.summary = desired.summary.clone();

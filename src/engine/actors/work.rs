@@ -13,6 +13,7 @@ use super::machine::{Action, Machine, System};
 use super::replace;
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
+use crate::engine::state::change::Key;
 use crate::engine::state::model::{
     ClusterTracked, Execution, ExecutionKind, NodePlan, Phase, ServerReading, State, TrackedNode,
     membership,
@@ -81,7 +82,7 @@ pub(super) fn record_addresses(env: &ActorEnv, name: &str, server: &ObservedServ
         })
     });
     if differs {
-        env.cell.mutate(|s| {
+        env.cell.change(&[Key::TrackedNode(name.to_string())], |s| {
             if let Some(t) = s.tracked.nodes.get_mut(name) {
                 t.ipv4 = server.ipv4.clone();
                 t.ipv6 = server.ipv6.clone();
@@ -144,15 +145,19 @@ pub(super) async fn ensure_managed_key(
             doing: "uploading Legion's SSH key",
             source: Box::new(e),
         })?;
-    persist(env, |s| {
+    persist(env, &[Key::SshKey(provider.id.clone())], |s| {
         s.tracked.ssh_keys.insert(provider.id.clone(), id.clone());
     })
     .await?;
     Ok(Some(id))
 }
 
-pub(super) async fn persist(env: &ActorEnv, f: impl FnOnce(&mut State)) -> Result<(), ActorError> {
-    Ok(env.cell.commit(f).await?)
+pub(super) async fn persist(
+    env: &ActorEnv,
+    keys: &[Key],
+    f: impl FnOnce(&mut State),
+) -> Result<(), ActorError> {
+    Ok(env.cell.commit_keys(keys, f).await?)
 }
 
 pub(super) async fn set_execution(
@@ -160,7 +165,7 @@ pub(super) async fn set_execution(
     name: &str,
     f: impl FnOnce(&mut Execution),
 ) -> Result<(), ActorError> {
-    persist(env, |s| {
+    persist(env, &[Key::TrackedNode(name.to_string())], |s| {
         if let Some(e) = s
             .tracked
             .nodes
@@ -193,7 +198,12 @@ pub(super) async fn run_execution(
                 .cloned()
         })
         .ok_or_else(|| ActorError::precondition(format!("{name} is not in the plan")))?;
-    persist(env, |s| {
+    let keys = [
+        Key::TrackedNode(name.to_string()),
+        Key::ObservedServer(name.to_string()),
+        Key::NextExecutionId,
+    ];
+    persist(env, &keys, |s| {
         let id = s.next_execution_id;
         let tracked = s
             .tracked
@@ -347,7 +357,11 @@ pub(super) async fn run_phase(
                 peers: cluster.peers_of(name),
             };
             agent.configure(&target, &config).await?;
-            persist(env, |s| {
+            let keys = [
+                Key::TrackedNode(name.to_string()),
+                Key::TrackedCluster(plan.cluster.clone()),
+            ];
+            persist(env, &keys, |s| {
                 if let Some(t) = s.tracked.nodes.get_mut(name) {
                     t.configured_membership = Some(cluster.membership.clone());
                     t.configured_peers = None;
@@ -456,24 +470,31 @@ pub(super) async fn provision(
     };
     let image = server.image.clone().unwrap_or_else(|| plan.image.clone());
     let image_user = image_login_user(provider, &image).await;
-    persist(env, |s| {
-        if let Some(t) = s.tracked.nodes.get_mut(name) {
-            t.server_id = Some(server.id.clone());
-            t.ipv4 = server.ipv4.clone();
-            t.ipv6 = server.ipv6.clone();
-            t.region = server.region.clone();
-            t.offer = server.offer.clone();
-            t.image = image.clone();
-            t.image_user = image_user.clone();
-        }
-        s.observed.servers.insert(
-            name.to_string(),
-            ServerReading {
-                at_ms: now_ms(),
-                server: Some(server.clone()),
-            },
-        );
-    })
+    persist(
+        env,
+        &[
+            Key::TrackedNode(name.to_string()),
+            Key::ObservedServer(name.to_string()),
+        ],
+        |s| {
+            if let Some(t) = s.tracked.nodes.get_mut(name) {
+                t.server_id = Some(server.id.clone());
+                t.ipv4 = server.ipv4.clone();
+                t.ipv6 = server.ipv6.clone();
+                t.region = server.region.clone();
+                t.offer = server.offer.clone();
+                t.image = image.clone();
+                t.image_user = image_user.clone();
+            }
+            s.observed.servers.insert(
+                name.to_string(),
+                ServerReading {
+                    at_ms: now_ms(),
+                    server: Some(server.clone()),
+                },
+            );
+        },
+    )
     .await?;
     let _ = events.send(Event::Machine(Machine::from_status(server.status)));
     Ok(())
@@ -533,7 +554,7 @@ pub(super) async fn image_reset(
     let _ = events.send(Event::Machine(Machine::Reinstalling));
     compute.reset_image(&server_id, &image, res).await?;
     let image_user = image_user_in(&catalog, &image);
-    persist(env, |s| {
+    persist(env, &[Key::TrackedNode(name.to_string())], |s| {
         if let Some(t) = s.tracked.nodes.get_mut(name) {
             t.image = image.clone();
             t.image_user = image_user.clone();
@@ -549,27 +570,29 @@ pub(super) async fn image_reset(
     let now = match compute.get_server(&server_id).await {
         Ok(Some(server)) => {
             let machine = Machine::from_status(server.status);
-            env.cell.mutate(|s| {
-                s.observed.servers.insert(
-                    name.to_string(),
-                    ServerReading {
-                        at_ms: now_ms(),
-                        server: Some(server),
-                    },
-                );
-            });
+            env.cell
+                .change(&[Key::ObservedServer(name.to_string())], |s| {
+                    s.observed.servers.insert(
+                        name.to_string(),
+                        ServerReading {
+                            at_ms: now_ms(),
+                            server: Some(server),
+                        },
+                    );
+                });
             machine
         }
         // The reset itself finished with the server running.
         _ => {
-            env.cell.mutate(|s| {
-                if let Some(r) = s.observed.servers.get_mut(name) {
-                    if let Some(sv) = r.server.as_mut() {
-                        sv.status = ServerStatus::Running;
+            env.cell
+                .change(&[Key::ObservedServer(name.to_string())], |s| {
+                    if let Some(r) = s.observed.servers.get_mut(name) {
+                        if let Some(sv) = r.server.as_mut() {
+                            sv.status = ServerStatus::Running;
+                        }
+                        r.at_ms = now_ms();
                     }
-                    r.at_ms = now_ms();
-                }
-            });
+                });
             Machine::Running
         }
     };
@@ -620,14 +643,15 @@ pub(super) async fn power(
             } else {
                 ServerStatus::Running
             };
-            env.cell.mutate(|s| {
-                if let Some(r) = s.observed.servers.get_mut(name) {
-                    if let Some(sv) = r.server.as_mut() {
-                        sv.status = status;
+            env.cell
+                .change(&[Key::ObservedServer(name.to_string())], |s| {
+                    if let Some(r) = s.observed.servers.get_mut(name) {
+                        if let Some(sv) = r.server.as_mut() {
+                            sv.status = status;
+                        }
+                        r.at_ms = now_ms();
                     }
-                    r.at_ms = now_ms();
-                }
-            });
+                });
             let _ = events.send(Event::Machine(after));
             Ok(())
         }
@@ -664,10 +688,17 @@ pub(super) async fn teardown(
             .ok_or_else(|| no_compute(&provider))?;
         compute.destroy_server(id, &format!("node/{name}")).await?;
     }
-    persist(env, |s| {
-        s.tracked.nodes.remove(name);
-        s.observed.servers.remove(name);
-    })
+    persist(
+        env,
+        &[
+            Key::TrackedNode(name.to_string()),
+            Key::ObservedServer(name.to_string()),
+        ],
+        |s| {
+            s.tracked.nodes.remove(name);
+            s.observed.servers.remove(name);
+        },
+    )
     .await?;
     let _ = events.send(Event::Machine(Machine::Absent));
     let _ = events.send(Event::System(System::Pending));

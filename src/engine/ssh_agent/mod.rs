@@ -270,8 +270,12 @@ pub(crate) async fn record_seen(cell: &StateCell, name: &str, addr: &str) {
     if same {
         return;
     }
+    // Keyed: a journal record, not a full save per node of a large apply.
+    let keys = [crate::engine::state::change::Key::SeenFrom(
+        name.to_string(),
+    )];
     let saved = cell
-        .commit(|s| {
+        .commit_keys(&keys, |s| {
             if !s.tracked.nodes.contains_key(name) {
                 return;
             }

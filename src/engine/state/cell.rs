@@ -24,6 +24,8 @@
 //! read-only command's bookkeeping) must not rotate the previous generation out of
 //! `.bak`, nor fail on a full disk.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
@@ -81,6 +83,12 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 pub struct StateCell {
     state: RwLock<State>,
+    /// Advanced by every change that is not keyed ([`StateCell::mutate`]): what is
+    /// derived from parts of the state only such a change touches (the applied plan)
+    /// stays valid while it holds.
+    epoch: AtomicU64,
+    /// What changed since the supervisor's state follower last looked.
+    touched: std::sync::Mutex<Touched>,
     version: watch::Sender<u64>,
     persisted: watch::Sender<Persisted>,
     pending: std::sync::Mutex<Pending>,
@@ -116,6 +124,34 @@ enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// What changed since [`StateCell::take_touched`] was last called: the keys of keyed
+/// changes, or `all` after any other mutation (or too many keys to be worth listing).
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub all: bool,
+    pub keys: HashSet<Key>,
+}
+
+/// Past this many keys a follower resyncs everything anyway.
+const TOUCHED_MAX: usize = 4096;
+
+impl Touched {
+    fn all(&mut self) {
+        self.all = true;
+        self.keys.clear();
+    }
+
+    fn add(&mut self, keys: &[Key]) {
+        if self.all {
+            return;
+        }
+        self.keys.extend(keys.iter().cloned());
+        if self.keys.len() > TOUCHED_MAX {
+            self.all();
+        }
+    }
+}
+
 /// What one write does, captured under the state lock.
 enum Work {
     Full(Zeroizing<Vec<u8>>),
@@ -147,6 +183,11 @@ impl StateCell {
         let saved = bytes.filter(|_| clean).map(|b| digest(&b));
         let cell = Arc::new(StateCell {
             state: RwLock::new(state),
+            epoch: AtomicU64::new(0),
+            touched: std::sync::Mutex::new(Touched {
+                all: true,
+                keys: HashSet::new(),
+            }),
             version,
             persisted,
             pending: std::sync::Mutex::new(Pending::default()),
@@ -165,6 +206,29 @@ impl StateCell {
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
         f(&guard)
+    }
+
+    /// [`StateCell::read`] with the state's epoch (see [`StateCell::epoch`]).
+    pub fn read_at<R>(&self, f: impl FnOnce(&State, u64) -> R) -> R {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard, self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Changes only when a change that is not keyed was made: the applied plan, the
+    /// providers and anything else no [`Key`] names are the same under the same epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// What changed since the last call (the state follower's; at the start: all).
+    pub fn take_touched(&self) -> Touched {
+        std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Called under the state's write lock: an unkeyed mutation.
+    fn touched_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.touched.lock().unwrap_or_else(|e| e.into_inner()).all();
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -187,6 +251,7 @@ impl StateCell {
             let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut guard);
             self.pending().full = true;
+            self.touched_all();
             r
         };
         (result, self.bump())
@@ -202,6 +267,7 @@ impl StateCell {
             let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut guard)?;
             self.pending().full = true;
+            self.touched_all();
             r
         };
         Ok((result, self.bump()))
@@ -218,6 +284,10 @@ impl StateCell {
         let result = {
             let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut guard)?;
+            self.touched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(keys);
             let mut pending = self.pending();
             // A full save is due anyway: it will hold this change.
             if !pending.full {
@@ -233,6 +303,28 @@ impl StateCell {
             r
         };
         Ok((result, self.bump()))
+    }
+
+    /// A change that touches only `keys` and cannot be refused (an execution's phase, an
+    /// observation): [`StateCell::try_change`] without the refusal. `keys` must name
+    /// everything `f` changes, or a replay of the journal would miss it.
+    pub fn change<R>(&self, keys: &[Key], f: impl FnOnce(&mut State) -> R) -> (R, u64) {
+        match self.try_change(keys, |s| Ok::<R, std::convert::Infallible>(f(s))) {
+            Ok(done) => done,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`StateCell::change`] and wait until it is on disk (a journal append, amortised
+    /// O(1), rather than a full save).
+    pub async fn commit_keys<R>(
+        &self,
+        keys: &[Key],
+        f: impl FnOnce(&mut State) -> R,
+    ) -> Result<R, PersistError> {
+        let (r, v) = self.change(keys, f);
+        self.persist(v).await?;
+        Ok(r)
     }
 
     /// Mutate and wait until the change is on disk.
@@ -398,5 +490,92 @@ async fn persister(cell: Weak<StateCell>, mut versions: watch::Receiver<u64>) {
             version: target,
             error: outcome.err().map(|e| e.to_string()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::crypto::KdfParams;
+    use crate::engine::state::model::{Execution, ExecutionKind, ServerReading, TrackedNode};
+    use crate::engine::state::open::open;
+
+    /// An actor's keyed save (an execution's phase, a reading) is a journal append: the
+    /// state file keeps its bytes, and opening the home replays the change.
+    #[tokio::test]
+    async fn a_keyed_commit_appends_to_the_journal_and_is_replayed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = State::new("i".into());
+        let file = StateFile::in_home(dir.path());
+        let fast = KdfParams {
+            m_cost_kib: 1024,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let bytes = serde_json::to_vec(&state).unwrap_or_else(|e| panic!("{e}"));
+        let key = file
+            .create(b"pw", fast, &bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = std::fs::read(file.path()).unwrap_or_else(|e| panic!("{e}"));
+        let cell = StateCell::start(state, StateFile::in_home(dir.path()), key);
+        let keys = [
+            Key::TrackedNode("web-1".into()),
+            Key::ObservedServer("web-1".into()),
+            Key::NextExecutionId,
+        ];
+        cell.commit_keys(&keys, |s| {
+            s.tracked.nodes.insert(
+                "web-1".into(),
+                TrackedNode {
+                    uid: "u1".into(),
+                    provider: "mock".into(),
+                    server_id: Some("sv-1".into()),
+                    ipv4: None,
+                    ipv6: None,
+                    region: "r".into(),
+                    offer: "o".into(),
+                    image: "i".into(),
+                    host_key: None,
+                    configured_membership: None,
+                    configured_peers: None,
+                    login: None,
+                    image_user: None,
+                    execution: Some(Execution::new(1, ExecutionKind::Add)),
+                },
+            );
+            s.observed.servers.insert(
+                "web-1".into(),
+                ServerReading {
+                    at_ms: 1,
+                    server: None,
+                },
+            );
+            s.next_execution_id = 2;
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let after = std::fs::read(file.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            before, after,
+            "a keyed change must not rewrite the state file"
+        );
+        let opened = open(&file, b"pw").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(opened.replayed, 1);
+        let s = opened.state;
+        assert!(s.tracked.nodes["web-1"].execution.is_some());
+        assert!(s.observed.servers.contains_key("web-1"));
+        assert_eq!(s.next_execution_id, 2);
+        let touched = cell.take_touched();
+        assert!(touched.all, "nothing had looked since the start");
+        assert_eq!(cell.epoch(), 0, "a keyed change leaves the epoch");
+        cell.mutate(|s| s.next_apply_id = 5);
+        assert_eq!(cell.epoch(), 1);
+        let (_, _) = cell.change(&[Key::NextExecutionId], |s| s.next_execution_id = 3);
+        let touched = cell.take_touched();
+        assert!(touched.all, "an unkeyed change touches everything");
+        cell.change(&[Key::NextExecutionId], |s| s.next_execution_id = 4);
+        let touched = cell.take_touched();
+        assert!(!touched.all);
+        assert_eq!(touched.keys, HashSet::from([Key::NextExecutionId]));
     }
 }

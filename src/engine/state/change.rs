@@ -10,11 +10,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{ClusterPlan, DomainPlan, FirewallPlan, NodePlan, State, TrackedNode, ZonePlan};
+use super::model::{
+    ClusterPlan, ClusterTracked, DomainPlan, FirewallPlan, NodePlan, SeenFrom, ServerReading,
+    State, TrackedNode, ZonePlan,
+};
 use crate::engine::plan::PlanEdit;
+use crate::providers::{ObservedFirewall, ObservedZone};
 
 /// A resource of the state that a change can touch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
     PlanNode(String),
     PlanCluster(String),
@@ -23,6 +27,19 @@ pub enum Key {
     PlanDomain(String),
     ManagementSources,
     TrackedNode(String),
+    /// A cluster's membership as its nodes were last configured (`tracked.clusters`).
+    TrackedCluster(String),
+    /// Legion's SSH key id at a provider (`tracked.ssh_keys`).
+    SshKey(String),
+    /// The last reading of a node's server (`observed.servers`).
+    ObservedServer(String),
+    /// A firewall as last read (`observed.firewalls`, by name).
+    ObservedFirewall(String),
+    /// A zone as last read (`observed.zones`).
+    ObservedZone(String),
+    NextExecutionId,
+    /// The address a node sees Legion connect from (`tracked.seen_from`).
+    SeenFrom(String),
 }
 
 /// One resource's value after a change.
@@ -55,6 +72,33 @@ pub enum Change {
     TrackedNode {
         name: String,
         value: Option<Box<TrackedNode>>,
+    },
+    TrackedCluster {
+        name: String,
+        value: Option<ClusterTracked>,
+    },
+    SshKey {
+        provider: String,
+        value: Option<String>,
+    },
+    ObservedServer {
+        name: String,
+        value: Option<ServerReading>,
+    },
+    ObservedFirewall {
+        name: String,
+        value: Option<ObservedFirewall>,
+    },
+    ObservedZone {
+        name: String,
+        value: Option<ObservedZone>,
+    },
+    NextExecutionId {
+        value: u64,
+    },
+    SeenFrom {
+        name: String,
+        value: Option<SeenFrom>,
     },
 }
 
@@ -89,6 +133,33 @@ impl Key {
                 name: n.clone(),
                 value: s.tracked.nodes.get(n).cloned().map(Box::new),
             },
+            Key::TrackedCluster(n) => Change::TrackedCluster {
+                name: n.clone(),
+                value: s.tracked.clusters.get(n).cloned(),
+            },
+            Key::SshKey(p) => Change::SshKey {
+                provider: p.clone(),
+                value: s.tracked.ssh_keys.get(p).cloned(),
+            },
+            Key::ObservedServer(n) => Change::ObservedServer {
+                name: n.clone(),
+                value: s.observed.servers.get(n).cloned(),
+            },
+            Key::ObservedFirewall(n) => Change::ObservedFirewall {
+                name: n.clone(),
+                value: s.observed.firewalls.get(n).cloned(),
+            },
+            Key::ObservedZone(n) => Change::ObservedZone {
+                name: n.clone(),
+                value: s.observed.zones.get(n).cloned(),
+            },
+            Key::NextExecutionId => Change::NextExecutionId {
+                value: s.next_execution_id,
+            },
+            Key::SeenFrom(n) => Change::SeenFrom {
+                name: n.clone(),
+                value: s.tracked.seen_from.get(n).cloned(),
+            },
         }
     }
 }
@@ -117,6 +188,13 @@ impl Change {
             Change::TrackedNode { name, value } => {
                 put(&mut s.tracked.nodes, name, value.map(|b| *b))
             }
+            Change::TrackedCluster { name, value } => put(&mut s.tracked.clusters, name, value),
+            Change::SshKey { provider, value } => put(&mut s.tracked.ssh_keys, provider, value),
+            Change::ObservedServer { name, value } => put(&mut s.observed.servers, name, value),
+            Change::ObservedFirewall { name, value } => put(&mut s.observed.firewalls, name, value),
+            Change::ObservedZone { name, value } => put(&mut s.observed.zones, name, value),
+            Change::NextExecutionId { value } => s.next_execution_id = value,
+            Change::SeenFrom { name, value } => put(&mut s.tracked.seen_from, name, value),
         }
     }
 }
@@ -259,6 +337,135 @@ mod tests {
                 c.apply(&mut replayed);
             }
             assert_eq!(live.plan, replayed.plan, "after {what}");
+        }
+    }
+
+    /// What actors and observation record by key (an execution, a cluster's membership,
+    /// a key id, readings, the execution counter), captured and replayed through JSON:
+    /// the replayed state equals the live one, removals included.
+    #[test]
+    fn replaying_actor_changes_equals_the_live_state() {
+        use crate::engine::state::model::{ClusterTracked, ServerReading, TrackedNode};
+        let mut live = State::new("i".into());
+        let mut replayed = State::new("i".into());
+        let tracked = TrackedNode {
+            uid: "u1".into(),
+            provider: "mock".into(),
+            server_id: Some("sv-1".into()),
+            ipv4: Some("192.0.2.1".into()),
+            ipv6: None,
+            region: "r".into(),
+            offer: "o".into(),
+            image: "i".into(),
+            host_key: None,
+            configured_membership: Some("0123456789abcdef".into()),
+            configured_peers: None,
+            login: None,
+            image_user: None,
+            execution: None,
+        };
+        type Step = (Vec<Key>, Box<dyn Fn(&mut State)>);
+        let steps: Vec<Step> = vec![
+            (
+                vec![Key::TrackedNode("web-1".into()), Key::NextExecutionId],
+                Box::new(move |s| {
+                    s.tracked.nodes.insert("web-1".into(), tracked.clone());
+                    s.next_execution_id += 1;
+                }),
+            ),
+            (
+                vec![Key::TrackedCluster("prod".into())],
+                Box::new(|s| {
+                    let mut members = BTreeMap::new();
+                    members.insert("web-1".to_string(), "192.0.2.1".to_string());
+                    s.tracked
+                        .clusters
+                        .insert("prod".into(), ClusterTracked::new(members));
+                }),
+            ),
+            (
+                vec![Key::SeenFrom("web-1".into())],
+                Box::new(|s| {
+                    s.tracked.seen_from.insert(
+                        "web-1".into(),
+                        SeenFrom {
+                            first: "192.0.2.9".into(),
+                            last: "192.0.2.9".into(),
+                        },
+                    );
+                }),
+            ),
+            (
+                vec![Key::SshKey("mock".into())],
+                Box::new(|s| {
+                    s.tracked.ssh_keys.insert("mock".into(), "key-1".into());
+                }),
+            ),
+            (
+                vec![Key::ObservedServer("web-1".into())],
+                Box::new(|s| {
+                    s.observed.servers.insert(
+                        "web-1".into(),
+                        ServerReading {
+                            at_ms: 7,
+                            server: None,
+                        },
+                    );
+                }),
+            ),
+            (
+                vec![Key::ObservedFirewall("legion-prod".into())],
+                Box::new(|s| {
+                    s.observed.firewalls.insert(
+                        "legion-prod".into(),
+                        ObservedFirewall {
+                            id: "fw-1".into(),
+                            name: "legion-prod".into(),
+                            rules: vec![rule()],
+                            applied_to: vec!["sv-1".into()],
+                            labels: BTreeMap::new(),
+                        },
+                    );
+                }),
+            ),
+            (
+                vec![Key::ObservedZone("example.test".into())],
+                Box::new(|s| {
+                    s.observed.zones.insert(
+                        "example.test".into(),
+                        ObservedZone {
+                            id: "zn-1".into(),
+                            name: "example.test".into(),
+                            nameservers: vec!["ns1.example.test".into()],
+                            rrsets: Vec::new(),
+                        },
+                    );
+                }),
+            ),
+            (
+                vec![
+                    Key::TrackedNode("web-1".into()),
+                    Key::ObservedServer("web-1".into()),
+                    Key::SshKey("mock".into()),
+                ],
+                Box::new(|s| {
+                    s.tracked.nodes.remove("web-1");
+                    s.observed.servers.remove("web-1");
+                    s.tracked.ssh_keys.remove("mock");
+                }),
+            ),
+        ];
+        for (i, (keys, change)) in steps.iter().enumerate() {
+            change(&mut live);
+            let changes: Vec<Change> = keys.iter().map(|k| k.capture(&live)).collect();
+            let bytes = serde_json::to_vec(&changes).unwrap_or_else(|e| panic!("{e}"));
+            let back: Vec<Change> =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            for c in back {
+                c.apply(&mut replayed);
+            }
+            let json = |s: &State| serde_json::to_value(s).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(json(&live), json(&replayed), "after step {i}");
         }
     }
 

@@ -6,7 +6,7 @@
 //! live in `cloud.rs`. The shapes here are the simulated provider's own and are converted
 //! to the normalized types before they leave the mock module.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -290,6 +290,26 @@ pub struct World {
     pub zones: Vec<SimZone>,
     pub firewalls: Vec<SimFirewall>,
     pub domains: Vec<ObservedDomain>,
+    /// Where each server is in `servers`, by id: a lookup per call made a fleet's calls
+    /// O(servers) each. Not saved; rebuilt when it no longer matches `servers`.
+    #[serde(skip)]
+    index: ServerIndex,
+}
+
+/// Server positions by id. Part of no comparison or copy: it is a cache.
+#[derive(Debug, Default)]
+struct ServerIndex(std::sync::Mutex<HashMap<String, usize>>);
+
+impl Clone for ServerIndex {
+    fn clone(&self) -> Self {
+        ServerIndex::default()
+    }
+}
+
+impl PartialEq for ServerIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Two OpenSSH public keys are the same key when type and key data match; the comment
@@ -349,14 +369,35 @@ impl World {
         *n
     }
 
+    /// The position of server `id`, from the index; rebuilt first when it does not
+    /// hold every server (one was added, removed, or `servers` was replaced).
+    fn position(&self, id: &str) -> Option<usize> {
+        let mut index = self.index.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = index.len() == self.servers.len()
+            && (self.servers.last()).is_none_or(|s| index.get(&s.id) == Some(&(index.len() - 1)));
+        if !fresh {
+            index.clear();
+            index.extend(
+                self.servers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.id.clone(), i)),
+            );
+        }
+        let i = *index.get(id)?;
+        // A position that no longer holds `id` (servers edited in place): look it up.
+        (self.servers.get(i).is_some_and(|s| s.id == id))
+            .then_some(i)
+            .or_else(|| self.servers.iter().position(|s| s.id == id))
+    }
+
     pub fn server(&self, id: &str) -> Option<&SimServer> {
-        self.servers.iter().find(|s| s.id == id)
+        self.servers.get(self.position(id)?)
     }
 
     fn server_mut(&mut self, id: &str) -> ProviderResult<&mut SimServer> {
-        self.servers
-            .iter_mut()
-            .find(|s| s.id == id)
+        self.position(id)
+            .and_then(|i| self.servers.get_mut(i))
             .ok_or_else(|| not_found("server", id))
     }
 
@@ -426,6 +467,11 @@ impl World {
             labels: spec.labels.clone(),
         };
         let observed = server.observed();
+        let mut index = self.index.0.lock().unwrap_or_else(|e| e.into_inner());
+        if index.len() == self.servers.len() {
+            index.insert(server.id.clone(), self.servers.len());
+        }
+        drop(index);
         self.servers.push(server);
         Ok(observed)
     }
@@ -737,6 +783,29 @@ mod tests {
         assert_eq!(b.ipv6.as_deref(), Some("2001:db8::2"));
         assert_eq!(addresses(300).0.as_deref(), Some("203.0.113.46"));
         assert_eq!(addresses(1000).0, None);
+    }
+
+    /// Lookups by id go through an index: right after creates, a delete and a reload.
+    #[test]
+    fn servers_are_found_by_id_through_creates_deletes_and_reloads() {
+        let mut w = World::default();
+        for n in ["a", "b", "c", "d"] {
+            w.create_server(&spec(n)).unwrap();
+        }
+        w.delete_server("sv-2").unwrap();
+        let found = |w: &World| {
+            ["sv-1", "sv-2", "sv-3", "sv-4"].map(|id| w.server(id).map(|s| s.name.clone()))
+        };
+        assert_eq!(
+            found(&w),
+            [Some("a".into()), None, Some("c".into()), Some("d".into())]
+        );
+        let reloaded: World = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+        assert_eq!(found(&reloaded), found(&w));
+        assert_eq!(
+            w.act("sv-2", &Action::Reboot).map_err(|e| e.kind),
+            Err(ErrorKind::NotFound)
+        );
     }
 
     #[test]
