@@ -174,7 +174,10 @@ fn main() {
         .args(["daemon", "stop"]));
 
     let sizes = std::env::var("LEGION_BENCH_DAEMON_LOAD").unwrap_or_else(|_| "1000,10000".into());
-    for n in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+    for n in sizes
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+    {
         under_load(n);
     }
 }
@@ -207,7 +210,11 @@ fn planned_home(dir: &Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf
         p_cost: 1,
     };
     StateFile::in_home(&home)
-        .create(b"bench password", fast, &serde_json::to_vec(&state).unwrap())
+        .create(
+            b"bench password",
+            fast,
+            &serde_json::to_vec(&state).unwrap(),
+        )
         .unwrap();
     std::fs::remove_dir_all(&seed).unwrap();
     (home, pw)
@@ -245,7 +252,11 @@ fn probe(
             line.clear();
             r.read_line(&mut line).unwrap();
             times.push(t.elapsed());
-            assert!(line.contains("\"result\""), "{}", &line[..line.len().min(300)]);
+            assert!(
+                line.contains("\"result\""),
+                "{}",
+                &line[..line.len().min(300)]
+            );
             std::thread::sleep(every);
         }
         times
@@ -275,8 +286,20 @@ fn under_load(n: usize) {
     let started = Instant::now();
     ok(via().args(["apply"]));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let status = probe(&socket, &token, "status", Duration::from_millis(20), stop.clone());
-    let snapshot = probe(&socket, &token, "snapshot", Duration::from_millis(100), stop.clone());
+    let status = probe(
+        &socket,
+        &token,
+        "status",
+        Duration::from_millis(20),
+        stop.clone(),
+    );
+    let snapshot = probe(
+        &socket,
+        &token,
+        "snapshot",
+        Duration::from_millis(100),
+        stop.clone(),
+    );
     let secs: u64 = std::env::var("LEGION_BENCH_LOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -299,7 +322,9 @@ fn under_load(n: usize) {
     let mut s = UnixStream::connect(&socket).unwrap();
     writeln!(s, r#"{{"id":1,"token":"{token}","method":"snapshot"}}"#).unwrap();
     let mut line = Vec::new();
-    BufReader::new(s.try_clone().unwrap()).read_until(b'\n', &mut line).unwrap();
+    BufReader::new(s.try_clone().unwrap())
+        .read_until(b'\n', &mut line)
+        .unwrap();
     let snap = raw(&line);
     let nodes = snap["result"]["nodes"].as_array().unwrap();
     let running = nodes
@@ -320,7 +345,9 @@ fn under_load(n: usize) {
         cli.len()
     );
     let t = Instant::now();
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     while Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_default()
@@ -328,7 +355,9 @@ fn under_load(n: usize) {
     {
         if t.elapsed() > Duration::from_secs(120) {
             println!("  SIGTERM: still running after 120 s; killed");
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             return;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -225,7 +225,9 @@ impl Remote {
             p.insert(call_id, tx);
         }
         let params = serde_json::json!({"apply": id, "node": node});
-        let reply = self.conn.call_with_id::<ApplyProgress>(call_id, "apply_progress", params);
+        let reply = self
+            .conn
+            .call_with_id::<ApplyProgress>(call_id, "apply_progress", params);
         tokio::pin!(reply);
         let outcome = loop {
             tokio::select! {

@@ -34,8 +34,8 @@ use tokio::time::Instant;
 
 use super::endpoint::{EndpointError, check_socket, own_uid};
 use super::protocol::{
-    ApplyProgress, DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line,
-    event_line, reply_line,
+    ApplyProgress, DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, event_line,
+    reply_line,
 };
 use super::{
     Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, MAX_SUBSCRIPTIONS,
@@ -119,6 +119,8 @@ pub struct Daemon {
     stop: Notify,
     /// The newest snapshot serialized once, shared by every subscriber and caller.
     cache: std::sync::Mutex<Option<(u64, Arc<String>)>>,
+    /// Held while a snapshot is serialized (never across anything else).
+    serializing: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -151,6 +153,7 @@ impl Daemon {
             subscriptions: AtomicU64::new(0),
             stop: Notify::new(),
             cache: std::sync::Mutex::new(None),
+            serializing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -223,11 +226,14 @@ impl Daemon {
 
     /// The snapshot as JSON, serialized at most once per publication.
     async fn snapshot_json(&self, snap: Arc<AppSnapshot>) -> Result<Arc<String>, WireError> {
-        if let Ok(cache) = self.cache.lock()
-            && let Some((seq, json)) = &*cache
-            && *seq == snap.seq
-        {
-            return Ok(json.clone());
+        if let Some(json) = self.cached(snap.seq) {
+            return Ok(json);
+        }
+        // One serialization at a time: callers asking at once wait for it and share it,
+        // instead of each paying for a copy of a large fleet.
+        let _one = self.serializing.lock().await;
+        if let Some(json) = self.cached(snap.seq) {
+            return Ok(json);
         }
         let seq = snap.seq;
         // Large fleets make this tens of milliseconds: off the async workers.
@@ -242,6 +248,13 @@ impl Daemon {
             *cache = Some((seq, json.clone()));
         }
         Ok(json)
+    }
+
+    /// The cached JSON if it is of publication `seq` or a newer one.
+    fn cached(&self, seq: u64) -> Option<Arc<String>> {
+        let cache = self.cache.lock().ok()?;
+        let (at, json) = cache.as_ref()?;
+        (*at >= seq).then(|| json.clone())
     }
 
     async fn connection(self: Arc<Self>, stream: UnixStream) {
@@ -406,7 +419,9 @@ impl Daemon {
                     let _ = tx.send(error_line(Some(id), &e)).await;
                     continue;
                 }
-                Some(Ok(call @ (DaemonCall::Subscribe { .. } | DaemonCall::ApplyProgress { .. }))) => {
+                Some(Ok(
+                    call @ (DaemonCall::Subscribe { .. } | DaemonCall::ApplyProgress { .. }),
+                )) => {
                     // A subscription (or a followed apply) holds a place among the calls in
                     // flight for as long as it lives: refused, not queued, when none is free.
                     let permits = subscriptions
@@ -488,10 +503,7 @@ impl Daemon {
             return Ok(self.descriptors.clone());
         }
         let engine = self.engine.clone();
-        let unknown = WireError::new(
-            ErrorKind::BadRequest,
-            format!("unknown method {method:?}"),
-        );
+        let unknown = WireError::new(ErrorKind::BadRequest, format!("unknown method {method:?}"));
         let run = self
             .engine_rt
             .spawn(async move { api::dispatch(&engine, &method, params).await });
@@ -546,9 +558,9 @@ impl Daemon {
     }
 
     /// Follow apply `apply` to its end: a `progress` event whenever what it says changes
-    /// (at most every [`PROGRESS_EVERY`], skipping to the newest publication), then the
-    /// reply with the last one. Each event is a few hundred bytes whatever the fleet's
-    /// size; counting the rows is one pass per event, on a blocking thread.
+    /// (read at most every [`PROGRESS_EVERY`], skipping to the newest publication), then
+    /// the reply with the last one. Each event is a few hundred bytes whatever the fleet's
+    /// size; counting the rows is one pass per reading, on a blocking thread.
     async fn apply_progress(self: Arc<Self>, id: u64, apply: u64, node: Option<String>, tx: Out) {
         let mut snaps = self.engine.snapshots();
         let node = Arc::new(node);
@@ -591,8 +603,9 @@ impl Daemon {
                     return;
                 }
                 last = Some(now);
-                tokio::time::sleep(PROGRESS_EVERY).await;
             }
+            // Paced: publications in between are skipped (the watch keeps the newest).
+            tokio::time::sleep(PROGRESS_EVERY).await;
             if snaps.changed().await.is_err() {
                 let e = WireError::new(
                     ErrorKind::Unavailable,

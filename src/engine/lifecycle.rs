@@ -334,7 +334,9 @@ impl Core {
         for name in &names {
             self.oplog.warn(
                 Some(format!("node/{name}")),
-                format!("{name}: its execution was interrupted when Legion stopped; retry resumes it"),
+                format!(
+                    "{name}: its execution was interrupted when Legion stopped; retry resumes it"
+                ),
             );
         }
         let flushed = session.cell.flush().await;

@@ -26,7 +26,7 @@ fn write_commands_and_one_shot_readers_through_the_daemon_never_subscribe() {
 
     let commands: &[&[&str]] = &[
         &["nodes", "add", "n3", "--provider", "mock"],
-        &["nodes", "set", "n3", "--role", "cache"],
+        &["nodes", "set", "n3", "--cluster", "blue"],
         &["zones", "add", "example.test", "--provider", "mock"],
         &["zones", "remove", "example.test"],
         &["apply", "--wait"],
@@ -61,14 +61,21 @@ fn apply_progress_streams_small_events_and_ends_with_the_outcome() {
     let d = h.start();
     for i in 3..9 {
         let name = format!("n{i}");
-        let (code, _, err) = run(h.via(&d.token).args(["nodes", "add", &name, "--provider", "mock"]));
+        let (code, _, err) =
+            run(h
+                .via(&d.token)
+                .args(["nodes", "add", &name, "--provider", "mock"]));
         assert_eq!(code, 0, "{err}");
     }
     let mut raw = Raw::connect(&h.socket());
     let started = raw.call(&json!({"id": 1, "token": d.token, "method": "apply"}));
-    let apply = started["result"].as_u64().unwrap_or_else(|| panic!("{started}"));
-    raw.send(&json!({"id": 2, "token": d.token, "method": "apply_progress",
-        "params": {"apply": apply, "node": "n5"}}));
+    let apply = started["result"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{started}"));
+    raw.send(
+        &json!({"id": 2, "token": d.token, "method": "apply_progress",
+        "params": {"apply": apply, "node": "n5"}}),
+    );
     let mut events = 0;
     let last = loop {
         let line = raw.recv().expect("the stream ended before the apply did");
@@ -98,7 +105,9 @@ fn apply_progress_streams_small_events_and_ends_with_the_outcome() {
     assert_eq!(counted, 8, "{last}");
 
     // The CLI prints what it always printed, through the daemon too.
-    let (code, _, err) = run(h.via(&d.token).args(["nodes", "add", "n9", "--provider", "mock"]));
+    let (code, _, err) = run(h
+        .via(&d.token)
+        .args(["nodes", "add", "n9", "--provider", "mock"]));
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run(h.via(&d.token).args(["apply", "--wait"]));
     assert_eq!(code, 0, "{err}");
