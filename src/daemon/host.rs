@@ -114,6 +114,8 @@ pub async fn run(
     let daemon = Daemon::new(engine, token, endpoint);
     let serving = daemon.clone();
     let (mut terminate, mut interrupt, mut hangup) = signals;
+    // Served, and stopped, from the server's runtime: the stop is asked at once however
+    // busy the engine's runtime is, and a deadline bounds how long it may take.
     let stopped = server_rt.spawn(async move {
         tokio::select! {
             () = serving.serve(listener) => tracing::info!("daemon: shutdown requested"),
@@ -121,13 +123,31 @@ pub async fn run(
             _ = interrupt.recv() => tracing::info!("daemon: SIGINT"),
             _ = hangup.recv() => tracing::info!("daemon: SIGHUP"),
         }
+        if tokio::time::timeout(STOP_DEADLINE, serving.shut_down())
+            .await
+            .is_err()
+        {
+            // As safe as a kill: every confirmed edit is in the journal, and the next
+            // unlock marks the executions that were running interrupted.
+            tracing::error!(
+                "daemon: the engine did not save and lock within {} s of the stop; exiting \
+                 without its final save (the next unlock marks running executions interrupted)",
+                STOP_DEADLINE.as_secs()
+            );
+            serving.remove_endpoint();
+            std::process::exit(1);
+        }
     });
     if let Err(e) = stopped.await {
         tracing::error!("daemon: the server task failed: {e}");
+        daemon.shut_down().await;
     }
-    daemon.shut_down().await;
     Ok(())
 }
+
+/// How long a stop (signal or `shutdown`) may take to save and lock before the daemon
+/// exits without its final save: SIGTERM is answered within 5 s.
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The server's runtime. Connections still open go with it, without waiting (a runtime
 /// may not be dropped the ordinary way inside another one, which `run` is).

@@ -632,6 +632,11 @@ impl Daemon {
         {
             tracing::error!("daemon shutdown: saving the state failed: {e}");
         }
+        self.remove_endpoint();
+    }
+
+    /// Remove our endpoint files (only if they are still ours).
+    pub fn remove_endpoint(&self) {
         let ours = matches!(
             self.endpoint.read_metadata(),
             Ok(Some(m)) if m.pid == std::process::id()
