@@ -147,7 +147,7 @@ pub async fn run(
 
 /// How long a stop (signal or `shutdown`) may take to save and lock before the daemon
 /// exits without its final save: SIGTERM is answered within 5 s.
-const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The server's runtime. Connections still open go with it, without waiting (a runtime
 /// may not be dropped the ordinary way inside another one, which `run` is).
