@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::core::oplog::OpEntry;
 use crate::daemon::client::Remote;
+use crate::daemon::protocol::ApplyProgress;
 use crate::engine::api::{CatalogReply, EngineApi, engine_calls};
 use crate::engine::snapshot::{AppSnapshot, LockState, NodeRow};
 use crate::engine::wait::Snapshots;
@@ -82,8 +83,19 @@ impl Link {
         either!(self, e => e.snapshots())
     }
 
+    /// The latest snapshot received: always live for a local engine, for the daemon's only
+    /// once subscribed (`Remote::watch`, as the dashboard does). A command reading once
+    /// asks [`Link::current`].
     pub fn snapshot(&self) -> Arc<AppSnapshot> {
         either!(self, e => e.snapshot())
+    }
+
+    /// The engine's current snapshot, read once: no subscription through the daemon.
+    pub async fn current(&self) -> Result<Arc<AppSnapshot>, EngineError> {
+        match self {
+            Link::Local(e) => Ok(e.snapshot()),
+            Link::Daemon(r) => r.current().await,
+        }
     }
 
     pub fn subscribe_logs(&self) -> broadcast::Receiver<Arc<OpEntry>> {
@@ -130,8 +142,36 @@ impl Link {
         either!(self, e => e.wait_for(pred).await)
     }
 
-    pub async fn wait_apply(&self, id: u64) -> Result<Arc<AppSnapshot>, EngineError> {
-        self.wait_for(crate::engine::wait::apply_done(id)).await
+    /// Wait for apply `id` to finish; `seen` hears how it goes (each change of the apply's
+    /// view; through the daemon, its progress events, never whole snapshots). The answer
+    /// says how it ended, with `node`'s row if asked.
+    pub async fn wait_apply(
+        &self,
+        id: u64,
+        node: Option<&str>,
+        mut seen: impl FnMut(&ApplyProgress),
+    ) -> Result<ApplyProgress, EngineError> {
+        match self {
+            Link::Local(e) => {
+                let mut last = None;
+                let snap = e
+                    .wait_for(|s| {
+                        if last.as_ref() != Some(&s.apply) {
+                            last = Some(s.apply.clone());
+                            seen(&ApplyProgress {
+                                seq: s.seq,
+                                apply: s.apply.clone(),
+                                nodes: Default::default(),
+                                node: None,
+                            });
+                        }
+                        crate::engine::wait::apply_done(id)(s)
+                    })
+                    .await?;
+                Ok(ApplyProgress::of(&snap, node))
+            }
+            Link::Daemon(r) => r.follow_apply(id, node, seen).await,
+        }
     }
 
     pub async fn wait_operation(&self, name: &str, op: u64) -> Result<NodeRow, EngineError> {

@@ -180,7 +180,9 @@ async fn status(cli: &Cli, home: PathBuf, endpoint: &Endpoint, as_json: bool) ->
     let live = match (state, cli.daemon_token()) {
         ("running", Some(token)) => {
             let remote = Remote::connect(endpoint, home.clone(), token).await?;
-            Some((remote.fresh_status().await?, remote.snapshot().lock))
+            let status = remote.fresh_status().await?;
+            let lock = status.lock;
+            Some((status, lock))
         }
         _ => None,
     };

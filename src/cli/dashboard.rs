@@ -57,6 +57,9 @@ pub(crate) async fn open(cli: &Cli, rt: &tokio::runtime::Handle) -> Result<()> {
             .daemon_token()
             .ok_or_else(|| eyre!("--attach needs the daemon's token: set LEGION_DAEMON_TOKEN"))?;
         let remote = Remote::connect(&Endpoint::for_home(&home), home.clone(), token).await?;
+        // The dashboard watches the fleet live: the one face that subscribes.
+        remote.follow_logs().await?;
+        remote.watch().await?;
         // Quitting only closes this connection: the daemon's engine keeps working.
         return show(&cli.dashboard, rt, Link::Daemon(remote), home, None).await;
     }

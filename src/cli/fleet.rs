@@ -18,7 +18,7 @@ use crate::views::plain;
 /// `legion status [--json]`: which engine answered, then the snapshot.
 pub(crate) async fn status(cli: &Cli, as_json: bool) -> Result<()> {
     with_link(cli, async |l: &Link| {
-        let snap = l.snapshot();
+        let snap = l.current().await?;
         let via = match l {
             Link::Local(_) => serde_json::json!({"path": "local"}),
             Link::Daemon(r) => serde_json::json!({
@@ -28,9 +28,12 @@ pub(crate) async fn status(cli: &Cli, as_json: bool) -> Result<()> {
                 "version": r.status().version,
             }),
         };
-        // The plan's counts from the engine now, not the snapshot's (a fresh local engine
-        // may not have published them yet).
-        let counts = l.changes().await?.counts();
+        // A fresh local engine may not have published the plan's counts yet: ask it. The
+        // daemon's snapshot has them, and the answer must not wait on its engine.
+        let counts = match l {
+            Link::Local(_) => l.changes().await?.counts(),
+            Link::Daemon(_) => snap.changes,
+        };
         if as_json {
             let mut v = serde_json::to_value(&*snap)?;
             v["engine"] = via;
@@ -83,9 +86,19 @@ pub(crate) async fn apply(cli: &Cli, wait: bool, yes: bool) -> Result<()> {
         }
         let id = l.apply().await?;
         if wait {
-            let snap = l.wait_apply(id).await?;
-            outln!("{}", clean(&plain::apply_line(&snap.apply)));
-            if !matches!(snap.apply, ApplyView::Finished { ok: true, .. }) {
+            // On a terminal, where the apply stands (stderr, one line per change of stage
+            // or a tenth of the fleet): the output proper stays the last line alone.
+            let mut shown = Shown::default();
+            let show = std::io::stderr().is_terminal();
+            let done = l
+                .wait_apply(id, None, |p| {
+                    if show && let Some(line) = shown.next(&p.apply) {
+                        eprintln!("{}", clean(&line));
+                    }
+                })
+                .await?;
+            outln!("{}", clean(&plain::apply_line(&done.apply)));
+            if !matches!(done.apply, ApplyView::Finished { ok: true, .. }) {
                 return Err(eyre!(
                     "apply #{id} did not converge; `legion plan` shows what still differs"
                 ));
@@ -94,12 +107,40 @@ pub(crate) async fn apply(cli: &Cli, wait: bool, yes: bool) -> Result<()> {
             outln!("apply #{id} started");
             if !l.is_daemon() {
                 // The engine lives in this process: let the apply finish first.
-                l.wait_apply(id).await?;
+                l.wait_apply(id, None, |_| {}).await?;
             }
         }
         Ok(())
     })
     .await
+}
+
+/// Which progress lines `apply --wait` shows: a new stage, or a tenth more settled.
+#[derive(Default)]
+struct Shown {
+    stage: String,
+    tenth: usize,
+}
+
+impl Shown {
+    fn next(&mut self, apply: &ApplyView) -> Option<String> {
+        let ApplyView::Running {
+            stage,
+            total,
+            settled,
+            ..
+        } = apply
+        else {
+            return None;
+        };
+        let tenth = settled * 10 / (*total).max(1);
+        if *stage == self.stage && tenth == self.tenth {
+            return None;
+        }
+        self.stage.clone_from(stage);
+        self.tenth = tenth;
+        Some(plain::apply_line(apply))
+    }
 }
 
 /// `legion refresh`.

@@ -95,6 +95,7 @@ fn print_entry(entry: &OpEntry, json: bool) -> Result<()> {
 /// `logs --follow` through the daemon: the recent entries, then each new one.
 async fn follow_daemon(remote: Remote, node: Option<&str>, json: bool) -> Result<()> {
     let resource = node.map(|n| format!("node/{n}"));
+    remote.follow_logs().await?;
     let mut rx = remote.subscribe_logs();
     let recent = remote.logs(200, resource.clone()).await?;
     let mut last = 0;

@@ -85,7 +85,7 @@ pub(crate) enum FirewallsCommand {
 
 pub(crate) async fn zones(cli: &Cli, command: &ZonesCommand) -> Result<()> {
     with_link(cli, async |engine: &Link| match command {
-        ZonesCommand::List { json } => print_rows(&engine.snapshot().zones, *json),
+        ZonesCommand::List { json } => print_rows(&engine.current().await?.zones, *json),
         ZonesCommand::Add { name, provider } => {
             engine
                 .edit_plan(PlanEdit::UpsertZone {
@@ -238,7 +238,7 @@ pub(crate) async fn firewalls(cli: &Cli, command: &FirewallsCommand) -> Result<(
 /// `firewalls list`: each firewall set, then the plan's extra rules of each cluster,
 /// numbered as `remove-rule` takes them. `--json` prints the rows alone.
 async fn list_firewalls(engine: &Link, as_json: bool) -> Result<()> {
-    let snap = engine.snapshot();
+    let snap = engine.current().await?;
     if as_json {
         return print_rows(&snap.firewalls, true);
     }

@@ -183,7 +183,7 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
     let (name, action) = match command {
         NodesCommand::List { json: as_json } => {
             first_health(engine).await;
-            let snap = engine.snapshot();
+            let snap = engine.current().await?;
             if *as_json {
                 json(&snap.nodes)?;
             } else {
@@ -196,7 +196,7 @@ async fn on_link(engine: &Link, command: &NodesCommand) -> Result<()> {
             json: as_json,
         } => {
             first_health(engine).await;
-            let snap = engine.snapshot();
+            let snap = engine.current().await?;
             let row = snap
                 .node(name)
                 .ok_or_else(|| EngineError::NotFound(format!("no node {name:?}")))?;
@@ -542,11 +542,11 @@ async fn destroy(engine: &Link, name: &str, yes: bool) -> Result<()> {
         })
         .await?;
     let id = engine.apply().await?;
-    let snap = engine.wait_apply(id).await?;
-    if snap.node(name).is_some() {
+    let done = engine.wait_apply(id, Some(name), |_| {}).await?;
+    if done.node.is_some() {
         return Err(eyre!(
             "{name} was not torn down: {}",
-            clean(&plain::apply_line(&snap.apply))
+            clean(&plain::apply_line(&done.apply))
         ));
     }
     outln!("{name} destroyed");
@@ -575,10 +575,9 @@ async fn first_health(engine: &Link) {
 /// Apply, wait for it, and fail with the node's error when it has one.
 async fn apply_and_report(engine: &Link, name: &str) -> Result<()> {
     let id = engine.apply().await?;
-    let snap = engine.wait_apply(id).await?;
-    let row = snap.node(name).cloned();
-    outln!("{}", clean(&plain::apply_line(&snap.apply)));
-    match row.and_then(|r| r.last_error) {
+    let done = engine.wait_apply(id, Some(name), |_| {}).await?;
+    outln!("{}", clean(&plain::apply_line(&done.apply)));
+    match done.node.and_then(|r| r.last_error) {
         Some(e) => Err(eyre!("{name}: {e}")),
         None => Ok(()),
     }

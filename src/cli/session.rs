@@ -120,7 +120,7 @@ async fn connect(cli: &Cli) -> Result<(Link, Option<LogGuard>)> {
     let endpoint = Endpoint::for_home(&home);
     if let Some(token) = cli.daemon_token() {
         let remote = Remote::connect(&endpoint, home, token).await?;
-        if remote.snapshot().lock != LockState::Unlocked {
+        if remote.status().lock != LockState::Unlocked {
             return Err(EngineError::Locked).wrap_err(
                 "the daemon's engine is locked; unlock it from `legion --attach` or restart the daemon",
             );

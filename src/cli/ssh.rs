@@ -64,7 +64,7 @@ pub(crate) async fn key(cli: &Cli, command: &SshKeyCommand) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("legion_ed25519"));
     let (key, access) = with_link(cli, async |l: &Link| {
         let key = l.managed_key().await?;
-        let snap = l.snapshot();
+        let snap = l.current().await?;
         let name = node.clone().or_else(|| {
             snap.nodes
                 .iter()

@@ -1,9 +1,14 @@
 //! The client side: [`Remote`] offers the engine's API over the daemon's socket.
 //!
-//! One connection carries every call (answered by id, so calls may overlap) and one
-//! subscription that keeps a local `watch` of snapshots and a broadcast of log entries:
-//! faces wait on snapshots exactly as they do with an engine in their own process.
-//! Nothing is sent before the socket's files and the daemon's uid are checked.
+//! One connection carries every call (answered by id, so calls may overlap). Connecting
+//! reads the daemon's status and provider descriptors and nothing else: a command that
+//! only writes makes its call and exits without ever receiving a snapshot. Readers ask
+//! for the current snapshot once ([`Remote::current`]); `apply --wait` follows a small
+//! progress stream ([`Remote::follow_apply`]). Only what watches the fleet live (the
+//! dashboard, `nodes … --wait`, `logs --follow`) subscribes, on first use, keeping a local
+//! `watch` of snapshots and a broadcast of log entries: faces then wait on snapshots
+//! exactly as they do with an engine in their own process. Nothing is sent before the
+//! socket's files and the daemon's uid are checked.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,7 +22,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::endpoint::check_peer;
-use super::protocol::{DaemonStatus, Incoming, PROTOCOL, Request, WireError};
+use super::protocol::{ApplyProgress, DaemonStatus, Incoming, PROTOCOL, Request, WireError};
 use super::{Endpoint, Line, MAX_RESPONSE, Probe, read_line};
 use crate::core::oplog::OpEntry;
 use crate::core::secret::Secret;
@@ -30,6 +35,9 @@ use crate::providers::Descriptor;
 /// Calls waiting for their reply; `None` once the connection has ended, so a call made
 /// after that fails at once instead of waiting for a reply that cannot come.
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>>>;
+
+/// Where the `progress` events of a followed apply go, by call id.
+type Progress = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ApplyProgress>>>>;
 
 /// A connection to the daemon. Cheap to clone; the connection closes with the last clone.
 #[derive(Clone)]
@@ -48,6 +56,11 @@ struct Conn {
     token: Secret,
     snapshots: watch::Receiver<Arc<AppSnapshot>>,
     logs: broadcast::Sender<Arc<OpEntry>>,
+    progress: Progress,
+    /// Set once the snapshot subscription has delivered its first snapshot.
+    watching: tokio::sync::OnceCell<()>,
+    /// Set once the log subscription is in place.
+    following: tokio::sync::OnceCell<()>,
     home: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -76,7 +89,7 @@ pub fn unavailable(endpoint: &Endpoint, detail: &str) -> EngineError {
 }
 
 impl Remote {
-    /// Connect, authenticate, and wait for the first snapshot.
+    /// Connect, authenticate, and read the daemon's status and providers (no snapshot).
     pub async fn connect(
         endpoint: &Endpoint,
         home: PathBuf,
@@ -108,7 +121,14 @@ impl Remote {
             LockState::Locked,
         )));
         let (logs, _) = broadcast::channel(4096);
-        let reader = tokio::spawn(read_replies(rd, pending.clone(), snap_tx, logs.clone()));
+        let progress: Progress = Arc::default();
+        let reader = tokio::spawn(read_replies(
+            rd,
+            pending.clone(),
+            snap_tx,
+            logs.clone(),
+            progress.clone(),
+        ));
         let conn = Arc::new(Conn {
             out,
             pending,
@@ -116,6 +136,9 @@ impl Remote {
             token,
             snapshots,
             logs,
+            progress,
+            watching: tokio::sync::OnceCell::new(),
+            following: tokio::sync::OnceCell::new(),
             home,
             tasks: vec![reader, writer],
         });
@@ -141,20 +164,81 @@ impl Remote {
             descriptors: Arc::new(Vec::new()),
         };
         remote.descriptors = Arc::new(remote.providers().await?);
-        let mut first = remote.conn.snapshots.clone();
-        first.mark_unchanged();
-        remote
-            .conn
-            .call::<Value>(
-                "subscribe",
-                serde_json::json!({"snapshots": true, "logs": true}),
-            )
-            .await?;
-        first
-            .changed()
-            .await
-            .map_err(|_| EngineError::Unavailable("the daemon closed the connection".into()))?;
         Ok(remote)
+    }
+
+    /// Subscribe to snapshots (once per connection) and wait for the first one; from
+    /// then on [`Remote::snapshots`] and [`Remote::snapshot`] follow the daemon.
+    pub async fn watch(&self) -> Result<(), EngineError> {
+        self.conn
+            .watching
+            .get_or_try_init(|| async {
+                let mut first = self.conn.snapshots.clone();
+                first.mark_unchanged();
+                self.conn
+                    .call::<Value>("subscribe", serde_json::json!({"snapshots": true}))
+                    .await?;
+                first.changed().await.map_err(|_| closed())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Subscribe to operation-log entries (once per connection); from then on
+    /// [`Remote::subscribe_logs`] receives them.
+    pub async fn follow_logs(&self) -> Result<(), EngineError> {
+        self.conn
+            .following
+            .get_or_try_init(|| async {
+                self.conn
+                    .call::<Value>("subscribe", serde_json::json!({"logs": true}))
+                    .await
+                    .map(drop)
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The daemon's current snapshot: the live one when subscribed, else one `snapshot`
+    /// call (no subscription).
+    pub async fn current(&self) -> Result<Arc<AppSnapshot>, EngineError> {
+        if self.conn.watching.initialized() {
+            return Ok(self.snapshot());
+        }
+        self.conn
+            .call::<AppSnapshot>("snapshot", Value::Null)
+            .await
+            .map(Arc::new)
+    }
+
+    /// Follow apply `id` to its end on the daemon's small progress stream; `seen` gets
+    /// each progress event. Returns the last progress, with `node`'s row if asked.
+    pub async fn follow_apply(
+        &self,
+        id: u64,
+        node: Option<&str>,
+        mut seen: impl FnMut(&ApplyProgress),
+    ) -> Result<ApplyProgress, EngineError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let call_id = self.conn.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.conn.progress.lock() {
+            p.insert(call_id, tx);
+        }
+        let params = serde_json::json!({"apply": id, "node": node});
+        let reply = self
+            .conn
+            .call_with_id::<ApplyProgress>(call_id, "apply_progress", params);
+        tokio::pin!(reply);
+        let outcome = loop {
+            tokio::select! {
+                done = &mut reply => break done,
+                Some(p) = rx.recv() => seen(&p),
+            }
+        };
+        if let Ok(mut p) = self.conn.progress.lock() {
+            p.remove(&call_id);
+        }
+        outcome
     }
 
     pub fn status(&self) -> &DaemonStatus {
@@ -170,14 +254,18 @@ impl Remote {
         &self.conn.home
     }
 
+    /// The snapshots received: live only after [`Remote::watch`] (before, a placeholder).
     pub fn snapshots(&self) -> wait::Snapshots {
         self.conn.snapshots.clone()
     }
 
+    /// The last snapshot received: live only after [`Remote::watch`]; a command that
+    /// reads once asks [`Remote::current`].
     pub fn snapshot(&self) -> Arc<AppSnapshot> {
         self.conn.snapshots.borrow().clone()
     }
 
+    /// Log entries: they arrive only after [`Remote::follow_logs`].
     pub fn subscribe_logs(&self) -> broadcast::Receiver<Arc<OpEntry>> {
         self.conn.logs.subscribe()
     }
@@ -199,11 +287,13 @@ impl Remote {
         &self,
         pred: impl FnMut(&AppSnapshot) -> bool,
     ) -> Result<Arc<AppSnapshot>, EngineError> {
-        wait::until(self.snapshots(), pred, || {
-            EngineError::Unavailable("the daemon closed the connection".into())
-        })
-        .await
+        self.watch().await?;
+        wait::until(self.snapshots(), pred, closed).await
     }
+}
+
+fn closed() -> EngineError {
+    EngineError::Unavailable("the daemon closed the connection".into())
 }
 
 /// Every engine call goes over the one connection (see `crate::engine::api`).
@@ -221,6 +311,16 @@ impl Conn {
         params: Value,
     ) -> Result<T, EngineError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.call_with_id(id, method, params).await
+    }
+
+    /// [`Conn::call`] under an id the caller took (to route its events).
+    async fn call_with_id<T: DeserializeOwned>(
+        &self,
+        id: u64,
+        method: &str,
+        params: Value,
+    ) -> Result<T, EngineError> {
         let (tx, rx) = oneshot::channel();
         let lost = || EngineError::Unavailable("the daemon closed the connection".into());
         match self.pending.lock().as_deref_mut() {
@@ -252,6 +352,7 @@ async fn read_replies(
     pending: Pending,
     snapshots: watch::Sender<Arc<AppSnapshot>>,
     logs: broadcast::Sender<Arc<OpEntry>>,
+    progress: Progress,
 ) {
     let mut rd = BufReader::with_capacity(64 << 10, rd);
     let mut partial = Vec::new();
@@ -286,6 +387,16 @@ async fn read_replies(
                     .and_then(|d| serde_json::from_value::<OpEntry>(d).ok())
                 {
                     let _ = logs.send(Arc::new(entry));
+                }
+            }
+            (Some("progress"), Some(id)) => {
+                let to = progress.lock().ok().and_then(|p| p.get(&id).cloned());
+                if let Some(to) = to
+                    && let Some(p) = msg
+                        .data
+                        .and_then(|d| serde_json::from_value::<ApplyProgress>(d).ok())
+                {
+                    let _ = to.send(p);
                 }
             }
             (Some(_), _) => {}

@@ -5,18 +5,24 @@
 //! Reply: `{"id": 7, "result": …}` or `{"id": 7, "error": {"code": "refused", "message":
 //! "…"}}`. A subscription answers `{"id": 7, "result": null}` and then sends events
 //! `{"id": 7, "event": "snapshot" | "log" | "lagged", "data": …}` until the connection
-//! closes. A line that is not a request gets `{"id": null, "error": …}`; a bad token
-//! gets an error and the connection is closed.
+//! closes. `apply_progress` streams small `progress` events (`{"id": 7, "event":
+//! "progress", "data": {…}}`) and ends with its reply, the last progress, once the apply
+//! has finished. A line that is not a request gets `{"id": null, "error": …}`; a bad
+//! token gets an error and the connection is closed.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::core::secret::Secret;
+use crate::engine::snapshot::{AppSnapshot, ApplyView, LockState, NodeRow};
 use crate::engine::{EngineError, ErrorKind};
 use crate::providers::ProviderError;
 
-/// Protocol revision; a client refuses a daemon that speaks another.
-pub const PROTOCOL: u32 = 1;
+/// Protocol revision; a client refuses a daemon that speaks another. 2: `status` says
+/// whether the engine is unlocked and counts subscriptions; `apply_progress`.
+pub const PROTOCOL: u32 = 2;
 
 /// One request line. `method` is a call of the engine API (`crate::engine::api`) or one
 /// of the daemon's own ([`DaemonCall`]); `params` holds the call's named parameters.
@@ -65,12 +71,22 @@ pub enum DaemonCall {
         #[serde(default)]
         logs: bool,
     },
+    /// Follow apply `apply` to its end with [`ApplyProgress`] events (never whole
+    /// snapshots); the reply is the last one. `node` asks for that node's row in it.
+    ApplyProgress {
+        apply: u64,
+        #[serde(default)]
+        node: Option<String>,
+    },
 }
 
 impl DaemonCall {
     /// The daemon's own call a request names, if it names one.
     pub fn parse(method: &str, params: &Value) -> Option<Result<DaemonCall, serde_json::Error>> {
-        if !matches!(method, "status" | "shutdown" | "snapshot" | "subscribe") {
+        if !matches!(
+            method,
+            "status" | "shutdown" | "snapshot" | "subscribe" | "apply_progress"
+        ) {
             return None;
         }
         let mut v = serde_json::Map::new();
@@ -145,6 +161,61 @@ pub struct DaemonStatus {
     pub started: u64,
     pub clients: usize,
     pub requests: u64,
+    /// Whether the daemon's engine is unlocked (from its last snapshot).
+    pub lock: LockState,
+    /// Snapshot and log subscriptions opened since the daemon started (not secret: a
+    /// count, so that a test can see that a command never subscribed).
+    pub subscriptions: u64,
+}
+
+/// Where an apply stands, small whatever the fleet's size: what `apply --wait` follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyProgress {
+    /// The snapshot this was read from.
+    pub seq: u64,
+    /// The apply: its stage and counts while it runs, what failed or still differs once
+    /// it has finished.
+    pub apply: ApplyView,
+    /// Nodes per status, as `nodes list` words it (`running`, `deploying (install)`, …).
+    pub nodes: BTreeMap<String, usize>,
+    /// The row of the node the caller asked about, if it is (still) in the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeRow>,
+}
+
+impl ApplyProgress {
+    /// Read from a snapshot (one pass over its rows).
+    pub fn of(snap: &AppSnapshot, node: Option<&str>) -> ApplyProgress {
+        let mut nodes: BTreeMap<String, usize> = BTreeMap::new();
+        let mut label = String::new();
+        for row in &snap.nodes {
+            use std::fmt::Write;
+            label.clear();
+            let _ = write!(label, "{}", row.status);
+            match nodes.get_mut(label.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    nodes.insert(label.clone(), 1);
+                }
+            }
+        }
+        ApplyProgress {
+            seq: snap.seq,
+            apply: snap.apply.clone(),
+            nodes,
+            node: node.and_then(|n| snap.node(n).cloned()),
+        }
+    }
+
+    /// Apply `id` (or a later one) has finished.
+    pub fn done(&self, id: u64) -> bool {
+        matches!(&self.apply, ApplyView::Finished { id: done, .. } if *done >= id)
+    }
+
+    /// The same news as `other`, ignoring the snapshot it was read from.
+    pub fn same_as(&self, other: &ApplyProgress) -> bool {
+        self.apply == other.apply && self.nodes == other.nodes && self.node == other.node
+    }
 }
 
 /// Serialize a reply; one larger than [`super::MAX_RESPONSE`] becomes a `too_large`

@@ -15,7 +15,10 @@
 //! Calls and subscriptions run concurrently (at most [`MAX_IN_FLIGHT`] per connection,
 //! of which at most [`MAX_SUBSCRIPTIONS`] subscriptions) and answer by id; subscriptions
 //! forward snapshots (a slow reader skips to the newest) and log entries (a slow reader
-//! is told how many it missed). Nothing here logs request contents.
+//! is told how many it missed); `apply_progress` sends small progress events at most every
+//! [`PROGRESS_EVERY`] and ends with the apply. `status` and `snapshot` never wait on the
+//! engine: they read the last published snapshot (an `Arc`), serialized off the async
+//! workers at most once per publication. Nothing here logs request contents.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,7 +34,8 @@ use tokio::time::Instant;
 
 use super::endpoint::{EndpointError, check_socket, own_uid};
 use super::protocol::{
-    DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, reply_line,
+    ApplyProgress, DaemonCall, DaemonStatus, PROTOCOL, Request, WireError, error_line, event_line,
+    reply_line,
 };
 use super::{
     Endpoint, Line, MAX_CLIENTS, MAX_IN_FLIGHT, MAX_REQUEST, MAX_RESPONSE, MAX_SUBSCRIPTIONS,
@@ -92,6 +96,11 @@ impl Default for Limits {
 
 pub struct Daemon {
     engine: Engine,
+    /// The runtime the engine runs on: engine calls run there, so the work they spawn
+    /// (an apply, a job) stays off the runtime that answers requests.
+    engine_rt: tokio::runtime::Handle,
+    /// The `providers` answer, fixed for the daemon's life: served without the engine.
+    descriptors: Value,
     token: Secret,
     endpoint: Endpoint,
     limits: Limits,
@@ -106,9 +115,12 @@ pub struct Daemon {
     started: u64,
     clients: AtomicUsize,
     requests: AtomicU64,
+    subscriptions: AtomicU64,
     stop: Notify,
     /// The newest snapshot serialized once, shared by every subscriber and caller.
     cache: std::sync::Mutex<Option<(u64, Arc<String>)>>,
+    /// Held while a snapshot is serialized (never across anything else).
+    serializing: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -116,13 +128,17 @@ impl Daemon {
         Daemon::with_limits(engine, token, endpoint, Limits::default())
     }
 
+    /// Must be called on the engine's runtime (engine calls are spawned there).
     pub fn with_limits(
         engine: Engine,
         token: Secret,
         endpoint: Endpoint,
         limits: Limits,
     ) -> Arc<Daemon> {
+        let descriptors = serde_json::to_value(engine.provider_descriptors()).unwrap_or_default();
         Arc::new(Daemon {
+            engine_rt: tokio::runtime::Handle::current(),
+            descriptors,
             engine,
             token,
             endpoint,
@@ -134,8 +150,10 @@ impl Daemon {
             started: super::now_secs(),
             clients: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
             stop: Notify::new(),
             cache: std::sync::Mutex::new(None),
+            serializing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -201,16 +219,21 @@ impl Daemon {
             started: self.started,
             clients: self.clients.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            lock: self.engine.snapshot().lock,
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
         }
     }
 
     /// The snapshot as JSON, serialized at most once per publication.
     async fn snapshot_json(&self, snap: Arc<AppSnapshot>) -> Result<Arc<String>, WireError> {
-        if let Ok(cache) = self.cache.lock()
-            && let Some((seq, json)) = &*cache
-            && *seq == snap.seq
-        {
-            return Ok(json.clone());
+        if let Some(json) = self.cached(snap.seq) {
+            return Ok(json);
+        }
+        // One serialization at a time: callers asking at once wait for it and share it,
+        // instead of each paying for a copy of a large fleet.
+        let _one = self.serializing.lock().await;
+        if let Some(json) = self.cached(snap.seq) {
+            return Ok(json);
         }
         let seq = snap.seq;
         // Large fleets make this tens of milliseconds: off the async workers.
@@ -225,6 +248,13 @@ impl Daemon {
             *cache = Some((seq, json.clone()));
         }
         Ok(json)
+    }
+
+    /// The cached JSON if it is of publication `seq` or a newer one.
+    fn cached(&self, seq: u64) -> Option<Arc<String>> {
+        let cache = self.cache.lock().ok()?;
+        let (at, json) = cache.as_ref()?;
+        (*at >= seq).then(|| json.clone())
     }
 
     async fn connection(self: Arc<Self>, stream: UnixStream) {
@@ -389,9 +419,11 @@ impl Daemon {
                     let _ = tx.send(error_line(Some(id), &e)).await;
                     continue;
                 }
-                Some(Ok(DaemonCall::Subscribe { snapshots, logs })) => {
-                    // A subscription holds a place among the calls in flight for as long
-                    // as it lives: refused, not queued, when none is free.
+                Some(Ok(
+                    call @ (DaemonCall::Subscribe { .. } | DaemonCall::ApplyProgress { .. }),
+                )) => {
+                    // A subscription (or a followed apply) holds a place among the calls in
+                    // flight for as long as it lives: refused, not queued, when none is free.
                     let permits = subscriptions
                         .clone()
                         .try_acquire_owned()
@@ -411,7 +443,16 @@ impl Daemon {
                     let this = self.clone();
                     let tx = tx.clone();
                     tasks.spawn(async move {
-                        this.subscription(id, snapshots, logs, tx).await;
+                        match call {
+                            DaemonCall::Subscribe { snapshots, logs } => {
+                                this.subscriptions.fetch_add(1, Ordering::Relaxed);
+                                this.subscription(id, snapshots, logs, tx).await;
+                            }
+                            DaemonCall::ApplyProgress { apply, node } => {
+                                this.apply_progress(id, apply, node, tx).await;
+                            }
+                            _ => {}
+                        }
                         drop(permits);
                     });
                     continue;
@@ -445,7 +486,7 @@ impl Daemon {
                         Err(e) => error_line(Some(id), &e),
                     }
                 } else {
-                    reply_line(id, this.call(&method, params).await)
+                    reply_line(id, this.call(method, params).await)
                 };
                 let _ = tx.send(line).await;
                 drop(permit);
@@ -455,13 +496,26 @@ impl Daemon {
         tasks.abort_all();
     }
 
-    /// Run one engine call: the API's own dispatch, nothing written here per call.
-    async fn call(&self, method: &str, params: Value) -> Result<Value, WireError> {
-        match api::dispatch(&self.engine, method, params).await {
-            Some(outcome) => outcome.map_err(|e| WireError::from(&e)),
-            None => Err(WireError::new(
-                ErrorKind::BadRequest,
-                format!("unknown method {method:?}"),
+    /// Run one engine call: the API's own dispatch, nothing written here per call, on
+    /// the engine's runtime. `providers` is answered here: it never changes.
+    async fn call(&self, method: String, params: Value) -> Result<Value, WireError> {
+        if method == "providers" {
+            return Ok(self.descriptors.clone());
+        }
+        let engine = self.engine.clone();
+        let unknown = WireError::new(ErrorKind::BadRequest, format!("unknown method {method:?}"));
+        let run = self
+            .engine_rt
+            .spawn(async move { api::dispatch(&engine, &method, params).await });
+        // A caller that goes away drops only the reply: the call itself runs to its end
+        // on the engine's runtime (work that changes state runs on the session's own
+        // tasks anyway).
+        match run.await {
+            Ok(Some(outcome)) => outcome.map_err(|e| WireError::from(&e)),
+            Ok(None) => Err(unknown),
+            Err(e) => Err(WireError::new(
+                ErrorKind::Unavailable,
+                format!("the engine stopped during the call: {e}"),
             )),
         }
     }
@@ -503,6 +557,66 @@ impl Daemon {
         }
     }
 
+    /// Follow apply `apply` to its end: a `progress` event whenever what it says changes
+    /// (read at most every [`PROGRESS_EVERY`], skipping to the newest publication), then
+    /// the reply with the last one. Each event is a few hundred bytes whatever the fleet's
+    /// size; counting the rows is one pass per reading, on a blocking thread.
+    async fn apply_progress(self: Arc<Self>, id: u64, apply: u64, node: Option<String>, tx: Out) {
+        let mut snaps = self.engine.snapshots();
+        let node = Arc::new(node);
+        let mut last: Option<ApplyProgress> = None;
+        loop {
+            let snap = snaps.borrow_and_update().clone();
+            let lock = snap.lock;
+            let which = node.clone();
+            let now = match tokio::task::spawn_blocking(move || {
+                ApplyProgress::of(&snap, which.as_deref())
+            })
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = WireError::new(ErrorKind::Internal, e.to_string());
+                    let _ = tx.send(error_line(Some(id), &e)).await;
+                    return;
+                }
+            };
+            if now.done(apply) {
+                let line = reply_line(
+                    id,
+                    serde_json::to_value(&now)
+                        .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string())),
+                );
+                let _ = tx.send(line).await;
+                return;
+            }
+            if lock != LockState::Unlocked {
+                let e = WireError::new(
+                    ErrorKind::Locked,
+                    format!("the daemon's engine was locked before apply #{apply} finished"),
+                );
+                let _ = tx.send(error_line(Some(id), &e)).await;
+                return;
+            }
+            if last.as_ref().is_none_or(|l| !l.same_as(&now)) {
+                if tx.send(event_line(id, "progress", &now)).await.is_err() {
+                    return;
+                }
+                last = Some(now);
+            }
+            // Paced: publications in between are skipped (the watch keeps the newest).
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            if snaps.changed().await.is_err() {
+                let e = WireError::new(
+                    ErrorKind::Unavailable,
+                    format!("the daemon's engine stopped before apply #{apply} finished"),
+                );
+                let _ = tx.send(error_line(Some(id), &e)).await;
+                return;
+            }
+        }
+    }
+
     async fn send_snapshot(&self, id: u64, snap: Arc<AppSnapshot>, tx: &Out) -> bool {
         let line = match self.snapshot_json(snap).await {
             Ok(json) => wrap_json(id, Some("snapshot"), &json),
@@ -518,6 +632,11 @@ impl Daemon {
         {
             tracing::error!("daemon shutdown: saving the state failed: {e}");
         }
+        self.remove_endpoint();
+    }
+
+    /// Remove our endpoint files (only if they are still ours).
+    pub fn remove_endpoint(&self) {
         let ours = matches!(
             self.endpoint.read_metadata(),
             Ok(Some(m)) if m.pid == std::process::id()
@@ -529,6 +648,10 @@ impl Daemon {
 }
 
 type Out = mpsc::Sender<String>;
+
+/// The shortest time between two `progress` events of one followed apply: a client's
+/// cost stays bounded however often the engine publishes.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// `{"id":…,"result":JSON}` (no event) or `{"id":…,"event":"…","data":JSON}` around
 /// JSON already serialized (the shared snapshot), without parsing it again.

@@ -26,6 +26,36 @@ use crate::providers::Credentials;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
+/// How long stopping waits for each provider adapter to flush: a provider that does not
+/// answer must not keep a stopping daemon alive (SIGTERM is answered within seconds).
+const PROVIDER_FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Mark every running execution interrupted at its phase; the nodes it marked.
+fn interrupt_running(s: &mut State) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, t) in s.tracked.nodes.iter_mut() {
+        if t.execution
+            .as_mut()
+            .is_some_and(|e| e.interrupt_if_running())
+        {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// Flush every provider adapter, each within [`PROVIDER_FLUSH_DEADLINE`].
+async fn flush_providers(session: &Session) {
+    for p in session.supervisor.env().providers.all() {
+        if tokio::time::timeout(PROVIDER_FLUSH_DEADLINE, p.api.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(provider = %p.id, "the provider did not flush within the stop's deadline");
+        }
+    }
+}
+
 /// What the engine task is asked to do.
 pub(crate) enum Command {
     Init {
@@ -89,10 +119,9 @@ impl Core {
         // Every handle is gone: save what is pending, as logout would.
         if let Some(s) = self.session.take() {
             s.stop_tasks();
+            s.cell.mutate(interrupt_running);
             let _ = s.cell.flush().await;
-            for p in s.supervisor.env().providers.all() {
-                p.api.flush().await;
-            }
+            flush_providers(&s).await;
         }
     }
 
@@ -237,16 +266,7 @@ impl Core {
             if managed_key.is_some() {
                 s.managed_key = managed_key;
             }
-            let mut names = Vec::new();
-            for (name, t) in s.tracked.nodes.iter_mut() {
-                if t.execution
-                    .as_mut()
-                    .is_some_and(|e| e.interrupt_if_running())
-                {
-                    names.push(name.clone());
-                }
-            }
-            names
+            interrupt_running(s)
         });
         cell.persist(interrupted.1)
             .await
@@ -325,10 +345,20 @@ impl Core {
             return Err(EngineError::Locked);
         };
         session.stop_tasks();
-        let flushed = session.cell.flush().await;
-        for p in session.supervisor.env().providers.all() {
-            p.api.flush().await;
+        // The actors are gone: an execution they were running stops at its phase. Said
+        // in the state now (saved once, with everything else pending), not left for the
+        // next unlock to guess.
+        let (names, _) = session.cell.mutate(interrupt_running);
+        for name in &names {
+            self.oplog.warn(
+                Some(format!("node/{name}")),
+                format!(
+                    "{name}: its execution was interrupted when Legion stopped; retry resumes it"
+                ),
+            );
         }
+        let flushed = session.cell.flush().await;
+        flush_providers(&session).await;
         session.release_lock();
         drop(session);
         self.oplog.detach_file();

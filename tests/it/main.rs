@@ -19,6 +19,7 @@ mod cli;
 mod cli_edits;
 mod contract;
 mod daemon;
+mod daemon_load;
 mod daemon_trust;
 mod dashboard;
 mod edits;
