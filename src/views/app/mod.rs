@@ -315,8 +315,12 @@ impl App {
 
     /// The layer that has the keyboard.
     fn layer(&self) -> Layer {
-        if !self.shells.focused() && matches!(self.overlay, Overlay::Help | Overlay::Details) {
+        if self.shells.focused() {
+            self.screen_layer()
+        } else if matches!(self.overlay, Overlay::Help | Overlay::Details) {
             Layer::Overlay
+        } else if matches!(self.overlay, Overlay::Plan(_)) {
+            Layer::Plan
         } else {
             self.screen_layer()
         }

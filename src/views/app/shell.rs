@@ -172,11 +172,7 @@ impl App {
         let Some(i) = self.shells.active else {
             return Vec::new();
         };
-        let cmd = self
-            .opts
-            .keymap
-            .resolve(&k)
-            .filter(|c| c.info().applies_in(Layer::Pane));
+        let cmd = self.opts.keymap.resolve(&k, Layer::Pane);
         match cmd {
             Some(Command::LeavePane) => {
                 self.shells.active = None;
