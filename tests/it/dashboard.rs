@@ -477,6 +477,7 @@ fn with_provider(n: usize) -> Arc<AppSnapshot> {
         rate_remaining: None,
         failures: 0,
         last_ok_ms: None,
+        waiting: None,
     }];
     Arc::new(s)
 }
