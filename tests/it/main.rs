@@ -21,6 +21,7 @@ mod contract;
 mod daemon;
 mod daemon_trust;
 mod dashboard;
+mod demo_once;
 mod edits;
 mod engine;
 mod fault_matrix;
