@@ -59,6 +59,15 @@ impl Shells {
     pub(super) fn focused(&self) -> bool {
         self.active.is_some()
     }
+
+    /// The focused pane's session and cursor-key mode, while it is open.
+    pub(super) fn focused_open(&self) -> Option<(&ShellHandle, bool)> {
+        let pane = self.panes.get(self.active?)?;
+        if pane.state != ShellState::Open {
+            return None;
+        }
+        Some((pane.handle.as_ref()?, pane.frame.application_cursor))
+    }
 }
 
 /// Where the pane goes on a terminal of `screen`: below the header and the tab line and
