@@ -101,8 +101,6 @@ fn plan_events() -> Vec<(KeyEvent, Command)> {
         (press(KeyCode::Enter, NONE), PlanChoose),
         (press(KeyCode::Tab, NONE), PlanSwitch),
         (press(KeyCode::BackTab, SHIFT), PlanSwitch),
-        (press(KeyCode::Left, NONE), PlanSwitch),
-        (press(KeyCode::Right, NONE), PlanSwitch),
         (ch('j'), MoveDown),
         (press(KeyCode::PageUp, NONE), PageUp),
         (ch('g'), Top),

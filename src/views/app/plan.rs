@@ -211,6 +211,10 @@ impl App {
             (Command::PlanCancel, "cancels"),
             (Command::MoveDown, "scrolls"),
         ] {
+            // Read-only, Apply's key only says why it cannot: not offered.
+            if cmd == Command::PlanApply && self.opts.readonly {
+                continue;
+            }
             if let Some(key) = keymap.first_key(cmd) {
                 parts.push(format!("{key} {what}"));
             }

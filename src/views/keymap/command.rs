@@ -575,7 +575,7 @@ impl Command {
             Command::Apply => row(
                 "apply",
                 "apply",
-                "Show the plan (what an apply would change), to apply it from there",
+                "Show the plan: what an apply would change",
                 Plan,
                 &const { [ch('a')] },
             )
@@ -611,7 +611,7 @@ impl Command {
             Command::PlanApply => row(
                 "plan_apply",
                 "apply",
-                "In the plan overlay: apply the plan shown (its Apply button)",
+                "Plan overlay: apply the plan shown (its Apply button)",
                 Plan,
                 &const { [ch('y')] },
             )
@@ -620,7 +620,7 @@ impl Command {
             Command::PlanCancel => row(
                 "plan_cancel",
                 "cancel",
-                "In the plan overlay: close it, changing nothing (its Cancel button)",
+                "Plan overlay: close it, changing nothing (Cancel)",
                 Plan,
                 &const { [key(Key::Esc), ch('n'), ch('q')] },
             )
@@ -628,7 +628,7 @@ impl Command {
             Command::PlanChoose => row(
                 "plan_choose",
                 "choose",
-                "In the plan overlay: press the focused button (Cancel until you move)",
+                "Plan overlay: press the focused button (Cancel first)",
                 Plan,
                 &const { [key(Key::Enter)] },
             )
@@ -636,16 +636,9 @@ impl Command {
             Command::PlanSwitch => row(
                 "plan_switch",
                 "switch",
-                "In the plan overlay: move the focus between Cancel and Apply",
+                "Plan overlay: move the focus between Cancel and Apply",
                 Plan,
-                &const {
-                    [
-                        key(Key::Tab),
-                        key(Key::BackTab),
-                        key(Key::Left),
-                        key(Key::Right),
-                    ]
-                },
+                &const { [key(Key::Tab), key(Key::BackTab)] },
             )
             .layers(PLAN),
             Command::ToggleLog => row(
