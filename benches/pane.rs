@@ -338,6 +338,12 @@ fn main() {
     let roles = rig.home().join("roles");
     std::fs::create_dir_all(&roles).unwrap();
     std::fs::write(roles.join("web.logs"), "/app.log\n").unwrap();
+    // Every planned role needs its install script (Legion's default install, with the role).
+    std::fs::write(
+        roles.join("web.sh"),
+        "#!/bin/sh\nset -e\nmkdir -p \"$LEGION_ROOT/var/lib/legion\"\ndate > \"$LEGION_ROOT/var/lib/legion/installed\"\n",
+    )
+    .unwrap();
     rig.ok(&[
         "nodes",
         "add",

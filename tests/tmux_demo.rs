@@ -184,3 +184,44 @@ fn demo_nodes_have_real_shells_and_logs_in_local_sandboxes() {
     t.text("q");
     t.wait_for("LEGION-EXITED 0");
 }
+
+/// A read-only dashboard opens the plan overlay to read it, and its Apply is refused with
+/// the reason: `--readonly demo` seeds a fresh demo and never applies, so the plan has the
+/// whole fleet to create.
+#[test]
+fn readonly_reads_the_plan_and_cannot_apply_it() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "env -u NO_COLOR LEGION_HOME={} TERM=xterm-256color {} --readonly demo; echo LEGION-EXITED $?; sleep 60",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_legion")
+    );
+    let Some(t) = Tmux::start(&command, 160, 45) else {
+        return;
+    };
+    t.wait("the plan's counts in the header", |s| {
+        s.contains("readonly") && s.contains("plan: ") && s.contains("to create")
+    });
+    t.text("a");
+    let s = t.wait("the plan overlay", |s| {
+        s.contains("Plan: ") && s.contains("(create)")
+    });
+    assert!(s.contains("east-1"), "{s}");
+    assert!(s.contains("read-only: Apply is refused"), "{s}");
+    // Scrolling works read-only.
+    t.text("j");
+    // Apply: focus it and press it; refused, the overlay stays open.
+    t.keys(&["Tab"]);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("apply: not available in --readonly");
+    assert!(s.contains("Plan: "), "the plan stays open:\n{s}");
+    // `y` (Apply's key) is not bound read-only; Esc closes and nothing was applied.
+    t.text("y");
+    t.keys(&["Escape"]);
+    let s = t.wait("the overlay to close", |s| !s.contains("Plan: "));
+    assert!(s.contains("apply: idle"), "nothing was applied:\n{s}");
+    assert!(s.contains("to create"), "{s}");
+    t.text("q");
+    t.wait_for("LEGION-EXITED 0");
+}

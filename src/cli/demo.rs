@@ -167,8 +167,12 @@ pub(crate) async fn run(cli: &Cli, rt: &tokio::runtime::Handle, args: &DemoArgs)
     Ok(())
 }
 
+/// How long a failed verdict must hold before `--once` reports it.
+const FAILURE_HOLDS: Duration = Duration::from_secs(3);
+
 /// `--once`: wait for apply `id`, then until every row has settled (or one has failed, or
-/// `timeout` passed), and print one table and one verdict.
+/// waits on something no node will bring, or `timeout` passed), and print one table and
+/// one verdict.
 async fn once(engine: &Engine, id: u64, timeout: Duration) -> Result<()> {
     let mut verdict = Settlement::Pending(vec![format!("apply #{id} has not finished")]);
     let waited = tokio::time::timeout(
@@ -182,10 +186,22 @@ async fn once(engine: &Engine, id: u64, timeout: Duration) -> Result<()> {
         }),
     )
     .await;
-    let snap = match waited {
+    let mut snap = match waited {
         Ok(snap) => snap?,
         Err(_) => engine.snapshot(),
     };
+    // A verdict of failure is final once it holds a moment: a zone's actor may still be
+    // taking in the state change that ends its wait when the last node settles.
+    if matches!(verdict, Settlement::Failed(_))
+        && let Ok(settled) = tokio::time::timeout(
+            FAILURE_HOLDS,
+            engine.wait_for(|s| s.settlement() == Settlement::Settled),
+        )
+        .await
+    {
+        snap = settled?;
+        verdict = Settlement::Settled;
+    }
     let text: String = plain::render(&snap)
         .lines()
         .map(|l| clean(l) + "\n")

@@ -29,6 +29,7 @@ mod nodes;
 mod output;
 mod password;
 mod plan;
+mod progress;
 mod provider;
 mod readonly;
 mod session;

@@ -151,7 +151,7 @@ async fn connect(cli: &Cli) -> Result<(Link, Option<LogGuard>)> {
 /// keeps running).
 pub(crate) async fn with_link<T>(cli: &Cli, f: impl AsyncFnOnce(&Link) -> Result<T>) -> Result<T> {
     let (link, _log) = connect(cli).await?;
-    let result = f(&link).await;
+    let result = super::progress::during(&link, f(&link)).await;
     link.finish().await?;
     result
 }

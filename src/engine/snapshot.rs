@@ -170,6 +170,7 @@ impl AppSnapshot {
         let snap = self;
         let mut pending = Vec::new();
         let mut failed = Vec::new();
+        let mut waiting = Vec::new();
         for n in &snap.nodes {
             let what = || match (&n.last_error, &n.waiting) {
                 (Some(e), _) => format!("node {}: {} ({e})", n.name, n.status),
@@ -216,8 +217,23 @@ impl AppSnapshot {
                 match r.status {
                     SyncStatus::Converged => {}
                     SyncStatus::Failed | SyncStatus::Stale { .. } => failed.push(what()),
+                    SyncStatus::Waiting => waiting.push(what()),
                     _ => pending.push(what()),
                 }
+            }
+        }
+        // A zone, firewall set or domain waits on nodes (an address, a server, the address
+        // a deploy records). Once every node has settled, nothing is left to bring what it
+        // waits for (a record for a node no longer planned, say): that is a result, not
+        // progress, and waiting on would only wait out the timeout.
+        let nodes_settled = pending.is_empty();
+        for w in waiting {
+            if nodes_settled {
+                failed.push(format!(
+                    "{w}, and every node has settled: it will not come without a plan change"
+                ));
+            } else {
+                pending.push(w);
             }
         }
         if !failed.is_empty() {

@@ -67,6 +67,40 @@ pub struct ProviderStatus {
     /// When a call last succeeded (ms since the epoch): what "stale since" names.
     #[serde(default)]
     pub last_ok_ms: Option<u64>,
+    /// A wait in progress before the next call (rate limited): faces show it once it
+    /// lasts over a second, so a slow command says what it waits for.
+    #[serde(default)]
+    pub waiting: Option<ProviderWait>,
+}
+
+/// A lane holding its calls back: why, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderWait {
+    /// Why it waits ("rate limited").
+    pub reason: String,
+    /// When the wait ends (ms since the epoch).
+    pub until_ms: u64,
+}
+
+impl ProviderWait {
+    /// `waiting for Hetzner: rate limited until 10:42:13 UTC (37 s)`, at `now_ms`.
+    pub fn line(&self, provider: &str, now_ms: u64) -> String {
+        let left = self.until_ms.saturating_sub(now_ms).div_ceil(1000);
+        format!("{} ({left} s)", self.until_line(provider))
+    }
+
+    /// `waiting for Hetzner: rate limited until 10:42:13 UTC`: without the countdown, for
+    /// a dashboard that does not redraw while idle.
+    pub fn until_line(&self, provider: &str) -> String {
+        let unix = self.until_ms / 1000;
+        format!(
+            "waiting for {provider}: {} until {:02}:{:02}:{:02} UTC",
+            self.reason,
+            unix / 3600 % 24,
+            unix / 60 % 60,
+            unix % 60
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +120,9 @@ struct LaneState {
     in_flight: u32,
     calls: u64,
     writes: u64,
+    /// The wait in progress and how many calls are in it (the longest one is shown).
+    waiting: Option<ProviderWait>,
+    waiters: u32,
 }
 
 /// A provider write as the operation log names it.
@@ -153,6 +190,8 @@ impl Lane {
                 in_flight: 0,
                 calls: 0,
                 writes: 0,
+                waiting: None,
+                waiters: 0,
             }),
             oplog,
             on_change,
@@ -191,6 +230,40 @@ impl Lane {
             rate_remaining: st.rate.map(|r| r.remaining),
             failures: st.consecutive_failures,
             last_ok_ms: st.last_ok_ms,
+            waiting: st.waiting.clone(),
+        }
+    }
+
+    /// Sleep `wait` before the next call, with the wait in the lane's status (and the
+    /// status listener told) while it lasts, so faces can say what a command waits for.
+    async fn hold_back(&self, reason: &str, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        let until_ms = crate::core::time::now_ms() + wait.as_millis() as u64;
+        {
+            let mut st = self.lock();
+            st.waiters += 1;
+            if st.waiting.as_ref().is_none_or(|w| w.until_ms < until_ms) {
+                st.waiting = Some(ProviderWait {
+                    reason: reason.to_string(),
+                    until_ms,
+                });
+            }
+        }
+        (self.on_change)();
+        tokio::time::sleep(wait).await;
+        let cleared = {
+            let mut st = self.lock();
+            st.waiters = st.waiters.saturating_sub(1);
+            let done = st.waiters == 0;
+            if done {
+                st.waiting = None;
+            }
+            done
+        };
+        if cleared {
+            (self.on_change)();
         }
     }
 
@@ -243,7 +316,7 @@ impl Lane {
                     attempt += 1;
                     let wait = e.retry_after.unwrap_or(Duration::from_secs(1 << attempt));
                     tracing::debug!(provider = %self.id, what, ?wait, "read backs off");
-                    tokio::time::sleep(wait).await;
+                    self.hold_back(backoff_reason(&e), wait).await;
                 }
                 other => return other,
             }
@@ -278,7 +351,7 @@ impl Lane {
                 {
                     attempt += 1;
                     let wait = e.retry_after.unwrap_or(Duration::from_secs(1 << attempt));
-                    tokio::time::sleep(wait).await;
+                    self.hold_back(backoff_reason(&e), wait).await;
                 }
                 other => break other,
             }
@@ -452,8 +525,18 @@ impl Lane {
             }
         };
         if let Some(at) = wait_until {
-            tokio::time::sleep_until(at).await;
+            let wait = at.saturating_duration_since(Instant::now());
+            self.hold_back("rate limited (no requests left)", wait)
+                .await;
         }
+    }
+}
+
+/// Why a refused call waits before it is repeated.
+fn backoff_reason(e: &ProviderError) -> &'static str {
+    match e.kind {
+        ErrorKind::Locked => "the resource is busy (locked)",
+        _ => "rate limited",
     }
 }
 
@@ -638,5 +721,49 @@ mod tests {
         assert_eq!(st.failures, 0);
         assert_eq!(st.last_error, None, "the error is history once it answers");
         assert!(st.last_ok_ms.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_read_shows_what_it_waits_for_until_it_ends() {
+        let lane = Arc::new(lane());
+        let calls = Arc::new(AtomicU32::new(0));
+        let task = {
+            let (lane, calls) = (lane.clone(), calls.clone());
+            tokio::spawn(async move {
+                lane.read("catalog", || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n == 0 {
+                            let mut e = err(ErrorKind::RateLimited);
+                            e.retry_after = Some(Duration::from_secs(37));
+                            Err(e)
+                        } else {
+                            Ok(1)
+                        }
+                    }
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let wait = lane.status().waiting.expect("the wait is in the status");
+        assert_eq!(wait.reason, "rate limited");
+        let left = wait.until_ms.saturating_sub(crate::core::time::now_ms());
+        assert!((30_000..=37_000).contains(&left), "{left} ms left");
+        assert_eq!(task.await.unwrap(), Ok(1));
+        assert_eq!(
+            lane.status().waiting,
+            None,
+            "cleared once the call went through"
+        );
+        let w = ProviderWait {
+            reason: "rate limited".into(),
+            // 10:42:13 UTC on some day.
+            until_ms: (20_000 * 86_400 + 10 * 3600 + 42 * 60 + 13) * 1000,
+        };
+        assert_eq!(
+            w.line("Hetzner", w.until_ms - 36_400),
+            "waiting for Hetzner: rate limited until 10:42:13 UTC (37 s)"
+        );
     }
 }

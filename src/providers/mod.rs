@@ -25,7 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use broker::{Lane, ProviderHealth, ProviderStatus, WriteOp};
+pub use broker::{Lane, ProviderHealth, ProviderStatus, ProviderWait, WriteOp};
 pub use error::{
     AgentError, CredentialError, ErrorClass, ErrorKind, ProviderError, ProviderResult,
 };

@@ -145,7 +145,26 @@ pub struct ShellHandle<F> {
     tx: mpsc::Sender<ShellInput>,
     slot: Arc<FrameSlot<F>>,
     /// Rung after each send, so a waiting session thread sees the input at once.
-    wake: Option<Wake>,
+    wake: Option<Arc<Wake>>,
+}
+
+/// A second way in for a session's input, for another thread: the dashboard's input
+/// thread writes the focused pane's keystrokes through it straight to the session, one
+/// thread hop instead of two. It does not keep the session alive (the handle does).
+#[derive(Debug, Clone)]
+pub struct ShellSender {
+    tx: mpsc::Sender<ShellInput>,
+    wake: Option<Arc<Wake>>,
+}
+
+impl ShellSender {
+    /// Never blocks; input for a session that has ended is dropped.
+    pub fn send(&self, input: ShellInput) {
+        let _ = self.tx.send(input);
+        if let Some(w) = &self.wake {
+            w.ring();
+        }
+    }
 }
 
 /// The session thread's end of a [`ShellHandle`] (also what tests read).
@@ -184,6 +203,14 @@ impl<F> ShellHandle<F> {
         }
     }
 
+    /// A sender into the same session, for another thread (see [`ShellSender`]).
+    pub fn sender(&self) -> ShellSender {
+        ShellSender {
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
     pub fn take(&self) -> Option<ShellUpdate<F>> {
         self.slot.take()
     }
@@ -200,7 +227,7 @@ pub fn spawn<S: Screen>(
 ) -> io::Result<ShellHandle<S::Frame>> {
     let (mut handle, mut ends) = ShellHandle::pair();
     let (ring, bell) = wait::pair()?;
-    handle.wake = Some(ring);
+    handle.wake = Some(Arc::new(ring));
     ends.bell = Some(bell);
     std::thread::Builder::new()
         .name(format!("legion-ssh-{node}"))

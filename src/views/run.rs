@@ -15,7 +15,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use tokio::runtime::Handle;
 
-use super::app::{App, Effect, Failed, Options, SessionError, UiEvent};
+use super::app::{App, DirectInput, Effect, Failed, Options, SessionError, UiEvent};
 use super::keymap::Keymap;
 use super::terminal;
 use super::theme::{ColorDepth, Theme};
@@ -93,15 +93,22 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
     // The terminal first: setting it up may query it, and the input thread below would
     // swallow the answer.
     let mut term = terminal::enter()?;
-    // Terminal input: a blocking read on its own thread, never on the UI thread.
+    // Terminal input: a blocking read on its own thread, never on the UI thread. Keys for
+    // a focused shell pane go from here straight to its session (`DirectInput`).
     let input_tx = tx.clone();
+    let direct = DirectInput::default();
+    let input_direct = direct.clone();
     let spawned = std::thread::Builder::new()
         .name("legion-input".into())
         .spawn(move || {
             loop {
                 let ev = match crossterm::event::read() {
+                    Ok(Event::Key(k)) if input_direct.route(&k) => continue,
                     Ok(Event::Key(k)) => UiEvent::Key(k),
-                    Ok(Event::Paste(p)) => UiEvent::Paste(p),
+                    Ok(Event::Paste(p)) => {
+                        input_direct.forwarded();
+                        UiEvent::Paste(p)
+                    }
                     Ok(Event::Resize(width, height)) => UiEvent::Resize { width, height },
                     Ok(_) => continue,
                     Err(e) => {
@@ -148,7 +155,8 @@ pub fn run(rt: &Handle, engine: Link, cfg: DashboardConfig) -> std::io::Result<(
         }
     });
 
-    let result = event_loop(rt, &engine, &mut app, &mut term, &tx, &rx);
+    let result = event_loop(rt, &engine, &mut app, &mut term, &tx, &rx, &direct);
+    direct.set(None);
     terminal::restore();
     snap_task.abort();
     log_task.abort();
@@ -162,6 +170,7 @@ fn event_loop(
     term: &mut terminal::Term,
     tx: &mpsc::Sender<UiEvent>,
     rx: &mpsc::Receiver<UiEvent>,
+    direct: &DirectInput,
 ) -> std::io::Result<()> {
     let mut last: Option<Buffer> = None;
     let mut last_draw = Instant::now() - FRAME;
@@ -220,7 +229,12 @@ fn event_loop(
             if matches!(ev, UiEvent::Resize { .. }) {
                 resized = true;
             }
-            for effect in app.handle(ev) {
+            let key = matches!(ev, UiEvent::Key(_) | UiEvent::Paste(_));
+            let effects = app.handle(ev);
+            if key {
+                direct.handled(app.direct_pane());
+            }
+            for effect in effects {
                 if effect == Effect::Quit {
                     return Ok(());
                 }
@@ -230,6 +244,8 @@ fn event_loop(
                 return Ok(());
             }
         }
+        // A session opened or closed, or the focus moved without a key.
+        direct.set(app.direct_pane());
     }
 }
 

@@ -83,7 +83,14 @@ impl Tmux {
 
     /// Wait (bounded) until the screen satisfies `pred`.
     pub fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_up_to(Duration::from_secs(60), what, pred)
+    }
+
+    /// Wait until the screen satisfies `pred`, for at most `limit`: for screens that come
+    /// only after real work (an unlock, a provider read, a health check over SSH), which a
+    /// loaded machine can slow down many times over.
+    pub fn wait_up_to(&self, limit: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let s = self.screen();
             if pred(&s) {

@@ -289,7 +289,10 @@ fn readonly_says_why_a_key_that_changes_something_does_nothing() {
         },
     );
     app.handle(UiEvent::Snapshot(snap));
-    for c in ['o', 'a', 'R', 'D', 'n'] {
+    // `a` opens the plan to read it (asks the engine for the change set, writes nothing).
+    assert_eq!(key(&mut app, KeyCode::Char('a')), vec![Effect::LoadChanges]);
+    key(&mut app, KeyCode::Esc);
+    for c in ['o', 'R', 'D', 'n'] {
         assert!(key(&mut app, KeyCode::Char(c)).is_empty(), "{c}");
     }
     let s = screen(&mut app, 120, 14);
@@ -346,7 +349,9 @@ fn command_line_completes_and_runs() {
 fn readonly_offers_no_mutation() {
     let mut app = app_with(snapshot(4), true);
     assert!(key(&mut app, KeyCode::Char('o')).is_empty());
-    assert!(key(&mut app, KeyCode::Char('a')).is_empty());
+    // The plan opens read-only; only its Apply changes something.
+    assert_eq!(key(&mut app, KeyCode::Char('a')), vec![Effect::LoadChanges]);
+    key(&mut app, KeyCode::Esc);
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "stop");
     assert!(key(&mut app, KeyCode::Enter).is_empty());
@@ -355,7 +360,7 @@ fn readonly_offers_no_mutation() {
     assert!(s.contains("readonly"));
     let footer = s.lines().rfind(|l| !l.is_empty()).unwrap();
     assert!(
-        !footer.contains("stop") && !footer.contains("apply"),
+        !footer.contains("stop") && !footer.contains("shell"),
         "{footer}"
     );
 }
@@ -477,6 +482,7 @@ fn with_provider(n: usize) -> Arc<AppSnapshot> {
         rate_remaining: None,
         failures: 0,
         last_ok_ms: None,
+        waiting: None,
     }];
     Arc::new(s)
 }
@@ -728,7 +734,7 @@ fn help_scrolls_on_a_small_terminal() {
     let top = screen(&mut app, 80, 24);
     assert!(top.contains("Move the selection up"), "{top}");
     assert!(!top.contains("Show this help"));
-    for _ in 0..60 {
+    for _ in 0..67 {
         key(&mut app, KeyCode::Char('j'));
     }
     let bottom = screen(&mut app, 80, 24);
@@ -1218,13 +1224,29 @@ fn readonly_refuses_every_writing_key_and_command_with_a_reason() {
     }
     // A fresh app: the loop above left the log panel open with the focus.
     let mut app = readonly_app();
-    for (c, label) in [
-        ('u', "start"),
-        ('a', "apply"),
-        ('n', "add"),
-        ('e', "edit"),
-        ('s', "shell"),
-    ] {
+    // The plan overlay opens; its Apply is refused with the reason.
+    key(&mut app, KeyCode::Char('a'));
+    app.handle(UiEvent::Changes(Ok(legion::engine::changes::ChangeSet {
+        changes: vec![legion::engine::changes::Change {
+            kind: legion::engine::changes::ResourceKind::Node,
+            name: "node-00".into(),
+            action: legion::engine::changes::ChangeAction::Create,
+            fields: vec![],
+            reason: None,
+            blocked: None,
+        }],
+        unchanged: 0,
+    })));
+    for apply in [vec![KeyCode::Tab, KeyCode::Enter], vec![KeyCode::Char('y')]] {
+        for k in apply {
+            let fx = key(&mut app, k);
+            assert!(!fx.iter().any(Effect::writes), "{fx:?}");
+        }
+        let s = screen(&mut app, 120, 14);
+        assert!(s.contains("apply: not available in --readonly"), "{s}");
+    }
+    key(&mut app, KeyCode::Esc);
+    for (c, label) in [('u', "start"), ('n', "add"), ('e', "edit"), ('s', "shell")] {
         key(&mut app, KeyCode::Char(c));
         let s = screen(&mut app, 120, 14);
         assert!(

@@ -12,6 +12,8 @@ use cloud_rig::Rig;
 type HetznerRig = Rig<hetzner_fake::HetznerFake>;
 use serde_json::Value;
 
+/// How long a dashboard screen that needs real work may take on a loaded machine.
+const SLOW_SCREEN: std::time::Duration = std::time::Duration::from_secs(240);
 #[test]
 fn a_hetzner_node_from_the_command_line() {
     // A real sshd on loopback plays the servers: the fake hands out 127.0.0.1, so the
@@ -175,11 +177,16 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
     let Some(t) = tmux::Tmux::start(&cmd, 200, 40) else {
         return;
     };
-    let s = t.wait("Hetzner rows", |s| {
+    // Polls the screen until the rows are there. Under load the dashboard's unlock,
+    // first provider read and health check over SSH can take many times their usual
+    // second, so the deadline is generous; a health check that timed out shows the good
+    // node `running · unreachable` until the next one, which is still a running row.
+    let s = t.wait_up_to(SLOW_SCREEN, "Hetzner rows", |s| {
         s.lines()
-            .any(|l| l.contains("│hz-good ") && l.contains(" running  "))
+            .any(|l| l.contains("│hz-good ") && l.contains(" running"))
             && s.lines()
                 .any(|l| l.contains("│hz-bad ") && l.contains("Hetzner:"))
+            && s.lines().next().is_some_and(|h| h.contains("hetzner:ok"))
     });
     let header = s.lines().next().unwrap();
     assert!(header.contains("hetzner:ok"), "{header}");
@@ -187,7 +194,9 @@ fn the_dashboard_shows_hetzner_nodes_and_their_errors() {
     assert!(bad.contains("server_type"), "{bad}");
     assert!(!bad.contains("HTTP"), "{bad}");
     t.text("q");
-    t.wait_for("LEGION-EXITED 0");
+    t.wait_up_to(SLOW_SCREEN, "the dashboard to exit", |s| {
+        s.contains("LEGION-EXITED 0")
+    });
 }
 
 /// Host keys are pinned on first contact and checked on every connection: a changed key
@@ -443,4 +452,33 @@ fn an_http_probe_gates_readiness() {
     let row: Value =
         serde_json::from_str(&rig.ok(&["nodes", "show", "hz-probe", "--json"])).unwrap();
     assert_eq!(row["execution"]["status"], "succeeded", "{row}");
+}
+
+/// Under rate limiting a command says what it waits for: Hetzner answers `429` with its
+/// reset time, and `nodes add` (which reads the catalog) prints on stderr which provider
+/// it waits for, why and until when, then succeeds once the limit resets.
+#[test]
+fn a_rate_limited_command_says_what_it_waits_for() {
+    let Some(rig) = HetznerRig::hetzner() else {
+        return;
+    };
+    rig.fake
+        .rate_limit_next(1, std::time::Duration::from_secs(8));
+    let started = std::time::Instant::now();
+    let (code, out, err) = rig.run(&["nodes", "add", "hz-1", "--provider", "hetzner"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("hz-1 is in the plan"), "{out}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("waiting for Hetzner"))
+        .unwrap_or_else(|| panic!("no wait was shown on stderr:\n{err}"));
+    assert!(
+        line.contains(": rate limited") && line.contains(" until ") && line.ends_with(" s)"),
+        "{line}"
+    );
+    assert!(
+        !out.contains("waiting for"),
+        "stdout stays the command's own: {out}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
 }

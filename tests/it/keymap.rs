@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
-use legion::views::keymap::{Command, KeySpec, Keymap, KeymapError};
+use legion::views::keymap::{Command, KeySpec, Keymap, KeymapError, Layer};
 
 const NONE: KeyModifiers = KeyModifiers::NONE;
 const SHIFT: KeyModifiers = KeyModifiers::SHIFT;
@@ -90,12 +90,33 @@ fn realistic_events() -> Vec<(KeyEvent, Command)> {
     ]
 }
 
+/// The plan overlay's own bindings (`Layer::Plan`), as a terminal sends them.
+fn plan_events() -> Vec<(KeyEvent, Command)> {
+    use Command::*;
+    vec![
+        (ch('y'), PlanApply),
+        (press(KeyCode::Esc, NONE), PlanCancel),
+        (ch('n'), PlanCancel),
+        (ch('q'), PlanCancel),
+        (press(KeyCode::Enter, NONE), PlanChoose),
+        (press(KeyCode::Tab, NONE), PlanSwitch),
+        (press(KeyCode::BackTab, SHIFT), PlanSwitch),
+        (ch('j'), MoveDown),
+        (press(KeyCode::PageUp, NONE), PageUp),
+        (ch('g'), Top),
+    ]
+}
+
 #[test]
 fn every_default_resolves_from_a_realistic_event() {
     let map = Keymap::defaults();
-    let events = realistic_events();
+    let mut events = realistic_events();
     for (ev, expected) in &events {
-        assert_eq!(map.resolve(ev), Some(*expected), "{ev:?}");
+        assert_eq!(map.resolve(ev, Layer::Table), Some(*expected), "{ev:?}");
+    }
+    for (ev, expected) in plan_events() {
+        assert_eq!(map.resolve(&ev, Layer::Plan), Some(expected), "{ev:?}");
+        events.push((ev, expected));
     }
     // The table above covers every default binding of every command.
     for &command in Command::ALL {
@@ -128,11 +149,14 @@ fn near_misses_do_not_resolve() {
         press(KeyCode::F(1), NONE),
         ch('x'),
     ] {
-        assert_eq!(map.resolve(&ev), None, "{ev:?}");
+        assert_eq!(map.resolve(&ev, Layer::Table), None, "{ev:?}");
     }
     // Lowercase r and uppercase R stay different commands.
-    assert_eq!(map.resolve(&ch('r')), Some(Command::Reboot));
-    assert_eq!(map.resolve(&ch('R')), Some(Command::Reinstall));
+    assert_eq!(map.resolve(&ch('r'), Layer::Table), Some(Command::Reboot));
+    assert_eq!(
+        map.resolve(&ch('R'), Layer::Table),
+        Some(Command::Reinstall)
+    );
 }
 
 #[test]
@@ -141,7 +165,7 @@ fn release_and_repeat_events_do_not_resolve() {
     for kind in [KeyEventKind::Release, KeyEventKind::Repeat] {
         for code in [KeyCode::Char('j'), KeyCode::Char('o'), KeyCode::Enter] {
             let ev = KeyEvent::new_with_kind(code, NONE, kind);
-            assert_eq!(map.resolve(&ev), None, "{ev:?}");
+            assert_eq!(map.resolve(&ev, Layer::Table), None, "{ev:?}");
         }
         let j: KeySpec = "j".parse().unwrap();
         assert!(!j.matches(&KeyEvent::new_with_kind(KeyCode::Char('j'), NONE, kind)));
@@ -153,7 +177,7 @@ fn release_and_repeat_events_do_not_resolve() {
         KeyEventKind::Press,
         KeyEventState::KEYPAD,
     );
-    assert_eq!(map.resolve(&pressed), Some(Command::MoveDown));
+    assert_eq!(map.resolve(&pressed, Layer::Table), Some(Command::MoveDown));
 }
 
 #[test]
@@ -215,9 +239,17 @@ fn user_file_rebinds_stop_and_disables_reboot() {
     );
     let (map, err) = Keymap::load(&path);
     assert!(err.is_none(), "{err:?}");
-    assert_eq!(map.resolve(&ch('x')), Some(Command::Stop));
-    assert_eq!(map.resolve(&ch('o')), None, "the old stop key is free");
-    assert_eq!(map.resolve(&ch('r')), None, "reboot is disabled");
+    assert_eq!(map.resolve(&ch('x'), Layer::Table), Some(Command::Stop));
+    assert_eq!(
+        map.resolve(&ch('o'), Layer::Table),
+        None,
+        "the old stop key is free"
+    );
+    assert_eq!(
+        map.resolve(&ch('r'), Layer::Table),
+        None,
+        "reboot is disabled"
+    );
     assert!(map.keys(Command::Reboot).is_empty());
     assert_eq!(map.first_key(Command::Reboot), None);
     assert_eq!(
@@ -225,12 +257,15 @@ fn user_file_rebinds_stop_and_disables_reboot() {
         Some("x".to_string())
     );
     assert_eq!(
-        map.resolve(&press(KeyCode::Char('n'), CTRL)),
+        map.resolve(&press(KeyCode::Char('n'), CTRL), Layer::Table),
         Some(Command::MoveDown)
     );
     // Untouched commands keep their defaults.
-    assert_eq!(map.resolve(&ch('u')), Some(Command::Start));
-    assert_eq!(map.resolve(&ch('R')), Some(Command::Reinstall));
+    assert_eq!(map.resolve(&ch('u'), Layer::Table), Some(Command::Start));
+    assert_eq!(
+        map.resolve(&ch('R'), Layer::Table),
+        Some(Command::Reinstall)
+    );
     assert_eq!(
         map.keys(Command::Quit),
         Keymap::defaults().keys(Command::Quit)
@@ -240,7 +275,7 @@ fn user_file_rebinds_stop_and_disables_reboot() {
 #[test]
 fn a_freed_default_key_can_be_reused() {
     let map = Keymap::parse("[keys]\nreboot = []\nstop = \"r\"\n").unwrap();
-    assert_eq!(map.resolve(&ch('r')), Some(Command::Stop));
+    assert_eq!(map.resolve(&ch('r'), Layer::Table), Some(Command::Stop));
 }
 
 /// Loads a bad file and checks: defaults in use, the error names the file and the line.
@@ -338,11 +373,14 @@ fn readonly_drops_mutating_bindings() {
             assert_eq!(map.keys(command), Keymap::defaults().keys(command));
         }
     }
-    for c in ['u', 'o', 'r', 't', 'R', 'a', 'n', 'e', 'D'] {
-        assert_eq!(map.resolve(&ch(c)), None, "{c}");
+    for c in ['u', 'o', 'r', 't', 'R', 'n', 'e', 'D'] {
+        assert_eq!(map.resolve(&ch(c), Layer::Table), None, "{c}");
     }
-    assert_eq!(map.resolve(&ch('j')), Some(Command::MoveDown));
-    assert_eq!(map.resolve(&ch('q')), Some(Command::Quit));
+    // `a` opens the plan to read it; its Apply button has no key.
+    assert_eq!(map.resolve(&ch('a'), Layer::Table), Some(Command::Apply));
+    assert_eq!(map.resolve(&ch('y'), Layer::Plan), None);
+    assert_eq!(map.resolve(&ch('j'), Layer::Table), Some(Command::MoveDown));
+    assert_eq!(map.resolve(&ch('q'), Layer::Table), Some(Command::Quit));
 }
 
 #[test]

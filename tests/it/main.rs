@@ -22,6 +22,7 @@ mod daemon;
 mod daemon_load;
 mod daemon_trust;
 mod dashboard;
+mod demo_once;
 mod edits;
 mod engine;
 mod fault_matrix;

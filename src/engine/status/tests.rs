@@ -379,6 +379,7 @@ fn provider(health: ProviderHealth, failures: u32) -> ProviderStatus {
         rate_remaining: None,
         failures,
         last_ok_ms: Some(60_000),
+        waiting: None,
     }
 }
 
@@ -536,4 +537,49 @@ fn a_fleet_settles_only_when_every_row_is_running_and_converged() {
         observed: "sim-small".into(),
     });
     assert!(matches!(snap.settlement(), Settlement::Failed(r) if r[0].contains("offer")));
+}
+
+#[test]
+fn a_zone_waiting_once_every_node_has_settled_is_a_result_not_progress() {
+    use crate::engine::actors::SyncState;
+    use crate::engine::snapshot::{AppSnapshot, LockState, SyncRow};
+    let zone = SyncRow {
+        name: "example.test".into(),
+        provider: "mock".into(),
+        status: SyncStatus::Waiting,
+        state: SyncState::Waiting,
+        summary: String::new(),
+        waiting: Some("node east-1 has no address yet".into()),
+        last_error: None,
+        error_class: None,
+        previous_error: None,
+        operation: None,
+        planned: true,
+        live: true,
+        tasks: vec![],
+        pending: None,
+    };
+    let mut snap = AppSnapshot::empty("/h".into(), LockState::Unlocked);
+    snap.nodes = vec![
+        row("a", NodeStatus::Running),
+        row("b", NodeStatus::Provisioning),
+    ];
+    snap.zones = vec![zone];
+    // A node still on its way may bring the address: the zone waits with it.
+    assert!(matches!(
+        snap.settlement(),
+        Settlement::Pending(r) if r.len() == 2 && r[1].contains("zone example.test: waiting")
+    ));
+    // Every node settled (east-1 is not even planned any more): nothing will bring it.
+    snap.nodes[1].status = NodeStatus::Running;
+    assert_eq!(
+        snap.settlement(),
+        Settlement::Failed(vec![
+            "zone example.test: waiting (node east-1 has no address yet), and every node has \
+             settled: it will not come without a plan change"
+                .into()
+        ])
+    );
+    snap.zones[0].status = SyncStatus::Converged;
+    assert_eq!(snap.settlement(), Settlement::Settled);
 }

@@ -109,6 +109,11 @@ impl App {
                 });
             }
             Command::Apply => return self.open_plan(),
+            // Their keys work only while the plan overlay has the keyboard (`plan_key`).
+            Command::PlanApply
+            | Command::PlanCancel
+            | Command::PlanChoose
+            | Command::PlanSwitch => {}
             Command::Refresh => {
                 self.say(true, "reading every provider…");
                 return vec![Effect::Refresh];

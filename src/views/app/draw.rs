@@ -313,14 +313,28 @@ impl App {
             }
             _ => {}
         }
+        let mut spans = Vec::new();
         if let Some((ok, msg)) = &self.status {
             let style = if *ok {
                 t.style("text")
             } else {
                 t.style("status.error")
             };
-            Line::from(Span::styled(msg.clone(), style)).render(area, buf);
+            spans.push(Span::styled(msg.clone(), style));
         }
+        // A provider holding calls back (rate limited) says so for as long as it lasts.
+        for p in &self.snap.providers {
+            if let Some(w) = &p.waiting {
+                if !spans.is_empty() {
+                    spans.push(Span::raw(" · "));
+                }
+                spans.push(Span::styled(
+                    clean(&w.until_line(&p.display)),
+                    t.style("status.warn"),
+                ));
+            }
+        }
+        Line::from(spans).render(area, buf);
         None
     }
 

@@ -104,11 +104,7 @@ impl App {
             Overlay::Plan(p) => return self.plan_key(k, p),
             Overlay::Help | Overlay::Details => {
                 // The overlay's keys are the table's: whatever applies in the overlay layer.
-                let cmd = self
-                    .opts
-                    .keymap
-                    .resolve(&k)
-                    .filter(|c| c.info().applies_in(Layer::Overlay));
+                let cmd = self.opts.keymap.resolve(&k, Layer::Overlay);
                 match cmd {
                     Some(Command::MoveDown) => {
                         self.help_scroll = self.help_scroll.saturating_add(1)
@@ -129,7 +125,7 @@ impl App {
             }
             Overlay::None => {}
         }
-        match self.opts.keymap.resolve(&k) {
+        match self.opts.keymap.resolve(&k, self.layer()) {
             Some(cmd) => self.command(cmd),
             None => Vec::new(),
         }

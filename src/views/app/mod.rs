@@ -9,7 +9,8 @@
 //!
 //! The files: `event` (what comes in and goes out), `input` (keys, paste and the dialogs),
 //! `palette` (the `:` line), `plan` (the plan overlay `a` opens), `commands` (what each command of the table does), `layout`
-//! (where things go), `draw`, `shell` (the terminal pane) and `tail` (a node's logs).
+//! (where things go), `draw`, `shell` (the terminal pane), `direct` (its keys
+//! written by the input thread straight to the session) and `tail` (a node's logs).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use ratatui::layout::Rect;
 
 mod commands;
+mod direct;
 mod draw;
 mod event;
 mod input;
@@ -26,6 +28,7 @@ mod plan;
 mod shell;
 mod tail;
 
+pub use direct::{DirectInput, DirectPane};
 pub use event::{Effect, Failed, SessionError, UiEvent};
 
 use super::fields::FieldsForm;
@@ -315,8 +318,12 @@ impl App {
 
     /// The layer that has the keyboard.
     fn layer(&self) -> Layer {
-        if !self.shells.focused() && matches!(self.overlay, Overlay::Help | Overlay::Details) {
+        if self.shells.focused() {
+            self.screen_layer()
+        } else if matches!(self.overlay, Overlay::Help | Overlay::Details) {
             Layer::Overlay
+        } else if matches!(self.overlay, Overlay::Plan(_)) {
+            Layer::Plan
         } else {
             self.screen_layer()
         }

@@ -5,7 +5,7 @@
 //! It owns the overlay's state, keys and drawing; the change set comes from the engine
 //! (`Effect::LoadChanges`, answered by `UiEvent::Changes`), never computed here.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -24,6 +24,9 @@ pub(super) struct PlanOverlay {
     set: Option<Result<ChangeSet, Failed>>,
     scroll: u16,
     on_apply: bool,
+    /// Why the last Apply was refused (`--readonly`), shown in the overlay itself: the
+    /// status line is under it.
+    refused: Option<String>,
 }
 
 impl PlanOverlay {
@@ -32,11 +35,26 @@ impl PlanOverlay {
             set: None,
             scroll: 0,
             on_apply: false,
+            refused: None,
         }
     }
 
     fn has_changes(&self) -> bool {
         matches!(&self.set, Some(Ok(s)) if !s.is_empty())
+    }
+
+    /// About how many lines the body has (a change and its fields), for Bottom.
+    fn lines(&self) -> u16 {
+        match &self.set {
+            Some(Ok(s)) => s
+                .changes
+                .iter()
+                .map(|c| 3 + c.fields.len())
+                .sum::<usize>()
+                .try_into()
+                .unwrap_or(u16::MAX),
+            _ => 0,
+        }
     }
 }
 
@@ -109,50 +127,102 @@ impl App {
         }
     }
 
+    /// The overlay's keys are the keymap's `Layer::Plan` commands (rebindable, listed in
+    /// help); movement commands scroll. Apply goes through the command table's check, so
+    /// `--readonly` can read the plan and is told why it cannot apply it.
     pub(super) fn plan_key(&mut self, k: KeyEvent, mut p: PlanOverlay) -> Vec<Effect> {
-        match k.code {
-            KeyCode::Tab | KeyCode::BackTab | KeyCode::Left | KeyCode::Right => {
+        let apply = match self.opts.keymap.resolve(&k, Layer::Plan) {
+            Some(Command::PlanSwitch) => {
                 p.on_apply = !p.on_apply && p.has_changes();
+                false
             }
-            KeyCode::Char('h') => p.on_apply = false,
-            KeyCode::Char('l') => p.on_apply = p.has_changes(),
-            KeyCode::Enter => {
+            Some(Command::PlanChoose) => p.on_apply,
+            Some(Command::PlanApply) => true,
+            Some(Command::PlanCancel) => {
                 self.overlay = Overlay::None;
-                if p.on_apply && p.has_changes() {
-                    return vec![Effect::Apply];
-                }
                 self.say(true, "apply cancelled: nothing was changed");
                 return Vec::new();
             }
-            _ => {
-                // Scrolling and closing are the overlay layer's commands of the keymap.
-                let cmd = self
-                    .opts
-                    .keymap
-                    .resolve(&k)
-                    .filter(|c| c.info().applies_in(Layer::Overlay));
-                match cmd {
-                    Some(Command::MoveDown) => p.scroll = p.scroll.saturating_add(1),
-                    Some(Command::MoveUp) => p.scroll = p.scroll.saturating_sub(1),
-                    Some(Command::PageDown) => p.scroll = p.scroll.saturating_add(10),
-                    Some(Command::PageUp) => p.scroll = p.scroll.saturating_sub(10),
-                    Some(Command::Top) => p.scroll = 0,
-                    Some(_) if k.code != KeyCode::Char('j') && k.code != KeyCode::Char('k') => {
-                        self.overlay = Overlay::None;
-                        self.say(true, "apply cancelled: nothing was changed");
-                        return Vec::new();
-                    }
-                    _ if k.code == KeyCode::Esc => {
-                        self.overlay = Overlay::None;
-                        self.say(true, "apply cancelled: nothing was changed");
-                        return Vec::new();
-                    }
-                    _ => {}
-                }
+            Some(Command::MoveDown) => {
+                p.scroll = p.scroll.saturating_add(1);
+                false
+            }
+            Some(Command::MoveUp) => {
+                p.scroll = p.scroll.saturating_sub(1);
+                false
+            }
+            Some(Command::PageDown) => {
+                p.scroll = p.scroll.saturating_add(10);
+                false
+            }
+            Some(Command::PageUp) => {
+                p.scroll = p.scroll.saturating_sub(10);
+                false
+            }
+            Some(Command::Top) => {
+                p.scroll = 0;
+                false
+            }
+            Some(Command::Bottom) => {
+                p.scroll = p.lines().saturating_sub(1);
+                false
+            }
+            _ => false,
+        };
+        if !apply {
+            // Choosing Cancel closes the overlay; anything else keeps it open.
+            if matches!(
+                self.opts.keymap.resolve(&k, Layer::Plan),
+                Some(Command::PlanChoose)
+            ) {
+                self.overlay = Overlay::None;
+                self.say(true, "apply cancelled: nothing was changed");
+                return Vec::new();
+            }
+            self.overlay = Overlay::Plan(p);
+            return Vec::new();
+        }
+        if let Err(why) = Command::PlanApply.available(&self.context()) {
+            self.say(false, why.to_string());
+            p.refused = Some(why.to_string());
+            self.overlay = Overlay::Plan(p);
+            return Vec::new();
+        }
+        if !p.has_changes() {
+            self.overlay = Overlay::Plan(p);
+            self.say(
+                true,
+                "nothing to apply: the plan matches what the providers show",
+            );
+            return Vec::new();
+        }
+        self.overlay = Overlay::None;
+        vec![Effect::Apply]
+    }
+
+    /// The hint under the buttons, from the keys bound now (`--readonly` has no Apply key).
+    fn plan_hint(&self) -> String {
+        let keymap = &self.opts.keymap;
+        let mut parts = Vec::new();
+        for (cmd, what) in [
+            (Command::PlanSwitch, "switches"),
+            (Command::PlanChoose, "chooses"),
+            (Command::PlanApply, "applies"),
+            (Command::PlanCancel, "cancels"),
+            (Command::MoveDown, "scrolls"),
+        ] {
+            // Read-only, Apply's key only says why it cannot: not offered.
+            if cmd == Command::PlanApply && self.opts.readonly {
+                continue;
+            }
+            if let Some(key) = keymap.first_key(cmd) {
+                parts.push(format!("{key} {what}"));
             }
         }
-        self.overlay = Overlay::Plan(p);
-        Vec::new()
+        if self.opts.readonly {
+            parts.push("read-only: Apply is refused".to_string());
+        }
+        parts.join(" · ")
     }
 
     pub(super) fn render_plan(&self, p: &PlanOverlay, area: Rect, buf: &mut Buffer) {
@@ -200,10 +270,10 @@ impl App {
         }
         let y = inner.y + inner.height - 2;
         Line::from(buttons).render(Rect::new(inner.x, y, inner.width, 1), buf);
-        Line::from(Span::styled(
-            "Tab switches · Enter chooses · ↑↓ PgUp PgDn scroll · Esc cancels",
-            t.style("text.dim"),
-        ))
+        match &p.refused {
+            Some(why) => Line::from(Span::styled(why.clone(), t.style("status.error"))),
+            None => Line::from(Span::styled(self.plan_hint(), t.style("text.dim"))),
+        }
         .render(Rect::new(inner.x, y + 1, inner.width, 1), buf);
     }
 }
@@ -212,6 +282,7 @@ impl App {
 mod tests {
     use super::*;
     use crate::engine::changes::{FieldChange, ResourceKind};
+    use crossterm::event::KeyCode;
 
     fn set() -> ChangeSet {
         ChangeSet {
@@ -232,16 +303,25 @@ mod tests {
     }
 
     fn app(snap: crate::engine::snapshot::AppSnapshot) -> App {
+        app_with(snap, false)
+    }
+
+    fn app_with(snap: crate::engine::snapshot::AppSnapshot, readonly: bool) -> App {
         use crate::views::keymap::Keymap;
         let snap = std::sync::Arc::new(snap);
+        let keymap = if readonly {
+            Keymap::defaults().without_mutating()
+        } else {
+            Keymap::defaults()
+        };
         let mut app = App::new(
             snap.clone(),
             super::super::Options {
-                readonly: false,
+                readonly,
                 demo: None,
                 attached: None,
                 theme: Theme::default(),
-                keymap: Keymap::defaults(),
+                keymap,
                 providers: vec![],
             },
         );
@@ -312,6 +392,49 @@ mod tests {
         assert!(screen(&app).contains("No changes"));
         key(&mut app, KeyCode::Tab);
         assert!(key(&mut app, KeyCode::Enter).is_empty());
+    }
+
+    #[test]
+    fn readonly_reads_the_plan_and_is_told_why_it_cannot_apply() {
+        use super::super::UiEvent;
+        let mut app = app_with(unlocked(), true);
+        assert_eq!(key(&mut app, KeyCode::Char('a')), vec![Effect::LoadChanges]);
+        app.handle(UiEvent::Changes(Ok(set())));
+        let s = screen(&app);
+        assert!(s.contains("~   web-1  (update)"), "{s}");
+        assert!(s.contains("read-only: Apply is refused"), "{s}");
+        assert!(!s.contains("y applies"), "{s}");
+        // The Apply button is refused with the read-only reason, and the plan stays open.
+        key(&mut app, KeyCode::Tab);
+        assert!(key(&mut app, KeyCode::Enter).is_empty());
+        assert!(matches!(app.overlay, Overlay::Plan(_)));
+        let s = screen(&app);
+        assert!(s.contains("apply: not available in --readonly"), "{s}");
+        // `y` has no meaning in read-only; Esc closes it.
+        assert!(key(&mut app, KeyCode::Char('y')).is_empty());
+        assert!(key(&mut app, KeyCode::Esc).is_empty());
+        assert!(matches!(app.overlay, Overlay::None));
+    }
+
+    #[test]
+    fn the_overlay_keys_follow_the_keymap() {
+        use super::super::UiEvent;
+        let mut app = app(unlocked());
+        app.opts.keymap = crate::views::keymap::Keymap::parse(
+            "[keys]\nplan_apply = \"x\"\nplan_choose = \"space\"\n",
+        )
+        .expect("keymap");
+        key(&mut app, KeyCode::Char('a'));
+        app.handle(UiEvent::Changes(Ok(set())));
+        let s = screen(&app);
+        assert!(
+            s.contains("x applies") && s.contains("space chooses"),
+            "{s}"
+        );
+        // Enter is not the overlay's key any more: nothing happens.
+        assert!(key(&mut app, KeyCode::Enter).is_empty());
+        assert!(matches!(app.overlay, Overlay::Plan(_)));
+        assert_eq!(key(&mut app, KeyCode::Char('x')), vec![Effect::Apply]);
     }
 
     #[test]

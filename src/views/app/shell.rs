@@ -59,6 +59,15 @@ impl Shells {
     pub(super) fn focused(&self) -> bool {
         self.active.is_some()
     }
+
+    /// The focused pane's session and cursor-key mode, while it is open.
+    pub(super) fn focused_open(&self) -> Option<(&ShellHandle, bool)> {
+        let pane = self.panes.get(self.active?)?;
+        if pane.state != ShellState::Open {
+            return None;
+        }
+        Some((pane.handle.as_ref()?, pane.frame.application_cursor))
+    }
 }
 
 /// Where the pane goes on a terminal of `screen`: below the header and the tab line and
@@ -172,11 +181,7 @@ impl App {
         let Some(i) = self.shells.active else {
             return Vec::new();
         };
-        let cmd = self
-            .opts
-            .keymap
-            .resolve(&k)
-            .filter(|c| c.info().applies_in(Layer::Pane));
+        let cmd = self.opts.keymap.resolve(&k, Layer::Pane);
         match cmd {
             Some(Command::LeavePane) => {
                 self.shells.active = None;

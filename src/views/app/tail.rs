@@ -11,11 +11,33 @@ use crate::ssh::tail::{TailHandle, TailState};
 /// Lines of a node's log kept in the panel.
 pub const TAIL_CAPACITY: usize = 10_000;
 
+/// A followed line, with its lower-case form made once when it arrives (only when it
+/// differs), so a `/` filter does not lower-case 10,000 lines every frame.
+pub(super) struct TailLine {
+    text: String,
+    lower: Option<Box<str>>,
+}
+
+impl TailLine {
+    fn new(text: String) -> TailLine {
+        let lower = text.to_lowercase();
+        TailLine {
+            lower: (lower != text).then(|| lower.into_boxed_str()),
+            text,
+        }
+    }
+
+    /// Whether it contains `needle`, which is lower-case already.
+    fn matches(&self, needle: &str) -> bool {
+        self.lower.as_deref().unwrap_or(&self.text).contains(needle)
+    }
+}
+
 pub(super) struct NodeTail {
     pub node: String,
     pub id: u64,
     pub handle: Option<TailHandle>,
-    pub lines: VecDeque<String>,
+    pub lines: VecDeque<TailLine>,
     pub state: TailState,
     /// Lines lost because the mailbox or the panel's buffer overflowed.
     pub dropped: u64,
@@ -85,7 +107,7 @@ impl App {
             if t.lines.len() == TAIL_CAPACITY {
                 t.lines.pop_front();
             }
-            t.lines.push_back(line);
+            t.lines.push_back(TailLine::new(line));
         }
         if let Some(s) = batch.state {
             t.state = s;
@@ -107,8 +129,8 @@ impl App {
         Some(
             t.lines
                 .iter()
-                .map(String::as_str)
-                .filter(|l| needle.is_empty() || l.to_lowercase().contains(&needle))
+                .filter(|l| needle.is_empty() || l.matches(&needle))
+                .map(|l| l.text.as_str())
                 .collect(),
         )
     }
@@ -129,5 +151,27 @@ impl App {
             title.push_str(&format!("· {} lines dropped ", t.dropped));
         }
         Some(title)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TailLine;
+
+    #[test]
+    fn the_filter_matches_whatever_the_case_and_keeps_the_text() {
+        let plain = TailLine::new("sshd: accepted key".into());
+        assert!(
+            plain.lower.is_none(),
+            "already lower-case: nothing extra kept"
+        );
+        assert!(plain.matches("accepted") && !plain.matches("refused"));
+        let mixed = TailLine::new("Kernel: ÉCHEC on eth0".into());
+        assert_eq!(mixed.text, "Kernel: ÉCHEC on eth0");
+        assert!(mixed.matches("kernel") && mixed.matches("échec"));
+        assert!(
+            !mixed.matches("Kernel"),
+            "the needle is lower-cased by the caller"
+        );
     }
 }

@@ -42,6 +42,14 @@ pub enum Command {
     Add,
     Edit,
     Remove,
+    /// The plan overlay's Apply button.
+    PlanApply,
+    /// The plan overlay's Cancel button.
+    PlanCancel,
+    /// The plan overlay: press the focused button.
+    PlanChoose,
+    /// The plan overlay: move the focus between Cancel and Apply.
+    PlanSwitch,
     ToggleLog,
     LogGrow,
     LogShrink,
@@ -113,6 +121,9 @@ pub enum Layer {
     Log,
     /// The help or details overlay is open.
     Overlay,
+    /// The plan overlay is open: its buttons and scrolling. A key may mean something else
+    /// here than in the other layers (Enter presses a button, Tab moves between them).
+    Plan,
     /// A shell pane has focus: every other key goes to the remote.
     Pane,
 }
@@ -200,6 +211,9 @@ pub struct CommandInfo {
 
 const DASHBOARD: &[Layer] = &[Layer::Table, Layer::Log];
 const EVERYWHERE_BUT_PANE: &[Layer] = &[Layer::Table, Layer::Log, Layer::Overlay];
+/// Movement: it also scrolls the plan overlay.
+const MOVING: &[Layer] = &[Layer::Table, Layer::Log, Layer::Overlay, Layer::Plan];
+const PLAN: &[Layer] = &[Layer::Plan];
 const TABLE: &[Layer] = &[Layer::Table];
 const LOG: &[Layer] = &[Layer::Log];
 
@@ -328,6 +342,10 @@ impl Command {
         Command::Add,
         Command::Edit,
         Command::Remove,
+        Command::PlanApply,
+        Command::PlanCancel,
+        Command::PlanChoose,
+        Command::PlanSwitch,
         Command::ToggleLog,
         Command::LogGrow,
         Command::LogShrink,
@@ -379,7 +397,7 @@ impl Command {
                 Navigate,
                 &const { [ch('k'), key(Key::Up)] },
             )
-            .layers(EVERYWHERE_BUT_PANE),
+            .layers(MOVING),
             Command::MoveDown => row(
                 "move_down",
                 "down",
@@ -387,21 +405,23 @@ impl Command {
                 Navigate,
                 &const { [ch('j'), key(Key::Down)] },
             )
-            .layers(EVERYWHERE_BUT_PANE),
+            .layers(MOVING),
             Command::Top => row(
                 "top",
                 "top",
                 "Jump to the first row",
                 Navigate,
                 &const { [ch('g'), key(Key::Home)] },
-            ),
+            )
+            .layers(&[Layer::Table, Layer::Log, Layer::Plan]),
             Command::Bottom => row(
                 "bottom",
                 "bottom",
                 "Jump to the last row",
                 Navigate,
                 &const { [ch('G')] },
-            ),
+            )
+            .layers(&[Layer::Table, Layer::Log, Layer::Plan]),
             Command::PageUp => row(
                 "page_up",
                 "page up",
@@ -409,7 +429,7 @@ impl Command {
                 Navigate,
                 &const { [key(Key::PageUp), ctrl('b')] },
             )
-            .layers(EVERYWHERE_BUT_PANE),
+            .layers(MOVING),
             Command::PageDown => row(
                 "page_down",
                 "page down",
@@ -417,7 +437,7 @@ impl Command {
                 Navigate,
                 &const { [key(Key::PageDown), ctrl('f')] },
             )
-            .layers(EVERYWHERE_BUT_PANE),
+            .layers(MOVING),
             Command::Details => row(
                 "details",
                 "details",
@@ -550,14 +570,15 @@ impl Command {
             .needs(Needs::NodeAction(Action::Reinstall))
             .footer(14, TABLE)
             .palette("reinstall", Arg::Node),
+            // Opening the plan changes nothing, so `--readonly` may read it; its Apply
+            // button is `PlanApply`, which changes the cloud.
             Command::Apply => row(
                 "apply",
                 "apply",
-                "Apply the plan",
+                "Show the plan: what an apply would change",
                 Plan,
                 &const { [ch('a')] },
             )
-            .changes()
             .footer(20, TABLE)
             .palette("apply", Arg::None),
             Command::Add => row(
@@ -587,6 +608,39 @@ impl Command {
             .views(NODES)
             .needs(Needs::Node)
             .footer(15, TABLE),
+            Command::PlanApply => row(
+                "plan_apply",
+                "apply",
+                "Plan overlay: apply the plan shown (its Apply button)",
+                Plan,
+                &const { [ch('y')] },
+            )
+            .changes()
+            .layers(PLAN),
+            Command::PlanCancel => row(
+                "plan_cancel",
+                "cancel",
+                "Plan overlay: close it, changing nothing (Cancel)",
+                Plan,
+                &const { [key(Key::Esc), ch('n'), ch('q')] },
+            )
+            .layers(PLAN),
+            Command::PlanChoose => row(
+                "plan_choose",
+                "choose",
+                "Plan overlay: press the focused button (Cancel first)",
+                Plan,
+                &const { [key(Key::Enter)] },
+            )
+            .layers(PLAN),
+            Command::PlanSwitch => row(
+                "plan_switch",
+                "switch",
+                "Plan overlay: move the focus between Cancel and Apply",
+                Plan,
+                &const { [key(Key::Tab), key(Key::BackTab)] },
+            )
+            .layers(PLAN),
             Command::ToggleLog => row(
                 "toggle_log",
                 "log",

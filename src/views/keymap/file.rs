@@ -11,15 +11,23 @@ use crossterm::event::KeyEvent;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::command::{Command, Group};
+use super::command::{Command, Group, Layer};
 use super::key::{KeySpec, KeySpecError};
 
 /// Which keys run which commands. Built from the defaults, possibly changed by the user's
-/// keymap file. A key is bound to at most one command.
+/// keymap file. In any one layer a key is bound to at most one command; commands whose
+/// layers do not meet may share a key (Enter opens details in the table and presses the
+/// focused button in the plan overlay).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keymap {
     keys: HashMap<Command, Vec<KeySpec>>,
-    index: HashMap<KeySpec, Command>,
+    index: HashMap<KeySpec, Vec<Command>>,
+}
+
+/// Whether two commands' keys work in a common layer, so one key cannot serve both.
+pub(super) fn layers_meet(a: Command, b: Command) -> bool {
+    let b = b.info().layers;
+    a.info().layers.iter().any(|l| b.contains(l))
 }
 
 impl Default for Keymap {
@@ -38,15 +46,17 @@ impl Keymap {
         )
     }
 
-    /// Later bindings of an already bound key are dropped; callers check for clashes first.
+    /// Later bindings of a key already bound in a common layer are dropped; callers check
+    /// for clashes first.
     fn from_bindings(bindings: impl IntoIterator<Item = (Command, Vec<KeySpec>)>) -> Keymap {
         let mut keys = HashMap::new();
-        let mut index = HashMap::new();
+        let mut index: HashMap<KeySpec, Vec<Command>> = HashMap::new();
         for (command, specs) in bindings {
             let mut kept: Vec<KeySpec> = Vec::with_capacity(specs.len());
             for spec in specs {
-                if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(spec) {
-                    slot.insert(command);
+                let owners = index.entry(spec).or_default();
+                if !owners.iter().any(|&o| layers_meet(o, command)) {
+                    owners.push(command);
                     kept.push(spec);
                 }
             }
@@ -155,16 +165,19 @@ impl Keymap {
 
         // Defaults of the commands the file leaves alone are claimed first, so a clash with
         // one of them is reported on the user's line.
-        let mut owner: HashMap<KeySpec, (Command, Option<usize>)> = HashMap::new();
+        let mut owner: HashMap<KeySpec, Vec<(Command, Option<usize>)>> = HashMap::new();
         for &command in Command::ALL {
             if !overrides.contains_key(&command) {
                 for &key in command.info().default_keys {
-                    owner.insert(key, (command, None));
+                    owner.entry(key).or_default().push((command, None));
                 }
             }
         }
         for (command, key, line) in user_bindings {
-            if let Some(&(other, other_line)) = owner.get(&key) {
+            let owners = owner.entry(key).or_default();
+            if let Some(&(other, other_line)) =
+                owners.iter().find(|(o, _)| layers_meet(*o, command))
+            {
                 return Err(KeymapParseError {
                     line,
                     problem: KeymapProblem::Conflict {
@@ -175,7 +188,7 @@ impl Keymap {
                     },
                 });
             }
-            owner.insert(key, (command, Some(line)));
+            owners.push((command, Some(line)));
         }
 
         Ok(Keymap::from_bindings(Command::ALL.iter().map(|&c| {
@@ -240,9 +253,15 @@ impl Keymap {
         out
     }
 
-    /// The command bound to a terminal event, if any. Key releases and repeats give `None`.
-    pub fn resolve(&self, ev: &KeyEvent) -> Option<Command> {
-        KeySpec::from_event(ev).and_then(|k| self.index.get(&k).copied())
+    /// The command a terminal event runs in `layer`, if any. Key releases and repeats give
+    /// `None`.
+    pub fn resolve(&self, ev: &KeyEvent, layer: Layer) -> Option<Command> {
+        let key = KeySpec::from_event(ev)?;
+        self.index
+            .get(&key)?
+            .iter()
+            .copied()
+            .find(|c| c.info().applies_in(layer))
     }
 
     /// The keys bound to a command, in the order the defaults or the user gave them.
@@ -267,7 +286,9 @@ impl Keymap {
                 keys.clear();
             }
         }
-        self.index.retain(|_, c| !c.info().mutating);
+        for owners in self.index.values_mut() {
+            owners.retain(|c| !c.info().mutating);
+        }
         self
     }
 }

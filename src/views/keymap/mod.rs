@@ -14,7 +14,7 @@
 //! command. Confirmation dialogs and the commands' effects belong to the app.
 //!
 //! Safety rule: no command that changes something (start, stop, reboot, retry, reinstall,
-//! apply, add, edit, remove, shell) may be bound to a Ctrl or Alt combination, because tmux and vim
+//! add, edit, remove, the plan overlay's apply, shell) may be bound to a Ctrl or Alt combination, because tmux and vim
 //! users press those out of habit. The defaults follow the rule and a user file that breaks
 //! it is rejected.
 

@@ -51,12 +51,16 @@ fn ordinal(c: Command) -> usize {
         Record => 39,
         Provider => 40,
         Theme => 41,
+        PlanApply => 42,
+        PlanCancel => 43,
+        PlanChoose => 44,
+        PlanSwitch => 45,
     }
 }
 
 #[test]
 fn all_lists_every_command_once() {
-    let mut seen = [false; 42];
+    let mut seen = [false; 46];
     for c in Command::every() {
         assert!(!seen[ordinal(c)], "{c} listed twice");
         seen[ordinal(c)] = true;
@@ -104,10 +108,10 @@ fn metadata_is_filled_in_and_consistent() {
             "reboot",
             "retry",
             "reinstall",
-            "apply",
             "add",
             "edit",
             "remove",
+            "plan_apply",
             "shell"
         ]
     );
@@ -127,12 +131,14 @@ fn metadata_is_filled_in_and_consistent() {
 }
 
 #[test]
-fn defaults_bind_no_key_twice() {
-    let mut owner = HashMap::new();
+fn defaults_bind_no_key_twice_in_one_layer() {
+    let mut owner: HashMap<(KeySpec, Layer), Command> = HashMap::new();
     for &c in Command::ALL {
         for k in c.info().default_keys {
-            if let Some(other) = owner.insert(*k, c) {
-                panic!("{k} is bound to {other} and {c}");
+            for &layer in c.info().layers {
+                if let Some(other) = owner.insert((*k, layer), c) {
+                    panic!("{k} is bound to {other} and {c} in {layer:?}");
+                }
             }
         }
     }
@@ -140,6 +146,54 @@ fn defaults_bind_no_key_twice() {
     for &c in Command::ALL {
         assert_eq!(map.keys(c), c.info().default_keys, "{c}");
     }
+}
+
+/// The plan overlay's buttons are keymap commands: Enter and Tab mean one thing in the
+/// table and another in the overlay, and a user file can rebind them there.
+#[test]
+fn the_plan_overlay_keys_are_bindings_of_their_own_layer() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let ev = |c| KeyEvent::new(c, KeyModifiers::NONE);
+    let map = Keymap::defaults();
+    let at = |c, l| map.resolve(&ev(c), l);
+    assert_eq!(at(KeyCode::Enter, Layer::Table), Some(Command::Details));
+    assert_eq!(at(KeyCode::Enter, Layer::Plan), Some(Command::PlanChoose));
+    assert_eq!(at(KeyCode::Tab, Layer::Table), Some(Command::NextView));
+    assert_eq!(at(KeyCode::Tab, Layer::Plan), Some(Command::PlanSwitch));
+    assert_eq!(at(KeyCode::Esc, Layer::Plan), Some(Command::PlanCancel));
+    assert_eq!(
+        at(KeyCode::Char('y'), Layer::Plan),
+        Some(Command::PlanApply)
+    );
+    assert_eq!(at(KeyCode::Char('y'), Layer::Table), None);
+    assert_eq!(at(KeyCode::Char('j'), Layer::Plan), Some(Command::MoveDown));
+    assert_eq!(at(KeyCode::Char('a'), Layer::Plan), None);
+    // Opening the plan reads; only its Apply button changes something.
+    assert!(!Command::Apply.info().mutating);
+    assert!(Command::PlanApply.info().mutating);
+    // Rebinding: Apply on `x` in the overlay, which `x` nowhere else means.
+    let user = Keymap::parse("[keys]\nplan_apply = \"x\"\n").unwrap();
+    assert_eq!(
+        user.resolve(&ev(KeyCode::Char('x')), Layer::Plan),
+        Some(Command::PlanApply)
+    );
+    assert_eq!(user.resolve(&ev(KeyCode::Char('y')), Layer::Plan), None);
+    // A key may serve two commands only where their layers do not meet.
+    let err = Keymap::parse("[keys]\nplan_choose = \"j\"\n").unwrap_err();
+    assert_eq!(err.line, 2);
+    assert!(err.to_string().contains("move_down"), "{err}");
+    assert!(Keymap::parse("[keys]\nplan_choose = \"d\"\ndetails = \"d\"\n").is_ok());
+    // `--readonly` keeps the overlay's reading keys and drops Apply's.
+    let ro = Keymap::defaults().without_mutating();
+    assert_eq!(
+        ro.resolve(&ev(KeyCode::Char('a')), Layer::Table),
+        Some(Command::Apply)
+    );
+    assert_eq!(ro.resolve(&ev(KeyCode::Char('y')), Layer::Plan), None);
+    assert_eq!(
+        ro.resolve(&ev(KeyCode::Enter), Layer::Plan),
+        Some(Command::PlanChoose)
+    );
 }
 
 #[test]
@@ -536,7 +590,7 @@ mod offers {
             .collect();
         assert!(
             header.contains(
-                "(start, stop, reboot, retry, reinstall, apply, add, edit, remove, shell)"
+                "(start, stop, reboot, retry, reinstall, add, edit, remove, plan_apply, shell)"
             ),
             "{header}"
         );
