@@ -10,6 +10,7 @@ pub mod machine;
 pub mod node;
 pub mod reconcilers;
 pub mod replace;
+mod step;
 pub mod sync;
 mod work;
 

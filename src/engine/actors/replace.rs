@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::error::ActorError;
 use super::machine::Machine;
-use super::work::{Event, connected, persist};
+use super::step::{Event, connected, persist};
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
 use crate::engine::state::change::Key;

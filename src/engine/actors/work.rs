@@ -11,27 +11,18 @@ use tokio::sync::mpsc;
 use super::error::ActorError;
 use super::machine::{Action, Machine, System};
 use super::replace;
+pub(super) use super::step::{Event, connected, persist};
 use super::{ActorEnv, Connected};
 use crate::core::time::now_ms;
 use crate::engine::state::change::Key;
 use crate::engine::state::model::{
-    ClusterTracked, Execution, ExecutionKind, NodePlan, Phase, ServerReading, State, TrackedNode,
+    ClusterTracked, Execution, ExecutionKind, NodePlan, Phase, ServerReading, TrackedNode,
     membership,
 };
 use crate::providers::{
-    HealthReading, LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, LABEL_NODE, NodeAgent, NodeConfig,
-    NodeTarget, ObservedServer, ServerSpec, ServerStatus, StopMode,
+    LABEL_CLUSTER, LABEL_INSTALL, LABEL_MANAGED, LABEL_NODE, NodeAgent, NodeConfig, NodeTarget,
+    ObservedServer, ServerSpec, ServerStatus, StopMode,
 };
-
-pub(super) enum Event {
-    Machine(Machine),
-    System(System),
-    Operation(String),
-    OpDone(Result<(), ActorError>),
-    /// A health reading and the number of operations started when its probe was: a
-    /// probe from before the latest operation describes a machine that has changed since.
-    Health(HealthReading, u64),
-}
 
 pub(super) enum Op {
     Execute {
@@ -66,12 +57,6 @@ impl Op {
             Op::Teardown => "teardown",
         }
     }
-}
-
-pub(super) fn connected(env: &ActorEnv, provider: &str) -> Result<Arc<Connected>, ActorError> {
-    env.providers
-        .require(provider)
-        .map_err(|e| ActorError::precondition(e.to_string()))
 }
 
 pub(super) fn record_addresses(env: &ActorEnv, name: &str, server: &ObservedServer) {
@@ -150,14 +135,6 @@ pub(super) async fn ensure_managed_key(
     })
     .await?;
     Ok(Some(id))
-}
-
-pub(super) async fn persist(
-    env: &ActorEnv,
-    keys: &[Key],
-    f: impl FnOnce(&mut State),
-) -> Result<(), ActorError> {
-    Ok(env.cell.commit_keys(keys, f).await?)
 }
 
 pub(super) async fn set_execution(

@@ -15,7 +15,7 @@ use crate::engine::state::model::NodePlan;
 /// Nodes resolved with each provider's context gathered once.
 struct Resolver {
     /// Per provider id: its context, or why nodes cannot use it.
-    contexts: HashMap<String, Result<NodeContext, String>>,
+    contexts: HashMap<String, Result<NodeContext, EngineError>>,
     roles: Vec<String>,
 }
 
@@ -28,7 +28,7 @@ impl ResolveNode for Resolver {
     ) -> Result<NodePlan, EngineError> {
         let ctx = match self.contexts.get(&entry.provider) {
             Some(Ok(ctx)) => ctx,
-            Some(Err(why)) => return Err(EngineError::Invalid(why.clone())),
+            Some(Err(why)) => return Err(EngineError::Invalid(why.to_string())),
             None => {
                 return Err(EngineError::Invalid(format!(
                     "provider {:?} was not looked up",
@@ -68,7 +68,7 @@ impl Session {
         let providers: BTreeSet<&String> = doc.nodes.values().map(|n| &n.provider).collect();
         let mut contexts = HashMap::new();
         for p in providers {
-            let ctx = self.node_context(p, true).await.map_err(|e| e.to_string());
+            let ctx = self.node_context(p, true).await;
             contexts.insert(p.clone(), ctx);
         }
         // A zone's provider is checked as `zones add` checks it.

@@ -220,15 +220,14 @@ impl RecordEntry {
         }
     }
 
-    fn to_plan(&self) -> Result<RecordPlan, String> {
+    fn to_plan(&self) -> Result<RecordPlan, RecordValueError> {
         let value = match (&self.value, &self.node) {
             (Some(v), None) => RecordValue::Literal(v.clone()),
             (None, Some(n)) => RecordValue::NodeAddress(n.clone()),
             _ => {
-                return Err(format!(
-                    "record {:?} needs exactly one of `value` (a literal) or `node` (a node's address)",
-                    self.name
-                ));
+                return Err(RecordValueError {
+                    name: self.name.clone(),
+                });
             }
         };
         Ok(RecordPlan {
@@ -501,7 +500,7 @@ pub fn build(
                         record,
                     },
                 ),
-                Err(m) => node_problems.push(Problem::at(&path, None, m)),
+                Err(m) => node_problems.push(Problem::at(&path, None, m.to_string())),
             }
         }
     }
@@ -560,6 +559,13 @@ pub fn build(
     } else {
         Err(problems)
     }
+}
+
+/// A record entry with both or neither of `value` and `node`.
+#[derive(Debug, thiserror::Error)]
+#[error("record {name:?} needs exactly one of `value` (a literal) or `node` (a node's address)")]
+pub struct RecordValueError {
+    name: String,
 }
 
 #[cfg(test)]
